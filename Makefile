@@ -1,0 +1,45 @@
+# The course's two commands (see README.md):
+#   make run    set up, then run every lesson in quick mode and print the report
+#   make test   set up, then run the test suite
+# Setup creates .venv in the repo on first use and reinstalls only when
+# requirements*.txt or pyproject.toml change.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run full test setup gpu lab bench clean
+
+run: $(STAMP)
+	$(PY) -m cnn_course run --quick
+
+full: $(STAMP)
+	$(PY) -m cnn_course run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; this is " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+# Swap the CPU-only TensorFlow for the CUDA build (Linux with an NVIDIA GPU).
+gpu: $(STAMP)
+	$(PY) -m pip uninstall --yes tensorflow-cpu
+	$(PY) -m pip install "tensorflow[and-cuda]>=2.16,<3"
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_speed.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

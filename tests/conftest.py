@@ -1,0 +1,58 @@
+"""Test-suite wide guards: no test may reach the network or a real user cache.
+
+Every download the course can attempt goes through urllib (keras.utils.get_file),
+so pointing the proxy variables at a closed local port makes any attempt fail
+at once, in this process and in every notebook kernel or script it starts.
+Connections from this process to anything but loopback raise too, so a test
+that tries to download fails loudly instead of hanging.
+"""
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+_CLOSED_PORT = "http://127.0.0.1:9"  # the discard port: nothing listens there
+_session_home = Path(tempfile.mkdtemp(prefix="cnn-course-tests-"))
+
+os.environ.update(
+    CNN_COURSE_OFFLINE="1",
+    KERAS_HOME=str(_session_home / "keras"),
+    CNN_COURSE_DATA=str(_session_home / "data"),
+    MPLBACKEND="Agg",
+    TF_CPP_MIN_LOG_LEVEL="2",
+    http_proxy=_CLOSED_PORT,
+    https_proxy=_CLOSED_PORT,
+    HTTP_PROXY=_CLOSED_PORT,
+    HTTPS_PROXY=_CLOSED_PORT,
+)
+os.environ.pop("no_proxy", None)
+os.environ.pop("NO_PROXY", None)
+(_session_home / "keras").mkdir()
+(_session_home / "data").mkdir()
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and host not in ("localhost", "::1") and not host.startswith("127."):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise RuntimeError(f"a test tried to reach the network ({address!r}); tests must stay offline")
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _loopback_only
+
+
+@pytest.fixture
+def shared_data():
+    """Path of ../shared/data; skips the test when the real data is not there."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,72 @@
+"""The figures draw what the lessons say they draw, and refuse bad input clearly."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from cnn_course import plots
+
+
+def test_show_images_one_panel_per_image_with_titles():
+    images = np.random.default_rng(0).integers(0, 255, (7, 28, 28), dtype=np.uint8)
+    fig = plots.show_images(images, titles=list("abcdefg"), ncols=3)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 7
+    assert [ax.get_title() for ax in visible] == list("abcdefg")
+
+
+def test_show_images_refuses_mismatched_titles():
+    with pytest.raises(ValueError, match="3 images but 2 titles"):
+        plots.show_images(np.zeros((3, 8, 8)), titles=["a", "b"])
+
+
+def test_show_pixel_values_writes_every_pixel():
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    fig = plots.show_pixel_values(image)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == [str(v) for v in range(16)]
+
+
+def test_show_pixel_values_refuses_colour():
+    with pytest.raises(ValueError, match="grayscale"):
+        plots.show_pixel_values(np.zeros((4, 4, 3)))
+
+
+def test_plot_history_draws_training_and_validation():
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}
+    fig = plots.plot_history(history)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert len(ax.lines) == 2
+
+
+def test_plot_history_needs_a_loss():
+    with pytest.raises(ValueError, match="no 'loss'"):
+        plots.plot_history({})
+
+
+def test_show_predictions_colours_right_and_wrong():
+    images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    fig = plots.show_predictions(images, [0, 1, 2], [0, 2, 2], class_names=["cat", "dog", "frog"])
+    titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes if ax.get_visible()]
+    assert titles == [("cat (cat)", "green"), ("frog (dog)", "red"), ("frog (frog)", "green")]
+
+
+def test_confusion_matrix_counts():
+    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1", "1", "0", "2"]
+    with pytest.raises(ValueError, match="0..1"):
+        plots.plot_confusion_matrix([0, 2], [0, 1], ["a", "b"])
+
+
+def test_show_filters_writes_values_and_feature_maps_per_channel():
+    edge = np.array([[-1, -1, 1, 1]] * 4)
+    fig = plots.show_filters([edge, -edge], titles=["edge", "negative"])
+    assert [t.get_text() for t in fig.axes[0].texts][:4] == ["-1", "-1", "1", "1"]
+    maps = plots.show_feature_maps(np.zeros((5, 5, 3)))
+    assert sum(ax.get_visible() for ax in maps.axes) == 3
+    with pytest.raises(ValueError):
+        plots.show_feature_maps(np.zeros(5))

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""What shape comes out of a Conv2D layer, how many parameters it has, and why.
+
+    python conv-dims.py                 the lesson's layer: 16 filters, 2x2, stride 2
+    python conv-dims.py --kernel-size 3x5 --padding same --input-shape 28,28,1
+    python conv-dims.py --no-keras      the formulas only, without TensorFlow
+    python conv-dims.py --input-shape 32,32,3 --stack SPEC    a whole CNN, layer by layer
+
+Keras builds the layer and prints its summary; then the formulas
+(cnn_course/shapes.py) work out the same numbers, and the two are compared.
+"""
+
+import argparse
+import os
+import sys
+
+from cnn_course import shapes
+
+PROG = "conv-dims.py"
+# The lesson's layer: Conv2D(filters=16, kernel_size=2, strides=2, padding='valid', activation='relu')
+DEFAULTS = {"filters": "16", "kernel_size": "2", "strides": "2", "padding": "valid",
+            "activation": "relu"}
+
+
+def parse_args(argv):
+    """Return the command line's options; every value is still text."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, epilog=shapes.STACK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--filters", metavar="K", help="number of filters (default 16)")
+    parser.add_argument("--kernel-size", metavar="F", help="N or HxW (default 2)")
+    parser.add_argument("--strides", metavar="S", help="N or HxW (default 2)")
+    parser.add_argument("--padding", metavar="valid|same", help="(default valid)")
+    parser.add_argument("--activation", metavar="NAME",
+                        help="relu, sigmoid, ... or none (default relu); it leaves the shape alone")
+    parser.add_argument("--input-shape", metavar="H,W,D", default="200,200,1",
+                        help="(default 200,200,1)")
+    parser.add_argument("--stack", metavar="SPEC",
+                        help="trace a stack of layers instead of one (SPEC below)")
+    parser.add_argument("--no-keras", action="store_true",
+                        help="print the formulas' answer only, without importing TensorFlow")
+    return parser.parse_args(argv)
+
+
+def fail(message):
+    """Print a one-line error for the student and return exit status 2."""
+    print(f"{PROG}: error: " + " ".join(str(message).splitlines()), file=sys.stderr)
+    return 2
+
+
+def import_keras():
+    """Return the keras module, imported with TensorFlow's start-up log lines silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # else a notice prints on every import
+    import keras
+    return keras
+
+
+def report(problems, agreement):
+    """Print whether Keras and the formulas agree; return 0 if they do, 1 if not."""
+    if not problems:
+        print(f"Keras agrees: {agreement}")
+        return 0
+    for problem in problems:
+        print(f"!!! MISMATCH: {problem}")
+    print("!!! The formulas and Keras disagree: please report this.")
+    return 1
+
+
+def show_stack(spec, input_shape, no_keras):
+    """Trace a --stack SPEC layer by layer, checked against Keras; return the exit status."""
+    layers = shapes.parse_stack(spec)
+    rows = shapes.trace_stack(input_shape, layers)
+    if no_keras:
+        print(shapes.stack_table(rows))
+        return 0
+    import_keras()
+    model = shapes.keras_stack(input_shape, layers)
+    model.summary()
+    print(shapes.stack_table(rows))
+    return report(shapes.keras_mismatches(rows, model),
+                  f"every layer, {model.count_params():,} parameters in total")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        input_shape = shapes.parse_input_shape(args.input_shape)
+        if args.stack is not None:
+            given = [name for name in DEFAULTS if getattr(args, name) is not None]
+            if given:
+                raise ValueError("--stack describes every layer itself; leave out --"
+                                 + given[0].replace("_", "-"))
+            return show_stack(args.stack, input_shape, args.no_keras)
+        text = {name: default if getattr(args, name) is None else getattr(args, name)
+                for name, default in DEFAULTS.items()}
+        filters = shapes.parse_positive_int(text["filters"], "--filters")
+        kernel_size = shapes.parse_size(text["kernel_size"], "--kernel-size")
+        strides = shapes.parse_size(text["strides"], "--strides")
+        padding = shapes.parse_padding(text["padding"])
+        activation = shapes.parse_activation(text["activation"])
+        shape = shapes.conv_output_shape(input_shape, kernel_size, strides, padding, filters)
+        params = shapes.conv_params(kernel_size, input_shape[2], filters)
+        working = shapes.conv_working(input_shape, kernel_size, strides, padding, filters)
+    except ValueError as err:
+        return fail(err)
+
+    if args.no_keras:
+        print("\n".join(working))
+        return 0
+    keras = import_keras()
+    try:
+        keras.activations.get(activation)
+    except ValueError:
+        return fail(f"--activation {text['activation']}: Keras has no activation of that name")
+    model = keras.Sequential([
+        keras.Input(shape=input_shape),
+        keras.layers.Conv2D(filters=filters, kernel_size=kernel_size, strides=strides,
+                            padding=padding, activation=activation),
+    ])
+    model.summary()
+    print("The working:")
+    print("\n".join("  " + line for line in working))
+    rows = [{"layer": "Conv2D", "shape": shape, "params": params}]
+    return report(shapes.keras_mismatches(rows, model),
+                  f"output {model.output_shape}, {model.count_params():,} parameters")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""What shape comes out of a pooling layer, and why (it has no parameters).
+
+    python pool-dims.py                 the lesson's layer: MaxPooling2D, 2x2, stride 2
+    python pool-dims.py --pool-size 3 --strides 1 --padding same
+    python pool-dims.py --type global-average --input-shape 7,7,512
+    python pool-dims.py --no-keras      the formulas only, without TensorFlow
+    python pool-dims.py --input-shape 32,32,3 --stack SPEC    a whole CNN, layer by layer
+
+Keras builds the layer and prints its summary; then the formulas
+(cnn_course/shapes.py) work out the same numbers, and the two are compared.
+"""
+
+import argparse
+import os
+import sys
+
+from cnn_course import shapes
+
+PROG = "pool-dims.py"
+# The lesson's layer: MaxPooling2D(pool_size=2, strides=2) on a 100 x 100 x 15 input.
+DEFAULTS = {"pool_size": "2", "strides": None, "padding": "valid"}  # strides: the pool size
+TYPES = ("max", "average", "global-average")
+
+
+def parse_args(argv):
+    """Return the command line's options; every value is still text."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, epilog=shapes.STACK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pool-size", metavar="F", help="N or HxW (default 2)")
+    parser.add_argument("--strides", metavar="S",
+                        help="N or HxW (default: the pool size, as in Keras)")
+    parser.add_argument("--padding", metavar="valid|same", help="(default valid)")
+    parser.add_argument("--type", metavar="|".join(TYPES), default="max", help="(default max)")
+    parser.add_argument("--input-shape", metavar="H,W,D", default="100,100,15",
+                        help="(default 100,100,15)")
+    parser.add_argument("--stack", metavar="SPEC",
+                        help="trace a stack of layers instead of one (SPEC below)")
+    parser.add_argument("--no-keras", action="store_true",
+                        help="print the formulas' answer only, without importing TensorFlow")
+    return parser.parse_args(argv)
+
+
+def fail(message):
+    """Print a one-line error for the student and return exit status 2."""
+    print(f"{PROG}: error: " + " ".join(str(message).splitlines()), file=sys.stderr)
+    return 2
+
+
+def import_keras():
+    """Return the keras module, imported with TensorFlow's start-up log lines silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # else a notice prints on every import
+    import keras
+    return keras
+
+
+def report(problems, agreement):
+    """Print whether Keras and the formulas agree; return 0 if they do, 1 if not."""
+    if not problems:
+        print(f"Keras agrees: {agreement}")
+        return 0
+    for problem in problems:
+        print(f"!!! MISMATCH: {problem}")
+    print("!!! The formulas and Keras disagree: please report this.")
+    return 1
+
+
+def show_stack(spec, input_shape, no_keras):
+    """Trace a --stack SPEC layer by layer, checked against Keras; return the exit status."""
+    layers = shapes.parse_stack(spec)
+    rows = shapes.trace_stack(input_shape, layers)
+    if no_keras:
+        print(shapes.stack_table(rows))
+        return 0
+    import_keras()
+    model = shapes.keras_stack(input_shape, layers)
+    model.summary()
+    print(shapes.stack_table(rows))
+    return report(shapes.keras_mismatches(rows, model),
+                  f"every layer, {model.count_params():,} parameters in total")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        input_shape = shapes.parse_input_shape(args.input_shape)
+        given = [name for name in DEFAULTS if getattr(args, name) is not None]
+        if args.stack is not None:
+            if given or args.type != "max":
+                raise ValueError("--stack describes every layer itself; leave out --"
+                                 + (given + ["type"])[0].replace("_", "-"))
+            return show_stack(args.stack, input_shape, args.no_keras)
+        kind = args.type.strip().lower()
+        if kind not in TYPES:
+            raise ValueError(f"--type {args.type}: must be max, average or global-average")
+        if kind == "global-average":
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} does not apply to --type "
+                                 "global-average: it averages each whole feature map")
+            shape = (input_shape[2],)
+            working = shapes.global_pool_working(input_shape)
+        else:
+            text = {name: default if getattr(args, name) is None else getattr(args, name)
+                    for name, default in DEFAULTS.items()}
+            pool_size = shapes.parse_size(text["pool_size"], "--pool-size")
+            strides = (pool_size if text["strides"] is None
+                       else shapes.parse_size(text["strides"], "--strides"))
+            padding = shapes.parse_padding(text["padding"])
+            shape = shapes.pool_output_shape(input_shape, pool_size, strides, padding)
+            working = shapes.pool_working(input_shape, pool_size, strides, padding)
+    except ValueError as err:
+        return fail(err)
+
+    if args.no_keras:
+        print("\n".join(working))
+        return 0
+    keras = import_keras()
+    if kind == "global-average":
+        layer = keras.layers.GlobalAveragePooling2D()
+    elif kind == "average":
+        layer = keras.layers.AveragePooling2D(pool_size=pool_size, strides=strides, padding=padding)
+    else:
+        layer = keras.layers.MaxPooling2D(pool_size=pool_size, strides=strides, padding=padding)
+    model = keras.Sequential([keras.Input(shape=input_shape), layer])
+    model.summary()
+    print("The working:")
+    print("\n".join("  " + line for line in working))
+    rows = [{"layer": type(layer).__name__, "shape": shape, "params": 0}]
+    return report(shapes.keras_mismatches(rows, model),
+                  f"output {model.output_shape}, {model.count_params():,} parameters")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

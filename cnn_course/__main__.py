@@ -1,0 +1,349 @@
+"""The course's command line.
+
+    python -m cnn_course run [LESSON ...] [--quick] [-p NAME=VALUE ...] [--out DIR]
+    python -m cnn_course data status | fetch NAME | import NAME PATH
+    python -m cnn_course strip [NOTEBOOK ...]
+
+Exit status: 0 when everything passed, 1 when a lesson or a data command
+failed, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import shutil
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+from cnn_course import runner
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_EPOCH_RE = re.compile(r"^Epoch (\d+)/(\d+)$")
+_STEPS_RE = re.compile(r"^\d+/\d+ - ")
+_SHOWN_PREFIXES = ("Data:", "Weights:")
+
+
+# --------------------------------------------------------------------------
+# Arguments
+
+
+def parse_parameter(text):
+    """Parse one ``-p NAME=VALUE`` into (name, value).
+
+    VALUE is read with ast.literal_eval (so 3, 0.5, True, None, "a", [1, 2]
+    keep their type); anything else is kept as the raw string.
+    Raises ValueError when there is no "=" or NAME is not a Python identifier.
+    """
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep:
+        raise ValueError(f"-p {text!r}: expected NAME=VALUE, for example -p EPOCHS=3")
+    if not name.isidentifier():
+        raise ValueError(f"-p {text!r}: {name!r} is not a valid Python name")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = raw
+    return name, value
+
+
+def build_parser():
+    """Return the argparse parser of the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cnn_course",
+        description="Run the Keras CNN course's lessons headless and manage its datasets.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    names = textwrap.fill(", ".join(runner.LESSONS), 76, initial_indent="  ", subsequent_indent="  ",
+                          break_on_hyphens=False)
+    run = commands.add_parser(
+        "run",
+        help="execute lessons and write the report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Execute lessons (default: all, in course order), save each executed notebook\n"
+            "and its HTML under the out folder, and write results.json and results.md there.\n"
+            f"Lessons:\n{names}"
+        ),
+        epilog="examples:\n  python -m cnn_course run --quick\n"
+               "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256",
+    )
+    run.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to run (default: all)")
+    run.add_argument("--quick", action="store_true", help="set QUICK=True: small subsets, 1-2 epochs")
+    run.add_argument(
+        "-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+        help="set a notebook parameter (repeatable); VALUE is a Python literal or else a string. "
+             "VERBOSE=2 is set unless given",
+    )
+    run.add_argument("--out", default="build", metavar="DIR", help="where outputs and the report go (default: build)")
+    run.set_defaults(handler=cmd_run, subparser=run)
+    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                     help="fail a notebook cell (or a script) that runs longer than this (default: no limit)")
+
+    data = commands.add_parser("data", help="find, download or import the datasets",
+                               description="Find, download or import the course's datasets.")
+    actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+    status = actions.add_parser("status", help="list each dataset: where it was found, or how to get it")
+    fetch = actions.add_parser("fetch", help="download a dataset into the cache")
+    fetch.add_argument("name", metavar="NAME")
+    imp = actions.add_parser("import", help="bring a local file or folder into the data folder")
+    imp.add_argument("name", metavar="NAME")
+    imp.add_argument("src", metavar="PATH")
+    for sub in (status, fetch, imp):
+        sub.set_defaults(handler=cmd_data, subparser=sub)
+
+    strip = commands.add_parser(
+        "strip",
+        help="clear notebook outputs in place (diff-friendly commits)",
+        description="Clear outputs, execution counts and transient metadata of notebooks in place. "
+                    "Default: every notebook in the repository that git tracks or would track.",
+    )
+    strip.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
+    strip.set_defaults(handler=cmd_strip, subparser=strip)
+    return parser
+
+
+# --------------------------------------------------------------------------
+# Progress on the console
+
+
+def _clock(seconds):
+    """Return seconds as "m:ss" (rounded, as in the report)."""
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def compact_epoch(epoch_line, steps_line):
+    """Return one short line for a Keras verbose=2 epoch.
+
+    "Epoch 3/10" + "469/469 - 2s - 4ms/step - accuracy: 0.97 - loss: 0.1"
+    becomes "epoch 3/10  2s - accuracy: 0.97 - loss: 0.1".
+    """
+    parts = steps_line.strip().split(" - ")[1:]
+    parts = [p for p in parts if not p.endswith("/step")]
+    return f"{epoch_line.strip().replace('Epoch', 'epoch')}  " + " - ".join(parts)
+
+
+def console_progress(label, out, tty):
+    """Return (progress, finish) callbacks that show one lesson's progress on `out`.
+
+    With a TTY, one line is redrawn in place (cells done/total, elapsed time,
+    the current cell's first line) and refreshed every second; otherwise one
+    plain line is printed per cell. Either way Keras's epoch lines (VERBOSE=2:
+    one line per epoch; a single-epoch fit is recognised by its val_ metrics)
+    and the "Data:"/"Weights:" lines are printed compactly as they arrive.
+    `progress(event)` takes the runner's events; `finish(text)` stops the
+    display and prints `text` as the lesson's last line.
+    """
+    state = {"total": 0, "cell": 0, "line": "starting", "epoch": None}
+    partial = {}  # stream name -> the unfinished last line
+    started = time.perf_counter()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def status():
+        width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
+        elapsed = _clock(time.perf_counter() - started)
+        return f"{label}  cell {state['cell']}/{state['total']}  {elapsed}  {state['line']}"[:width]
+
+    def write(text, redraw=True):
+        with lock:
+            if tty:
+                out.write("\r\x1b[K" + text + "\n" + (status() if redraw else ""))
+            else:
+                out.write(text + "\n")
+            out.flush()
+
+    def show_output(name, text):
+        lines = (partial.get(name, "") + text).split("\n")
+        partial[name] = lines.pop()
+        for line in lines:
+            line = line.rsplit("\r", 1)[-1].rstrip()
+            if _EPOCH_RE.match(line):
+                state["epoch"] = line
+            elif state["epoch"] and _STEPS_RE.match(line):
+                write("    " + compact_epoch(state["epoch"], line))
+                state["epoch"] = None
+            elif _STEPS_RE.match(line) and " - val_" in line:
+                # Keras prints no "Epoch 1/1" header when fit runs a single epoch
+                write("    " + compact_epoch("Epoch 1/1", line))
+            elif line.startswith(_SHOWN_PREFIXES):
+                write("    " + line)
+
+    def progress(event):
+        kind = event["event"]
+        if kind == "start":
+            state["total"] = event["total"]
+        elif kind == "cell":
+            state["cell"], state["line"] = event["done"] + 1, event["first_line"]
+            if tty:
+                with lock:
+                    out.write("\r\x1b[K" + status())
+                    out.flush()
+            else:
+                write(f"{label}  cell {state['cell']}/{state['total']}  "
+                      f"{_clock(time.perf_counter() - started)}  {state['line']}")
+        elif kind == "output":
+            show_output(event.get("name", "stdout"), event["text"])
+
+    def tick():
+        while not stop.wait(1.0):
+            with lock:
+                if stop.is_set():
+                    break
+                out.write("\r\x1b[K" + status())
+                out.flush()
+
+    if tty:
+        threading.Thread(target=tick, daemon=True).start()
+
+    def finish(text):
+        stop.set()
+        write(text, redraw=False)
+
+    return progress, finish
+
+
+def lesson_summary(result):
+    """Return the one-line outcome of a lesson: status, time, accuracy or failure."""
+    text = f"{result['status']:>6}  {_clock(result['wall_time_s'] or 0)}"
+    if result["status"] != "passed":
+        return text.replace("failed", "FAILED") + "  " + runner.describe_failure(result)
+    if result.get("test_accuracy") is not None:
+        text += f"  Test accuracy {result['test_accuracy']:.2f}%"
+    return text
+
+
+# --------------------------------------------------------------------------
+# Commands
+
+
+def cmd_run(args, parser, out):
+    """Run the chosen lessons, print progress and the report; return the exit status."""
+    lessons = runner.LESSONS
+    unknown = [name for name in args.lessons if name not in lessons]
+    if unknown:
+        parser.error(f"unknown lesson {', '.join(map(repr, unknown))}; valid names: {', '.join(lessons)}")
+    chosen = [name for name in lessons if name in args.lessons] if args.lessons else list(lessons)
+    parameters = {"VERBOSE": 2}
+    if args.quick:
+        parameters["QUICK"] = True
+    try:
+        parameters.update(parse_parameter(text) for text in args.parameter)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    out_dir = Path(args.out)
+    tty = out.isatty()
+    started = time.perf_counter()
+    mode = "quick" if args.quick else "full"
+    out.write(f"Running {len(chosen)} lesson(s), {mode} mode, parameters "
+              f"{', '.join(f'{k}={v!r}' for k, v in parameters.items())}; outputs in {out_dir}/\n")
+    out.flush()
+    environment = runner.environment_info()
+    out.write(f"Device: {environment['device']}; Keras {environment['keras']} on "
+              f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n")
+
+    results = []
+    interrupted = False
+    for number, name in enumerate(chosen, 1):
+        label = f"[{number}/{len(chosen)}] {name}"
+        progress, finish = console_progress(label, out, tty)
+        try:
+            result = runner.run_lesson(name, parameters, out_dir, progress=progress,
+                                       timeout=args.timeout, lessons=lessons)
+        except KeyboardInterrupt:
+            finish(f"{label}  interrupted")
+            interrupted = True
+            break
+        finish(f"{label}  {lesson_summary(result)}")
+        for warning in result.get("warnings") or []:
+            out.write(f"    note: {warning}\n")
+        results.append(result)
+
+    report = runner.build_report(results, environment, args.quick, parameters,
+                                 wall_time_s=round(time.perf_counter() - started, 1))
+    json_path, md_path = runner.write_report(report, out_dir)
+    out.write("\n" + runner.format_report(report).split("\n", 2)[2])
+    out.write(f"Report: {md_path} and {json_path}\n")
+    out.flush()
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report["failed"] == 0 else EXIT_FAILED
+
+
+def format_status_table(rows):
+    """Return `data status` rows as an aligned text table (str)."""
+    lines = []
+    header = ("Dataset", "Status", "Where / how to get it")
+    table = [header] + [
+        (r["name"], "found" if r["found"] else "MISSING", str(r["where"] if r["found"] else r["how"]))
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(2)]
+    for row in table:
+        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip())
+    return "\n".join(lines)
+
+
+def cmd_data(args, parser, out):
+    """Run `data status|fetch|import`; return the exit status."""
+    try:
+        from cnn_course import data
+    except ImportError as exc:
+        print(f"error: the data module is not available ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    if args.action in ("fetch", "import") and args.name not in data.DATASETS:
+        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}")
+    try:
+        if args.action == "status":
+            out.write(format_status_table(data.dataset_status()) + "\n")
+        elif args.action == "fetch":
+            out.write(f"{args.name}: {data.fetch(args.name)}\n")
+        else:
+            out.write(f"{args.name}: imported into {data.import_dataset(args.name, args.src)}\n")
+    except (data.DataError, data.DatasetNotFound, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_strip(args, parser, out):
+    """Strip the given notebooks (default: the repository's); return the exit status."""
+    paths = [Path(p) for p in args.notebooks] or runner.tracked_notebooks()
+    changed = failed = 0
+    for path in paths:
+        try:
+            if runner.strip_notebook(path):
+                changed += 1
+                out.write(f"stripped {path}\n")
+        except Exception as exc:  # not found, not JSON, not a notebook
+            failed += 1
+            print(f"error: {path}: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+    out.write(f"{changed} of {len(paths)} notebook(s) changed\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(argv=None):
+    """Run the command line with `argv` (default sys.argv[1:]); return the exit status.
+
+    Usage errors exit through argparse (SystemExit with status 2).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args, args.subparser, sys.stdout)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

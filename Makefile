@@ -39,6 +39,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab
 
 bench: $(STAMP)
+	$(PY) benchmarks/data_speed.py
 	$(PY) benchmarks/train_speed.py
 
 clean:

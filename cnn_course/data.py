@@ -1160,6 +1160,142 @@ def make_image_folder_standin(root, n_classes=5, per_split=None, size=(64, 64), 
     return root
 
 
+def _count_image_tree(root: Path) -> tuple[dict, int]:
+    """Count the image files of ``root/<split>/<class>/`` without decoding
+    them. Returns ({split: number of images}, number of class folders in the
+    first split). Hidden files and non-image names are not counted."""
+    counts, n_classes = {}, None
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        classes = [e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+        if n_classes is None:
+            n_classes = len(classes)
+        counts[split] = sum(1 for c in classes for f in os.scandir(c.path)
+                            if not f.name.startswith(".") and f.is_file() and _is_image_name(f.name))
+    return counts, n_classes or 0
+
+
+def _dog_standin_root(seed: int) -> Path:
+    """Build (once) the generated dog-images stand-in for ``seed`` in the
+    temp folder and return its root. It is built under a temporary name and
+    renamed, so a half-written stand-in is never used. Raises OSError when
+    the temp folder is not writable."""
+    target = Path(tempfile.gettempdir()) / f"cnn-course-dogimages-standin-{int(seed)}"
+    if (target / "test").is_dir():
+        return target
+    work = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        make_image_folder_standin(work / "dogImages", seed=seed)
+        try:
+            os.rename(work / "dogImages", target)
+        except OSError:  # another run built it at the same time: use theirs
+            if not (target / "test").is_dir():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def load_dog_images(path=None, quick=False, seed=0):
+    """Find the dog-breed images for a lesson and say what they are.
+
+    The real ``dogImages`` tree (or ``dogImages.zip``) is found with
+    :func:`find_dog_images` (``path``, then the data folders, then the Keras
+    cache; never downloaded). When it is missing and ``quick`` is true, a
+    small generated tree of the same layout (colour-and-stripe images, one
+    colour per class; :func:`make_image_folder_standin` with ``seed``) is
+    built once in the temp folder and used instead. Prints exactly one line
+    ``Data: <description>``; a stand-in says ``STAND-IN`` in it.
+
+    Returns (root Path of the train/valid/test tree, description). Raises
+    DatasetNotFound (not quick and not found) naming dogImages.zip, its URL
+    and where to put it; DataError for a corrupt zip or an incomplete tree;
+    OSError when the stand-in cannot be written."""
+    title = _TITLES["dogs"]
+    try:
+        root = find_dog_images(path)
+        real = True
+    except DatasetNotFound:
+        if not quick:
+            raise
+        root = _dog_standin_root(seed)
+        real = False
+    counts, n_classes = _count_image_tree(root)
+    split_counts = " / ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
+    if real:
+        description = f"Dog-breed images (real, {split_counts}, {n_classes} breeds, from {root})"
+    else:
+        description = (f"STAND-IN for {title}: generated colour-and-stripe images, one colour per class, "
+                       f"{n_classes} classes, {split_counts} (real dogImages not found; "
+                       "`python -m cnn_course data fetch dogs` gets it)")
+    print(f"Data: {description}")
+    return root, description
+
+
+# --------------------------------------------------------------------------
+# Sample photos
+
+
+SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn, no download
+
+
+def _photo_files(item: Path) -> list[Path]:
+    """Return the image files ``item`` names: itself, or for a folder its
+    image files (by extension, hidden ones left out) sorted by name. Raises
+    DatasetNotFound when ``item`` does not exist, DataError for a folder
+    without images."""
+    if not item.exists():
+        raise DatasetNotFound(f"{item}: no such file or folder")
+    if not item.is_dir():
+        return [item]
+    files = sorted((p for p in item.iterdir()
+                    if p.is_file() and not p.name.startswith(".") and _is_image_name(p.name)),
+                   key=lambda p: p.name)
+    if not files:
+        raise DataError(f"{item}: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def load_sample_photos(paths=None):
+    """Load a few photos to look at, each at its own size.
+
+    ``paths`` is an image file or a folder, or a list of them; a folder
+    gives its image files (by extension, see IMAGE_EXTENSIONS) in name order.
+    With ``paths`` None, scikit-learn's two bundled sample photos
+    (SAMPLE_PHOTOS: china.jpg, a temple, and flower.jpg) are used; nothing is
+    downloaded. Prints exactly one line ``Data: <description>``.
+
+    Returns (photos, names, description): a list of RGB uint8 arrays
+    (H, W, 3), their file names, and the description. Raises DatasetNotFound
+    naming a path that does not exist, DataError naming a folder without
+    images or a file that cannot be read as an image."""
+    if paths is None:
+        from sklearn.datasets import load_sample_image
+
+        names = list(SAMPLE_PHOTOS)
+        photos = [np.ascontiguousarray(load_sample_image(name), dtype=np.uint8) for name in names]
+        where = "scikit-learn's sample photos"
+    else:
+        items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        if not items:
+            raise DataError("load_sample_photos: an empty list of paths")
+        files = [f for item in items for f in _photo_files(Path(item).expanduser())]
+        photos = []
+        for f in files:
+            img = _decode_one(f)
+            if isinstance(img, str):
+                raise DataError(f"{f} {img}")
+            photos.append(img)
+        names = [f.name for f in files]
+        where = ", ".join(str(Path(item).expanduser()) for item in items)
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    description = f"{len(names)} photo{'s' if len(names) != 1 else ''} from {where}: {shown}"
+    print(f"Data: {description}")
+    return photos, names, description
+
+
 # --------------------------------------------------------------------------
 # VGG16 weights
 

@@ -785,3 +785,99 @@ def test_importing_the_data_layer_does_not_import_keras():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
+
+
+# ------------------------------------------------- dog images for the lesson
+
+
+@pytest.fixture
+def temp_dir(tmp_path, monkeypatch):
+    """A fresh folder that tempfile.gettempdir() returns, for stand-ins."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_load_dog_images_real_prints_counts(tmp_path, capsys, temp_dir):
+    src = data.make_image_folder_standin(tmp_path / "dogImages", n_classes=3,
+                                         per_split={"train": 4, "valid": 2, "test": 1}, size=(8, 8))
+    (src / "train" / "001.Standin_Red" / "notes.txt").write_text("not an image")
+    root, description = data.load_dog_images(tmp_path, quick=True)
+    assert root == src
+    assert description == f"Dog-breed images (real, 12 train / 6 valid / 3 test, 3 breeds, from {src})"
+    assert capsys.readouterr().out.splitlines() == [f"Data: {description}"]
+    assert list(temp_dir.iterdir()) == []  # no stand-in made when the real images are there
+
+
+def test_load_dog_images_quick_builds_a_labelled_standin_once(capsys, temp_dir, monkeypatch):
+    root, description = data.load_dog_images(quick=True, seed=3)
+    assert root.parent == temp_dir
+    assert description.startswith("STAND-IN for Dog-breed images")
+    assert "colour-and-stripe" in description
+    assert "5 classes, 60 train / 20 valid / 20 test" in description
+    assert capsys.readouterr().out.splitlines() == [f"Data: {description}"]
+    folder = data.load_image_folder(root)
+    assert len(folder["train"]["classes"]) == 5
+    assert [p.name for p in temp_dir.iterdir()] == [root.name]  # no half-built leftovers
+    monkeypatch.setattr(data, "make_image_folder_standin", lambda *a, **k: pytest.fail("built twice"))
+    assert data.load_dog_images(quick=True, seed=3)[0] == root
+
+
+def test_load_dog_images_not_quick_raises_and_builds_nothing(temp_dir, capsys):
+    with pytest.raises(data.DatasetNotFound, match="dogImages.zip"):
+        data.load_dog_images()
+    assert list(temp_dir.iterdir()) == []
+    assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------ sample photos
+
+
+def test_load_sample_photos_defaults_to_scikit_learns_photos(capsys):
+    photos, names, description = data.load_sample_photos()
+    assert names == ["china.jpg", "flower.jpg"]
+    assert [p.shape for p in photos] == [(427, 640, 3), (427, 640, 3)]
+    assert all(p.dtype == np.uint8 for p in photos)
+    assert description == "2 photos from scikit-learn's sample photos: china.jpg, flower.jpg"
+    assert capsys.readouterr().out.splitlines() == [f"Data: {description}"]
+
+
+def test_load_sample_photos_reads_files_and_folders_as_rgb(tmp_path, capsys):
+    import cv2
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    red = np.zeros((10, 14, 3), np.uint8)
+    red[..., 0] = 255  # RGB red
+    cv2.imwrite(str(folder / "b_red.png"), red[..., ::-1])
+    cv2.imwrite(str(folder / "a_small.png"), np.full((6, 6, 3), 80, np.uint8))
+    (folder / "readme.txt").write_text("not a photo")
+    (folder / ".hidden.png").write_bytes(b"")
+    single = tmp_path / "one.png"
+    cv2.imwrite(str(single), np.full((5, 7, 3), 200, np.uint8))
+
+    photos, names, description = data.load_sample_photos([folder, str(single)])
+    assert names == ["a_small.png", "b_red.png", "one.png"]
+    assert [p.shape for p in photos] == [(6, 6, 3), (10, 14, 3), (5, 7, 3)]
+    assert photos[1][0, 0].tolist() == [255, 0, 0]
+    assert description.startswith(f"3 photos from {folder}, {single}: a_small.png")
+    assert capsys.readouterr().out == f"Data: {description}\n"
+    photos, names, _ = data.load_sample_photos(single)  # one path, not in a list
+    assert names == ["one.png"]
+
+
+def test_load_sample_photos_errors_name_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(data.DataError, match="broken.jpg is not a readable image"):
+        data.load_sample_photos([bad])
+    with pytest.raises(data.DatasetNotFound, match="missing.jpg"):
+        data.load_sample_photos(tmp_path / "missing.jpg")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataError, match="no image files"):
+        data.load_sample_photos(tmp_path / "empty")
+    with pytest.raises(data.DataError, match="empty list"):
+        data.load_sample_photos([])

@@ -214,3 +214,11 @@ def test_online_uses_keras_get_file_and_a_failed_download_is_a_clear_error(offli
     with pytest.raises(data.DatasetNotFound, match="download failed"):
         features.imagenet_class_names()
     assert "STAND-IN" in features.imagenet_class_names(quick=True)[0]
+
+
+def test_progress_bar_only_when_asked(images, capsys):
+    model = tiny_model()
+    features.compute_bottleneck_features(model, images, size=SIZE, progress=False)
+    assert "bottleneck features" not in capsys.readouterr().err
+    features.compute_bottleneck_features(model, images, size=SIZE, progress=True)
+    assert "bottleneck features" in capsys.readouterr().err

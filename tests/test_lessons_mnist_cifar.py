@@ -110,3 +110,17 @@ def test_mnist_mlp_full_run_reaches_97_5_percent(offline):
     assert result["epochs"] is not None and result["epochs"] >= 1
     assert result["test_accuracy"] is not None and result["test_accuracy"] >= 97.5
     assert (offline / "mnist_mlp.best.keras").is_file()
+
+
+@pytest.mark.parametrize("notebook", list(LESSONS), ids=lambda p: Path(p).stem)
+def test_committed_notebook_is_stripped_and_imports_once(notebook):
+    nb = nbformat.read(REPO / notebook, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
+    tagged = [i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    quick = nb.cells[tagged[0] + 1].source
+    assert quick.startswith("# Quick mode: a small subset") and "never replace" in quick
+    # every import sits in one cell, near the top, not in the middle of the lesson
+    importing = [cell for cell in code if re.search(r"^(import |from \S+ import )", cell.source, re.MULTILINE)]
+    assert len(importing) == 1

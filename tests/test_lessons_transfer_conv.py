@@ -59,6 +59,13 @@ def png_outputs(executed_path):
                for output in cell.get("outputs", []))
 
 
+def one_figure_per_code_cell(executed_path):
+    """Return True when no code cell of the executed notebook shows more than one figure."""
+    nb = nbformat.read(executed_path, as_version=4)
+    return all(sum("image/png" in output.get("data", {}) for output in cell.get("outputs", [])) <= 1
+               for cell in nb.cells if cell.cell_type == "code")
+
+
 def shapes(pattern, text):
     """Return every tuple printed after `pattern` (a regex with one group around the tuple)."""
     return [ast.literal_eval(m) for m in re.findall(pattern, text, re.MULTILINE)]
@@ -77,11 +84,15 @@ def transfer(offline):
     return run(TRANSFER, parameters, offline, "transfer")
 
 
-def test_transfer_quick_run_passes_on_labelled_stand_ins(transfer):
+def test_transfer_quick_run_passes_on_labelled_stand_ins(transfer, offline):
     text = passed(transfer)
     assert "STAND-IN" in (transfer["data"] or "")
-    assert "STAND-IN: the dog images were not found" in text
+    assert re.search(r"^Data: STAND-IN for Dog-breed images \(dogImages\): generated colour-and-stripe images",
+                     text, re.MULTILINE)
     assert "Weights: STAND-IN: random weights" in text
+    # the stand-in is built under the kernel's temp folder, never in the lesson folder
+    assert any((offline / "tmp").glob("cnn-course-dogimages-standin-*/train"))
+    assert not (TRANSFER.parent / "dogImages").exists()
 
 
 def test_transfer_prints_the_promised_parameter_counts(transfer):
@@ -102,6 +113,7 @@ def test_transfer_bottleneck_features_are_computed_and_cached(transfer, offline)
     # quick mode: 64x64 images, so VGG16's five poolings leave 2x2x512
     assert train[1:] == valid[1:] == test[1:] == (2, 2, 512)
     assert text.count("Features: computed") == 3
+    assert "bottleneck features:" not in text  # no tqdm bar when VERBOSE is 2
     for split in ("train", "valid", "test"):
         assert (offline / f"dog_vgg16_features.quick-{split}.npz").is_file()
 
@@ -142,6 +154,7 @@ def test_bottleneck_quick_run_labels_its_stand_ins(bottleneck):
     assert "Weights: STAND-IN: random weights" in text
     assert "ImageNet class names: STAND-IN" in text
     assert "Data: 2 photos from scikit-learn's sample photos: china.jpg, flower.jpg" in text
+    assert shapes(r"^Photos: (\(.*?\)) uint8$", text) == [(2, 224, 224, 3)]
 
 
 def test_bottleneck_prints_counts_and_shapes(bottleneck):
@@ -184,11 +197,21 @@ def test_conv_visualization_trains_a_quick_cnn_when_no_checkpoint(offline):
     assert "Parameters: 528,054" in text
     assert result["epochs"] == 1
     assert "STAND-IN" in (result["data"] or "")
+    assert "scikit-learn's sample photos" in (result["data"] or "")
     assert shapes(r"^First-layer filters: (\(.*?\))$", text) == [(2, 2, 3, 16)]
     maps = shapes(r"^Feature maps of \w+: (\(.*?\))$", text)
     assert maps[:2] == [(32, 32, 16), (16, 16, 32)]
     # photo, four filters, four maps, learned filters, filter values, CIFAR image, two map grids
     assert png_outputs(result["executed_path"]) >= 8
+    assert one_figure_per_code_cell(result["executed_path"])
+
+
+def test_conv_visualization_full_mode_without_cifar10_stops_with_a_clear_message(offline):
+    result = run(CONV, {"VERBOSE": 2, "CNN_CHECKPOINTS": []}, offline, "conv-full")
+    assert result["status"] == "failed"
+    assert result["error"].startswith("DatasetNotFound")
+    assert "CIFAR-10 not found" in result["error"]
+    assert "STAND-IN" not in result["text"]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras's own, when saving on NumPy 2
@@ -219,3 +242,21 @@ def test_conv_visualization_uses_a_saved_cnn_checkpoint(offline):
     assert "Input: pixels as they are, 0-255" in text
     assert "Parameters: 528,054" in text
     assert shapes(r"^Feature maps of \w+: (\(.*?\))$", text)[0] == (32, 32, 16)
+
+
+# --------------------------------------------------------------------------
+# The committed notebooks
+
+
+@pytest.mark.parametrize("notebook", [TRANSFER, BOTTLENECK, CONV], ids=lambda p: p.stem)
+def test_notebook_is_committed_stripped_with_one_parameters_cell(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
+    tagged = [i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    quick = nb.cells[tagged[0] + 1]
+    assert quick.source.startswith("# Quick mode: ") and "if QUICK:" in quick.source
+    assert "N_EVAL" not in nb.cells[tagged[0]].source
+    # the "Data:" line comes from cnn_course.data, never from the notebook itself
+    assert not any(re.search(r"""print\(f?["']Data:""", cell.source) for cell in code)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One short GPU run of the training benchmark on the JAX backend (no TensorFlow
+# needed): per-epoch times of the original loop and of the lesson's GPU loop.
+#
+#   bash benchmarks/gpu_check.sh [DATA_DIR]
+#
+# DATA_DIR (default: .gpudata when it exists) holds copies of the real data as
+# the data layer reads them: mnist.npz and cifar10-jpeg.tar.gz (about 31 MB
+# together; the decoded CIFAR-10 arrays, about 185 MB, are made there on first
+# use). Without it the stand-ins are used (throughput only).
+# Keras is installed from wheels in .whl when python3 cannot import it:
+# keras, namex, optree (the machine already has the rest of Keras's needs).
+# Results go to $OUT/gpu_results.json ($OUT, else /tmp) and the log to
+# $OUT/gpu_check.log. Runs in well under 4 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${OUT:-/tmp}"
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 CNN_COURSE_OFFLINE=1
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+if ! python3 -c "import keras" 2>/dev/null; then
+    if ! ls .whl/*.whl >/dev/null 2>&1; then
+        echo "error: python3 cannot import keras and there are no wheels in .whl" >&2
+        exit 2
+    fi
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 2
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+DATA_DIR="${1:-.gpudata}"
+if [ -d "$DATA_DIR" ]; then
+    export CNN_COURSE_DATA="$(cd "$DATA_DIR" && pwd)"
+else
+    echo "no data folder $DATA_DIR: stand-in data, throughput only"
+    export CNN_COURSE_DATA=/nonexistent
+fi
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__, keras.backend.backend())" || exit 1
+
+# Real data: train until the targets (68% / 98%), at most 15 epochs; stand-in: 5 epochs.
+# BENCH_ARGS adds options (e.g. "--quick --gpu-path" to try this script on a CPU).
+timeout 220 python3 benchmarks/train_speed.py --max-epochs "${MAX_EPOCHS:-15}" ${BENCH_ARGS:-} \
+    --out "$OUT_DIR/gpu_results.json" 2>&1 | tee "$OUT_DIR/gpu_check.log"
+status=${PIPESTATUS[0]}
+[ "$status" = 124 ] && echo "gpu_check: stopped at the 220 s limit; the lines above are what finished"
+
+python3 - "$OUT_DIR/gpu_results.json" <<'EOF'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except OSError:
+    sys.exit(0)
+print("\nper-epoch training seconds (epoch 1 includes compiling), validation accuracy:")
+for model, e in r["models"].items():
+    for p in ("original", "lesson"):
+        s = e[p]["settings"]
+        for run in e[p]["runs"]:
+            times = " ".join(f"{x['train_s']:.3f}" for x in run["epochs"])
+            print(f"{model} {p} (batch {s['batch_size']}, {s.get('mixed_precision') or 'float32'}): "
+                  f"train s/epoch [{times}]; median {run['epoch_train_s']:.3f} s train, "
+                  f"{run['epoch_s']:.3f} s with validation; best val acc {run['best_val_accuracy']:.4f}")
+    g = e["lesson"]["epoch_train_s"]
+    goal = (f" ({'meets' if g <= 0.2 else 'misses'} the 0.2 s goal for 45,000 images)"
+            if model == "cifar10_cnn" and e["n_train"] >= 45000 else "")
+    print(f"{model}: lesson epoch of {e['n_train']} images: {g:.3f} s{goal}; data: {e['data']}")
+EOF
+exit "$status"

@@ -1,0 +1,646 @@
+#!/usr/bin/env python
+"""Training speed: the original course code against the lesson's pipeline.
+
+For the MNIST MLP and the CIFAR-10 CNN of the lessons this trains, alternately
+and in the same run, the original course's code (ported only as far as Keras 3
+requires) and the lesson's pipeline, then prints a table and writes
+``benchmarks/results.json``::
+
+    python benchmarks/train_speed.py                      # both models, real data when found
+    python benchmarks/train_speed.py --models cifar10_cnn --repeats 2
+    python benchmarks/train_speed.py --quick              # smoke run: 256 images, 2 epochs
+    python benchmarks/train_speed.py --cifar-npz c.npz    # CIFAR-10 arrays from an .npz
+
+Every training runs in a subprocess of its own, so the peak memory reported
+(the process's peak RSS) is that pipeline's alone. Real data comes from the
+data layer (``cnn_course.data``: ``$CNN_COURSE_DATA``, the repo's ``data/``,
+the Keras cache; nothing is downloaded) or from ``--mnist-npz``/``--cifar-npz``
+(Keras layout: x_train, y_train, x_test, y_test). Without real data a labelled
+stand-in is used and only throughput is measured.
+
+With a GPU visible (any Keras backend: KERAS_BACKEND=jax works without
+TensorFlow) the lesson pipeline switches to its GPU settings: mixed_float16,
+XLA (jit_compile), a large steps_per_execution and the data kept on the device.
+``--gpu-path`` forces those settings on a CPU, to test that path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "benchmarks" / "results.json"
+MODELS = ("mnist_mlp", "cifar10_cnn")
+PIPELINES = ("original", "lesson")
+RESULT_TAG = "RESULT "
+
+# What each model trains on and the validation accuracy it must reach.
+TASKS = {
+    "mnist_mlp": {"dataset": "mnist", "target": 0.98, "n_val": 12_000},     # validation_split=0.2
+    "cifar10_cnn": {"dataset": "cifar10", "target": 0.68, "n_val": 5_000},  # first 5,000 held out
+}
+
+# The original course code: float32 arrays scaled to [0, 1], one-hot labels,
+# RMSprop at its default learning rate, the best epoch checkpointed.
+ORIGINAL = {
+    "mnist_mlp": {"batch_size": 128, "optimizer": "rmsprop", "learning_rate": 0.001},
+    "cifar10_cnn": {"batch_size": 32, "optimizer": "rmsprop", "learning_rate": 0.001},
+}
+
+# The lesson pipeline on a CPU (chosen by measurement, see benchmarks/README.md):
+# uint8 arrays scaled inside the model by Rescaling(1/255), as the CNN lessons do, integer labels, Adam (MLP: cosine decay over 10
+# epochs), bfloat16 mixed precision where the CPU has bf16 instructions.
+LESSON_CPU = {
+    "mnist_mlp": {"batch_size": 512, "optimizer": "adam", "learning_rate": 0.002,
+                  "schedule": "cosine", "schedule_epochs": 10, "steps_per_execution": 1, "bf16": True},
+    "cifar10_cnn": {"batch_size": 128, "optimizer": "adam", "learning_rate": 0.002,
+                    "steps_per_execution": 1, "bf16": True},
+}
+
+# The lesson pipeline on a GPU: the data stays on the device, mixed_float16,
+# XLA, many steps per execution.
+LESSON_GPU = {
+    "mnist_mlp": {"batch_size": 512, "optimizer": "adam", "learning_rate": 0.002,
+                  "schedule": "cosine", "schedule_epochs": 10, "steps_per_execution": 32},
+    "cifar10_cnn": {"batch_size": 1024, "optimizer": "adam", "learning_rate": 0.004,
+                    "steps_per_execution": 32},
+}
+
+QUICK_TRAIN, QUICK_VAL = 256, 64
+
+
+class UsageError(Exception):
+    """A problem with the command line or its files; printed as one line."""
+
+
+# --------------------------------------------------------------------------
+# Data
+
+
+def _read_npz(path, image_shape):
+    """Read Keras-layout arrays (x_train, y_train, x_test, y_test) from an .npz.
+
+    Returns ((x_train, y_train), (x_test, y_test)), x uint8, y flattened.
+    Raises UsageError when the file is missing or not in that layout."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    try:
+        with np.load(path) as f:
+            x, y = f["x_train"], f["y_train"].reshape(-1)
+            xt, yt = f["x_test"], f["y_test"].reshape(-1)
+    except (KeyError, ValueError, OSError) as e:
+        raise UsageError(f"{path} is not an .npz with x_train, y_train, x_test, y_test ({e})") from None
+    if x.shape[1:] != image_shape or x.dtype != np.uint8 or len(x) != len(y):
+        raise UsageError(f"{path}: x_train must be uint8 of shape (N, {', '.join(map(str, image_shape))}) "
+                         f"with one label per image; found {x.dtype} {x.shape} and {len(y)} labels")
+    return (x, y), (xt, yt)
+
+
+def _standin(dataset, n):
+    """A labelled stand-in of ``n`` images shaped like the real dataset
+    (cnn_course.data's digits resized to 28x28, repeated, or its generated
+    CIFAR-like images). Returns (x uint8, y uint8, description)."""
+    from cnn_course import data
+
+    if dataset == "mnist":
+        (x, y), (xt, yt) = data.load_digits28()
+        x, y = np.concatenate([x, xt]), np.concatenate([y, yt])
+        idx = np.arange(n) % len(x)
+        return x[idx], y[idx], (f"STAND-IN for MNIST: scikit-learn digits resized to 28x28, "
+                                f"repeated to {n} images (real MNIST not found)")
+    chunks = [data.make_cifar10_standin(n_train=min(5000, n - i), n_test=10, seed=i)[0]
+              for i in range(0, n, 5000)]
+    x = np.concatenate([c[0] for c in chunks])
+    y = np.concatenate([c[1] for c in chunks])
+    return x, y, (f"STAND-IN for CIFAR-10: {n} generated 32x32 colour-and-stripe images "
+                  f"(real CIFAR-10 not found)")
+
+
+def load_split(model, npz=None, quick=False, standin=False):
+    """Load the data ``model`` trains on and split off its validation set as
+    the original course did (MNIST: the last 20% of the training images;
+    CIFAR-10: the first 5,000).
+
+    Real data comes from ``npz`` when given, else from cnn_course.data without
+    downloading; when none is found (or ``standin``), a labelled stand-in.
+    ``quick`` keeps 256 training and 64 validation images.
+
+    Returns dict(x_train, y_train, x_val, y_val, description, real). Raises
+    UsageError for a bad ``npz``; DataError from the data layer."""
+    task = TASKS[model]
+    dataset = task["dataset"]
+    image_shape = (28, 28) if dataset == "mnist" else (32, 32, 3)
+    real, x = False, None
+    if npz is not None and not standin:
+        (x, y), _ = _read_npz(npz, image_shape)
+        description, real = f"{'MNIST' if dataset == 'mnist' else 'CIFAR-10'} (real, {len(x)} train, from {npz})", True
+    elif not standin:
+        from cnn_course import data
+
+        loader = data.load_mnist if dataset == "mnist" else data.load_cifar10
+        try:
+            (x, y), _ = loader(download=False)
+            title = "MNIST" if dataset == "mnist" else "CIFAR-10"
+            description, real = f"{title} (real, {len(x)} train images, via cnn_course.data)", True
+        except data.DatasetNotFound:
+            x = None
+    if x is None:
+        n = 60_000 if dataset == "mnist" else 50_000
+        if quick:
+            n = QUICK_TRAIN + QUICK_VAL
+        x, y, description = _standin(dataset, n)
+    y = y.astype(np.int32)
+    if dataset == "mnist":
+        n_val = task["n_val"] if len(x) >= 60_000 else max(1, len(x) // 5)
+        x_tr, y_tr, x_va, y_va = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    else:
+        n_val = min(task["n_val"], len(x) // 10)
+        x_tr, y_tr, x_va, y_va = x[n_val:], y[n_val:], x[:n_val], y[:n_val]
+    if quick:
+        x_tr, y_tr, x_va, y_va = x_tr[:QUICK_TRAIN], y_tr[:QUICK_TRAIN], x_va[:QUICK_VAL], y_va[:QUICK_VAL]
+        description += f"; quick: {len(x_tr)} train / {len(x_va)} validation"
+    return {"x_train": np.ascontiguousarray(x_tr), "y_train": y_tr,
+            "x_val": np.ascontiguousarray(x_va), "y_val": y_va,
+            "description": description, "real": real}
+
+
+# --------------------------------------------------------------------------
+# Devices
+
+
+def _cpu_name():
+    """Return the CPU's model name and core count, e.g. 'AMD EPYC, 2 cores'."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def _versions():
+    """Return 'Keras x, <backend> y'."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        mod = __import__(backend)
+        version = mod.__version__
+    except (ImportError, AttributeError):
+        version = "?"
+    return f"Keras {keras.__version__}, {backend} {version}"
+
+
+# --------------------------------------------------------------------------
+# Models
+
+
+def build_model(model, lesson, output_float32=False, adapt_on=None):
+    """Build the lesson's model: the MNIST MLP (669,706 trainable parameters)
+    or the CIFAR-10 CNN (528,054). ``lesson`` takes uint8 images and scales
+    them inside the model: with ``adapt_on`` (some training images) a
+    Normalization layer standardises each colour channel with their mean and
+    variance, else Rescaling(1/255). The original takes float32 in [0, 1].
+    ``output_float32`` keeps the softmax in float32 under mixed precision.
+
+    Returns an uncompiled keras.Sequential. Raises nothing of its own."""
+    import keras
+    from keras import layers
+
+    shape = (28, 28) if model == "mnist_mlp" else (32, 32, 3)
+    stack = [keras.Input(shape, dtype="uint8" if lesson else "float32")]
+    if lesson and adapt_on is not None:
+        norm = layers.Normalization()
+        norm.adapt(adapt_on)
+        stack.append(norm)
+    elif lesson:
+        stack.append(layers.Rescaling(1 / 255))
+    if model == "mnist_mlp":
+        stack += [layers.Flatten(),
+                  layers.Dense(512, activation="relu"), layers.Dropout(0.2),
+                  layers.Dense(512, activation="relu"), layers.Dropout(0.2)]
+    else:
+        for filters in (16, 32, 64):
+            stack += [layers.Conv2D(filters, kernel_size=2, padding="same", activation="relu"),
+                      layers.MaxPooling2D(pool_size=2)]
+        stack += [layers.Dropout(0.3), layers.Flatten(),
+                  layers.Dense(500, activation="relu"), layers.Dropout(0.4)]
+    stack.append(layers.Dense(10, activation="softmax", dtype="float32" if output_float32 else None))
+    return keras.Sequential(stack, name=model)
+
+
+def make_optimizer(settings, steps_per_epoch):
+    """Return the optimizer ``settings`` name (rmsprop or adam) at its
+    learning_rate; with schedule "cosine" the rate decays to 0 over
+    ``schedule_epochs`` epochs of ``steps_per_epoch`` steps. Raises KeyError
+    for an unknown optimizer name."""
+    import keras
+
+    lr = settings["learning_rate"]
+    if settings.get("schedule") == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=settings["schedule_epochs"] * steps_per_epoch)
+    return {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[settings["optimizer"]](lr)
+
+
+def parse_overrides(text):
+    """Parse ``key=value,key=value`` (values as JSON where they parse, else
+    strings) into a dict. Raises UsageError for an item without '='."""
+    out = {}
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--lesson takes key=value items, not {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _device_batches(x, y, batch_size, shuffle, seed):
+    """Wrap arrays in a keras.utils.PyDataset whose batches are slices of
+    tensors kept on the accelerator (reshuffled on the device each epoch),
+    so no image crosses the host-device link after the first copy.
+
+    Returns the PyDataset. Raises nothing of its own."""
+    import keras
+    from keras import ops
+
+    class DeviceBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.x, self.y = ops.convert_to_tensor(x), ops.convert_to_tensor(y)
+            self.rng = np.random.default_rng(seed)
+            self.order_x, self.order_y = self.x, self.y
+            self.on_epoch_end()
+
+        def __len__(self):
+            return math.ceil(len(x) / batch_size)
+
+        def __getitem__(self, i):
+            s = slice(i * batch_size, (i + 1) * batch_size)
+            return self.order_x[s], self.order_y[s]
+
+        def on_epoch_end(self):
+            if shuffle:
+                perm = ops.convert_to_tensor(self.rng.permutation(len(x)).astype("int32"))
+                self.order_x = ops.take(self.x, perm, axis=0)
+                self.order_y = ops.take(self.y, perm, axis=0)
+
+    return DeviceBatches()
+
+
+# --------------------------------------------------------------------------
+# One training (runs in a subprocess)
+
+
+def _epoch_clock(t0, target, stop_at_target):
+    """A Keras callback recording, per epoch, the seconds since ``t0`` at its
+    end, the training part's seconds (up to validation) and the validation
+    accuracy; stops training at the first epoch that reaches ``target``.
+    Returns the callback; its ``epochs`` list holds the records."""
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = self.train_end = time.perf_counter()
+
+        def on_test_begin(self, logs=None):
+            # Wait for the last training step (JAX and GPUs run ahead).
+            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
+            self.train_end = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            val = float((logs or {}).get("val_accuracy", float("nan")))
+            self.epochs.append({"train_s": self.train_end - self.start, "epoch_s": now - self.start,
+                                "since_start_s": now - t0, "val_accuracy": val})
+            if stop_at_target and val >= target:
+                self.model.stop_training = True
+
+    return EpochClock()
+
+
+def train_once(spec):
+    """Train one pipeline as ``spec`` says (model, pipeline, npz, quick,
+    standin, max_epochs, seed, gpu_path) and measure it.
+
+    Returns a dict of settings, per-epoch records and the figures (images/s,
+    time and epochs to target, peak RSS). Raises UsageError, DataError."""
+    d = load_split(spec["model"], spec.get("npz"), spec["quick"], spec["standin"])
+    import keras
+
+    from cnn_course.speed import cpu_has_bf16, gpu_name
+
+    model, pipeline = spec["model"], spec["pipeline"]
+    gpu = gpu_name()
+    on_gpu = pipeline == "lesson" and (gpu is not None or spec.get("gpu_path", False))
+    if pipeline == "original":
+        settings = dict(ORIGINAL[model], data="float32 arrays in [0, 1], one-hot labels",
+                        mixed_precision=None, jit_compile="auto", steps_per_execution=1)
+    elif on_gpu:
+        settings = dict(LESSON_GPU[model], data="uint8 on the device (PyDataset), {scaling} in the model, "
+                        "integer labels", mixed_precision="mixed_float16", jit_compile=True)
+    else:
+        s = dict(LESSON_CPU[model])
+        bf16 = s.pop("bf16") and cpu_has_bf16()
+        settings = dict(s, data="uint8 arrays, {scaling} in the model, integer labels",
+                        mixed_precision="mixed_bfloat16" if bf16 else None, jit_compile="auto")
+    if pipeline == "lesson":
+        settings.update(spec.get("lesson_overrides") or {})
+        scaling = (f"Normalization (adapted on {settings['normalize_on']} images)"
+                   if settings.get("normalize_on") else "Rescaling(1/255)")
+        settings["data"] = settings["data"].format(scaling=scaling)
+    keras.utils.set_random_seed(spec["seed"])
+    if settings["mixed_precision"]:
+        keras.mixed_precision.set_global_policy(settings["mixed_precision"])
+    target = TASKS[model]["target"]
+    stop = d["real"] and not spec["quick"]
+    epochs = spec["max_epochs"]
+    if settings.get("schedule") and settings.get("schedule_epochs") and not spec["quick"]:
+        epochs = min(epochs, settings["schedule_epochs"])  # the rate is 0 after that
+    steps_per_epoch = math.ceil(len(d["x_train"]) / settings["batch_size"])
+
+    t0 = time.perf_counter()
+    if pipeline == "original":
+        # As the course wrote it (np_utils.to_categorical became keras.utils).
+        x_train = d["x_train"].astype("float32") / 255
+        x_val = d["x_val"].astype("float32") / 255
+        y_train = keras.utils.to_categorical(d["y_train"], 10)
+        y_val = keras.utils.to_categorical(d["y_val"], 10)
+        fit_data = dict(x=x_train, y=y_train, batch_size=settings["batch_size"], shuffle=True,
+                        validation_data=(x_val, y_val))
+        data_bytes = x_train.nbytes + y_train.nbytes
+        loss = "categorical_crossentropy"
+    else:
+        bs = settings["batch_size"]
+        if on_gpu:
+            fit_data = dict(x=_device_batches(d["x_train"], d["y_train"], bs, True, spec["seed"]),
+                            validation_data=_device_batches(d["x_val"], d["y_val"], 1024, False, 0))
+        else:
+            fit_data = dict(x=d["x_train"], y=d["y_train"], batch_size=bs, shuffle=True,
+                            validation_data=(d["x_val"], d["y_val"]), validation_batch_size=1024)
+        data_bytes = d["x_train"].nbytes + d["y_train"].nbytes
+        loss = "sparse_categorical_crossentropy"
+    adapt_on = d["x_train"][:settings["normalize_on"]] if settings.get("normalize_on") else None
+    net = build_model(model, lesson=pipeline == "lesson",
+                      output_float32=bool(settings["mixed_precision"]), adapt_on=adapt_on)
+    net.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=loss,
+                metrics=["accuracy"], jit_compile=settings["jit_compile"],
+                steps_per_execution=settings["steps_per_execution"])
+    clock = _epoch_clock(t0, target, stop)
+    with tempfile.TemporaryDirectory() as tmp:
+        best = keras.callbacks.ModelCheckpoint(str(Path(tmp) / "best.keras"), save_best_only=True)
+        net.fit(**fit_data, epochs=epochs, verbose=0, callbacks=[clock, best])
+    total_s = time.perf_counter() - t0
+
+    rec = clock.epochs
+    reached = [i for i, e in enumerate(rec) if e["val_accuracy"] >= target]
+    steady = rec[1:] if len(rec) > 1 else rec  # the first epoch also compiles
+    train_s = statistics.median(e["train_s"] for e in steady)
+    n_train = len(d["x_train"])
+    result = {
+        "model": model, "pipeline": pipeline, "settings": settings,
+        "params": sum(int(np.prod(w.shape)) for w in net.trainable_weights),
+        "data": d["description"], "real_data": d["real"], "n_train": n_train, "n_val": len(d["x_val"]),
+        "device": f"GPU: {gpu}" if gpu else f"CPU: {_cpu_name()}", "versions": _versions(),
+        "epochs": rec, "total_s": total_s, "data_bytes": int(data_bytes),
+        "images_per_s": n_train / train_s, "epoch_train_s": train_s,
+        "epoch_s": statistics.median(e["epoch_s"] for e in steady),
+        "first_epoch_s": rec[0]["epoch_s"],
+        "target_val_accuracy": target,
+        "epochs_to_target": reached[0] + 1 if reached and stop else None,
+        "time_to_target_s": rec[reached[0]]["since_start_s"] if reached and stop else None,
+        "best_val_accuracy": max(e["val_accuracy"] for e in rec),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if gpu and keras.backend.backend() == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            result["device_peak_mb"] = stats["peak_bytes_in_use"] / 2**20
+    return result
+
+
+def _child_main(spec_json):
+    """Entry point of a training subprocess: print one RESULT line."""
+    try:
+        result = train_once(json.loads(spec_json))
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(RESULT_TAG + json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# The benchmark (parent process)
+
+
+def run_child(spec):
+    """Run one training in a fresh Python process.
+
+    Returns its result dict. Raises RuntimeError with the child's last error
+    line when it fails."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    last = next((l for l in reversed(lines) if "Error" in l or l.startswith("error:")), lines[-1] if lines else "")
+    raise RuntimeError(f"{spec['model']} {spec['pipeline']} run failed (exit {proc.returncode}): {last}")
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def summarize(model, runs):
+    """Combine the runs of one model into its figures: medians over repeats
+    per pipeline (peak RSS: the largest), and the ratios.
+
+    Returns the model's entry of results.json."""
+    entry = {"data": runs[0]["data"], "real_data": runs[0]["real_data"],
+             "n_train": runs[0]["n_train"], "n_val": runs[0]["n_val"],
+             "target_val_accuracy": TASKS[model]["target"]}
+    for p in PIPELINES:
+        mine = [r for r in runs if r["pipeline"] == p]
+        entry[p] = {
+            "settings": mine[0]["settings"],
+            "images_per_s": _median(r["images_per_s"] for r in mine),
+            "epoch_train_s": _median(r["epoch_train_s"] for r in mine),
+            "epoch_s": _median(r["epoch_s"] for r in mine),
+            "time_to_target_s": _median(r["time_to_target_s"] for r in mine),
+            "epochs_to_target": _median(r["epochs_to_target"] for r in mine),
+            "reached_target": f"{sum(r['epochs_to_target'] is not None for r in mine)}/{len(mine)}",
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
+            "data_mb": mine[0]["data_bytes"] / 2**20,
+            "runs": mine,
+        }
+        if any("device_peak_mb" in r for r in mine):
+            entry[p]["device_peak_mb"] = max(r.get("device_peak_mb", 0) for r in mine)
+    o, l = entry["original"], entry["lesson"]
+    entry["speedup_throughput"] = _ratio(l["images_per_s"], o["images_per_s"])
+    entry["speedup_time_to_target"] = _ratio(o["time_to_target_s"], l["time_to_target_s"])
+    entry["speedup_epoch_time"] = _ratio(o["epoch_s"], l["epoch_s"])
+    entry["ratio_epochs_to_target"] = _ratio(l["epochs_to_target"], o["epochs_to_target"])
+    entry["ratio_peak_rss"] = _ratio(l["peak_rss_mb"], o["peak_rss_mb"])
+    if not entry["real_data"]:
+        entry["note"] = "stand-in data: throughput only, no time to target"
+    return entry
+
+
+def _fmt(v, spec="{:,.0f}", none="-"):
+    return none if v is None else spec.format(v)
+
+
+def table(results):
+    """Return the printable table of a results dict."""
+    head = (f"{'model':<12} {'pipeline':<9} {'images/s':>9} {'epoch s':>8} {'train s':>8} "
+            f"{'to target':>10} {'epochs':>6} {'reached':>7} {'peak RSS MB':>11}")
+    lines = [head, "-" * len(head)]
+    for model, e in results["models"].items():
+        for p in PIPELINES:
+            f = e[p]
+            lines.append(f"{model:<12} {p:<9} {_fmt(f['images_per_s']):>9} {_fmt(f['epoch_s'], '{:.2f}'):>8} "
+                         f"{_fmt(f['epoch_train_s'], '{:.3f}'):>8} {_fmt(f['time_to_target_s'], '{:.1f} s'):>10} "
+                         f"{_fmt(f['epochs_to_target'], '{:g}'):>6} {f['reached_target']:>7} "
+                     f"{_fmt(f['peak_rss_mb']):>11}")
+        lines.append(f"{model:<12} {'ratio':<9} {_fmt(e['speedup_throughput'], '{:.2f}x'):>9} "
+                     f"{_fmt(e['speedup_epoch_time'], '{:.2f}x'):>8} {'':>8} "
+                     f"{_fmt(e['speedup_time_to_target'], '{:.2f}x'):>10} "
+                     f"{_fmt(e['ratio_epochs_to_target'], '{:.2f}x'):>6} {'':>7} "
+                     f"{_fmt(e['ratio_peak_rss'], '{:.2f}x'):>11}")
+    lines.append("ratios: images/s and times are lesson/original speed-ups; epochs and peak RSS are "
+                 "lesson/original. Medians over the runs that reached the target (reached: runs/all).")
+    for model, e in results["models"].items():
+        lines.append(f"{model}: data: {e['data']}")
+        if e.get("note"):
+            lines.append(f"{model}: {e['note']}")
+    lines.append(f"device: {results['device']} ({results['versions']})")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    """Parse the command line. Returns argparse.Namespace; exits with a usage
+    message on bad arguments."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(MODELS),
+                   help=f"comma-separated, from {', '.join(MODELS)} (default: both)")
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="epochs at most; training stops at the target (default: 20 on real data, "
+                        "3 on stand-in data, 2 with --quick)")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each pipeline, alternating (default 1)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 256 training images, 2 epochs")
+    p.add_argument("--standin", action="store_true", help="use the labelled stand-ins even if real data exists")
+    p.add_argument("--mnist-npz", help="read MNIST from this Keras-layout .npz")
+    p.add_argument("--cifar-npz", help="read CIFAR-10 from an .npz with x_train, y_train, x_test, y_test")
+    p.add_argument("--gpu-path", action="store_true",
+                   help="use the lesson's GPU settings even without a GPU (to test that path)")
+    p.add_argument("--lesson", default="", metavar="KEY=VALUE,...",
+                   help="override lesson settings for an experiment, e.g. "
+                        "batch_size=256,learning_rate=0.003,schedule=cosine,schedule_epochs=6,mixed_precision=null")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON file to write (default {DEFAULT_OUT})")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown or not args.models:
+        p.error(f"unknown model {', '.join(unknown) or '(none)'}; choose from {', '.join(MODELS)}")
+    if args.repeats < 1 or (args.max_epochs is not None and args.max_epochs < 1):
+        p.error("--repeats and --max-epochs must be at least 1")
+    return args
+
+
+def main(argv=None):
+    """Run the benchmark. Returns the exit status (0, 1 on a failed run, 2 on
+    a usage error)."""
+    args = parse_args(argv)
+    if args.child:
+        return _child_main(args.child)
+    results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
+               "quick": args.quick, "repeats": args.repeats, "models": {}}
+    try:
+        overrides = parse_overrides(args.lesson)
+        if overrides:
+            results["lesson_overrides"] = overrides
+        for model in args.models:
+            npz = args.mnist_npz if TASKS[model]["dataset"] == "mnist" else args.cifar_npz
+            # Load once here so a first decode (CIFAR-10 JPEGs) is cached before any timing.
+            d = load_split(model, npz, args.quick, args.standin)
+            real = d["real"]
+            del d
+            max_epochs = args.max_epochs or (2 if args.quick else 20 if real else 3)
+            print(f"{model}: {'real data' if real else 'STAND-IN data (throughput only)'}, "
+                  f"up to {max_epochs} epochs, {args.repeats} repeat(s)", flush=True)
+            runs = []
+            for r in range(args.repeats):
+                order = PIPELINES if r % 2 == 0 else PIPELINES[::-1]
+                for pipeline in order:
+                    spec = {"model": model, "pipeline": pipeline, "npz": npz, "quick": args.quick,
+                            "standin": args.standin, "max_epochs": max_epochs, "seed": args.seed + r,
+                            "gpu_path": args.gpu_path, "lesson_overrides": overrides}
+                    res = run_child(spec)
+                    runs.append(res)
+                    last = res["epochs"][-1]
+                    print(f"  {pipeline:<8} run {r + 1}: {len(res['epochs'])} epochs, "
+                          f"{res['images_per_s']:,.0f} images/s, epoch {res['epoch_s']:.2f} s "
+                          f"(training {res['epoch_train_s']:.3f} s, first {res['first_epoch_s']:.1f} s), "
+                          f"val acc {last['val_accuracy']:.4f}, "
+                          f"to target {_fmt(res['time_to_target_s'], '{:.1f} s')}, "
+                          f"peak RSS {res['peak_rss_mb']:,.0f} MB", flush=True)
+            results["models"][model] = summarize(model, runs)
+            results["device"], results["versions"] = runs[0]["device"], runs[0]["versions"]
+    except (UsageError, ValueError, FileNotFoundError) as e:  # ValueError: cnn_course.data.DataError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(table(results))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main())

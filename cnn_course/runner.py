@@ -43,7 +43,7 @@ LESSONS = {
 
 INJECTED_TAG = "injected-parameters"
 
-_DATA_RE = re.compile(r"^[ \t]*Data:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
+_DATA_RE = re.compile(r"^[ \t]*(Data|Weights):[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _EPOCHS_RE = re.compile(r"^[ \t]*Epochs run:[ \t]*(\d+)[ \t]*$", re.MULTILINE)
 _ACCURACY_RE = re.compile(r"^[ \t]*Test accuracy:[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*%", re.MULTILINE)
 
@@ -55,12 +55,15 @@ _ACCURACY_RE = re.compile(r"^[ \t]*Test accuracy:[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t
 def parse_output(text):
     """Read the report lines a lesson prints.
 
-    Returns a dict with ``data`` (the text after ``Data:``; several distinct
-    lines are joined with "; "; None when absent), ``epochs`` (int from the last
+    Returns a dict with ``data`` (the text after ``Data:``, and any
+    ``Weights:`` line kept with its label; several distinct lines are joined
+    with "; ", stand-ins first so a shortened table still shows them; None
+    when absent), ``epochs`` (int from the last
     ``Epochs run: N`` line, or None) and ``test_accuracy`` (float percent from
     the last ``Test accuracy: NN.NN%`` line, or None). Never raises.
     """
-    data = list(dict.fromkeys(m.group(1) for m in _DATA_RE.finditer(text)))
+    found = (m.group(2) if m.group(1) == "Data" else f"Weights: {m.group(2)}" for m in _DATA_RE.finditer(text))
+    data = sorted(dict.fromkeys(found), key=lambda entry: "STAND-IN" not in entry)
     epochs = _EPOCHS_RE.findall(text)
     accuracy = _ACCURACY_RE.findall(text)
     return {

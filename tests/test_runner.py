@@ -158,9 +158,11 @@ def test_parse_output_reads_the_report_lines():
         "Data: MNIST (real)\nEpoch 1/2\nData: MNIST (real)\nWeights: none\n"
         "  Epochs run: 3\nEpochs run: 12\nval accuracy: 0.5\nTest accuracy: 55.10%\nTest accuracy: 98.21%\n"
     )
-    assert runner.parse_output(text) == {"data": "MNIST (real)", "epochs": 12, "test_accuracy": 98.21}
-    assert runner.parse_output("Data: a\nData: b (STAND-IN)\n")["data"] == "a; b (STAND-IN)"
+    assert runner.parse_output(text) == {"data": "MNIST (real); Weights: none", "epochs": 12, "test_accuracy": 98.21}
+    assert runner.parse_output("Data: a\nData: b (STAND-IN)\n")["data"] == "b (STAND-IN); a"
     assert runner.parse_output("nothing here") == {"data": None, "epochs": None, "test_accuracy": None}
+    weights = runner.parse_output("Data: 2 photos\nWeights: STAND-IN: random weights\n")["data"]
+    assert weights == "Weights: STAND-IN: random weights; 2 photos"
 
 
 def test_parameter_values_are_written_with_repr():

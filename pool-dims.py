@@ -12,7 +12,6 @@ Keras builds the layer and prints its summary; then the formulas
 """
 
 import argparse
-import os
 import sys
 
 from cnn_course import shapes
@@ -48,40 +47,6 @@ def fail(message):
     return 2
 
 
-def import_keras():
-    """Return the keras module, imported with TensorFlow's start-up log lines silenced."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # else a notice prints on every import
-    import keras
-    return keras
-
-
-def report(problems, agreement):
-    """Print whether Keras and the formulas agree; return 0 if they do, 1 if not."""
-    if not problems:
-        print(f"Keras agrees: {agreement}")
-        return 0
-    for problem in problems:
-        print(f"!!! MISMATCH: {problem}")
-    print("!!! The formulas and Keras disagree: please report this.")
-    return 1
-
-
-def show_stack(spec, input_shape, no_keras):
-    """Trace a --stack SPEC layer by layer, checked against Keras; return the exit status."""
-    layers = shapes.parse_stack(spec)
-    rows = shapes.trace_stack(input_shape, layers)
-    if no_keras:
-        print(shapes.stack_table(rows))
-        return 0
-    import_keras()
-    model = shapes.keras_stack(input_shape, layers)
-    model.summary()
-    print(shapes.stack_table(rows))
-    return report(shapes.keras_mismatches(rows, model),
-                  f"every layer, {model.count_params():,} parameters in total")
-
-
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -91,7 +56,7 @@ def main(argv=None):
             if given or args.type != "max":
                 raise ValueError("--stack describes every layer itself; leave out --"
                                  + (given + ["type"])[0].replace("_", "-"))
-            return show_stack(args.stack, input_shape, args.no_keras)
+            return shapes.show_stack(args.stack, input_shape, args.no_keras)
         kind = args.type.strip().lower()
         if kind not in TYPES:
             raise ValueError(f"--type {args.type}: must be max, average or global-average")
@@ -116,7 +81,7 @@ def main(argv=None):
     if args.no_keras:
         print("\n".join(working))
         return 0
-    keras = import_keras()
+    keras = shapes.import_keras()
     if kind == "global-average":
         layer = keras.layers.GlobalAveragePooling2D()
     elif kind == "average":
@@ -128,7 +93,7 @@ def main(argv=None):
     print("The working:")
     print("\n".join("  " + line for line in working))
     rows = [{"layer": type(layer).__name__, "shape": shape, "params": 0}]
-    return report(shapes.keras_mismatches(rows, model),
+    return shapes.report_agreement(shapes.keras_mismatches(rows, model),
                   f"output {model.output_shape}, {model.count_params():,} parameters")
 
 

@@ -18,6 +18,7 @@ Impossible configurations raise ValueError saying which value is wrong and why.
 
 import math
 import numbers
+import os
 import re
 
 PADDINGS = ("valid", "same")
@@ -515,3 +516,54 @@ def keras_mismatches(rows, model):
                 f"layer {i} ({row['layer']}): formulas say {_shape_text(row['shape'])}, "
                 f"{row['params']:,} params; Keras says {_shape_text(shape)}, {params:,} params")
     return problems
+
+
+# --------------------------------------------------------------------------
+# What conv-dims.py and pool-dims.py share
+
+
+def import_keras():
+    """Return the keras module, imported with TensorFlow's start-up log lines silenced.
+
+    Sets TF_CPP_MIN_LOG_LEVEL=2 and TF_ENABLE_ONEDNN_OPTS=0 unless already set
+    (the second only changes floating-point round-off). Raises ImportError
+    when Keras is not installed.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # else a notice prints on every import
+    import keras
+    return keras
+
+
+def report_agreement(problems, agreement):
+    """Print whether Keras and the formulas agree; return 0 if they do, 1 if not.
+
+    ``problems`` is what ``keras_mismatches`` returned; ``agreement`` the text
+    printed after "Keras agrees: ". Raises nothing.
+    """
+    if not problems:
+        print(f"Keras agrees: {agreement}")
+        return 0
+    for problem in problems:
+        print(f"!!! MISMATCH: {problem}")
+    print("!!! The formulas and Keras disagree: please report this.")
+    return 1
+
+
+def show_stack(spec, input_shape, no_keras):
+    """Trace a --stack SPEC layer by layer, checked against Keras unless ``no_keras``.
+
+    Prints the table (and Keras's summary); returns the exit status (0, or 1 on
+    a mismatch). Raises ValueError for a bad SPEC or a layer that cannot fit.
+    """
+    layers = parse_stack(spec)
+    rows = trace_stack(input_shape, layers)
+    if no_keras:
+        print(stack_table(rows))
+        return 0
+    import_keras()
+    model = keras_stack(input_shape, layers)
+    model.summary()
+    print(stack_table(rows))
+    return report_agreement(keras_mismatches(rows, model),
+                            f"every layer, {model.count_params():,} parameters in total")

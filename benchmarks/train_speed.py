@@ -385,7 +385,7 @@ def train_once(spec):
 
     t0 = time.perf_counter()
     if pipeline == "original":
-        # As the course wrote it (np_utils.to_categorical became keras.utils).
+        # As the course wrote it; to_categorical now comes from keras.utils.
         x_train = d["x_train"].astype("float32") / 255
         x_val = d["x_val"].astype("float32") / 255
         y_train = keras.utils.to_categorical(d["y_train"], 10)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import re
 import shutil
 import sys
@@ -295,6 +296,10 @@ def format_status_table(rows):
 
 def cmd_data(args, parser, out):
     """Run `data status|fetch|import`; return the exit status."""
+    # fetch and import may import Keras only to download or read a file: keep
+    # TensorFlow's start-up notices off the screen (no model runs here).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     try:
         from cnn_course import data
     except ImportError as exc:

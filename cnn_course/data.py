@@ -826,7 +826,7 @@ def _load_cifar_tree(source: Path, kind: str):
 # Downloads
 
 
-def _get_file(fname: str, url: str, file_hash, subdir: str = "datasets") -> Path:
+def _get_file(fname: str, url: str, file_hash, subdir: str = "datasets", name: str = "NAME") -> Path:
     """Download ``url`` into the Keras cache with Keras's progress bar (or
     reuse a copy there whose hash matches). Returns the local path. Raises
     DatasetNotFound for a network failure, DataError for a bad download."""
@@ -840,7 +840,7 @@ def _get_file(fname: str, url: str, file_hash, subdir: str = "datasets") -> Path
     except Exception as e:  # Keras wraps HTTPError/URLError in a plain Exception
         raise DatasetNotFound(f"Could not download {fname} from {url}: {e}. Check the network, "
                               f"or get the file by other means and run "
-                              f"`python -m cnn_course data import NAME PATH`.") from None
+                              f"`python -m cnn_course data import {name} PATH`.") from None
 
 
 def _offline_refusal(name: str) -> DatasetNotFound:
@@ -896,17 +896,17 @@ def fetch(name: str) -> Path:
     if offline():
         raise _offline_refusal(name)
     if name == "mnist":
-        path = _get_file(MNIST_FILE, MNIST_URL, MNIST_SHA256)
+        path = _get_file(MNIST_FILE, MNIST_URL, MNIST_SHA256, name="mnist")
         _read_mnist_npz(path)
         return path
     if name == "cifar10":
-        tarball = _get_file(CIFAR10_FILE, CIFAR10_URL, CIFAR10_SHA256)
+        tarball = _get_file(CIFAR10_FILE, CIFAR10_URL, CIFAR10_SHA256, name="cifar10")
         return _unpack_cifar_pickles(tarball, tarball.parent / "cifar-10-batches-py")
     if name == "dogs":
-        return find_dog_images(_get_file(DOGS_FILE, DOGS_URL, None))
+        return find_dog_images(_get_file(DOGS_FILE, DOGS_URL, None, name="dogs"))
     for include_top in (False, True):
         fname, md5 = VGG16_FILES[include_top]
-        path = _get_file(fname, VGG16_URL + fname, md5, subdir="models")
+        path = _get_file(fname, VGG16_URL + fname, md5, subdir="models", name="vgg16")
         _check_h5(path)
     return path.parent
 

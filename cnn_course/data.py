@@ -1276,7 +1276,7 @@ def load_sample_photos(paths=None):
 
         names = list(SAMPLE_PHOTOS)
         photos = [np.ascontiguousarray(load_sample_image(name), dtype=np.uint8) for name in names]
-        where = "scikit-learn's sample photos"
+        where = "scikit-learn"
     else:
         items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         if not items:

@@ -544,13 +544,16 @@ def describe_failure(lesson):
 def short_data(data, width=80):
     """Return a "Data:" text short enough for a table column ("-" for None).
 
-    A trailing parenthesised remark (e.g. how to get the real data) is dropped
-    when the text is longer than `width`; what is still too long is cut with "...".
-    The full text stays in results.json.
+    When the text is longer than `width`, a real dataset's details shrink to
+    "(real)" and a trailing parenthesised remark (e.g. how to get the real
+    data) is dropped; what is still too long is cut with "...". The full text
+    stays in results.json.
     """
     if not data:
         return "-"
-    if len(data) > width and data.endswith(")") and " (" in data:
+    if len(data) > width:
+        data = re.sub(r" \(real,[^()]*\)", " (real)", data)
+    if len(data) > width and data.endswith(")") and " (" in data and not data.endswith(" (real)"):
         data = data[: data.rindex(" (")]
     return data if len(data) <= width else data[: width - 3].rstrip() + "..."
 

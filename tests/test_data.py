@@ -841,7 +841,7 @@ def test_load_sample_photos_defaults_to_scikit_learns_photos(capsys):
     assert names == ["china.jpg", "flower.jpg"]
     assert [p.shape for p in photos] == [(427, 640, 3), (427, 640, 3)]
     assert all(p.dtype == np.uint8 for p in photos)
-    assert description == "2 photos from scikit-learn's sample photos: china.jpg, flower.jpg"
+    assert description == "2 photos from scikit-learn: china.jpg, flower.jpg"
     assert capsys.readouterr().out.splitlines() == [f"Data: {description}"]
 
 

@@ -153,7 +153,7 @@ def test_bottleneck_quick_run_labels_its_stand_ins(bottleneck):
     text = passed(bottleneck)
     assert "Weights: STAND-IN: random weights" in text
     assert "ImageNet class names: STAND-IN" in text
-    assert "Data: 2 photos from scikit-learn's sample photos: china.jpg, flower.jpg" in text
+    assert "Data: 2 photos from scikit-learn: china.jpg, flower.jpg" in text
     assert shapes(r"^Photos: (\(.*?\)) uint8$", text) == [(2, 224, 224, 3)]
 
 

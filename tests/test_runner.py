@@ -354,6 +354,8 @@ def test_short_data_keeps_the_table_narrow():
     assert runner.short_data("MNIST (real)") == "MNIST (real)"
     assert runner.short_data("x" * 200) == "x" * 77 + "..."
     assert runner.short_data(None) == "-"
+    real = "CIFAR-10 (real, 50000 train / 10000 test, from /some/long/path/cifar10-jpeg.tar.gz; JPEG copy, decoded)"
+    assert runner.short_data(real) == "CIFAR-10 (real)"
 
 
 def test_environment_info_reports_a_broken_install(tmp_path, monkeypatch):

@@ -197,7 +197,7 @@ def test_conv_visualization_trains_a_quick_cnn_when_no_checkpoint(offline):
     assert "Parameters: 528,054" in text
     assert result["epochs"] == 1
     assert "STAND-IN" in (result["data"] or "")
-    assert "scikit-learn's sample photos" in (result["data"] or "")
+    assert "2 photos from scikit-learn" in (result["data"] or "")
     assert shapes(r"^First-layer filters: (\(.*?\))$", text) == [(2, 2, 3, 16)]
     maps = shapes(r"^Feature maps of \w+: (\(.*?\))$", text)
     assert maps[:2] == [(32, 32, 16), (16, 16, 32)]

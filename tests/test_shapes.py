@@ -38,6 +38,14 @@ def keras_shape_or_none(make_layer, input_shape):
 
 # ---- against Keras -------------------------------------------------------------
 
+def assert_keras_refuses_too(err, layer, shape):
+    """A window that shapes refuses must not fit Keras either: an error or an empty output."""
+    event("shapes refuses: window larger than the input")
+    assert "does not fit" in str(err)
+    theirs = keras_shape_or_none(lambda: layer, shape)
+    assert theirs is None or min(theirs[1:3]) <= 0
+
+
 @settings(max_examples=500, **SETTINGS)
 @given(h=sides, w=sides, d=st.integers(1, 8), filters=st.integers(1, 16),
        kernel=sizes, strides=sizes, padding=paddings)
@@ -46,10 +54,7 @@ def test_conv_shape_and_params_match_keras(h, w, d, filters, kernel, strides, pa
     try:
         ours = shapes.conv_output_shape((h, w, d), kernel, strides, padding, filters)
     except ValueError as err:
-        event("shapes refuses: window larger than the input")
-        assert "does not fit" in str(err)
-        theirs = keras_shape_or_none(lambda: layer, (h, w, d))
-        assert theirs is None or min(theirs[1:3]) <= 0
+        assert_keras_refuses_too(err, layer, (h, w, d))
         return
     assert layer.compute_output_shape((None, h, w, d)) == (None, *ours)
     layer.build((None, h, w, d))
@@ -65,10 +70,7 @@ def test_pool_shape_matches_keras(h, w, d, pool, strides, padding, average):
     try:
         ours = shapes.pool_output_shape((h, w, d), pool, strides, padding)
     except ValueError as err:
-        event("shapes refuses: window larger than the input")
-        assert "does not fit" in str(err)
-        theirs = keras_shape_or_none(lambda: layer, (h, w, d))
-        assert theirs is None or min(theirs[1:3]) <= 0
+        assert_keras_refuses_too(err, layer, (h, w, d))
         return
     assert layer.compute_output_shape((None, h, w, d)) == (None, *ours)
     layer.build((None, h, w, d))

@@ -12,7 +12,11 @@ requires) and the lesson's pipeline, then prints a table and writes
     python benchmarks/train_speed.py --cifar-npz c.npz    # CIFAR-10 arrays from an .npz
 
 Every training runs in a subprocess of its own, so the peak memory reported
-(the process's peak RSS) is that pipeline's alone. Real data comes from the
+(the process's peak RSS) is that pipeline's alone. A further subprocess then
+trains both pipelines in alternating chunks of a few thousand images (the
+paired measurement): on a shared machine whose speed changes from second to
+second, both meet the same load, so their ratio is the throughput speed-up
+reported (``speedup_throughput``). Real data comes from the
 data layer (``cnn_course.data``: ``$CNN_COURSE_DATA``, the repo's ``data/``,
 the Keras cache; nothing is downloaded) or from ``--mnist-npz``/``--cifar-npz``
 (Keras layout: x_train, y_train, x_test, y_test). Without real data a labelled
@@ -61,24 +65,34 @@ ORIGINAL = {
     "cifar10_cnn": {"batch_size": 32, "optimizer": "rmsprop", "learning_rate": 0.001},
 }
 
-# The lesson pipeline on a CPU (chosen by measurement, see benchmarks/README.md):
-# uint8 arrays scaled inside the model by Rescaling(1/255), as the CNN lessons do, integer labels, Adam (MLP: cosine decay over 10
-# epochs), bfloat16 mixed precision where the CPU has bf16 instructions.
+# The lesson pipeline on a CPU, as the notebooks run it (chosen by measurement,
+# see benchmarks/README.md): large batches with larger learning rates (the MLP's
+# decaying to 0 over its 10 epochs), bfloat16 mixed precision where the CPU has
+# bf16 instructions, one-hot labels as the lessons teach.
+# The MLP scales a float32 copy of the images before training, as the MNIST
+# lesson shows; the CNN keeps uint8 images and scales them in its first layer.
 LESSON_CPU = {
-    "mnist_mlp": {"batch_size": 512, "optimizer": "adam", "learning_rate": 0.002,
-                  "schedule": "cosine", "schedule_epochs": 10, "steps_per_execution": 1, "bf16": True},
-    "cifar10_cnn": {"batch_size": 128, "optimizer": "adam", "learning_rate": 0.002,
-                    "steps_per_execution": 1, "bf16": True},
+    "mnist_mlp": {"batch_size": 1024, "optimizer": "rmsprop", "learning_rate": 0.003,
+                  "schedule": "cosine", "schedule_epochs": 10, "inputs": "float32", "scaling": None,
+                  "steps_per_execution": 1, "bf16": True},
+    "cifar10_cnn": {"batch_size": 512, "optimizer": "adam", "learning_rate": 0.004,
+                    "inputs": "uint8", "scaling": "centred", "steps_per_execution": 1, "bf16": True},
 }
 
 # The lesson pipeline on a GPU: the data stays on the device, mixed_float16,
 # XLA, many steps per execution.
 LESSON_GPU = {
-    "mnist_mlp": {"batch_size": 512, "optimizer": "adam", "learning_rate": 0.002,
-                  "schedule": "cosine", "schedule_epochs": 10, "steps_per_execution": 32},
+    "mnist_mlp": {"batch_size": 1024, "optimizer": "rmsprop", "learning_rate": 0.003,
+                  "schedule": "cosine", "schedule_epochs": 10, "inputs": "float32", "scaling": None,
+                  "steps_per_execution": 32},
     "cifar10_cnn": {"batch_size": 1024, "optimizer": "adam", "learning_rate": 0.004,
-                    "steps_per_execution": 32},
+                    "inputs": "uint8", "scaling": "centred", "steps_per_execution": 32},
 }
+
+# The paired throughput measurement: images per chunk (a multiple of both
+# batch sizes) and rounds.
+PAIRED_CHUNK = {"mnist_mlp": 24_576, "cifar10_cnn": 12_288}
+PAIRED_ROUNDS = 6
 
 QUICK_TRAIN, QUICK_VAL = 256, 64
 
@@ -213,26 +227,32 @@ def _versions():
 # Models
 
 
-def build_model(model, lesson, output_float32=False, adapt_on=None):
+def build_model(model, settings, adapt_on=None):
     """Build the lesson's model: the MNIST MLP (669,706 trainable parameters)
-    or the CIFAR-10 CNN (528,054). ``lesson`` takes uint8 images and scales
-    them inside the model: with ``adapt_on`` (some training images) a
-    Normalization layer standardises each colour channel with their mean and
-    variance, else Rescaling(1/255). The original takes float32 in [0, 1].
-    ``output_float32`` keeps the softmax in float32 under mixed precision.
+    or the CIFAR-10 CNN (528,054). With ``settings["inputs"] == "uint8"``
+    the model scales its input itself, by ``settings["scaling"]``:
+    "rescale" (Rescaling(1/255)), "centred" (Rescaling(1/127.5, offset=-1))
+    or "normalization" (a Normalization layer adapted on ``adapt_on``);
+    otherwise it takes float32 images already in [0, 1]. Under mixed
+    precision the softmax layer stays float32.
 
-    Returns an uncompiled keras.Sequential. Raises nothing of its own."""
+    Returns an uncompiled keras.Sequential, built under the current global
+    dtype policy. Raises KeyError for an unknown scaling."""
     import keras
     from keras import layers
 
     shape = (28, 28) if model == "mnist_mlp" else (32, 32, 3)
-    stack = [keras.Input(shape, dtype="uint8" if lesson else "float32")]
-    if lesson and adapt_on is not None:
-        norm = layers.Normalization()
-        norm.adapt(adapt_on)
-        stack.append(norm)
-    elif lesson:
-        stack.append(layers.Rescaling(1 / 255))
+    uint8 = settings["inputs"] == "uint8"
+    stack = [keras.Input(shape, dtype="uint8" if uint8 else "float32")]
+    if uint8:
+        scaling = settings["scaling"]
+        if scaling == "normalization":
+            norm = layers.Normalization()
+            norm.adapt(adapt_on)
+            stack.append(norm)
+        else:
+            stack.append({"rescale": lambda: layers.Rescaling(1 / 255),
+                          "centred": lambda: layers.Rescaling(1 / 127.5, offset=-1)}[scaling]())
     if model == "mnist_mlp":
         stack += [layers.Flatten(),
                   layers.Dense(512, activation="relu"), layers.Dropout(0.2),
@@ -243,7 +263,8 @@ def build_model(model, lesson, output_float32=False, adapt_on=None):
                       layers.MaxPooling2D(pool_size=2)]
         stack += [layers.Dropout(0.3), layers.Flatten(),
                   layers.Dense(500, activation="relu"), layers.Dropout(0.4)]
-    stack.append(layers.Dense(10, activation="softmax", dtype="float32" if output_float32 else None))
+    float32_out = bool(settings.get("mixed_precision"))
+    stack.append(layers.Dense(10, activation="softmax", dtype="float32" if float32_out else None))
     return keras.Sequential(stack, name=model)
 
 
@@ -343,77 +364,107 @@ def _epoch_clock(t0, target, stop_at_target):
     return EpochClock()
 
 
+def pipeline_settings(model, pipeline, on_gpu=False, overrides=None):
+    """Return the settings of one pipeline: the original's, or the lesson's
+    for a CPU or (``on_gpu``) a GPU, with ``overrides`` applied to the lesson.
+
+    The dict holds batch_size, optimizer, learning_rate (and schedule),
+    inputs ("float32": scaled to [0, 1] before training; "uint8": scaled by
+    the model's first layer), scaling (that layer), mixed_precision,
+    jit_compile, steps_per_execution and a readable ``data`` line.
+    Raises nothing of its own."""
+    from cnn_course.speed import cpu_has_bf16
+
+    if pipeline == "original":
+        return dict(ORIGINAL[model], inputs="float32", scaling=None, mixed_precision=None,
+                    jit_compile="auto", steps_per_execution=1,
+                    data="float32 arrays in [0, 1], one-hot labels")
+    if on_gpu:
+        settings = dict(LESSON_GPU[model], mixed_precision="mixed_float16", jit_compile=True)
+    else:
+        settings = dict(LESSON_CPU[model])
+        bf16 = settings.pop("bf16") and cpu_has_bf16()
+        settings.update(mixed_precision="mixed_bfloat16" if bf16 else None, jit_compile="auto")
+    settings.update(overrides or {})
+    if settings.get("normalize_on"):
+        settings.update(inputs="uint8", scaling="normalization")
+    if settings["inputs"] == "float32":
+        data = "float32 arrays in [0, 1]"
+    else:
+        layer = {"rescale": "Rescaling(1/255)", "centred": "Rescaling(1/127.5, offset=-1)",
+                 "normalization": f"Normalization (adapted on {settings.get('normalize_on')} images)"}
+        data = f"uint8 arrays, {layer[settings['scaling']]} in the model"
+    if on_gpu:
+        data = data.replace("arrays", "on the device (PyDataset)")
+    settings["data"] = data + ", one-hot labels"
+    return settings
+
+
+def prepare(model, pipeline, settings, d, on_gpu=False, seed=0):
+    """Build and compile one pipeline's model and its training arrays, as the
+    course code (original) or the lesson notebook (lesson) does it.
+
+    Returns dict(net, fit (the keyword arguments of net.fit), x, y (the
+    training arrays as handed to fit), data_bytes). The mixed-precision
+    policy is set only while the model is built. Raises nothing of its own."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x, x_val = d["x_train"], d["x_val"]
+    if settings["inputs"] == "float32":
+        # As the course wrote it: scale a float32 copy of every image.
+        x, x_val = x.astype("float32") / 255, x_val.astype("float32") / 255
+    # One-hot labels, categorical cross-entropy: what the course and the notebooks teach.
+    y = keras.utils.to_categorical(d["y_train"], 10)
+    y_val = keras.utils.to_categorical(d["y_val"], 10)
+    bs = settings["batch_size"]
+    if on_gpu:
+        fit = dict(x=_device_batches(x, y, bs, True, seed),
+                   validation_data=_device_batches(x_val, y_val, 1024, False, 0))
+    else:
+        fit = dict(x=x, y=y, batch_size=bs, shuffle=True, validation_data=(x_val, y_val))
+        if pipeline == "lesson":
+            fit["validation_batch_size"] = 1024
+    keras.mixed_precision.set_global_policy(settings["mixed_precision"] or "float32")
+    try:
+        adapt_on = d["x_train"][:settings["normalize_on"]] if settings.get("normalize_on") else None
+        net = build_model(model, settings, adapt_on=adapt_on)
+        net.compile(optimizer=make_optimizer(settings, math.ceil(len(x) / bs)),
+                    loss="categorical_crossentropy", metrics=["accuracy"],
+                    jit_compile=settings["jit_compile"], steps_per_execution=settings["steps_per_execution"])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return {"net": net, "fit": fit, "x": x, "y": y, "data_bytes": int(x.nbytes + y.nbytes)}
+
+
 def train_once(spec):
     """Train one pipeline as ``spec`` says (model, pipeline, npz, quick,
-    standin, max_epochs, seed, gpu_path) and measure it.
+    standin, max_epochs, seed, gpu_path, lesson_overrides) and measure it.
 
     Returns a dict of settings, per-epoch records and the figures (images/s,
     time and epochs to target, peak RSS). Raises UsageError, DataError."""
     d = load_split(spec["model"], spec.get("npz"), spec["quick"], spec["standin"])
     import keras
 
-    from cnn_course.speed import cpu_has_bf16, gpu_name
+    from cnn_course.speed import gpu_name
 
     model, pipeline = spec["model"], spec["pipeline"]
     gpu = gpu_name()
     on_gpu = pipeline == "lesson" and (gpu is not None or spec.get("gpu_path", False))
-    if pipeline == "original":
-        settings = dict(ORIGINAL[model], data="float32 arrays in [0, 1], one-hot labels",
-                        mixed_precision=None, jit_compile="auto", steps_per_execution=1)
-    elif on_gpu:
-        settings = dict(LESSON_GPU[model], data="uint8 on the device (PyDataset), {scaling} in the model, "
-                        "integer labels", mixed_precision="mixed_float16", jit_compile=True)
-    else:
-        s = dict(LESSON_CPU[model])
-        bf16 = s.pop("bf16") and cpu_has_bf16()
-        settings = dict(s, data="uint8 arrays, {scaling} in the model, integer labels",
-                        mixed_precision="mixed_bfloat16" if bf16 else None, jit_compile="auto")
-    if pipeline == "lesson":
-        settings.update(spec.get("lesson_overrides") or {})
-        scaling = (f"Normalization (adapted on {settings['normalize_on']} images)"
-                   if settings.get("normalize_on") else "Rescaling(1/255)")
-        settings["data"] = settings["data"].format(scaling=scaling)
-    keras.utils.set_random_seed(spec["seed"])
-    if settings["mixed_precision"]:
-        keras.mixed_precision.set_global_policy(settings["mixed_precision"])
+    settings = pipeline_settings(model, pipeline, on_gpu, spec.get("lesson_overrides"))
     target = TASKS[model]["target"]
     stop = d["real"] and not spec["quick"]
     epochs = spec["max_epochs"]
     if settings.get("schedule") and settings.get("schedule_epochs") and not spec["quick"]:
         epochs = min(epochs, settings["schedule_epochs"])  # the rate is 0 after that
-    steps_per_epoch = math.ceil(len(d["x_train"]) / settings["batch_size"])
 
     t0 = time.perf_counter()
-    if pipeline == "original":
-        # As the course wrote it; to_categorical now comes from keras.utils.
-        x_train = d["x_train"].astype("float32") / 255
-        x_val = d["x_val"].astype("float32") / 255
-        y_train = keras.utils.to_categorical(d["y_train"], 10)
-        y_val = keras.utils.to_categorical(d["y_val"], 10)
-        fit_data = dict(x=x_train, y=y_train, batch_size=settings["batch_size"], shuffle=True,
-                        validation_data=(x_val, y_val))
-        data_bytes = x_train.nbytes + y_train.nbytes
-        loss = "categorical_crossentropy"
-    else:
-        bs = settings["batch_size"]
-        if on_gpu:
-            fit_data = dict(x=_device_batches(d["x_train"], d["y_train"], bs, True, spec["seed"]),
-                            validation_data=_device_batches(d["x_val"], d["y_val"], 1024, False, 0))
-        else:
-            fit_data = dict(x=d["x_train"], y=d["y_train"], batch_size=bs, shuffle=True,
-                            validation_data=(d["x_val"], d["y_val"]), validation_batch_size=1024)
-        data_bytes = d["x_train"].nbytes + d["y_train"].nbytes
-        loss = "sparse_categorical_crossentropy"
-    adapt_on = d["x_train"][:settings["normalize_on"]] if settings.get("normalize_on") else None
-    net = build_model(model, lesson=pipeline == "lesson",
-                      output_float32=bool(settings["mixed_precision"]), adapt_on=adapt_on)
-    net.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=loss,
-                metrics=["accuracy"], jit_compile=settings["jit_compile"],
-                steps_per_execution=settings["steps_per_execution"])
+    p = prepare(model, pipeline, settings, d, on_gpu, spec["seed"])
+    net = p["net"]
     clock = _epoch_clock(t0, target, stop)
     with tempfile.TemporaryDirectory() as tmp:
         best = keras.callbacks.ModelCheckpoint(str(Path(tmp) / "best.keras"), save_best_only=True)
-        net.fit(**fit_data, epochs=epochs, verbose=0, callbacks=[clock, best])
+        net.fit(**p["fit"], epochs=epochs, verbose=0, callbacks=[clock, best])
     total_s = time.perf_counter() - t0
 
     rec = clock.epochs
@@ -426,7 +477,7 @@ def train_once(spec):
         "params": sum(int(np.prod(w.shape)) for w in net.trainable_weights),
         "data": d["description"], "real_data": d["real"], "n_train": n_train, "n_val": len(d["x_val"]),
         "device": f"GPU: {gpu}" if gpu else f"CPU: {_cpu_name()}", "versions": _versions(),
-        "epochs": rec, "total_s": total_s, "data_bytes": int(data_bytes),
+        "epochs": rec, "total_s": total_s, "data_bytes": p["data_bytes"],
         "images_per_s": n_train / train_s, "epoch_train_s": train_s,
         "epoch_s": statistics.median(e["epoch_s"] for e in steady),
         "first_epoch_s": rec[0]["epoch_s"],
@@ -445,10 +496,76 @@ def train_once(spec):
     return result
 
 
+def _batch_clock():
+    """A Keras callback recording perf_counter() at the end of every training
+    batch (in ``times``). Returns the callback."""
+    import keras
+
+    class BatchClock(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times = [time.perf_counter()]
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter())
+
+    return BatchClock()
+
+
+def paired_throughput(spec):
+    """Measure both pipelines' training throughput in one process, in
+    alternating chunks of ``spec["chunk_images"]`` images (ABBA order, after
+    one warm-up chunk each), so that both meet the same load on a shared
+    machine. A chunk's images/s counts its full batches after the first
+    (which pays the chunk's start-up), or the whole fit when it has fewer
+    than three batches.
+
+    Returns dict(rounds, chunk_images, original and lesson images/s per
+    round, ratio per round, their medians). Raises UsageError, DataError."""
+    from cnn_course.speed import gpu_name
+
+    gpu = gpu_name()
+    if gpu or spec.get("gpu_path"):
+        return {"skipped": f"the lesson uses its GPU pipeline ({gpu or '--gpu-path'}); see the full runs"}
+    d = load_split(spec["model"], spec.get("npz"), spec["quick"], spec["standin"])
+    model = spec["model"]
+    prepared = {}
+    for pipeline in PIPELINES:
+        settings = pipeline_settings(model, pipeline, False, spec.get("lesson_overrides"))
+        prepared[pipeline] = (settings["batch_size"], prepare(model, pipeline, settings, d, False, spec["seed"]))
+    lcm = math.lcm(*(bs for bs, _ in prepared.values()))
+    n = min(len(d["x_train"]), spec["chunk_images"])
+    n = n // lcm * lcm or n
+
+    def chunk(pipeline):
+        bs, p = prepared[pipeline]
+        clock = _batch_clock()
+        p["net"].fit(p["x"][:n], p["y"][:n], batch_size=bs, epochs=1, shuffle=False, verbose=0,
+                     callbacks=[clock])
+        t = clock.times
+        full = n // bs
+        if full >= 3:
+            return (full - 1) * bs / (t[full] - t[1])
+        return n / (t[-1] - t[0])
+
+    for pipeline in PIPELINES:
+        chunk(pipeline)  # warm-up: builds and compiles the training step
+    per = {p: [] for p in PIPELINES}
+    for r in range(spec["rounds"]):
+        for pipeline in (PIPELINES if r % 2 == 0 else PIPELINES[::-1]):
+            per[pipeline].append(chunk(pipeline))
+    ratios = [l / o for o, l in zip(per["original"], per["lesson"])]
+    return {"rounds": spec["rounds"], "chunk_images": n,
+            "original_images_per_s": per["original"], "lesson_images_per_s": per["lesson"],
+            "ratios": ratios, "median_ratio": statistics.median(ratios),
+            "original_median": statistics.median(per["original"]),
+            "lesson_median": statistics.median(per["lesson"])}
+
+
 def _child_main(spec_json):
-    """Entry point of a training subprocess: print one RESULT line."""
+    """Entry point of a measuring subprocess: print one RESULT line."""
+    spec = json.loads(spec_json)
     try:
-        result = train_once(json.loads(spec_json))
+        result = paired_throughput(spec) if spec["pipeline"] == "paired" else train_once(spec)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -487,9 +604,11 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def summarize(model, runs):
+def summarize(model, runs, paired=None):
     """Combine the runs of one model into its figures: medians over repeats
-    per pipeline (peak RSS: the largest), and the ratios.
+    per pipeline (peak RSS: the largest), and the ratios. With ``paired``
+    (the result of paired_throughput) ``speedup_throughput`` is its median
+    ratio, and the full runs' ratio is kept as ``speedup_throughput_full_runs``.
 
     Returns the model's entry of results.json."""
     entry = {"data": runs[0]["data"], "real_data": runs[0]["real_data"],
@@ -512,7 +631,13 @@ def summarize(model, runs):
         if any("device_peak_mb" in r for r in mine):
             entry[p]["device_peak_mb"] = max(r.get("device_peak_mb", 0) for r in mine)
     o, l = entry["original"], entry["lesson"]
-    entry["speedup_throughput"] = _ratio(l["images_per_s"], o["images_per_s"])
+    entry["speedup_throughput_full_runs"] = _ratio(l["images_per_s"], o["images_per_s"])
+    entry["speedup_throughput"] = entry["speedup_throughput_full_runs"]
+    if paired and not paired.get("skipped"):
+        entry["paired"] = paired
+        entry["speedup_throughput"] = paired["median_ratio"]
+    elif paired:
+        entry["paired"] = paired
     entry["speedup_time_to_target"] = _ratio(o["time_to_target_s"], l["time_to_target_s"])
     entry["speedup_epoch_time"] = _ratio(o["epoch_s"], l["epoch_s"])
     entry["ratio_epochs_to_target"] = _ratio(l["epochs_to_target"], o["epochs_to_target"])
@@ -538,13 +663,21 @@ def table(results):
                          f"{_fmt(f['epoch_train_s'], '{:.3f}'):>8} {_fmt(f['time_to_target_s'], '{:.1f} s'):>10} "
                          f"{_fmt(f['epochs_to_target'], '{:g}'):>6} {f['reached_target']:>7} "
                      f"{_fmt(f['peak_rss_mb']):>11}")
-        lines.append(f"{model:<12} {'ratio':<9} {_fmt(e['speedup_throughput'], '{:.2f}x'):>9} "
+        lines.append(f"{model:<12} {'ratio':<9} {_fmt(e['speedup_throughput_full_runs'], '{:.2f}x'):>9} "
                      f"{_fmt(e['speedup_epoch_time'], '{:.2f}x'):>8} {'':>8} "
                      f"{_fmt(e['speedup_time_to_target'], '{:.2f}x'):>10} "
                      f"{_fmt(e['ratio_epochs_to_target'], '{:.2f}x'):>6} {'':>7} "
                      f"{_fmt(e['ratio_peak_rss'], '{:.2f}x'):>11}")
+        pr = e.get("paired")
+        if pr and not pr.get("skipped"):
+            lines.append(f"{model:<12} {'paired':<9} original {pr['original_median']:,.0f} images/s, lesson "
+                         f"{pr['lesson_median']:,.0f} images/s: {pr['median_ratio']:.2f}x (median of "
+                         f"{pr['rounds']} alternating chunks of {pr['chunk_images']:,} images; "
+                         f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)")
     lines.append("ratios: images/s and times are lesson/original speed-ups; epochs and peak RSS are "
                  "lesson/original. Medians over the runs that reached the target (reached: runs/all).")
+    lines.append("paired: both pipelines trained in one process in alternating chunks, so both meet the "
+                 "same load; this is speedup_throughput in the JSON.")
     for model, e in results["models"].items():
         lines.append(f"{model}: data: {e['data']}")
         if e.get("note"):
@@ -564,6 +697,9 @@ def parse_args(argv=None):
                    help="epochs at most; training stops at the target (default: 20 on real data, "
                         "3 on stand-in data, 2 with --quick)")
     p.add_argument("--repeats", type=int, default=1, help="runs of each pipeline, alternating (default 1)")
+    p.add_argument("--paired-rounds", type=int, default=None,
+                   help=f"rounds of the paired throughput measurement, 0 to skip it "
+                        f"(default {PAIRED_ROUNDS}, 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="smoke run: 256 training images, 2 epochs")
     p.add_argument("--standin", action="store_true", help="use the labelled stand-ins even if real data exists")
     p.add_argument("--mnist-npz", help="read MNIST from this Keras-layout .npz")
@@ -583,6 +719,10 @@ def parse_args(argv=None):
         p.error(f"unknown model {', '.join(unknown) or '(none)'}; choose from {', '.join(MODELS)}")
     if args.repeats < 1 or (args.max_epochs is not None and args.max_epochs < 1):
         p.error("--repeats and --max-epochs must be at least 1")
+    if args.paired_rounds is None:
+        args.paired_rounds = 2 if args.quick else PAIRED_ROUNDS
+    elif args.paired_rounds < 0:
+        p.error("--paired-rounds must be 0 or more")
     return args
 
 
@@ -624,7 +764,17 @@ def main(argv=None):
                           f"val acc {last['val_accuracy']:.4f}, "
                           f"to target {_fmt(res['time_to_target_s'], '{:.1f} s')}, "
                           f"peak RSS {res['peak_rss_mb']:,.0f} MB", flush=True)
-            results["models"][model] = summarize(model, runs)
+            paired = None
+            if args.paired_rounds:
+                paired = run_child({"model": model, "pipeline": "paired", "npz": npz, "quick": args.quick,
+                                    "standin": args.standin, "seed": args.seed, "gpu_path": args.gpu_path,
+                                    "lesson_overrides": overrides, "rounds": args.paired_rounds,
+                                    "chunk_images": PAIRED_CHUNK[model]})
+                if not paired.get("skipped"):
+                    print(f"  paired   {paired['rounds']} rounds of {paired['chunk_images']:,} images: original "
+                          f"{paired['original_median']:,.0f} images/s, lesson {paired['lesson_median']:,.0f} "
+                          f"images/s, ratio {paired['median_ratio']:.2f}x", flush=True)
+            results["models"][model] = summarize(model, runs, paired)
             results["device"], results["versions"] = runs[0]["device"], runs[0]["versions"]
     except (UsageError, ValueError, FileNotFoundError) as e:  # ValueError: cnn_course.data.DataError
         print(f"error: {e}", file=sys.stderr)

@@ -157,6 +157,9 @@ def test_lesson_pipeline_is_what_the_notebooks_run(model, notebooks):
         assert params["BATCH_SIZE"] == lesson["batch_size"], notebook
         assert params["LEARNING_RATE"] == lesson["learning_rate"], notebook
         assert params["PRECISION"] == "auto" and lesson["bf16"], notebook
+        assert params.get("STEPS_PER_EXECUTION", 1) == lesson["steps_per_execution"], notebook
+        if "STEPS_PER_EXECUTION" in params:
+            assert "steps_per_execution=STEPS_PER_EXECUTION" in text, notebook
         assert f"keras.optimizers.{ {'adam': 'Adam', 'rmsprop': 'RMSprop'}[lesson['optimizer']] }(" in text
         if lesson.get("schedule") == "cosine":
             assert "CosineDecay(LEARNING_RATE, decay_steps=EPOCHS * steps_per_epoch)" in text

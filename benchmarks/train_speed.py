@@ -250,9 +250,12 @@ def build_model(model, settings, adapt_on=None):
             norm = layers.Normalization()
             norm.adapt(adapt_on)
             stack.append(norm)
+        elif scaling == "rescale":
+            stack.append(layers.Rescaling(1 / 255))
+        elif scaling == "centred":
+            stack.append(layers.Rescaling(1 / 127.5, offset=-1))
         else:
-            stack.append({"rescale": lambda: layers.Rescaling(1 / 255),
-                          "centred": lambda: layers.Rescaling(1 / 127.5, offset=-1)}[scaling]())
+            raise KeyError(f"unknown scaling {scaling!r}")
     if model == "mnist_mlp":
         stack += [layers.Flatten(),
                   layers.Dense(512, activation="relu"), layers.Dropout(0.2),
@@ -372,7 +375,7 @@ def pipeline_settings(model, pipeline, on_gpu=False, overrides=None):
     inputs ("float32": scaled to [0, 1] before training; "uint8": scaled by
     the model's first layer), scaling (that layer), mixed_precision,
     jit_compile, steps_per_execution and a readable ``data`` line.
-    Raises nothing of its own."""
+    Raises UsageError for overrides naming an unknown input or scaling."""
     from cnn_course.speed import cpu_has_bf16
 
     if pipeline == "original":
@@ -388,6 +391,10 @@ def pipeline_settings(model, pipeline, on_gpu=False, overrides=None):
     settings.update(overrides or {})
     if settings.get("normalize_on"):
         settings.update(inputs="uint8", scaling="normalization")
+    if settings["inputs"] not in ("float32", "uint8") or (
+            settings["inputs"] == "uint8" and settings["scaling"] not in ("rescale", "centred", "normalization")):
+        raise UsageError("--lesson takes inputs=float32, or inputs=uint8 with scaling=rescale or "
+                         "scaling=centred (or normalize_on=N)")
     if settings["inputs"] == "float32":
         data = "float32 arrays in [0, 1]"
     else:
@@ -635,11 +642,10 @@ def summarize(model, runs, paired=None):
     o, l = entry["original"], entry["lesson"]
     entry["speedup_throughput_full_runs"] = _ratio(l["images_per_s"], o["images_per_s"])
     entry["speedup_throughput"] = entry["speedup_throughput_full_runs"]
-    if paired and not paired.get("skipped"):
+    if paired:
         entry["paired"] = paired
-        entry["speedup_throughput"] = paired["median_ratio"]
-    elif paired:
-        entry["paired"] = paired
+        if not paired.get("skipped"):
+            entry["speedup_throughput"] = paired["median_ratio"]
     entry["speedup_time_to_target"] = _ratio(o["time_to_target_s"], l["time_to_target_s"])
     entry["speedup_epoch_time"] = _ratio(o["epoch_s"], l["epoch_s"])
     entry["ratio_epochs_to_target"] = _ratio(l["epochs_to_target"], o["epochs_to_target"])

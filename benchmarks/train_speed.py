@@ -747,6 +747,8 @@ def main(argv=None):
         overrides = parse_overrides(args.lesson)
         if overrides:
             results["lesson_overrides"] = overrides
+            for model in args.models:  # a bad override fails here, before any training
+                pipeline_settings(model, "lesson", args.gpu_path, overrides)
         for model in args.models:
             npz = args.mnist_npz if TASKS[model]["dataset"] == "mnist" else args.cifar_npz
             # Load once here so a first decode (CIFAR-10 JPEGs) is cached before any timing.

@@ -77,7 +77,8 @@ def build_parser():
                "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256",
     )
     run.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to run (default: all)")
-    run.add_argument("--quick", action="store_true", help="set QUICK=True: small subsets, 1-2 epochs")
+    run.add_argument("--quick", action="store_true", help="a smoke run: each lesson's small sizes (runner.QUICK_PARAMETERS), "
+                          "labelled stand-in data where the real data is missing")
     run.add_argument(
         "-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
         help="set a notebook parameter (repeatable); VALUE is a Python literal or else a string. "
@@ -233,11 +234,8 @@ def cmd_run(args, parser, out):
     if unknown:
         parser.error(f"unknown lesson {', '.join(map(repr, unknown))}; valid names: {', '.join(lessons)}")
     chosen = [name for name in lessons if name in args.lessons] if args.lessons else list(lessons)
-    parameters = {"VERBOSE": 2}
-    if args.quick:
-        parameters["QUICK"] = True
     try:
-        parameters.update(parse_parameter(text) for text in args.parameter)
+        parameters = dict(parse_parameter(text) for text in args.parameter)
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -245,8 +243,10 @@ def cmd_run(args, parser, out):
     tty = out.isatty()
     started = time.perf_counter()
     mode = "quick" if args.quick else "full"
+    shown = runner.lesson_parameters(None, False, parameters)  # what every lesson gets
+    sizes = " and each lesson's quick sizes" if args.quick else ""
     out.write(f"Running {len(chosen)} lesson(s), {mode} mode, parameters "
-              f"{', '.join(f'{k}={v!r}' for k, v in parameters.items())}; outputs in {out_dir}/\n")
+              f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {out_dir}/\n")
     out.flush()
     environment = runner.environment_info()
     out.write(f"Device: {environment['device']}; Keras {environment['keras']} on "
@@ -259,7 +259,7 @@ def cmd_run(args, parser, out):
         progress, finish = console_progress(label, out, tty)
         try:
             result = runner.run_lesson(name, parameters, out_dir, progress=progress,
-                                       timeout=args.timeout, lessons=lessons)
+                                       timeout=args.timeout, lessons=lessons, quick=args.quick)
         except KeyboardInterrupt:
             finish(f"{label}  interrupted")
             interrupted = True
@@ -269,7 +269,7 @@ def cmd_run(args, parser, out):
             out.write(f"    note: {warning}\n")
         results.append(result)
 
-    report = runner.build_report(results, environment, args.quick, parameters,
+    report = runner.build_report(results, environment, args.quick, shown,
                                  wall_time_s=round(time.perf_counter() - started, 1))
     json_path, md_path = runner.write_report(report, out_dir)
     out.write("\n" + runner.format_report(report).split("\n", 2)[2])

@@ -140,6 +140,17 @@ def offline() -> bool:
     return os.environ.get("CNN_COURSE_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def quick_mode(quick=None) -> bool:
+    """Return whether this is a quick (smoke) run that may use labelled stand-ins.
+
+    An explicit ``quick`` (True/False) wins; ``None`` reads ``CNN_COURSE_QUICK``,
+    which the runner sets for ``run --quick`` so that notebooks need no quick
+    flag of their own. Raises nothing."""
+    if quick is not None:
+        return bool(quick)
+    return os.environ.get("CNN_COURSE_QUICK", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _places(name: str) -> list[tuple[str, Path]]:
     """Return the (label, folder) places searched for ``name`` after the path
     argument, in order."""
@@ -1029,7 +1040,7 @@ def make_cifar10_standin(n_train=2000, n_test=500, seed=0):
     return out[0], out[1]
 
 
-def load_lesson_data(name, path=None, quick=False):
+def load_lesson_data(name, path=None, quick=None):
     """Load the data a lesson trains on and say what it is.
 
     ``name`` is "mnist" or "cifar10". Real data found in any local place is
@@ -1042,6 +1053,7 @@ def load_lesson_data(name, path=None, quick=False):
     ValueError for an unknown name, DatasetNotFound, DataError."""
     if name not in ("mnist", "cifar10"):
         raise ValueError(f"unknown lesson dataset {name!r}; choose mnist or cifar10")
+    quick = quick_mode(quick)
     title = _TITLES[name]
     try:
         data, source, note = _load_named(name, path, download=not quick)
@@ -1198,7 +1210,7 @@ def _dog_standin_root(seed: int) -> Path:
     return target
 
 
-def load_dog_images(path=None, quick=False, seed=0):
+def load_dog_images(path=None, quick=None, seed=0):
     """Find the dog-breed images for a lesson and say what they are.
 
     The real ``dogImages`` tree (or ``dogImages.zip``) is found with
@@ -1213,6 +1225,7 @@ def load_dog_images(path=None, quick=False, seed=0):
     DatasetNotFound (not quick and not found) naming dogImages.zip, its URL
     and where to put it; DataError for a corrupt zip or an incomplete tree;
     OSError when the stand-in cannot be written."""
+    quick = quick_mode(quick)
     title = _TITLES["dogs"]
     try:
         root = find_dog_images(path)
@@ -1328,7 +1341,7 @@ def _find_vgg16(include_top: bool) -> tuple[Path | None, list[str]]:
     return None, looked
 
 
-def vgg16_weights(include_top=True, quick=False):
+def vgg16_weights(include_top=True, quick=None):
     """Choose the VGG16 ImageNet weights for ``keras.applications.VGG16``:
     the Keras .h5 file from the data folders or ``$KERAS_HOME/models``; else
     "imagenet" (Keras downloads them) unless CNN_COURSE_OFFLINE=1 or
@@ -1338,6 +1351,7 @@ def vgg16_weights(include_top=True, quick=False):
     Returns (weights, description) with weights a file path (str),
     "imagenet" or None. Raises DatasetNotFound (offline, not quick, not
     found) naming the file and its URL."""
+    quick = quick_mode(quick)
     fname = VGG16_FILES[include_top][0]
     path, looked = _find_vgg16(include_top)
     if path is not None:

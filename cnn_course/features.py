@@ -207,13 +207,14 @@ def _missing_message(tried, reason):
             f"caches it in {data.keras_home() / 'models'}.")
 
 
-def imagenet_class_names(quick=False):
+def imagenet_class_names(quick=None):
     """Return the 1,000 ImageNet class names (e.g. "golden_retriever"), in output order.
 
     Looks for ``imagenet_class_index.json`` in `class_index_candidates`; when
     absent, downloads it into Keras's model cache with ``keras.utils.get_file``
     unless CNN_COURSE_OFFLINE=1. When it still cannot be had, `quick` mode
-    returns labelled placeholders ("class 0 (STAND-IN)", ...). Prints one
+    returns labelled placeholders ("class 0 (STAND-IN)", ...); `quick=None`
+    reads ``CNN_COURSE_QUICK`` (see `cnn_course.data.quick_mode`). Prints one
     ``ImageNet class names: ...`` line saying where the names came from.
 
     Raises cnn_course.data.DatasetNotFound (not in quick mode) naming the file,
@@ -243,7 +244,7 @@ def imagenet_class_names(quick=False):
         except Exception as exc:  # no network, a proxy, a bad file: all mean "not available"
             reason = f"the download failed: {type(exc).__name__}"
 
-    if quick:
+    if data.quick_mode(quick):
         print(f"ImageNet class names: STAND-IN placeholders "
               f"({CLASS_INDEX_FILE} not found; {reason})")
         return [f"class {i} (STAND-IN)" for i in range(N_IMAGENET_CLASSES)]

@@ -41,6 +41,21 @@ LESSONS = {
     "pool-dims": "pool-dims.py",
 }
 
+# What `run --quick` injects into each notebook lesson: small sizes and a
+# checkpoint name of its own, so a smoke run never replaces a full run's
+# checkpoint. The notebooks need no quick-mode cell; quick runs also set
+# CNN_COURSE_QUICK=1 in the kernel, which lets the data loaders use labelled
+# stand-ins (see cnn_course.data.quick_mode). User -p values override these.
+QUICK_PARAMETERS = {
+    "mnist-mlp": {"QUICK": True},
+    "cifar10-mlp": {"QUICK": True},
+    "cifar10-cnn": {"QUICK": True},
+    "cifar10-augmentation": {"QUICK": True},
+    "transfer-learning": {"QUICK": True},
+    "bottleneck-features": {"QUICK": True},
+    "conv-visualization": {"QUICK": True},
+}
+
 INJECTED_TAG = "injected-parameters"
 
 _DATA_RE = re.compile(r"^[ \t]*(Data|Weights):[ \t]*(.+?)[ \t]*$", re.MULTILINE)
@@ -166,13 +181,30 @@ def inject_parameters(nb, parameters):
 # Executing
 
 
-def _kernel_env():
+def lesson_parameters(name, quick=False, overrides=None):
+    """Return the parameters to inject into lesson `name`.
+
+    VERBOSE=2 (one line per epoch), then, when `quick`, the lesson's
+    `QUICK_PARAMETERS`, then `overrides` (the user's ``-p`` values), later
+    ones winning. Raises nothing; an unknown name simply has no quick sizes.
+    """
+    parameters = {"VERBOSE": 2}
+    if quick:
+        parameters.update(QUICK_PARAMETERS.get(name, {}))
+    parameters.update(overrides or {})
+    return parameters
+
+
+def _kernel_env(quick=False):
     """Return the environment for a kernel or script: ours, less TensorFlow's C++ chatter.
 
     MPLBACKEND is removed so that a kernel always draws figures inline (a
     caller's MPLBACKEND=Agg would otherwise leave notebooks without images).
+    With `quick`, CNN_COURSE_QUICK=1 lets the data loaders use labelled stand-ins.
     """
     env = dict(os.environ)
+    if quick:
+        env["CNN_COURSE_QUICK"] = "1"
     env.pop("MPLBACKEND", None)  # let ipykernel pick the inline backend: figures become outputs
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
@@ -199,7 +231,7 @@ def _result(status, started, **fields):
     return result
 
 
-def execute_notebook(path, parameters=None, out_dir="build", progress=None, timeout=None):
+def execute_notebook(path, parameters=None, out_dir="build", progress=None, timeout=None, quick=False):
     """Execute a notebook headless with `parameters` injected; save it and its HTML.
 
     The notebook runs in a fresh ``python3`` kernel of the current interpreter
@@ -213,7 +245,9 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     "total": n, "first_line": str}`` before each code cell,
     ``{"event": "output", "name": "stdout"|"stderr", "text": str}`` as the
     kernel prints, and ``{"event": "end", "status": ...}``.
-    `timeout` is the limit per cell in seconds (None: no limit).
+    `timeout` is the limit per cell in seconds (None: no limit). `quick` sets
+    CNN_COURSE_QUICK=1 in the kernel (labelled stand-ins allowed); the small
+    sizes themselves come in `parameters` (see `lesson_parameters`).
 
     Returns a dict: status ("passed" or "failed"), error ("Name: message" or
     None), failed_cell (None, or {"index": position in the source notebook or
@@ -290,7 +324,7 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     # already echoed into the cells' outputs) go to a log, not to our console.
     with open(log_path, "w", encoding="utf-8") as log:
         try:
-            client.execute(env=_kernel_env(), stdout=log, stderr=log)
+            client.execute(env=_kernel_env(quick), stdout=log, stderr=log)
         except Exception as exc:  # a failing cell, a timeout, a dead kernel, no kernel
             error = _error_summary(exc)
             if type(exc).__name__ != "CellTimeoutError" and not getattr(exc, "ename", None):
@@ -337,7 +371,7 @@ def _error_summary(exc):
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
-def run_script(path, out_dir="build", progress=None, timeout=None):
+def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
     """Run a lesson script with this interpreter and its default arguments.
 
     The script runs with its own folder as working directory; what it prints
@@ -370,7 +404,7 @@ def run_script(path, out_dir="build", progress=None, timeout=None):
     with subprocess.Popen(
         [sys.executable, str(path)],
         cwd=path.parent,
-        env=_kernel_env(),
+        env=_kernel_env(quick),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -402,10 +436,13 @@ def run_script(path, out_dir="build", progress=None, timeout=None):
     return _result(status, started, error=error, text=text, executed_path=str(log_path), **parse_output(text))
 
 
-def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=None, lessons=None):
+def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=None, lessons=None,
+               quick=False):
     """Run one lesson of `lessons` (default `LESSONS`) by name: a notebook or a script.
 
-    Notebooks get `parameters`; scripts run with their default arguments.
+    Notebooks get `lesson_parameters(name, quick, parameters)`; scripts run
+    with their default arguments. `quick` also lets the lesson use labelled
+    stand-in data (CNN_COURSE_QUICK=1).
     Returns the result dict of `execute_notebook` / `run_script` with "lesson"
     (the name) and "path" added. A missing lesson file or invalid parameters
     give a "failed" result rather than an exception.
@@ -418,9 +455,10 @@ def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=No
     started = time.perf_counter()
     try:
         if path.suffix == ".ipynb":
-            result = execute_notebook(path, parameters, out_dir, progress=progress, timeout=timeout)
+            result = execute_notebook(path, lesson_parameters(name, quick, parameters), out_dir,
+                                      progress=progress, timeout=timeout, quick=quick)
         else:
-            result = run_script(path, out_dir, progress=progress, timeout=timeout)
+            result = run_script(path, out_dir, progress=progress, timeout=timeout, quick=quick)
     except (FileNotFoundError, ValueError) as exc:
         result = _result("failed", started, error=f"{type(exc).__name__}: {exc}")
     return {"lesson": name, "path": str(path), **result}

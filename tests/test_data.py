@@ -881,3 +881,10 @@ def test_load_sample_photos_errors_name_the_file(tmp_path):
         data.load_sample_photos(tmp_path / "empty")
     with pytest.raises(data.DataError, match="empty list"):
         data.load_sample_photos([])
+
+
+def test_quick_mode_reads_the_runners_variable_unless_told(monkeypatch):
+    monkeypatch.delenv("CNN_COURSE_QUICK", raising=False)
+    assert data.quick_mode() is False and data.quick_mode(True) is True
+    monkeypatch.setenv("CNN_COURSE_QUICK", "1")
+    assert data.quick_mode() is True and data.quick_mode(False) is False

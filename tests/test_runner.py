@@ -395,3 +395,18 @@ def test_tracked_notebooks_skip_build_outputs():
     found = runner.tracked_notebooks()
     assert PASSING in found
     assert not any("build" in p.relative_to(runner.REPO_ROOT).parts[:1] for p in found)
+
+
+def test_quick_parameters_are_injected_under_the_users_values():
+    assert set(runner.QUICK_PARAMETERS) <= set(runner.LESSONS)
+    quick = runner.lesson_parameters("mnist-mlp", True, {"EPOCHS": 3})
+    assert quick["VERBOSE"] == 2 and quick["EPOCHS"] == 3
+    assert {k: v for k, v in quick.items() if k != "EPOCHS"} == {
+        "VERBOSE": 2, **{k: v for k, v in runner.QUICK_PARAMETERS["mnist-mlp"].items() if k != "EPOCHS"}}
+    assert runner.lesson_parameters("mnist-mlp", False, {"EPOCHS": 3}) == {"VERBOSE": 2, "EPOCHS": 3}
+
+
+def test_quick_runs_tell_the_kernel_that_stand_ins_are_allowed(monkeypatch):
+    monkeypatch.delenv("CNN_COURSE_QUICK", raising=False)
+    assert runner._kernel_env(quick=True)["CNN_COURSE_QUICK"] == "1"
+    assert "CNN_COURSE_QUICK" not in runner._kernel_env(quick=False)

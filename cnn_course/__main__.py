@@ -281,21 +281,31 @@ def cmd_run(args, parser, out):
 
 
 def format_status_table(rows):
-    """Return `data status` rows as an aligned text table (str)."""
+    """Return `data status` rows as an aligned text table (str): one line per
+    dataset, its status (found, MISSING or BROKEN) and where it is or how to
+    get it (for a broken one, what is wrong)."""
     lines = []
     header = ("Dataset", "Status", "Where / how to get it")
-    table = [header] + [
-        (r["name"], "found" if r["found"] else "MISSING", str(r["where"] if r["found"] else r["how"]))
-        for r in rows
-    ]
+    table = [header]
+    for r in rows:
+        status = r.get("status") or ("found" if r["found"] else "missing")
+        shown = "found" if status == "found" else status.upper()
+        table.append((r["name"], shown, _one_line(r["where"] if status == "found" else r["how"])))
     widths = [max(len(row[i]) for row in table) for i in range(2)]
     for row in table:
         lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip())
     return "\n".join(lines)
 
 
+def _one_line(text) -> str:
+    """``text`` as one line: its lines joined with "; "."""
+    return "; ".join(s.strip() for s in str(text).splitlines() if s.strip())
+
+
 def cmd_data(args, parser, out):
-    """Run `data status|fetch|import`; return the exit status."""
+    """Run `data status|fetch|import`; return the exit status: 0, 1 for a
+    data error (not found, unusable, not writable), 2 for a usage error (an
+    unknown dataset, a bad CNN_COURSE_* setting). Errors are one line."""
     # fetch and import may import Keras only to download or read a file: keep
     # TensorFlow's start-up notices off the screen (no model runs here).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -307,6 +317,7 @@ def cmd_data(args, parser, out):
         return EXIT_FAILED
     if args.action in ("fetch", "import") and args.name not in data.DATASETS:
         parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}")
+    setting_error = getattr(data, "SettingError", ())
     try:
         if args.action == "status":
             out.write(format_status_table(data.dataset_status()) + "\n")
@@ -314,8 +325,13 @@ def cmd_data(args, parser, out):
             out.write(f"{args.name}: {data.fetch(args.name)}\n")
         else:
             out.write(f"{args.name}: imported into {data.import_dataset(args.name, args.src)}\n")
+    except setting_error as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except (data.DataError, data.DatasetNotFound, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = _one_line(exc) if not isinstance(exc, OSError) or exc.strerror is None else (
+            f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror)
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

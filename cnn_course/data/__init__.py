@@ -46,10 +46,10 @@ functions that need them, so ``import cnn_course.data`` stays fast.
 
 from .catalog import (
     CIFAR10_CLASSES, CIFAR10_FILE, CIFAR10_PICKLES, CIFAR10_SHA256, CIFAR10_URL, DATASETS,
-    DOGS_FILE, DOGS_URL, IMAGE_EXTENSIONS, MNIST_FILE, MNIST_SHA256, MNIST_URL, SPLITS,
+    DOGS_FILE, DOGS_SHA256, DOGS_URL, IMAGE_EXTENSIONS, MNIST_FILE, MNIST_SHA256, MNIST_URL, SPLITS,
     VGG16_FILES, VGG16_URL,
 )
-from .errors import DataError, DatasetNotFound
+from .errors import DataError, DatasetNotFound, SettingError
 from .places import (
     REPO_DATA_DIR, REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode,
 )
@@ -68,7 +68,7 @@ __all__ = [
     "CIFAR10_CLASSES", "CIFAR10_FILE", "CIFAR10_PICKLES", "CIFAR10_SHA256", "CIFAR10_URL",
     "DATASETS", "DOGS_FILE", "DOGS_URL", "IMAGE_EXTENSIONS", "MNIST_FILE", "MNIST_SHA256",
     "MNIST_URL", "SPLITS", "VGG16_FILES", "VGG16_URL",
-    "DataError", "DatasetNotFound",
+    "DataError", "DatasetNotFound", "SettingError", "DOGS_SHA256",
     "REPO_DATA_DIR", "REPO_ROOT", "data_dirs", "keras_cache_dir", "keras_home", "offline",
     "quick_mode",
     "write_cifar10_pickles", "SAMPLE_PHOTOS", "load_sample_photos", "read_images",

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import CIFAR10_CLASSES
+from .errors import one_line
 from .places import keras_cache_dir
-from . import formats, places, trees
+from . import files, formats, places, trees
 
 
 _CACHE_VERSION = 1
@@ -22,20 +23,16 @@ _CACHE_VERSION = 1
 def _source_key(source: Path) -> str:
     """Return a short hash of a source's size and modification time (for a
     folder: the count, total size and latest mtime of its files), so a
-    changed source gets a new cache."""
+    changed source gets a new cache. Raises DataError for a folder holding
+    links out of or around it (see files.tree_files)."""
     if source.is_file():
         st = source.stat()
         sig = f"{st.st_size}:{st.st_mtime_ns}"
     else:
         count = size = latest = 0
-        stack = [source]
-        while stack:
-            for entry in os.scandir(stack.pop()):
-                if entry.is_dir():
-                    stack.append(entry.path)
-                else:
-                    st = entry.stat()
-                    count, size, latest = count + 1, size + st.st_size, max(latest, st.st_mtime_ns)
+        for f in files.tree_files(source):
+            st = f.stat()
+            count, size, latest = count + 1, size + st.st_size, max(latest, st.st_mtime_ns)
         sig = f"{count}:{size}:{latest}"
     return hashlib.sha1(f"{sig}:{_CACHE_VERSION}".encode()).hexdigest()[:10]
 
@@ -63,16 +60,17 @@ def read_cache(source: Path):
     None when there is none. A damaged cache is reported and ignored."""
     _, name = _cache_name(source)
     for d in cache_dirs(source):
+        files.sweep_stale(d)
         path = d / name
         if not path.is_file():
             continue
         try:
-            with np.load(path, allow_pickle=False) as f:
-                a = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test", "bad")}
+            a = formats.read_npz(path, ("x_train", "y_train", "x_test", "y_test", "bad"))
             train = formats.check_arrays(a["x_train"], a["y_train"], (32, 32, 3), 10, str(path), CIFAR10_CLASSES)
             test = formats.check_arrays(a["x_test"], a["y_test"], (32, 32, 3), 10, str(path), CIFAR10_CLASSES)
         except Exception as e:
-            warnings.warn(f"ignoring the damaged decode cache {path} ({e}); decoding again", stacklevel=3)
+            warnings.warn(f"ignoring the damaged decode cache {path} ({one_line(e)}); decoding again",
+                          stacklevel=3)
             continue
         if len(a["bad"]):
             warnings.warn(f"{source}: skipped {len(a['bad'])} unusable image(s) when it was decoded: "
@@ -83,23 +81,29 @@ def read_cache(source: Path):
 
 def write_cache(source: Path, train, test, bad) -> Path | None:
     """Write the decoded arrays to the first cache folder that takes them
-    (atomically), removing older caches of the same source there. Returns the
-    cache path, or None when no folder was writable (warned)."""
+    (atomically, through a temporary name that is removed on every way out,
+    Ctrl-C included), removing older caches of the same source there.
+    Returns the cache path, or None when no folder was writable (warned)."""
     prefix, name = _cache_name(source)
     for d in cache_dirs(source):
-        tmp = d / f".tmp-{os.getpid()}-{name}"
         try:
             d.mkdir(parents=True, exist_ok=True)
+            tmp = files.temp_name(d, name)
+        except OSError:
+            continue
+        try:
             with open(tmp, "wb") as f:  # not mkstemp: keep the umask's permissions
                 np.savez(f, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1],
                          bad=np.asarray(bad, dtype=str))
             os.replace(tmp, d / name)
-        except OSError:
+        except BaseException as e:
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-            continue
+            if isinstance(e, OSError):
+                continue
+            raise
         for old in d.glob(f"{prefix}*.decoded.npz"):
             if old.name != name:
                 old.unlink(missing_ok=True)

@@ -45,6 +45,10 @@ DOGS_FILE = "dogImages.zip"
 
 
 DOGS_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImages.zip"
+# The sha256 fetch verifies the download against (through Keras's get_file).
+# None: the original project publishes no checksum, so only the zip's
+# contents are checked (layout, member names and sizes) when it is unpacked.
+DOGS_SHA256 = None
 
 
 VGG16_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
@@ -78,3 +82,16 @@ GET = {
               f"({VGG16_URL}<file>)"),
 }
 
+
+# Size limits, per dataset: the real data fits them many times over; anything
+# bigger is refused before it is read, unpacked or decoded (a zip bomb, a
+# huge image), and the message says the limit.
+MiB = 2**20
+MAX_NPZ_ARRAY_BYTES = 512 * MiB      # one array of mnist.npz (real: 45 MiB)
+MAX_CIFAR_PICKLE_BYTES = 64 * MiB    # one CIFAR-10 batch (real: 30 MiB)
+MAX_CIFAR_IMAGE_BYTES = 1 * MiB      # one CIFAR-10 JPEG (real: about 1 KiB)
+MAX_CIFAR_TREE_BYTES = 2048 * MiB    # all images of a CIFAR-10 JPEG tarball (real: 60 MiB)
+MAX_CIFAR_SIDE = 256                 # pixels a side of a CIFAR-10 image (real: 32)
+MAX_PHOTO_BYTES = 64 * MiB           # one dog photo or sample photo (real: under 1 MiB)
+MAX_PHOTO_PIXELS = 50_000_000        # pixels of one photo, about 8000x6000 (real: a few hundred a side)
+MAX_DOGS_ZIP_BYTES = 16 * 1024 * MiB  # dogImages.zip unpacked (real: 1.1 GiB)

@@ -8,46 +8,76 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import warnings
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from .catalog import SPLITS, TITLES
-from .errors import DataError, DatasetNotFound
+from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES, MiB
+from .errors import DataError, DatasetNotFound, one_line
 from .places import quick_mode
 from . import cache, files, places, standins, trees
 
 
-def unzip_to(zip_path: Path, folder: Path) -> Path:
-    """Unzip dogImages.zip into ``folder``/dogImages (through a temporary
-    folder, replacing what was there). Returns that path. Raises DataError for
-    a corrupt zip or one without train/, OSError when ``folder`` is not
-    writable."""
+def unzip_into(zip_path: Path, target: Path) -> Path:
+    """Unzip dogImages.zip into the new folder ``target`` (its train/,
+    valid/, test/ directly inside). Members are checked before anything is
+    written: names that lead out of ``target``, a photo over MAX_PHOTO_BYTES
+    and a total over MAX_DOGS_ZIP_BYTES are refused. Returns target. Raises
+    DataError for those, a corrupt zip or one without train/; OSError when
+    ``target`` cannot be written."""
     try:
         with zipfile.ZipFile(zip_path) as z:
             members = [m for m in z.infolist() if not m.filename.startswith("__MACOSX")]
-            tops = {Path(m.filename).parts[0] for m in members if Path(m.filename).parts}
+            tops = {PurePosixPath(m.filename).parts[0] for m in members if PurePosixPath(m.filename).parts}
             prefix = "dogImages/" if tops == {"dogImages"} else ""
             if not any(m.filename.startswith(prefix + "train/") for m in members):
                 raise DataError(f"{zip_path}: no train/ folder inside (expected dogImages/train/<breed>/)")
-            folder.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=".tmp-unzip-", dir=folder))
-            try:
-                print(f"Unzipping {zip_path} into {folder / 'dogImages'} (once).", file=sys.stderr)
-                tmp = work / "dogImages"
-                tmp.mkdir()
-                for m in members:
-                    if m.is_dir() or not m.filename.startswith(prefix):
-                        continue
-                    target = files.safe_member_path(tmp, m.filename[len(prefix):])
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with z.open(m) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                files.replace_with(tmp, folder / "dogImages")
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
-        raise DataError(f"{zip_path}: not a readable zip file, truncated or corrupt ({e})") from None
-    return folder / "dogImages"
+            total = 0
+            for m in members:
+                files.check_member(zip_path, m.filename, m.file_size, MAX_PHOTO_BYTES, "one dog photo")
+                total += m.file_size
+            if total > MAX_DOGS_ZIP_BYTES:
+                raise DataError(f"{zip_path}: unpacks to {total / MiB:.0f} MiB, over the "
+                                f"{MAX_DOGS_ZIP_BYTES / MiB:.0f} MiB limit for the dog images")
+            target.mkdir()
+            for m in members:
+                if m.is_dir() or not m.filename.startswith(prefix):
+                    continue
+                out = files.safe_member_path(target, m.filename[len(prefix):])
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(m) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as e:
+        raise DataError(f"{zip_path}: not a readable zip file, truncated or corrupt ({one_line(e)})") from None
+    return target
+
+
+def unzip_to(zip_path: Path, folder: Path) -> Path:
+    """Unzip dogImages.zip into ``folder``/dogImages: into a staging folder
+    first, checked there, and only then moved in place of what was there.
+    Returns that path. Raises DataError for a bad zip or tree, OSError when
+    ``folder`` is not writable."""
+    dest = folder / "dogImages"
+    with files.staging(folder) as work:
+        print(f"Unzipping {zip_path} into {dest} (once).", file=sys.stderr)
+        new = unzip_into(zip_path, work / "dogImages")
+        check_dog_tree(new)
+        files.install(new, dest, work)
+    return dest
+
+
+def check_dog_tree(root: Path) -> Path:
+    """Check a dogImages tree: train/, valid/ and test/ with the same breed
+    folders, none empty, no links out of or around it. Returns root. Raises
+    DataError."""
+    missing = [s for s in SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder "
+                        "(expected train/, valid/ and test/ with one folder per breed)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trees.load_image_folder(root, shuffle=False)
+    return root
 
 
 def _unzip_dogs(zip_path: Path) -> Path:

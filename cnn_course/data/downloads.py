@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .catalog import CIFAR10_FILE, CIFAR10_SHA256, CIFAR10_URL, DATASETS, DOGS_FILE, DOGS_URL, GET, MNIST_FILE, MNIST_SHA256, MNIST_URL, TITLES, VGG16_FILES, VGG16_URL
-from .errors import DataError, DatasetNotFound
+from .catalog import (CIFAR10_FILE, CIFAR10_SHA256, CIFAR10_URL, DATASETS, DOGS_FILE, DOGS_SHA256,
+                      DOGS_URL, GET, MNIST_FILE, MNIST_SHA256, MNIST_URL, TITLES, VGG16_FILES, VGG16_URL)
+from .errors import DataError, DatasetNotFound, one_line
 from .places import keras_home, offline
 from . import dogs, files, formats, weights
 
@@ -22,9 +23,9 @@ def get_file(fname: str, url: str, file_hash, subdir: str = "datasets", name: st
         return Path(keras.utils.get_file(fname=fname, origin=url, file_hash=file_hash,
                                          cache_dir=str(keras_home()), cache_subdir=subdir))
     except ValueError as e:
-        raise DataError(f"the download of {url} is corrupt or incomplete ({e})") from None
+        raise DataError(f"the download of {url} is corrupt or incomplete ({one_line(e)})") from None
     except Exception as e:  # Keras wraps HTTPError/URLError in a plain Exception
-        raise DatasetNotFound(f"Could not download {fname} from {url}: {e}. Check the network, "
+        raise DatasetNotFound(f"Could not download {fname} from {url}: {one_line(e)}. Check the network, "
                               f"or get the file by other means and run "
                               f"`python -m cnn_course data import {name} PATH`.") from None
 
@@ -66,7 +67,7 @@ def fetch(name: str) -> Path:
         tarball = get_file(CIFAR10_FILE, CIFAR10_URL, CIFAR10_SHA256, name="cifar10")
         return _unpack_cifar_pickles(tarball, tarball.parent / "cifar-10-batches-py")
     if name == "dogs":
-        return dogs.find_dog_images(get_file(DOGS_FILE, DOGS_URL, None, name="dogs"))
+        return dogs.find_dog_images(get_file(DOGS_FILE, DOGS_SHA256, DOGS_URL, DOGS_SHA256, name="dogs"))
     for include_top in (False, True):
         fname, md5 = VGG16_FILES[include_top]
         path = get_file(fname, VGG16_URL + fname, md5, subdir="models", name="vgg16")

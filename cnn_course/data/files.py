@@ -1,27 +1,115 @@
-"""Writing into the data folders safely: through a temporary name beside
-the target, then replacing it; refusing archive members that point
-outside the target folder."""
+"""Writing into the data folders safely.
+
+Everything new is built in a temporary folder beside its target, checked
+there, and only then moved into place (:func:`staging`, :func:`install`), so
+a failed or interrupted command never removes what was there and never
+leaves half a copy behind. Temporary names carry the process id
+(``.tmp-cnn-course-<pid>-...``): they are removed on every exit path, and
+those of processes that died without cleaning up (killed) are swept away the
+next time the folder is written (:func:`sweep_stale`).
+
+Also here: the checks on the names and sizes of archive members and on
+symbolic links inside a dataset tree.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import DataError
 from .places import data_dirs
 from . import places
 
+TEMP_PREFIX = ".tmp-cnn-course-"
+# Temporary names of this package, now and before: ".tmp-cnn-course-<pid>-..."
+# and the decode cache's older ".tmp-<pid>-....decoded.npz".
+_TEMP_NAME = re.compile(r"^\.tmp-(?:cnn-course-)?(\d+)-")
 
-def replace_with(new: Path, dest: Path) -> None:
-    """Move ``new`` to ``dest``, replacing whatever is there."""
-    remove(dest)
-    os.replace(new, dest)
+
+def pid_alive(pid: int) -> bool:
+    """Return whether a process with this id exists (on this machine)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def sweep_stale(folder: Path) -> list[Path]:
+    """Remove the temporary files and folders this package left in
+    ``folder`` from processes that no longer run. Returns what was removed.
+    Raises nothing (an unreadable folder is left alone)."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name)
+        if not m or pid_alive(int(m.group(1))):
+            continue
+        try:
+            remove(Path(entry.path))
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def temp_name(folder: Path, name: str) -> Path:
+    """Return a temporary path for ``name`` in ``folder`` carrying this
+    process's id, after sweeping stale temporaries there."""
+    sweep_stale(folder)
+    return folder / f"{TEMP_PREFIX}{os.getpid()}-{name}"
+
+
+@contextlib.contextmanager
+def staging(parent: Path):
+    """Create a temporary folder in ``parent`` (created if needed) and yield
+    it; it is removed with everything in it on every way out, Ctrl-C
+    included. Raises OSError when ``parent`` is not writable."""
+    parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(parent)
+    work = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def install(new: Path, dest: Path, work: Path) -> Path:
+    """Put ``new`` (checked, inside the staging folder ``work``, on the same
+    file system as ``dest``) in place of ``dest``. A file replaces a file
+    atomically; otherwise the old ``dest`` is moved into ``work`` first (and
+    removed with it) and put back if the second rename fails or is
+    interrupted. Returns dest. Raises OSError."""
+    real_dir = dest.is_dir() and not dest.is_symlink()
+    if not (dest.exists() or dest.is_symlink()) or (new.is_file() and not real_dir):
+        os.replace(new, dest)
+        return dest
+    old = work / ".old"
+    os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        os.replace(old, dest)
+        raise
+    return dest
 
 
 def remove(path: Path) -> None:
-    """Delete a file or folder if it exists."""
+    """Delete a file or folder if it exists. Raises OSError."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -42,39 +130,137 @@ def writable_import_dir() -> Path:
     raise DataError(f"no writable data folder among {', '.join(map(str, data_dirs()))}")
 
 
-def copy_in(src: Path, dest: Path) -> None:
-    """Copy a file or folder to ``dest`` through a temporary name beside it,
-    replacing what was there."""
-    work = Path(tempfile.mkdtemp(prefix=".tmp-import-", dir=dest.parent))
+def same_or_nested(src: Path, dest: Path) -> bool:
+    """Return True when ``src`` is ``dest`` itself (importing what is already
+    in place). Raises DataError when one lies inside the other (a copy would
+    copy into itself or replace its own source)."""
+    s, d = src.resolve(), dest.resolve()
+    if s == d:
+        return True
+    if d.is_relative_to(s):
+        raise DataError(f"refusing to import {src}: the data folder entry {dest} lies inside it; "
+                        "move the data folder or the source elsewhere first")
+    if s.is_relative_to(d):
+        raise DataError(f"refusing to import {src}: it lies inside {dest}, which the import replaces")
+    return False
+
+
+def tree_files(root: Path) -> list[Path]:
+    """List every file under the folder ``root`` without following symbolic
+    links out of or around it: a link to a file inside the tree counts as
+    that file; a link to a folder, out of the tree or to nothing is refused.
+
+    Returns the file paths, sorted. Raises DataError naming the first
+    offending link or an unreadable folder."""
+    top = root.resolve()
+    found, stack = [], [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as e:
+            raise DataError(f"{folder}: cannot be read ({e.strerror or e})") from None
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_symlink():
+                check_link(path, top)
+                found.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+            else:
+                found.append(path)
+    return sorted(found)
+
+
+def check_link(path: Path, top: Path) -> None:
+    """Accept a symbolic link inside a dataset tree only when it points to a
+    file inside the tree (``top``, resolved). Raises DataError otherwise."""
     try:
-        if src.is_dir():
-            shutil.copytree(src, work / dest.name)
-        else:
-            shutil.copyfile(src, work / dest.name)
-        replace_with(work / dest.name, dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop
+        raise DataError(f"{path}: a symbolic link that leads nowhere or in a loop; "
+                        "dataset trees must hold real files") from None
+    if target.is_dir():
+        raise DataError(f"{path}: a symbolic link to a folder; dataset trees must hold real "
+                        "folders (links to folders are not followed)")
+    if not target.is_relative_to(top):
+        raise DataError(f"{path}: a symbolic link to {target}, outside {top}; "
+                        "dataset trees must hold their own files")
+
+
+def check_member(archive: Path, name: str, size: int, limit: int, what: str,
+                 is_file: bool = True) -> None:
+    """Check one archive member before it is read: a relative name without
+    ``..``, a regular file (not a link or device) and at most ``limit``
+    bytes (``what`` says whose limit). Raises DataError naming the archive
+    and the member."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or (name[1:2] == ":") or ".." in p.parts:
+        raise DataError(f"{archive}: refusing to unpack member {name}: it points outside the archive's folder")
+    if not is_file:
+        raise DataError(f"{archive}: refusing member {name}: a link or special file, not a regular file")
+    if size > limit:
+        raise DataError(f"{archive}: member {name} is {size / 2**20:.1f} MiB, over the "
+                        f"{limit / 2**20:.0f} MiB limit for {what}")
 
 
 def safe_member_path(dest: Path, name: str) -> Path:
-    """Return dest/name, refusing names that would land outside ``dest``."""
+    """Return dest/name, refusing names that would land outside ``dest``.
+    Raises DataError."""
     target = (dest / name).resolve()
-    if not str(target).startswith(str(dest.resolve()) + os.sep):
-        raise DataError(f"refusing to unpack {name!r}: it points outside {dest}")
+    if not target.is_relative_to(dest.resolve()) or target == dest.resolve():
+        raise DataError(f"refusing to unpack {name}: it points outside {dest}")
     return target
 
 
 def write_pickles_folder(batches: dict, dest: Path) -> Path:
-    """Write {name: bytes} into the folder ``dest`` (through a temporary
-    folder, replacing what was there). Returns dest. Raises OSError."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
-    try:
-        (work / dest.name).mkdir()
+    """Write {name: bytes} into the folder ``dest`` (through a staging
+    folder, replacing what was there only when all is written). Returns
+    dest. Raises OSError."""
+    with staging(dest.parent) as work:
+        new = work / dest.name
+        new.mkdir()
         for name, data in batches.items():
-            (work / dest.name / name).write_bytes(data)
-        replace_with(work / dest.name, dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            (new / name).write_bytes(data)
+        install(new, dest, work)
     return dest
 
+
+def copy_file(src: Path, dest: Path, limit: int | None = None, what: str = "") -> Path:
+    """Copy the file ``src`` to ``dest`` (a new path), refusing one over
+    ``limit`` bytes. Returns dest. Raises DataError, OSError."""
+    if limit is not None:
+        size = src.stat().st_size
+        if size > limit:
+            raise DataError(f"{src}: {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit for {what}")
+    shutil.copyfile(src, dest)
+    return dest
+
+
+def copy_tree(src: Path, dest: Path) -> Path:
+    """Copy the folder ``src`` to ``dest`` (a new path), listing it with
+    :func:`tree_files` (no links followed out of or around it). Returns
+    dest. Raises DataError, OSError."""
+    src_files = tree_files(src)
+    dest.mkdir()
+    for f in src_files:
+        target = dest / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copy2(f, target)
+        except PermissionError as e:
+            raise DataError(f"{f}: cannot be read ({e.strerror})") from None
+    # empty folders matter to the layout checks (an empty class folder)
+    for folder in sorted(p for p in _folders(src)):
+        (dest / folder.relative_to(src)).mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+def _folders(root: Path):
+    """Yield the sub-folders of ``root``, not following links."""
+    stack = [root]
+    while stack:
+        for entry in os.scandir(stack.pop()):
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+                yield Path(entry.path)

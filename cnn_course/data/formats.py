@@ -7,13 +7,15 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import zipfile
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .catalog import CIFAR10_CLASSES, CIFAR10_PICKLES
-from .errors import DataError
+from .catalog import CIFAR10_CLASSES, CIFAR10_PICKLES, MAX_CIFAR_PICKLE_BYTES, MAX_NPZ_ARRAY_BYTES, MiB
+from .errors import DataError, one_line, tar_detail
+from . import files
 
 
 def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
@@ -48,28 +50,90 @@ def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
     return x, y.astype(np.uint8)
 
 
-def read_mnist_npz(path: Path):
-    """Read and check a Keras-layout mnist.npz. Returns the two splits.
-    Raises DataError for a truncated/corrupt file, missing keys, wrong shapes,
-    dtype or labels."""
-    keys = ("x_train", "y_train", "x_test", "y_test")
+MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
+    """Look inside an .npz without loading its arrays: check that it is a
+    readable zip holding ``keys``, each a plain numeric array (no Python
+    objects) of at most ``max_bytes``.
+
+    Returns {key: (shape, dtype)} read from the array headers. Raises
+    DataError naming the file for a truncated or corrupt file, a single
+    .npy array, a missing key, an object array or an array over the limit
+    (``max_bytes``; None: MAX_NPZ_ARRAY_BYTES)."""
+    keys = tuple(keys)
+    max_bytes = MAX_NPZ_ARRAY_BYTES if max_bytes is None else max_bytes
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise DataError(f"{path}: a single array, not an .npz with {', '.join(keys)}")
-            missing = [k for k in keys if k not in f.files]
+        with zipfile.ZipFile(path) as z:
+            infos = {i.filename[:-4]: i for i in z.infolist() if i.filename.endswith(".npy")}
+            missing = [k for k in keys if k not in infos]
             if missing:
-                raise DataError(f"{path}: missing arrays {', '.join(missing)} "
-                                f"(a Keras mnist.npz holds {', '.join(keys)})")
-            a = {k: f[k] for k in keys}
+                raise DataError(f"{path}: missing arrays {', '.join(missing)} (expected {', '.join(keys)})")
+            out = {}
+            for k in keys:
+                if infos[k].file_size > max_bytes:
+                    raise DataError(f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the "
+                                    f"{max_bytes / MiB:.0f} MiB limit for one array of this dataset")
+                with z.open(infos[k]) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise DataError(f"{path}: array {k} holds Python objects, not numbers; "
+                                    "refusing to unpickle it")
+                out[k] = (shape, dtype)
+            return out
     except DataError:
         raise
-    except Exception as e:  # zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError
-        raise DataError(f"{path}: not a readable .npz file, truncated or corrupt "
-                        f"({type(e).__name__}: {e})") from None
+    except zipfile.BadZipFile:
+        if _is_npy(path):
+            raise DataError(f"{path}: a single .npy array, not an .npz holding {', '.join(keys)}") from None
+        raise DataError(f"{path}: not a readable .npz file (truncated or corrupt)") from None
+    except (OSError, EOFError, ValueError, zlib.error, zipfile.LargeZipFile) as e:
+        raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({one_line(e)})") from None
+
+
+def _is_npy(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False
+
+
+def read_npz(path: Path, keys, max_bytes: int | None = None) -> dict:
+    """Load the arrays ``keys`` of an .npz after :func:`npz_members` has
+    checked it (never unpickling anything). Returns {key: array}. Raises
+    DataError naming the file."""
+    npz_members(path, keys, max_bytes)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in keys}
+    except Exception as e:  # zlib.error, EOFError, ValueError, OSError: a damaged member
+        raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({one_line(e)})") from None
+
+
+def read_mnist_npz(path: Path):
+    """Read and check a Keras-layout mnist.npz. Returns the two splits.
+    Raises DataError for a truncated/corrupt file, missing keys, an array
+    over MAX_NPZ_ARRAY_BYTES, Python objects, wrong shapes, dtype or labels."""
+    a = read_npz(path, MNIST_KEYS)
     train = check_arrays(a["x_train"], a["y_train"], (28, 28), 10, f"{path} (train)")
     test = check_arrays(a["x_test"], a["y_test"], (28, 28), 10, f"{path} (test)")
     return train, test
+
+
+def check_mnist_npz(path: Path) -> None:
+    """Check mnist.npz cheaply, without loading it: readable, its four
+    arrays there with MNIST's shapes. Raises DataError saying what is wrong."""
+    found = npz_members(path, MNIST_KEYS)
+    for split in ("train", "test"):
+        xs, ys = found[f"x_{split}"][0], found[f"y_{split}"][0]
+        if len(xs) != 3 or tuple(xs[1:]) != (28, 28) or len(ys) not in (1, 2) or ys[0] != xs[0]:
+            raise DataError(f"{path}: x_{split} {xs} and y_{split} {ys} are not MNIST's shapes "
+                            "((N, 28, 28) and (N,))")
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -128,24 +192,49 @@ def cifar_from_batches(batches: dict, source: Path):
     return train, test
 
 
+def pickles_in_folder(folder: Path) -> dict:
+    """Return {name: bytes} of the CIFAR-10 batches (and batches.meta) in a
+    folder. Raises DataError for a file over MAX_CIFAR_PICKLE_BYTES or one
+    that cannot be read."""
+    batches = {}
+    for name in CIFAR10_PICKLES + ("batches.meta",):
+        f = folder / name
+        if not f.is_file():
+            continue
+        try:
+            size = f.stat().st_size
+            if size > MAX_CIFAR_PICKLE_BYTES:
+                raise DataError(f"{f}: {size / MiB:.0f} MiB, over the {MAX_CIFAR_PICKLE_BYTES / MiB:.0f} MiB "
+                                "limit for one CIFAR-10 batch")
+            batches[name] = f.read_bytes()
+        except OSError as e:
+            raise DataError(f"{f}: cannot be read ({e.strerror or e})") from None
+    return batches
+
+
 def read_cifar_pickles_dir(folder: Path):
     """Read the CIFAR-10 pickles folder. Returns the two splits; raises DataError."""
-    batches = {f: (folder / f).read_bytes() for f in CIFAR10_PICKLES if (folder / f).is_file()}
-    return cifar_from_batches(batches, folder)
+    return cifar_from_batches(pickles_in_folder(folder), folder)
 
 
 def cifar_pickles_in_tar(path: Path) -> dict:
-    """Return {batch name: bytes} of the CIFAR-10 pickles inside a tarball.
-    Raises DataError for a corrupt archive."""
+    """Return {batch name: bytes} of the CIFAR-10 pickles inside a tarball
+    (read in memory, nothing written). Raises DataError for a corrupt
+    archive, a member that is a link, absolute or leads out with ``..``, and
+    a batch over MAX_CIFAR_PICKLE_BYTES."""
     batches = {}
     try:
         with tarfile.open(path) as tar:
             for member in tar:
-                base = Path(member.name).name
-                if member.isfile() and (base in CIFAR10_PICKLES or base == "batches.meta"):
+                base = PurePosixPath(member.name).name
+                wanted = base in CIFAR10_PICKLES or base == "batches.meta"
+                files.check_member(path, member.name, member.size if wanted else 0,
+                                   MAX_CIFAR_PICKLE_BYTES, "one CIFAR-10 batch",
+                                   is_file=member.isfile() or member.isdir())
+                if member.isfile() and wanted:
                     batches[base] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable tar archive, truncated or corrupt ({e})") from None
+        raise DataError(f"{path}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
     return batches
 
 

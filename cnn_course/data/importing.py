@@ -1,11 +1,18 @@
 """``python -m cnn_course data import NAME PATH``: bringing a local copy of
-a dataset into the data folder, checked first."""
+a dataset into the data folder.
+
+Every import builds the new copy in a staging folder beside its
+destination, checks it there, and only then puts it in place of the old one
+(see files.staging and files.install): a failed or interrupted import keeps
+what was there and leaves nothing behind. Importing what is already in
+place (source = destination) only checks it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .catalog import CIFAR10_PICKLES, DATASETS, GET, MNIST_FILE, VGG16_FILES
+from .catalog import DATASETS, GET, MNIST_FILE, VGG16_FILES
 from .errors import DataError, DatasetNotFound
 from . import cache, dogs, files, formats, places, trees, weights
 
@@ -17,20 +24,24 @@ def _import_cifar10(src: Path, dest_dir: Path) -> Path:
     if kind is None:
         raise DataError(f"{src} is not CIFAR-10 data: expected {GET['cifar10']}")
     if kind in ("pickles", "pickles-tar"):
-        if kind == "pickles-tar":
-            batches = formats.cifar_pickles_in_tar(src)
-        else:
-            batches = {f.name: f.read_bytes() for f in src.iterdir()
-                       if f.is_file() and (f.name in CIFAR10_PICKLES or f.name == "batches.meta")}
+        dest = dest_dir / "cifar-10-batches-py"
+        same = kind == "pickles" and files.same_or_nested(src, dest)
+        batches = formats.cifar_pickles_in_tar(src) if kind == "pickles-tar" else formats.pickles_in_folder(src)
         formats.cifar_from_batches(batches, src)
-        return files.write_pickles_folder(batches, dest_dir / "cifar-10-batches-py")
+        return dest if same else files.write_pickles_folder(batches, dest)
     dest = dest_dir / ("cifar10-jpeg" if kind == "tree" else "cifar10-jpeg.tar.gz")
-    files.copy_in(src, dest)
-    try:
+    if files.same_or_nested(src, dest):
         cache.load_cifar_tree(dest, kind)  # checks it, and leaves the decode cache
-    except DataError:
-        files.remove(dest)
-        raise
+        return dest
+    with files.staging(dest_dir) as work:
+        new = work / dest.name
+        if kind == "tree":
+            files.copy_tree(src, new)
+        else:
+            files.copy_file(src, new)
+        train, test, bad = trees.decode_cifar_tree(new, kind)  # the check
+        files.install(new, dest, work)
+    cache.write_cache(dest, train, test, bad)
     return dest
 
 
@@ -40,18 +51,30 @@ def _import_dogs(src: Path, dest_dir: Path) -> Path:
         src, kind = src / "dogImages", "tree"
     if kind is None:
         raise DataError(f"{src} is not the dog images: expected {GET['dogs']}")
-    if kind == "tree":
-        trees.load_image_folder(src)  # checks the layout without decoding
-        dest = dest_dir / "dogImages"
-        files.copy_in(src, dest)
-    else:
-        dest = dogs.unzip_to(src, dest_dir)
-    try:
-        dogs.find_dog_images(dest)
-        trees.load_image_folder(dest)
-    except DataError:
-        files.remove(dest)
-        raise
+    dest = dest_dir / "dogImages"
+    if kind == "zip":
+        return dogs.unzip_to(src, dest_dir)
+    if files.same_or_nested(src, dest):
+        return dogs.check_dog_tree(dest)
+    dogs.check_dog_tree(src)  # fails early, before copying anything
+    with files.staging(dest_dir) as work:
+        new = files.copy_tree(src, work / dest.name)
+        dogs.check_dog_tree(new)
+        files.install(new, dest, work)
+    return dest
+
+
+def _import_file(src: Path, dest: Path, check) -> Path:
+    """Copy one file to ``dest`` through a staging folder, check the copy
+    with ``check(path)``, then replace ``dest`` atomically. Importing ``dest``
+    itself only checks it. Returns dest. Raises DataError, OSError."""
+    if files.same_or_nested(src, dest):
+        check(dest)
+        return dest
+    with files.staging(dest.parent) as work:
+        new = files.copy_file(src, work / dest.name)
+        check(new)
+        files.install(new, dest, work)
     return dest
 
 
@@ -60,20 +83,16 @@ def _import_mnist(src: Path, dest_dir: Path) -> Path:
         if not (src / MNIST_FILE).is_file():
             raise DataError(f"{src}: no {MNIST_FILE} in this folder")
         src = src / MNIST_FILE
-    formats.read_mnist_npz(src)
-    dest = dest_dir / MNIST_FILE
-    if src.resolve() != dest.resolve():
-        files.copy_in(src, dest)
-    return dest
+    formats.check_mnist_npz(src)  # fails early, before copying anything
+    return _import_file(src, dest_dir / MNIST_FILE, formats.read_mnist_npz)
 
 
 def _import_vgg16(src: Path, dest_dir: Path) -> Path:
     if not src.is_file():
         raise DataError(f"{src}: expected a VGG16 .h5 weights file")
-    dest = dest_dir / VGG16_FILES[weights.check_vgg16_h5(src)][0]
-    if src.resolve() != dest.resolve():
-        files.copy_in(src, dest)
-    return dest
+    top = weights.check_vgg16_h5(src, check_hash=False)
+    dest = dest_dir / VGG16_FILES[top][0]
+    return _import_file(src, dest, lambda p: weights.check_vgg16_h5(p, expected_top=top))
 
 
 # name -> importer(src, dest_dir) returning where the copy went. A new dataset

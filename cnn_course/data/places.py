@@ -12,22 +12,35 @@ import zlib
 from pathlib import Path
 
 from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES
-from .errors import DataError, DatasetNotFound
-
+from .errors import DataError, DatasetNotFound, SettingError, tar_detail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
 REPO_DATA_DIR = REPO_ROOT / "data"
+
+
+def env_data_dir() -> Path | None:
+    """Return the folder ``$CNN_COURSE_DATA`` names, as an absolute path (a
+    relative value is taken from the current folder, once, here; pass the
+    result on to child processes rather than the relative value), or None
+    when it is unset or empty. Raises SettingError when it names a file."""
+    env = os.environ.get("CNN_COURSE_DATA", "").strip()
+    if not env:
+        return None
+    folder = Path(env).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise SettingError(f"CNN_COURSE_DATA={env} names a file ({folder}), not a folder; "
+                           "point it at the folder that holds the datasets")
+    return folder
 
 
 def data_dirs() -> list[Path]:
     """Return the folders searched for datasets, in order: ``$CNN_COURSE_DATA``
-    (when set) and the repo's ``data/`` folder. Raises nothing."""
+    (when set; made absolute) and the repo's ``data/`` folder. Raises
+    SettingError when CNN_COURSE_DATA names a file."""
     dirs = []
-    env = os.environ.get("CNN_COURSE_DATA")
+    env = env_data_dir()
     if env:
-        dirs.append(Path(env).expanduser())
+        dirs.append(env)
     if REPO_DATA_DIR not in dirs:
         dirs.append(REPO_DATA_DIR)
     return dirs
@@ -49,9 +62,29 @@ def keras_cache_dir() -> Path:
     return keras_home() / "datasets"
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str) -> bool:
+    """Return the true/false value of the environment variable ``name``:
+    1/true/yes/on is true; unset, empty, 0/false/no/off is false (any case,
+    spaces ignored). Raises SettingError for anything else, so a typo never
+    silently means the opposite."""
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise SettingError(f"{name}={raw!r} is not a true/false value: use 1, true, yes or on; "
+                       "or 0, false, no, off or unset it")
+
+
 def offline() -> bool:
-    """Return True when ``CNN_COURSE_OFFLINE`` is set to 1/true/yes/on."""
-    return os.environ.get("CNN_COURSE_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """Return True when ``CNN_COURSE_OFFLINE`` is true (1/true/yes/on). Raises
+    SettingError for a value that is neither true nor false."""
+    return env_flag("CNN_COURSE_OFFLINE")
 
 
 def quick_mode(quick=None) -> bool:
@@ -59,19 +92,20 @@ def quick_mode(quick=None) -> bool:
 
     An explicit ``quick`` (True/False) wins; ``None`` reads ``CNN_COURSE_QUICK``,
     which the runner sets for ``run --quick`` so that notebooks need no quick
-    flag of their own. Raises nothing."""
+    flag of their own. Raises SettingError when CNN_COURSE_QUICK is neither
+    true nor false."""
     if quick is not None:
         return bool(quick)
-    return os.environ.get("CNN_COURSE_QUICK", "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag("CNN_COURSE_QUICK")
 
 
 def search_places(name: str) -> list[tuple[str, Path]]:
     """Return the (label, folder) places searched for ``name`` after the path
     argument, in order."""
     places = []
-    env = os.environ.get("CNN_COURSE_DATA")
+    env = env_data_dir()
     if env:
-        places.append(("$CNN_COURSE_DATA", Path(env).expanduser()))
+        places.append(("$CNN_COURSE_DATA", env))
     places.append(("the repo's data folder", REPO_DATA_DIR))
     if name == "vgg16":
         places.append(("the Keras models cache", keras_home() / "models"))
@@ -135,7 +169,7 @@ def detect(name: str, p: Path) -> str | None:
     except tarfile.ReadError:
         return None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{p}: not a readable tar archive ({e})") from None
+        raise DataError(f"{p}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
     return None
 
 

@@ -4,10 +4,12 @@ how to get the rest, without downloading or decoding anything."""
 from __future__ import annotations
 
 import warnings
+import zipfile
+from pathlib import Path
 
-from .catalog import DATASETS, GET
-from .errors import DataError
-from . import places, weights
+from .catalog import CIFAR10_PICKLES, DATASETS, GET
+from .errors import DataError, one_line
+from . import dogs, formats, places, trees, weights
 
 
 def _how(name: str) -> str:
@@ -15,29 +17,68 @@ def _how(name: str) -> str:
             f"or `python -m cnn_course data import {name} PATH`")
 
 
-def _status_vgg16(name: str) -> tuple[bool, str | None, str]:
-    """(found, where, how) for the two VGG16 weight files."""
-    hits = [p for p in (weights.find_vgg16(False)[0], weights.find_vgg16(True)[0]) if p]
+def _status_vgg16(name: str) -> tuple[str, str | None, str]:
+    """(status, where, how) for the two VGG16 weight files, each checked
+    (signature, layers, md5 of the official file)."""
+    hits = []
+    for top in (False, True):
+        path = weights.find_vgg16(top)[0]
+        if path is None:
+            continue
+        try:
+            weights.check_vgg16_h5(path, expected_top=top)
+        except DataError as e:
+            return "broken", str(path), f"broken: {e}; {_how(name)}"
+        hits.append(path)
     if not hits:
-        return False, None, _how(name)
-    return True, ", ".join(map(str, hits)), "" if len(hits) == 2 else f"only one of the two files; {_how(name)}"
+        return "missing", None, _how(name)
+    return "found", ", ".join(map(str, hits)), "" if len(hits) == 2 else f"only one of the two files; {_how(name)}"
 
 
-def _status_found(name: str) -> tuple[bool, str | None, str]:
-    """(found, where, how) for a dataset found by places.find."""
+def _check_cheaply(name: str, kind: str, source: Path) -> None:
+    """Check a found dataset without decoding it: the npz's keys and shapes,
+    the pickles' presence, the tree's layout, the zip's directory. Raises
+    DataError (or OSError) saying what is wrong."""
+    if kind == "npz":
+        formats.check_mnist_npz(source)
+    elif kind == "pickles":
+        missing = [f for f in CIFAR10_PICKLES if not (source / f).is_file()]
+        if missing:
+            raise DataError(f"{source}: missing {', '.join(missing)}")
+    elif kind == "tree" and name == "cifar10":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trees.load_image_folder(source, shuffle=False)
+    elif kind == "tree":
+        dogs.check_dog_tree(source)
+    elif kind == "zip":
+        with zipfile.ZipFile(source) as z:
+            z.infolist()
+    # tarballs: places.detect has opened them and read their first members
+
+
+def _status_found(name: str) -> tuple[str, str | None, str]:
+    """(status, where, how) for a dataset found by places.find, checked
+    cheaply (see _check_cheaply)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             kind, source, _ = places.find(name)
     except (DataError, OSError) as e:
-        return False, None, f"unusable: {e}; {_how(name)}"
+        return "broken", None, f"broken: {one_line(e)}; {_how(name)}"
     if kind is None:
-        return False, None, _how(name)
-    return True, str(source), ""
+        return "missing", None, _how(name)
+    try:
+        _check_cheaply(name, kind, source)
+    except (DataError, OSError, zipfile.BadZipFile) as e:
+        reason = str(e) if isinstance(e, DataError) else f"{source}: not readable ({one_line(e)})"
+        return "broken", str(source), f"broken: {reason}; {_how(name)}"
+    return "found", str(source), ""
 
 
-# name -> check(name) returning (found, where, how). A new dataset adds its
-# name to catalog.DATASETS and a function here.
+# name -> check(name) returning (status, where, how), status one of "found",
+# "missing", "broken". A new dataset adds its name to catalog.DATASETS and a
+# function here.
 STATUS_CHECKS = {
     "mnist": _status_found,
     "cifar10": _status_found,
@@ -47,14 +88,18 @@ STATUS_CHECKS = {
 
 
 def dataset_status() -> list[dict]:
-    """Say, for each of DATASETS, whether it is available locally, without
-    downloading or decoding anything.
+    """Say, for each of DATASETS, whether it is available locally and
+    usable, without downloading or decoding anything (cheap checks only:
+    an npz's keys and shapes, a tree's layout, a weights file's signature,
+    layers and md5).
 
-    Returns one dict per dataset: {"name", "found": bool, "where": str or
-    None, "how": str} where "how" says how to get it (or, for something found
-    but unusable, what is wrong). Raises nothing."""
+    Returns one dict per dataset: {"name", "status": "found", "missing" or
+    "broken", "found": bool (status == "found"), "where": str or None,
+    "how": str} where "how" says how to get it, or for a broken one
+    "broken: REASON; how to get it". Raises SettingError for a bad
+    CNN_COURSE_DATA (a usage error, not a dataset's)."""
     out = []
     for name in DATASETS:
-        found, where, how = STATUS_CHECKS[name](name)
-        out.append({"name": name, "found": found, "where": where, "how": how})
+        status, where, how = STATUS_CHECKS[name](name)
+        out.append({"name": name, "status": status, "found": status == "found", "where": where, "how": how})
     return out

@@ -7,13 +7,14 @@ import os
 import tarfile
 import warnings
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .catalog import CIFAR10_CLASSES, SPLITS
-from .errors import DataError, DatasetNotFound
-from . import formats, images
+from .catalog import (CIFAR10_CLASSES, MAX_CIFAR_IMAGE_BYTES, MAX_CIFAR_SIDE, MAX_CIFAR_TREE_BYTES,
+                      SPLITS, MiB)
+from .errors import DataError, DatasetNotFound, tar_detail
+from . import files, formats, images
 
 
 def _tree_entries(names_by_split: dict, source) -> dict:
@@ -37,7 +38,8 @@ def _tree_entries(names_by_split: dict, source) -> dict:
             extra = sorted(set(classes) - reference)
             missing = sorted(reference - set(classes))
             raise DataError(f"{source}: {split}/ and {reference_split}/ have different class folders "
-                            f"(only in {split}: {extra or 'none'}; missing from {split}: {missing or 'none'})")
+                            f"(only in {split}: {', '.join(extra) or 'none'}; "
+                            f"missing from {split}: {', '.join(missing) or 'none'})")
     return tree
 
 
@@ -76,34 +78,43 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
     are not images by extension are skipped with a warning naming them;
     hidden files are ignored. Raises DatasetNotFound when ``root`` does not
     exist, DataError when it is not such a tree, a class folder is empty, or
-    the splits have different classes."""
+    the splits have different classes, or a folder cannot be read or holds a
+    symbolic link to a folder or out of the tree (links are not followed
+    out of or around a tree)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetNotFound(f"{root}: no such folder (expected {root}/train/<class>/<image>)")
     if not root.is_dir():
         raise DataError(f"{root}: a file, not a folder; unpack it first "
                         "(`python -m cnn_course data import NAME PATH` does that for known datasets)")
+    top = root.resolve()
     names_by_split, skipped = {}, []
     for split in SPLITS:
         folder = root / split
+        if folder.is_symlink():
+            files.check_link(folder, top)  # a link to a folder: refused
         if not folder.is_dir():
             continue
         classes = {}
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        for entry in sorted(_scan(folder), key=lambda e: e.name):
             if entry.name.startswith("."):
                 continue
-            if not entry.is_dir():
+            if entry.is_symlink():
+                files.check_link(Path(entry.path), top)  # refuses links to folders
+            if not entry.is_dir(follow_symlinks=False):
                 skipped.append(Path(entry.path))
                 continue
-            files = []
-            for f in os.scandir(entry.path):
+            found = []
+            for f in _scan(entry.path):
                 if f.name.startswith("."):
                     continue
+                if f.is_symlink():
+                    files.check_link(Path(f.path), top)  # only files inside the tree pass
                 if f.is_file() and images.is_image_name(f.name):
-                    files.append(Path(f.path))
+                    found.append(Path(f.path))
                 else:
                     skipped.append(Path(f.path))
-            classes[entry.name] = files
+            classes[entry.name] = found
         names_by_split[split] = classes
     tree = _tree_entries(names_by_split, root)
     _warn_skipped_files(skipped, root)
@@ -114,16 +125,34 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
     return out
 
 
-def tar_tree(path: Path) -> dict:
+def _scan(folder) -> list:
+    """os.scandir(folder) as a list. Raises DataError (not PermissionError)
+    naming a folder that cannot be read."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError as e:
+        raise DataError(f"{folder}: this folder cannot be read ({e.strerror or e})") from None
+
+
+def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image") -> dict:
     """Read an image tree from a tarball: {split: {class: [(member name,
-    bytes)]}}. Files that are not images are skipped with a warning. Raises
-    DataError for a corrupt archive or a tree without splits."""
-    names_by_split, skipped = {}, []
+    bytes)]}}. Files that are not images are skipped with a warning. Nothing
+    is written to disk; still, members that are links, absolute or lead out
+    with ``..`` are refused, and so is an image over ``max_member`` bytes
+    (``what`` names whose limit) or a tree over ``max_total`` bytes (None:
+    MAX_CIFAR_IMAGE_BYTES and MAX_CIFAR_TREE_BYTES). Raises
+    DataError for those, a corrupt archive or a tree without splits."""
+    max_member = MAX_CIFAR_IMAGE_BYTES if max_member is None else max_member
+    max_total = MAX_CIFAR_TREE_BYTES if max_total is None else max_total
+    names_by_split, skipped, total = {}, [], 0
     try:
         with tarfile.open(path) as tar:
             for member in tar:
-                parts = Path(member.name).parts
-                if any(p.startswith(".") for p in parts):
+                files.check_member(path, member.name, 0, max_member, what,
+                                   is_file=member.isfile() or member.isdir())
+                parts = PurePosixPath(member.name).parts
+                if any(p.startswith(".") and p != "." for p in parts):
                     continue
                 split_at = [i for i, p in enumerate(parts) if p in SPLITS]
                 if not split_at:
@@ -138,10 +167,15 @@ def tar_tree(path: Path) -> dict:
                 if len(rest) != 2 or not images.is_image_name(rest[1]):
                     skipped.append(member.name)
                     continue
+                files.check_member(path, member.name, member.size, max_member, what)
+                total += member.size
+                if total > max_total:
+                    raise DataError(f"{path}: its images add up to over the {max_total / MiB:.0f} MiB "
+                                    f"limit for {what}s; refusing to read more")
                 data = tar.extractfile(member).read()
                 names_by_split.setdefault(parts[i], {}).setdefault(rest[0], []).append((member.name, data))
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable tar archive, truncated or corrupt ({e})") from None
+        raise DataError(f"{path}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
     tree = _tree_entries(names_by_split, path)
     _warn_skipped_files(skipped, path)
     return tree
@@ -150,16 +184,17 @@ def tar_tree(path: Path) -> dict:
 def count_image_tree(root: Path) -> tuple[dict, int]:
     """Count the image files of ``root/<split>/<class>/`` without decoding
     them. Returns ({split: number of images}, number of class folders in the
-    first split). Hidden files and non-image names are not counted."""
+    first split). Hidden files and non-image names are not counted, links to
+    folders are not followed. Raises DataError for an unreadable folder."""
     counts, n_classes = {}, None
     for split in SPLITS:
         folder = root / split
         if not folder.is_dir():
             continue
-        classes = [e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+        classes = [e for e in _scan(folder) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
         if n_classes is None:
             n_classes = len(classes)
-        counts[split] = sum(1 for c in classes for f in os.scandir(c.path)
+        counts[split] = sum(1 for c in classes for f in _scan(c.path)
                             if not f.name.startswith(".") and f.is_file() and images.is_image_name(f.name))
     return counts, n_classes or 0
 
@@ -194,7 +229,9 @@ def decode_cifar_tree(source: Path, kind: str):
     out, all_bad = [], []
     for k, split in enumerate(("train", "test")):
         labels = tree[split][1]
-        x, bad = images.decode_many(srcs_of[split], (32, 32, 3), names_of[split])
+        x, bad = images.decode_many(srcs_of[split], (32, 32, 3), names_of[split],
+                                    MAX_CIFAR_SIDE ** 2, MAX_CIFAR_IMAGE_BYTES,
+                                    "a CIFAR-10 image (they are 32x32)")
         images.report_bad_images([b for _, b in bad], len(x), f"{source} ({split})")
         if bad:
             keep = np.ones(len(x), bool)

@@ -224,7 +224,7 @@ def test_tar_member_over_the_limit_is_refused(tmp_path, monkeypatch):
     tree = write_jpeg_tree(tmp_path / "tree", per_class={"train": 1, "test": 1})
     (tree / "train" / "cat" / "big.jpg").write_bytes(b"\xff\xd8" + b"\0" * 10_000)
     tarball = tar_folder(tmp_path / "cifar10-jpeg.tar.gz", tree, ".")
-    with pytest.raises(data.DataError, match=r"big.jpg is 0.0 MiB, over the 0 MiB limit for a CIFAR-10 image"):
+    with pytest.raises(data.DataError, match=r"member ./train/cat/big.jpg is 0.0 MiB, over the 0 MiB limit for a CIFAR-10 image"):
         data.load_cifar10(tarball)
 
 

@@ -198,9 +198,11 @@ def test_stale_temporaries_of_dead_processes_are_swept(tmp_path, hermetic):
     (stale_dir / "dogImages").mkdir(parents=True)
     mine = hermetic / f".tmp-cnn-course-{os.getpid()}-busy"  # a live process's: kept
     mine.mkdir()
+    foreign = hermetic / f".tmp-{dead.pid}-someone-elses"  # not a name of ours: kept
+    foreign.write_text("x")
     data.import_dataset("mnist", write_mnist(tmp_path / "mnist.npz"))
     assert not stale_file.exists() and not stale_dir.exists()
-    assert mine.exists()
+    assert mine.exists() and foreign.exists()
 
 
 # ------------------------------------------------------- 6. size limits

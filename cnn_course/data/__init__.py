@@ -25,7 +25,8 @@ The package's modules, in the order a reader needs them:
 - ``catalog``: dataset names, file names, URLs and hashes;
 - ``places``: where datasets are looked for, and the environment switches;
 - ``formats``: reading and checking mnist.npz and the CIFAR-10 pickles;
-- ``images``: decoding image files; sample photos;
+- ``images``: decoding image files, with size limits;
+- ``photos``: a few photos to look at;
 - ``trees``: image trees ``<split>/<class>/<image>`` in folders and tarballs;
 - ``cache``: the decode cache of CIFAR-10 JPEG trees;
 - ``files``: writing into the data folders safely;
@@ -54,7 +55,8 @@ from .places import (
     REPO_DATA_DIR, REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode,
 )
 from .formats import write_cifar10_pickles
-from .images import SAMPLE_PHOTOS, load_sample_photos, read_images
+from .images import read_images
+from .photos import SAMPLE_PHOTOS, load_sample_photos
 from .trees import load_image_folder
 from .lessons import load_cifar10, load_lesson_data, load_mnist
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin

@@ -28,7 +28,7 @@ from . import places
 TEMP_PREFIX = ".tmp-cnn-course-"
 # Temporary names of this package, now and before: ".tmp-cnn-course-<pid>-..."
 # and the decode cache's older ".tmp-<pid>-....decoded.npz".
-_TEMP_NAME = re.compile(r"^\.tmp-(?:cnn-course-)?(\d+)-")
+_TEMP_NAME = re.compile(r"^\.tmp-cnn-course-(\d+)-|^\.tmp-(\d+)-.*\.decoded\.npz$")
 
 
 def pid_alive(pid: int) -> bool:
@@ -57,7 +57,7 @@ def sweep_stale(folder: Path) -> list[Path]:
         return removed
     for entry in entries:
         m = _TEMP_NAME.match(entry.name)
-        if not m or pid_alive(int(m.group(1))):
+        if not m or pid_alive(int(m.group(1) or m.group(2))):
             continue
         try:
             remove(Path(entry.path))
@@ -226,14 +226,13 @@ def write_pickles_folder(batches: dict, dest: Path) -> Path:
     return dest
 
 
-def copy_file(src: Path, dest: Path, limit: int | None = None, what: str = "") -> Path:
-    """Copy the file ``src`` to ``dest`` (a new path), refusing one over
-    ``limit`` bytes. Returns dest. Raises DataError, OSError."""
-    if limit is not None:
-        size = src.stat().st_size
-        if size > limit:
-            raise DataError(f"{src}: {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit for {what}")
-    shutil.copyfile(src, dest)
+def copy_file(src: Path, dest: Path) -> Path:
+    """Copy the file ``src`` to ``dest`` (a new path). Returns dest. Raises
+    DataError for a file that cannot be read, OSError."""
+    try:
+        shutil.copyfile(src, dest)
+    except PermissionError as e:
+        raise DataError(f"{src}: cannot be read ({e.strerror})") from None
     return dest
 
 

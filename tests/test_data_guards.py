@@ -112,6 +112,15 @@ def test_import_refuses_a_source_that_holds_the_data_folder(tmp_path, monkeypatc
     assert not (outer / "train" / "data" / "dogImages").exists()
 
 
+def test_import_refuses_a_tarball_inside_the_folder_it_replaces(tmp_path, hermetic):
+    folder = write_pickles(hermetic / "cifar-10-batches-py")
+    tarball = tar_folder(folder / "cifar-10-python.tar.gz", write_pickles(tmp_path / "src"), "cifar-10-batches-py")
+    before = snapshot(folder)
+    with pytest.raises(data.DataError, match="lies inside"):
+        data.import_dataset("cifar10", tarball)
+    assert snapshot(folder) == before
+
+
 # ------------------------- 5. interrupted commands leave nothing behind
 
 

@@ -7,8 +7,8 @@ import os
 import shutil
 import sys
 import tempfile
-import zipfile
 import warnings
+import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 

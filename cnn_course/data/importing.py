@@ -25,7 +25,7 @@ def _import_cifar10(src: Path, dest_dir: Path) -> Path:
         raise DataError(f"{src} is not CIFAR-10 data: expected {GET['cifar10']}")
     if kind in ("pickles", "pickles-tar"):
         dest = dest_dir / "cifar-10-batches-py"
-        same = kind == "pickles" and files.same_or_nested(src, dest)
+        same = files.same_or_nested(src, dest)  # also refuses a tarball inside dest
         batches = formats.cifar_pickles_in_tar(src) if kind == "pickles-tar" else formats.pickles_in_folder(src)
         formats.cifar_from_batches(batches, src)
         return dest if same else files.write_pickles_folder(batches, dest)
@@ -41,7 +41,8 @@ def _import_cifar10(src: Path, dest_dir: Path) -> Path:
             files.copy_file(src, new)
         train, test, bad = trees.decode_cifar_tree(new, kind)  # the check
         files.install(new, dest, work)
-    cache.write_cache(dest, train, test, bad)
+    # name skipped images by where they are now, not where they were checked
+    cache.write_cache(dest, train, test, [b.replace(str(new), str(dest), 1) for b in bad])
     return dest
 
 

@@ -85,13 +85,14 @@ GET = {
 
 # Size limits, per dataset: the real data fits them many times over; anything
 # bigger is refused before it is read, unpacked or decoded (a zip bomb, a
-# huge image), and the message says the limit.
+# huge image), and the message says the limit. "Real" sizes: the official
+# files, and the JPEG copies in the course's shared data folder.
 MiB = 2**20
-MAX_NPZ_ARRAY_BYTES = 512 * MiB      # one array of mnist.npz (real: 45 MiB)
-MAX_CIFAR_PICKLE_BYTES = 64 * MiB    # one CIFAR-10 batch (real: 30 MiB)
-MAX_CIFAR_IMAGE_BYTES = 1 * MiB      # one CIFAR-10 JPEG (real: about 1 KiB)
-MAX_CIFAR_TREE_BYTES = 2048 * MiB    # all images of a CIFAR-10 JPEG tarball (real: 60 MiB)
-MAX_CIFAR_SIDE = 256                 # pixels a side of a CIFAR-10 image (real: 32)
-MAX_PHOTO_BYTES = 64 * MiB           # one dog photo or sample photo (real: under 1 MiB)
-MAX_PHOTO_PIXELS = 50_000_000        # pixels of one photo, about 8000x6000 (real: a few hundred a side)
-MAX_DOGS_ZIP_BYTES = 16 * 1024 * MiB  # dogImages.zip unpacked (real: 1.1 GiB)
+MAX_NPZ_ARRAY_BYTES = 512 * MiB       # one array of mnist.npz (real: x_train is 45 MiB)
+MAX_CIFAR_PICKLE_BYTES = 64 * MiB     # one CIFAR-10 batch (real: 30 MiB)
+MAX_CIFAR_IMAGE_BYTES = 1 * MiB       # one CIFAR-10 JPEG (real: at most 1.1 KiB)
+MAX_CIFAR_TREE_BYTES = 2048 * MiB     # all images of a CIFAR-10 JPEG tarball (real: 53 MiB)
+MAX_CIFAR_SIDE = 256                  # pixels a side of a CIFAR-10 image (real: 32)
+MAX_PHOTO_BYTES = 64 * MiB            # one dog photo or sample photo (real: the shared copy's are at most 21 KiB)
+MAX_PHOTO_PIXELS = 50_000_000         # pixels of one photo, about 8000x6000 (real: a few hundred a side)
+MAX_DOGS_ZIP_BYTES = 16 * 1024 * MiB  # dogImages.zip unpacked (real: about a GiB for 8,351 photos)

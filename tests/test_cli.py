@@ -7,9 +7,12 @@ scripts), so these tests never execute the real lessons.
 import importlib.util
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -331,3 +334,106 @@ def test_real_data_fetch_offline_fails_clearly(empty_home, capsys):
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert not [p for p in empty_home.rglob("*") if p.is_file()]  # nothing half-downloaded
+
+
+# --------------------------------------------------------------------------
+# Ctrl-C stops the whole run (a real `python -m cnn_course` subprocess)
+
+# Runs `python -m cnn_course ARGS` with a fake lesson registry. A shell's
+# background job starts with SIGINT ignored, so the default handler is put back
+# first, as an interactive terminal has it.
+CTRL_C_DRIVER = """
+import json, runpy, signal, sys
+from cnn_course import runner
+signal.signal(signal.SIGINT, signal.default_int_handler)
+runner.LESSONS = json.loads(sys.argv[1])
+environment = json.loads(sys.argv[2])
+runner.environment_info = lambda timeout=120: dict(environment)
+sys.argv = ["cnn_course", *sys.argv[3:]]
+runpy.run_module("cnn_course", run_name="__main__", alter_sys=True)
+"""
+
+
+def _wait_for(condition, seconds, what):
+    """Poll `condition` every 0.1 s; fail the test after `seconds` saying `what`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _process_gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _interrupt_run(tmp_path, registry, args, ready, to_group):
+    """Start a run, wait until `ready()`, send SIGINT (to the process group
+    like a terminal's Ctrl-C, or to the runner alone); return the finished
+    process, its seconds from the signal to exit, and the temp folder it used."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(scratch), JUPYTER_RUNTIME_DIR=str(scratch))
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, json.dumps(registry), json.dumps(FAKE_ENV),
+                             "run", *args],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: ready() or proc.poll() is not None, 120, "the lesson to start")
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        if to_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return types.SimpleNamespace(returncode=proc.returncode, out=out, err=err,
+                                 seconds=time.monotonic() - signalled, scratch=scratch)
+
+
+def _assert_interrupted(done, out_dir, lesson, not_run):
+    assert done.returncode == 130, done.err
+    assert "interrupted" in done.err.splitlines() and "Traceback" not in done.err, done.err
+    assert done.seconds < 20  # at once, not after the lesson's 120 s
+    report = json.loads((out_dir / "results.json").read_text())
+    assert report["interrupted"] is True and report["not_run"] == not_run
+    assert [(r["lesson"], r["status"]) for r in report["lessons"]] == [(lesson, "interrupted")]
+    assert "interrupted (Ctrl-C); not run: " + ", ".join(not_run) in (out_dir / "results.md").read_text()
+    assert list(done.scratch.iterdir()) == []  # no kernel connection file or other temporary left
+
+
+def test_ctrl_c_stops_a_notebook_run_and_its_kernel(tmp_path):
+    pid_file = tmp_path / "kernel.pid"
+    registry = {"slow": str(FIXTURES / "slow.ipynb"), **_scripts(tmp_path, ["after"])}
+    out_dir = tmp_path / "build"
+    done = _interrupt_run(tmp_path, registry, ["-p", f"PID_FILE={str(pid_file)!r}", "--out", str(out_dir)],
+                          ready=pid_file.exists, to_group=True)
+    _assert_interrupted(done, out_dir, "slow", ["after"])
+    kernel = int(pid_file.read_text())
+    _wait_for(lambda: _process_gone(kernel), 10, f"kernel process {kernel} to end")
+    assert not (out_dir / "after.txt").exists()  # the next lesson never started
+    executed = nbformat.read(out_dir / "slow.ipynb", as_version=4)  # the cells run so far are kept
+    assert any("slow fixture" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_ctrl_c_to_the_runner_alone_kills_a_script_lesson(tmp_path):
+    pid_file = tmp_path / "script.pid"
+    slow = tmp_path / "slow_script.py"
+    slow.write_text("import os, pathlib, time\n"
+                    f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+                    "print('Data: slow script', flush=True)\n"
+                    "time.sleep(120)\n")
+    registry = {"slow-script": str(slow), **_scripts(tmp_path, ["after"])}
+    out_dir = tmp_path / "build"
+    done = _interrupt_run(tmp_path, registry, ["--out", str(out_dir)], ready=pid_file.exists, to_group=False)
+    _assert_interrupted(done, out_dir, "slow-script", ["after"])
+    script = int(pid_file.read_text())
+    _wait_for(lambda: _process_gone(script), 10, f"script process {script} to end")
+    assert "Data: slow script" in (out_dir / "slow_script.txt").read_text()

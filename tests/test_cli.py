@@ -437,3 +437,86 @@ def test_ctrl_c_to_the_runner_alone_kills_a_script_lesson(tmp_path):
     script = int(pid_file.read_text())
     _wait_for(lambda: _process_gone(script), 10, f"script process {script} to end")
     assert "Data: slow script" in (out_dir / "slow_script.txt").read_text()
+
+
+# --------------------------------------------------------------------------
+# Bad run arguments: one line, exit 2, before anything runs (not even the probe)
+
+
+@pytest.fixture
+def no_run(monkeypatch, tmp_path):
+    """A registry of one script lesson, and a probe that fails the test if called."""
+    monkeypatch.setattr(runner, "LESSONS", _scripts(tmp_path, ["dims"]))
+
+    def probe(timeout=120):
+        raise AssertionError("the environment probe ran before the arguments were checked")
+
+    monkeypatch.setattr(runner, "environment_info", probe)
+    return tmp_path
+
+
+def _usage_error(argv, capsys):
+    """Run the command line, expecting a usage error; return its one stderr line."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert "Traceback" not in captured.err and captured.out == ""
+    return lines[-1]
+
+
+@pytest.mark.parametrize("parameter, message", [
+    ("class=1", "'class' is not a valid Python name"),          # a keyword: SyntaxError in every notebook
+    ("SEED=1e999", "inf is not a finite number"),               # inf: NameError, and Infinity in results.json
+    ("SIZES=[1, -1e999]", "-inf is not a finite number"),
+    ("Z=1e999j", "is not a finite number"),
+])
+def test_bad_parameters_are_usage_errors(no_run, capsys, parameter, message):
+    line = _usage_error(["run", "-p", parameter, "--out", str(no_run / "o")], capsys)
+    assert line.startswith("python -m cnn_course run: error: ") and message in line
+    assert not (no_run / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "soon"])
+def test_timeout_must_be_a_positive_number(no_run, capsys, value):
+    line = _usage_error(["run", "--timeout", value, "--out", str(no_run / "o")], capsys)
+    assert f"--timeout: '{value}': must be a number of seconds above 0" in line
+
+
+def test_timeout_accepts_seconds():
+    assert cli.build_parser().parse_args(["run", "--timeout", "2.5"]).timeout == 2.5
+
+
+def test_out_pointing_at_a_file_is_a_usage_error(no_run, capsys):
+    taken = no_run / "results.txt"
+    taken.write_text("the user's file\n")
+    line = _usage_error(["run", "--out", str(taken)], capsys)
+    assert line.endswith(f"--out {taken}: {taken} is a file, not a folder")
+    line = _usage_error(["run", "--out", str(taken / "sub")], capsys)
+    assert f"--out {taken / 'sub'}: {taken / 'sub'} cannot be written: Not a directory" in line
+    assert taken.read_text() == "the user's file\n"
+    assert not (no_run / "dims.txt").exists()
+
+
+def test_out_folder_that_cannot_be_written_is_a_usage_error(no_run, capsys, monkeypatch):
+    def refuse(*args, **kwargs):  # what a read-only or foreign folder answers (root ignores chmod)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runner.tempfile, "TemporaryFile", refuse)
+    line = _usage_error(["run", "--out", str(no_run / "locked")], capsys)
+    assert line.endswith(f"--out {no_run / 'locked'}: {no_run / 'locked'} cannot be written: Permission denied")
+
+
+def test_a_report_that_cannot_be_written_loses_no_result(tmp_path, monkeypatch, capsys, fake_env):
+    monkeypatch.setattr(runner, "LESSONS", _scripts(tmp_path, ["dims"]))
+
+    def disk_full(report, out_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "write_report", disk_full)
+    assert cli.main(["run", "--out", str(tmp_path / "o")]) == 1
+    captured = capsys.readouterr()
+    assert "| dims " in captured.out and "1 passed, 0 failed" in captured.out  # the table came first
+    assert captured.err.strip().splitlines() == [
+        f"error: the report could not be written to {tmp_path / 'o'}: No space left on device"]

@@ -5,7 +5,8 @@
     python -m cnn_course strip [NOTEBOOK ...]
 
 Exit status: 0 when everything passed, 1 when a lesson or a data command
-failed, 2 for a usage error.
+failed, 2 for a usage error (checked before anything runs), 130 when Ctrl-C
+stopped the command.
 """
 
 from __future__ import annotations

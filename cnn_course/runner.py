@@ -345,6 +345,17 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     def on_cell_executed(cell, cell_index, execute_reply):
         state["done"] += 1
 
+    def running_cell():
+        # The cell that was running (failed_cell), or None before the first one.
+        index = state["current"]
+        if index is None:
+            return None
+        return {
+            "index": None if index == injected_at else index - (index > injected_at),
+            "executed_index": index,
+            "first_line": first_line(nb.cells[index].source),
+        }
+
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -383,19 +394,14 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
             text = "".join(texts)
             raise LessonInterrupted(_result(
                 "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
-                executed_path=str(executed_path), warnings=warnings, **parse_output(text))) from None
+                failed_cell=running_cell(), executed_path=str(executed_path), warnings=warnings,
+                **parse_output(text))) from None
         except Exception as exc:  # a failing cell, a timeout, a dead kernel, no kernel
             error = _error_summary(exc)
             if type(exc).__name__ != "CellTimeoutError" and not getattr(exc, "ename", None):
                 error += f" (kernel log: {log_path})"  # e.g. the kernel died or did not start
-    index = state["current"]
-    if error and index is not None:
-        source_index = None if index == injected_at else index - (index > injected_at)
-        failed_cell = {
-            "index": source_index,
-            "executed_index": index,
-            "first_line": first_line(nb.cells[index].source),
-        }
+    if error:
+        failed_cell = running_cell()
 
     nbformat.write(nb, executed_path)
     try:
@@ -787,11 +793,12 @@ def format_environment(report):
 def format_report(report):
     """Return the whole report as Markdown: environment, table, failures, totals."""
     parts = ["# Course run", "", format_environment(report), "", format_table(report), ""]
-    failed = [r for r in report["lessons"] if r["status"] != "passed"]
-    if failed:
-        parts += ["## Failures", ""]
-        parts += [f"- **{r['lesson']}**: {describe_failure(r)}" for r in failed]
-        parts.append("")
+    for status, title in (("failed", "Failures"), ("interrupted", "Interrupted")):
+        stopped = [r for r in report["lessons"] if r["status"] == status]
+        if stopped:
+            parts += [f"## {title}", ""]
+            parts += [f"- **{r['lesson']}**: {describe_failure(r)}" for r in stopped]
+            parts.append("")
     total = _minutes(report.get("wall_time_s"))
     totals = f"{report['passed']} passed, {report['failed']} failed"
     if report.get("interrupted"):

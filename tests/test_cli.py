@@ -419,6 +419,8 @@ def test_ctrl_c_stops_a_notebook_run_and_its_kernel(tmp_path):
     kernel = int(pid_file.read_text())
     _wait_for(lambda: _process_gone(kernel), 10, f"kernel process {kernel} to end")
     assert not (out_dir / "after.txt").exists()  # the next lesson never started
+    assert "## Interrupted\n\n- **slow**: cell 4 `import time`: KeyboardInterrupt: interrupted (Ctrl-C)" in (
+        out_dir / "results.md").read_text()
     executed = nbformat.read(out_dir / "slow.ipynb", as_version=4)  # the cells run so far are kept
     assert any("slow fixture" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
 

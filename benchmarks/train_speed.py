@@ -912,4 +912,8 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while checking the data; main() handles it during training
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

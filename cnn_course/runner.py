@@ -868,8 +868,9 @@ def strip_notebook(path):
     """Clear outputs, execution counts and transient metadata of a notebook in place.
 
     Cells tagged ``injected-parameters`` (left by a run) are removed too.
-    The file is rewritten only when something changed.
-    Returns True when the file changed. Raises FileNotFoundError when it
+    The file is rewritten only when something changed, and replaced whole
+    (never left half-written). Returns True when the file changed.
+    Raises FileNotFoundError when it
     does not exist and nbformat's errors when it is not a notebook.
     """
     path = Path(path)
@@ -888,7 +889,13 @@ def strip_notebook(path):
     after += "" if after.endswith("\n") else "\n"
     if after == before:
         return False
-    path.write_text(after, encoding="utf-8")
+    # Replace the file whole: an interrupted or failed write leaves the notebook as it was.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(after, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return True
 
 

@@ -209,6 +209,22 @@ def test_strip_command_clears_a_notebook(tmp_path, capsys):
     assert clean.read_text() == (FIXTURES / "failing.ipynb").read_text()
 
 
+def test_a_failed_strip_leaves_the_notebook_as_it_was(tmp_path, capsys, monkeypatch):
+    nb = nbformat.read(FIXTURES / "passing.ipynb", as_version=4)
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+    dirty = tmp_path / "dirty.ipynb"
+    nbformat.write(nb, dirty)
+    before = dirty.read_text()
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner.os, "replace", disk_full)
+    assert cli.main(["strip", str(dirty)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert dirty.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["dirty.ipynb"]
+
+
 def test_strip_command_reports_a_bad_file(tmp_path, capsys):
     bad = tmp_path / "bad.ipynb"
     bad.write_text("not json")

@@ -832,6 +832,9 @@ def check_out_dir(out_dir):
     out_dir = Path(out_dir).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file, not a folder")
+    inside = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
+    if inside is not None:
+        raise ValueError(f"{out_dir} would lie inside {inside}, which is a file")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):

@@ -28,7 +28,7 @@ def _offline_env(tmp_path):
     return env
 
 
-def _run(args, env, timeout=240):
+def _run(args, env, timeout=600):  # generous: a guard against hangs on a busy shared machine, not a speed test
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -141,7 +141,8 @@ def check_activation(keras, activation, where):
         shape = tuple(keras.ops.shape(function(keras.ops.ones(_PROBE_SHAPE))))
     except Exception as exc:
         reason = " ".join(str(exc).split())[:120]
-        raise ValueError(f"{where}: Keras cannot apply it by name alone ({type(exc).__name__}: {reason})") from None
+        raise ValueError(f"{where}: Keras cannot apply it by name alone "
+                         f"({type(exc).__name__}: {reason})") from None
     if shape != _PROBE_SHAPE:
         raise ValueError(f"{where}: changes the shape of what it is given ({_PROBE_SHAPE} becomes {shape}), "
                          "so the layer's output is not what the formulas describe; use an activation that "

@@ -28,7 +28,8 @@ def _offline_env(tmp_path):
     return env
 
 
-def _run(args, env, timeout=600):  # generous: a guard against hangs on a busy shared machine, not a speed test
+def _run(args, env, timeout=600):
+    # The timeout only guards against a hang: a quick run takes minutes on a busy shared machine.
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -219,7 +220,8 @@ def test_out_that_cannot_be_written_is_refused_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("mine\n")
     for out, message in [(tmp_path, f"error: --out {tmp_path}: is a folder; give a file name"),
-                         (blocker / "r.json", f"error: --out {blocker / 'r.json'}: {blocker} is a file, not a folder")]:
+                         (blocker / "r.json",
+                          f"error: --out {blocker / 'r.json'}: {blocker} is a file, not a folder")]:
         proc = _run(["--quick", "--models", "mnist_mlp", "--out", str(out)], env, timeout=60)
         assert proc.returncode == 2 and "run 1" not in proc.stdout, proc.stderr
         lines = proc.stderr.strip().splitlines()
@@ -248,7 +250,8 @@ def _corrupt_files(folder):
 def test_corrupt_npz_is_one_line_data_error(tmp_path, monkeypatch, capsys, option, model):
     monkeypatch.setattr(train_speed, "run_child", lambda spec: pytest.fail("trained on a corrupt file"))
     for name, path in _corrupt_files(tmp_path).items():
-        code = train_speed.main(["--quick", "--models", model, option, str(path), "--out", str(tmp_path / "r.json")])
+        code = train_speed.main(["--quick", "--models", model, option, str(path),
+                                 "--out", str(tmp_path / "r.json")])
         captured = capsys.readouterr()
         lines = captured.err.strip().splitlines()
         assert code == 1, (name, captured.err)
@@ -308,4 +311,5 @@ def test_write_results_replaces_the_file_whole(tmp_path):
     assert json.loads(out.read_text()) == {"models": {}}
     with pytest.raises(TypeError):
         train_speed.write_results({"models": object()}, out)
-    assert json.loads(out.read_text()) == {"models": {}} and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    assert json.loads(out.read_text()) == {"models": {}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary left

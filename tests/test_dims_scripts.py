@@ -173,7 +173,8 @@ def test_bad_input_is_one_line_and_exit_status_2(env, script, args, message):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("script, args, message, answer", TOO_BIG, ids=[" ".join([s, *a]) for s, a, _, _ in TOO_BIG])
+@pytest.mark.parametrize("script, args, message, answer", TOO_BIG,
+                         ids=[" ".join([s, *a]) for s, a, _, _ in TOO_BIG])
 def test_too_big_layers_still_get_the_arithmetic(env, script, args, message, answer):
     result = run(env, script, *args, "--no-keras")
     assert result.returncode == 0, result.stderr

@@ -149,10 +149,10 @@ BAD_INPUTS = [
 # (they used to end in a ResourceExhaustedError traceback or the OOM killer).
 TOO_BIG = [
     (CONV, ["--filters", "100000", "--kernel-size", "100", "--input-shape", "200,200,1000"],
-     "the layer has 1,000,000,100,000 parameters: building it with Keras needs about 10.9 TiB of memory",
+     "the layer has 1,000,000,100,000 parameters: building it with Keras needs about 11.8 TiB of memory",
      "Output shape (None, 51, 51, 100000), 1,000,000,100,000 parameters"),
     (CONV, ["--input-shape", "200,200,1000", "--stack", "conv:16:1,flatten,dense:100000"],
-     "the stack has 64,000,116,016 parameters: building it with Keras needs about 715.3 GiB",
+     "the stack has 64,000,116,016 parameters: building it with Keras needs about 774.9 GiB",
      "Total params: 64,000,116,016"),
     (POOL, ["--input-shape", "200,200,1000", "--stack", "pool:2,flatten,dense:1000000"],
      "the stack has 10,000,001,000,000 parameters", "Total params: 10,000,001,000,000"),

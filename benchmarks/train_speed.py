@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -120,6 +121,8 @@ def _read_npz(path, dataset):
     path = Path(path).expanduser()
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):  # else NumPy tries it as a pickle and says so
+        raise data.DataError(f"{path}: not an .npz file (an .npz is a zip archive of arrays)")
     if dataset == "mnist":
         return data.load_mnist(path=path, download=False)
     keys = ("x_train", "y_train", "x_test", "y_test")
@@ -131,7 +134,12 @@ def _read_npz(path, dataset):
             arrays = {k: f[k] for k in keys}
     except data.DataError:
         raise
-    except Exception as e:  # BadZipFile, zlib.error, EOFError, a single .npy (no .files), object arrays
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise data.DataError(f"{path}: not a readable .npz file ({' '.join(str(e).split())})") from None
+        raise data.DataError(f"{path}: holds object arrays (pickled Python objects), "
+                             "which are not loaded: they could run code") from None
+    except Exception as e:  # BadZipFile, zlib.error, EOFError, a single .npy (no .files)
         raise data.DataError(f"{path}: not a readable .npz file, truncated or corrupt "
                              f"({type(e).__name__}: {' '.join(str(e).split())})") from None
     splits = []

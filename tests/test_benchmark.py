@@ -234,7 +234,10 @@ def _corrupt_files(folder):
     good = folder / "good.npz"
     np.savez_compressed(good, x_train=np.zeros((50, 32, 32, 3), np.uint8), y_train=np.arange(50) % 10,
                         x_test=np.zeros((10, 32, 32, 3), np.uint8), y_test=np.arange(10))
-    files = {"truncated": good.read_bytes()[:700], "garbage": b"not a zip file at all\n" * 10}
+    whole = good.read_bytes()
+    middle = len(whole) // 3  # inside the compressed x_train: the zip's directory is intact
+    files = {"truncated": whole[:700], "garbage": b"not a zip file at all\n" * 10,
+             "damaged": whole[:middle] + bytes(64) + whole[middle + 64:]}
     for name, data in files.items():
         (folder / f"{name}.npz").write_bytes(data)
     np.save(folder / "single.npy", np.zeros((3, 3)))
@@ -243,7 +246,8 @@ def _corrupt_files(folder):
              x_test=np.zeros(1), y_test=np.zeros(1))
     np.savez(folder / "labels.npz", x_train=np.zeros((20, 32, 32, 3), np.uint8), y_train=np.arange(20),
              x_test=np.zeros((10, 32, 32, 3), np.uint8), y_test=np.arange(10))
-    return {name: folder / f"{name}.npz" for name in ("truncated", "garbage", "single", "objects", "labels")}
+    return {name: folder / f"{name}.npz"
+            for name in ("truncated", "garbage", "damaged", "single", "objects", "labels")}
 
 
 @pytest.mark.parametrize("option, model", [("--cifar-npz", "cifar10_cnn"), ("--mnist-npz", "mnist_mlp")])
@@ -256,6 +260,8 @@ def test_corrupt_npz_is_one_line_data_error(tmp_path, monkeypatch, capsys, optio
         lines = captured.err.strip().splitlines()
         assert code == 1, (name, captured.err)
         assert len(lines) == 1 and lines[0].startswith(f"error: {path}"), (name, captured.err)
+        if name == "garbage":  # NumPy's guess for a file that is not a zip: a pickle
+            assert lines[0] == f"error: {path}: not an .npz file (an .npz is a zip archive of arrays)"
     assert not (tmp_path / "r.json").exists()
 
 

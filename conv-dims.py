@@ -7,13 +7,15 @@
     python conv-dims.py --input-shape 32,32,3 --stack SPEC    a whole CNN, layer by layer
 
 Keras builds the layer and prints its summary; then the formulas
-(cnn_course/shapes.py) work out the same numbers, and the two are compared.
+(cnn_course/shapes.py) work out the same numbers, and the two are compared
+(cnn_course/keras_check.py). A layer too big to build in this machine's memory
+is refused before Keras starts; --no-keras still works it out.
 """
 
 import argparse
 import sys
 
-from cnn_course import shapes
+from cnn_course import keras_check, shapes
 
 PROG = "conv-dims.py"
 # The lesson's layer: Conv2D(filters=16, kernel_size=2, strides=2, padding='valid', activation='relu')
@@ -31,7 +33,7 @@ def parse_args(argv):
     parser.add_argument("--strides", metavar="S", help="N or HxW (default 2)")
     parser.add_argument("--padding", metavar="valid|same", help="(default valid)")
     parser.add_argument("--activation", metavar="NAME",
-                        help="relu, sigmoid, ... or none (default relu); it leaves the shape alone")
+                        help="relu, sigmoid, ... or none (default relu): one that keeps the shape")
     parser.add_argument("--input-shape", metavar="H,W,D", default="200,200,1",
                         help="(default 200,200,1)")
     parser.add_argument("--stack", metavar="SPEC",
@@ -56,7 +58,7 @@ def main(argv=None):
             if given:
                 raise ValueError("--stack describes every layer itself; leave out --"
                                  + given[0].replace("_", "-"))
-            return shapes.show_stack(args.stack, input_shape, args.no_keras)
+            return keras_check.show_stack(args.stack, input_shape, args.no_keras)
         text = {name: default if getattr(args, name) is None else getattr(args, name)
                 for name, default in DEFAULTS.items()}
         filters = shapes.parse_positive_int(text["filters"], "--filters")
@@ -73,21 +75,22 @@ def main(argv=None):
     if args.no_keras:
         print("\n".join(working))
         return 0
-    keras = shapes.import_keras()
     try:
-        keras.activations.get(activation)
-    except ValueError:
-        return fail(f"--activation {text['activation']}: Keras has no activation of that name")
-    model = keras.Sequential([
-        keras.Input(shape=input_shape),
-        keras.layers.Conv2D(filters=filters, kernel_size=kernel_size, strides=strides,
-                            padding=padding, activation=activation),
-    ])
+        keras_check.check_fits(params)  # before TensorFlow starts
+        keras = keras_check.import_keras()
+        keras_check.check_activation(keras, activation, f"--activation {text['activation']}")
+        model = keras_check.build(lambda: keras.Sequential([
+            keras.Input(shape=input_shape),
+            keras.layers.Conv2D(filters=filters, kernel_size=kernel_size, strides=strides,
+                                padding=padding, activation=activation),
+        ]))
+    except ValueError as err:
+        return fail(err)
     model.summary()
     print("The working:")
     print("\n".join("  " + line for line in working))
     rows = [{"layer": "Conv2D", "shape": shape, "params": params}]
-    return shapes.report_agreement(shapes.keras_mismatches(rows, model),
+    return keras_check.report_agreement(keras_check.keras_mismatches(rows, model),
                   f"output {model.output_shape}, {model.count_params():,} parameters")
 
 

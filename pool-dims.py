@@ -8,13 +8,14 @@
     python pool-dims.py --input-shape 32,32,3 --stack SPEC    a whole CNN, layer by layer
 
 Keras builds the layer and prints its summary; then the formulas
-(cnn_course/shapes.py) work out the same numbers, and the two are compared.
+(cnn_course/shapes.py) work out the same numbers, and the two are compared
+(cnn_course/keras_check.py).
 """
 
 import argparse
 import sys
 
-from cnn_course import shapes
+from cnn_course import keras_check, shapes
 
 PROG = "pool-dims.py"
 # The lesson's layer: MaxPooling2D(pool_size=2, strides=2) on a 100 x 100 x 15 input.
@@ -56,7 +57,7 @@ def main(argv=None):
             if given or args.type != "max":
                 raise ValueError("--stack describes every layer itself; leave out --"
                                  + (given + ["type"])[0].replace("_", "-"))
-            return shapes.show_stack(args.stack, input_shape, args.no_keras)
+            return keras_check.show_stack(args.stack, input_shape, args.no_keras)
         kind = args.type.strip().lower()
         if kind not in TYPES:
             raise ValueError(f"--type {args.type}: must be max, average or global-average")
@@ -81,7 +82,7 @@ def main(argv=None):
     if args.no_keras:
         print("\n".join(working))
         return 0
-    keras = shapes.import_keras()
+    keras = keras_check.import_keras()
     if kind == "global-average":
         layer = keras.layers.GlobalAveragePooling2D()
     elif kind == "average":
@@ -93,7 +94,7 @@ def main(argv=None):
     print("The working:")
     print("\n".join("  " + line for line in working))
     rows = [{"layer": type(layer).__name__, "shape": shape, "params": 0}]
-    return shapes.report_agreement(shapes.keras_mismatches(rows, model),
+    return keras_check.report_agreement(keras_check.keras_mismatches(rows, model),
                   f"output {model.output_shape}, {model.count_params():,} parameters")
 
 

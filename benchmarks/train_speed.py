@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -105,24 +106,53 @@ class UsageError(Exception):
 # Data
 
 
-def _read_npz(path, image_shape):
+def _read_npz(path, dataset):
     """Read Keras-layout arrays (x_train, y_train, x_test, y_test) from an .npz.
 
+    MNIST goes through the data layer's checks (``cnn_course.data.load_mnist``);
+    CIFAR-10, which the data layer reads only as pickles or JPEGs, is checked
+    here the same way: uint8 images of (N, 32, 32, 3), one integer label 0-9
+    per image, in both splits.
     Returns ((x_train, y_train), (x_test, y_test)), x uint8, y flattened.
-    Raises UsageError when the file is missing or not in that layout."""
+    Raises UsageError when the file does not exist, DataError (from
+    cnn_course.data) when it is not a readable .npz in that layout."""
+    from cnn_course import data
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):  # else NumPy tries it as a pickle and says so
+        raise data.DataError(f"{path}: not an .npz file (an .npz is a zip archive of arrays)")
+    if dataset == "mnist":
+        return data.load_mnist(path=path, download=False)
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
-        with np.load(path) as f:
-            x, y = f["x_train"], f["y_train"].reshape(-1)
-            xt, yt = f["x_test"], f["y_test"].reshape(-1)
-    except (KeyError, ValueError, OSError) as e:
-        raise UsageError(f"{path} is not an .npz with x_train, y_train, x_test, y_test ({e})") from None
-    if x.shape[1:] != image_shape or x.dtype != np.uint8 or len(x) != len(y):
-        raise UsageError(f"{path}: x_train must be uint8 of shape (N, {', '.join(map(str, image_shape))}) "
-                         f"with one label per image; found {x.dtype} {x.shape} and {len(y)} labels")
-    return (x, y), (xt, yt)
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise data.DataError(f"{path}: not an .npz with {', '.join(keys)} (missing {', '.join(missing)})")
+            arrays = {k: f[k] for k in keys}
+    except data.DataError:
+        raise
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise data.DataError(f"{path}: not a readable .npz file ({' '.join(str(e).split())})") from None
+        raise data.DataError(f"{path}: holds object arrays (pickled Python objects), "
+                             "which are not loaded: they could run code") from None
+    except Exception as e:  # BadZipFile, zlib.error, EOFError, a single .npy (no .files)
+        raise data.DataError(f"{path}: not a readable .npz file, truncated or corrupt "
+                             f"({type(e).__name__}: {' '.join(str(e).split())})") from None
+    splits = []
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"].reshape(-1)
+        if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3) or len(x) != len(y) or not len(x):
+            raise data.DataError(f"{path}: x_{split} must be uint8 of shape (N, 32, 32, 3) with one label "
+                                 f"per image; found {x.dtype} {x.shape} and {len(y)} labels")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 9:
+            raise data.DataError(f"{path}: y_{split} must hold integer labels 0-9; found {y.dtype} "
+                                 f"from {y.min()} to {y.max()}")
+        splits.append((x, y))
+    return tuple(splits)
 
 
 def _standin(dataset, n):
@@ -155,13 +185,13 @@ def load_split(model, npz=None, quick=False, standin=False):
     ``quick`` keeps 256 training and 64 validation images.
 
     Returns dict(x_train, y_train, x_val, y_val, description, real). Raises
-    UsageError for a bad ``npz``; DataError from the data layer."""
+    UsageError for a missing ``npz``; DataError for an unusable one and
+    from the data layer."""
     task = TASKS[model]
     dataset = task["dataset"]
-    image_shape = (28, 28) if dataset == "mnist" else (32, 32, 3)
     real, x = False, None
     if npz is not None and not standin:
-        (x, y), _ = _read_npz(npz, image_shape)
+        (x, y), _ = _read_npz(npz, dataset)
         description, real = f"{'MNIST' if dataset == 'mnist' else 'CIFAR-10'} (real, {len(x)} train, from {npz})", True
     elif not standin:
         from cnn_course import data
@@ -284,18 +314,51 @@ def make_optimizer(settings, steps_per_epoch):
     return {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[settings["optimizer"]](lr)
 
 
+def _whole(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _rate(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+# What --lesson may set: key -> (check, what the value must be).
+OVERRIDES = {
+    "batch_size": (_whole, "a whole number, at least 1"),
+    "optimizer": (lambda v: v in ("rmsprop", "adam"), "rmsprop or adam"),
+    "learning_rate": (_rate, "a number above 0"),
+    "schedule": (lambda v: v in (None, "cosine"), "cosine or null"),
+    "schedule_epochs": (_whole, "a whole number, at least 1"),
+    "inputs": (lambda v: v in ("float32", "uint8"), "float32 or uint8"),
+    "scaling": (lambda v: v in (None, "rescale", "centred", "normalization"),
+                "rescale, centred, normalization or null"),
+    "normalize_on": (lambda v: v is None or _whole(v), "a whole number of images, or null"),
+    "steps_per_execution": (_whole, "a whole number, at least 1"),
+    "mixed_precision": (lambda v: v in (None, "float32", "mixed_float16", "mixed_bfloat16"),
+                        "mixed_float16, mixed_bfloat16, float32 or null"),
+    "jit_compile": (lambda v: v is True or v is False or v == "auto", "true, false or auto"),
+}
+
+
 def parse_overrides(text):
     """Parse ``key=value,key=value`` (values as JSON where they parse, else
-    strings) into a dict. Raises UsageError for an item without '='."""
+    strings) into a dict and check each against OVERRIDES. Raises UsageError
+    for an item without '=', an unknown key or a value it cannot take."""
     out = {}
     for item in filter(None, (t.strip() for t in (text or "").split(","))):
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep:
             raise UsageError(f"--lesson takes key=value items, not {item!r}")
+        if key not in OVERRIDES:
+            raise UsageError(f"--lesson {item}: unknown setting {key!r}; known: {', '.join(OVERRIDES)}")
         try:
-            out[key.strip()] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value.strip()
+            out[key] = value.strip()
+        check, what = OVERRIDES[key]
+        if not check(out[key]):
+            raise UsageError(f"--lesson {item}: {key} must be {what}")
     return out
 
 
@@ -734,27 +797,72 @@ def parse_args(argv=None):
     return args
 
 
+def check_out(path):
+    """Return `path` as an absolute Path if the results file can be written there.
+
+    Creates its folder when missing (and writes and removes a probe file in
+    it). Raises UsageError when `path` is a folder, lies inside a file, or its
+    folder cannot be written: checked before anything trains."""
+    from cnn_course.runner import check_out_dir
+
+    out = Path(path).expanduser().absolute()
+    if out.is_dir():
+        raise UsageError(f"--out {path}: is a folder; give a file name, e.g. {out / 'results.json'}")
+    try:
+        check_out_dir(out.parent)
+    except ValueError as e:
+        raise UsageError(f"--out {path}: {e}") from None
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UsageError(f"--out {path}: the file cannot be written (no permission)")
+    return out
+
+
+def write_results(results, out):
+    """Write `results` as JSON to `out` whole or not at all: into a temporary
+    file beside it, then renamed over it. Raises OSError (nothing is left)."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def main(argv=None):
-    """Run the benchmark. Returns the exit status (0, 1 on a failed run, 2 on
-    a usage error)."""
+    """Run the benchmark. Returns the exit status: 0, 1 on a failed run or a
+    data error, 2 on a usage error, 130 on Ctrl-C. Everything is checked
+    before anything trains; the table is printed before the file is written,
+    and also, for the models that finished, when a later one fails."""
     args = parse_args(argv)
     if args.child:
         return _child_main(args.child)
+    from cnn_course import data
+
     results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
                "quick": args.quick, "repeats": args.repeats, "models": {}}
     try:
+        out = check_out(args.out)
         overrides = parse_overrides(args.lesson)
         if overrides:
             results["lesson_overrides"] = overrides
-            for model in args.models:  # a bad override fails here, before any training
+            for model in args.models:  # a bad combination fails here, before any training
                 pipeline_settings(model, "lesson", args.gpu_path, overrides)
+        plan = []
         for model in args.models:
             npz = args.mnist_npz if TASKS[model]["dataset"] == "mnist" else args.cifar_npz
-            # Load once here so a first decode (CIFAR-10 JPEGs) is cached before any timing.
-            d = load_split(model, npz, args.quick, args.standin)
-            real = d["real"]
-            del d
+            # Load once here: bad data fails before any training, and a first
+            # decode (CIFAR-10 JPEGs) is cached before any timing.
+            plan.append((model, npz, load_split(model, npz, args.quick, args.standin)["real"]))
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except data.DataError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    status = 0
+    try:
+        for model, npz, real in plan:
             max_epochs = args.max_epochs or (2 if args.quick else 20 if real else 3)
             print(f"{model}: {'real data' if real else 'STAND-IN data (throughput only)'}, "
                   f"up to {max_epochs} epochs, {args.repeats} repeat(s)", flush=True)
@@ -786,21 +894,34 @@ def main(argv=None):
                           f"images/s, ratio {paired['median_ratio']:.2f}x", flush=True)
             results["models"][model] = summarize(model, runs, paired)
             results["device"], results["versions"] = runs[0]["device"], runs[0]["versions"]
-    except (UsageError, ValueError, FileNotFoundError) as e:  # ValueError: cnn_course.data.DataError
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        status = 130
+    if results["models"]:
+        print()
+        print(table(results), flush=True)  # before writing: a failed write loses no figure
+    if status:
+        if results["models"]:
+            print(f"{out} not written: the run did not finish (the table above has the models that did)",
+                  file=sys.stderr)
+        return status
+    try:
+        write_results(results, out)
+    except OSError as e:
+        print(f"error: {out} could not be written ({e.strerror or e}); the table above has the figures",
+              file=sys.stderr)
         return 1
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print(table(results))
     print(f"\nwrote {out}")
     return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while checking the data; main() handles it during training
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -5,13 +5,16 @@
     python -m cnn_course strip [NOTEBOOK ...]
 
 Exit status: 0 when everything passed, 1 when a lesson or a data command
-failed, 2 for a usage error.
+failed, 2 for a usage error (checked before anything runs), 130 when Ctrl-C
+stopped the command.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import keyword
+import math
 import os
 import re
 import shutil
@@ -39,19 +42,39 @@ def parse_parameter(text):
 
     VALUE is read with ast.literal_eval (so 3, 0.5, True, None, "a", [1, 2]
     keep their type); anything else is kept as the raw string.
-    Raises ValueError when there is no "=" or NAME is not a Python identifier.
+    Raises ValueError when there is no "=", NAME is not a Python identifier
+    or is a keyword (``class``), or VALUE is not finite (``1e999``, see
+    `runner.check_value`).
     """
     name, sep, raw = text.partition("=")
     name = name.strip()
     if not sep:
         raise ValueError(f"-p {text!r}: expected NAME=VALUE, for example -p EPOCHS=3")
-    if not name.isidentifier():
+    if not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(f"-p {text!r}: {name!r} is not a valid Python name")
     try:
         value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         value = raw
+    try:
+        runner.check_value(value)
+    except ValueError as exc:
+        raise ValueError(f"-p {text!r}: {exc}") from None
     return name, value
+
+
+def positive_seconds(text):
+    """Parse ``--timeout SECONDS``: a finite number above 0. Returns a float.
+
+    Raises argparse.ArgumentTypeError otherwise (argparse prints it, exit 2).
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds above 0")
+    return seconds
 
 
 def build_parser():
@@ -85,9 +108,9 @@ def build_parser():
              "VERBOSE=2 is set unless given",
     )
     run.add_argument("--out", default="build", metavar="DIR", help="where outputs and the report go (default: build)")
-    run.set_defaults(handler=cmd_run, subparser=run)
-    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    run.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                      help="fail a notebook cell (or a script) that runs longer than this (default: no limit)")
+    run.set_defaults(handler=cmd_run, subparser=run)
 
     data = commands.add_parser("data", help="find, download or import the datasets",
                                description="Find, download or import the course's datasets.")
@@ -227,8 +250,14 @@ def lesson_summary(result):
 # Commands
 
 
-def cmd_run(args, parser, out):
-    """Run the chosen lessons, print progress and the report; return the exit status."""
+def check_run_arguments(args, parser):
+    """Check `run`'s arguments before anything runs; return (lessons, parameters, out folder).
+
+    `lessons` are the chosen names in course order, `parameters` the ``-p``
+    values as a dict, the out folder an absolute Path (created if missing).
+    Exits through ``parser.error`` (status 2, one line) for an unknown lesson,
+    a bad ``-p``, or an out folder that is a file or cannot be written.
+    """
     lessons = runner.LESSONS
     unknown = [name for name in args.lessons if name not in lessons]
     if unknown:
@@ -236,43 +265,69 @@ def cmd_run(args, parser, out):
     chosen = [name for name in lessons if name in args.lessons] if args.lessons else list(lessons)
     try:
         parameters = dict(parse_parameter(text) for text in args.parameter)
+        runner.parameters_source(parameters)  # what will be injected must be valid Python
     except ValueError as exc:
         parser.error(str(exc))
+    try:  # last, as it creates the folder
+        out_dir = runner.check_out_dir(args.out)
+    except ValueError as exc:
+        parser.error(f"--out {args.out}: {exc}")
+    return chosen, parameters, out_dir
 
-    out_dir = Path(args.out)
+
+def cmd_run(args, parser, out):
+    """Run the chosen lessons, print progress and the report; return the exit status.
+
+    Ctrl-C stops the whole run at once: the running lesson's kernel or script
+    is killed, "interrupted" is printed, the report of what ran is written,
+    and the status is 130.
+    """
+    chosen, parameters, out_dir = check_run_arguments(args, parser)
     tty = out.isatty()
     started = time.perf_counter()
     mode = "quick" if args.quick else "full"
     shown = runner.lesson_parameters(None, False, parameters)  # what every lesson gets
     sizes = " and each lesson's quick sizes" if args.quick else ""
     out.write(f"Running {len(chosen)} lesson(s), {mode} mode, parameters "
-              f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {out_dir}/\n")
+              f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {args.out}/\n")
     out.flush()
-    environment = runner.environment_info()
-    out.write(f"Device: {environment['device']}; Keras {environment['keras']} on "
-              f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n")
 
-    results = []
-    interrupted = False
-    for number, name in enumerate(chosen, 1):
-        label = f"[{number}/{len(chosen)}] {name}"
-        progress, finish = console_progress(label, out, tty)
-        try:
-            result = runner.run_lesson(name, parameters, out_dir, progress=progress,
-                                       timeout=args.timeout, lessons=lessons, quick=args.quick)
-        except KeyboardInterrupt:
-            finish(f"{label}  interrupted")
-            interrupted = True
-            break
-        finish(f"{label}  {lesson_summary(result)}")
-        for warning in result.get("warnings") or []:
-            out.write(f"    note: {warning}\n")
-        results.append(result)
+    environment, results, interrupted = {}, [], False
+    try:
+        environment = runner.environment_info()
+        out.write(f"Device: {environment['device']}; Keras {environment['keras']} on "
+                  f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n")
+        for number, name in enumerate(chosen, 1):
+            label = f"[{number}/{len(chosen)}] {name}"
+            progress, finish = console_progress(label, out, tty)
+            try:
+                result = runner.run_lesson(name, parameters, out_dir, progress=progress,
+                                           timeout=args.timeout, quick=args.quick)
+            except KeyboardInterrupt as stop:
+                finish(f"{label}  interrupted")
+                if isinstance(stop, runner.LessonInterrupted):
+                    results.append(stop.result)
+                raise
+            finish(f"{label}  {lesson_summary(result)}")
+            for warning in result.get("warnings") or []:
+                out.write(f"    note: {warning}\n")
+            results.append(result)
+    except KeyboardInterrupt:
+        interrupted = True
+        out.flush()
+        print("interrupted", file=sys.stderr, flush=True)
 
+    ran = {r["lesson"] for r in results}
     report = runner.build_report(results, environment, args.quick, shown,
-                                 wall_time_s=round(time.perf_counter() - started, 1))
-    json_path, md_path = runner.write_report(report, out_dir)
-    out.write("\n" + runner.format_report(report).split("\n", 2)[2])
+                                 wall_time_s=round(time.perf_counter() - started, 1),
+                                 not_run=[name for name in chosen if name not in ran])
+    out.write("\n" + runner.format_report(report).split("\n", 2)[2])  # printed first: never lost
+    out.flush()
+    try:
+        json_path, md_path = runner.write_report(report, out_dir)
+    except OSError as exc:
+        print(f"error: the report could not be written to {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED if interrupted else EXIT_FAILED
     out.write(f"Report: {md_path} and {json_path}\n")
     out.flush()
     if interrupted:

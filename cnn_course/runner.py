@@ -12,13 +12,18 @@ HTML rendering, and reads the lines every lesson prints (``Data: ...``,
 from __future__ import annotations
 
 import ast
+import asyncio
+import contextlib
 import json
 import keyword
+import math
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -119,22 +124,53 @@ def parameter_names(source):
     return names
 
 
+def check_value(value):
+    """Return `value` if it can be written into a notebook as a Python literal.
+
+    Raises ValueError for a non-finite number (inf, nan: they read back as
+    undefined names and cannot go into strict JSON), also inside a list,
+    tuple, set or dict, and for a value whose repr() does not read back as
+    the same literal (for example an arbitrary object).
+    """
+    def walk(item):
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item!r} is not a finite number")
+        if isinstance(item, complex) and not (math.isfinite(item.real) and math.isfinite(item.imag)):
+            raise ValueError(f"{item!r} is not a finite number")
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                walk(key)
+                walk(sub)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            for sub in item:
+                walk(sub)
+
+    walk(value)
+    text = repr(value)
+    try:
+        same = ast.literal_eval(text) == value
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        same = False
+    if not same:
+        raise ValueError(f"{text} cannot be written as a Python literal")
+    return value
+
+
 def parameters_source(parameters):
     """Return the source of the injected cell: one ``NAME = repr(value)`` line each.
 
-    Raises ValueError when a name is not a valid Python identifier, or when a
-    value's repr() does not read back as Python (for example an arbitrary object).
+    Raises ValueError when a name is not a valid Python identifier (keywords
+    such as ``class`` included), or when a value is refused by `check_value`.
     """
     lines = ["# Parameters injected by cnn_course.runner"]
     for name, value in parameters.items():
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f"not a valid parameter name: {name!r}")
-        text = repr(value)
         try:
-            ast.parse(text, mode="eval")
-        except SyntaxError:
-            raise ValueError(f"parameter {name}: value {text} cannot be written as Python") from None
-        lines.append(f"{name} = {text}")
+            check_value(value)
+        except ValueError as exc:
+            raise ValueError(f"parameter {name}: {exc}") from None
+        lines.append(f"{name} = {value!r}")
     return "\n".join(lines) + "\n"
 
 
@@ -195,14 +231,25 @@ def lesson_parameters(name, quick=False, overrides=None):
     return parameters
 
 
+# Paths the kernels and scripts read from the environment. Kernels run in
+# their lesson's folder, so a relative value must be made absolute first.
+_PATH_VARIABLES = ("CNN_COURSE_DATA", "KERAS_HOME")
+
+
 def _kernel_env(quick=False):
     """Return the environment for a kernel or script: ours, less TensorFlow's C++ chatter.
 
+    A relative CNN_COURSE_DATA or KERAS_HOME (``~`` expanded) is resolved
+    against this process's working folder, the folder the command was started
+    in, because kernels and scripts run in their lesson's folder.
     MPLBACKEND is removed so that a kernel always draws figures inline (a
     caller's MPLBACKEND=Agg would otherwise leave notebooks without images).
     With `quick`, CNN_COURSE_QUICK=1 lets the data loaders use labelled stand-ins.
     """
     env = dict(os.environ)
+    for name in _PATH_VARIABLES:
+        if env.get(name, "").strip():
+            env[name] = os.path.abspath(os.path.expanduser(env[name]))
     if quick:
         env["CNN_COURSE_QUICK"] = "1"
     env.pop("MPLBACKEND", None)  # let ipykernel pick the inline backend: figures become outputs
@@ -258,7 +305,10 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     (list of str, e.g. names the parameters cell does not assign).
 
     Raises FileNotFoundError when `path` does not exist, ValueError for invalid
-    parameters or when the executed copy would overwrite the source notebook.
+    parameters or when the executed copy would overwrite the source notebook,
+    OSError when `out_dir` cannot be written, and `LessonInterrupted` (a
+    KeyboardInterrupt holding the partial result) on Ctrl-C, after stopping
+    the kernel and saving the cells run so far.
     A failing cell, a timeout or a dead kernel is a "failed" result, not an exception.
     """
     from nbclient import NotebookClient
@@ -295,6 +345,17 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     def on_cell_executed(cell, cell_index, execute_reply):
         state["done"] += 1
 
+    def running_cell():
+        # The cell that was running (failed_cell), or None before the first one.
+        index = state["current"]
+        if index is None:
+            return None
+        return {
+            "index": None if index == injected_at else index - (index > injected_at),
+            "executed_index": index,
+            "first_line": first_line(nb.cells[index].source),
+        }
+
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -324,19 +385,23 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     # already echoed into the cells' outputs) go to a log, not to our console.
     with open(log_path, "w", encoding="utf-8") as log:
         try:
-            client.execute(env=_kernel_env(quick), stdout=log, stderr=log)
+            _run_cells(client, _kernel_env(quick), log)
+        except KeyboardInterrupt:
+            # Ctrl-C: the kernel is already gone (see _run_cells); keep the
+            # cells run so far and stop the whole run (no HTML: stop at once).
+            nbformat.write(nb, executed_path)
+            notify(event="end", status="interrupted")
+            text = "".join(texts)
+            raise LessonInterrupted(_result(
+                "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
+                failed_cell=running_cell(), executed_path=str(executed_path), warnings=warnings,
+                **parse_output(text))) from None
         except Exception as exc:  # a failing cell, a timeout, a dead kernel, no kernel
             error = _error_summary(exc)
             if type(exc).__name__ != "CellTimeoutError" and not getattr(exc, "ename", None):
                 error += f" (kernel log: {log_path})"  # e.g. the kernel died or did not start
-    index = state["current"]
-    if error and index is not None:
-        source_index = None if index == injected_at else index - (index > injected_at)
-        failed_cell = {
-            "index": source_index,
-            "executed_index": index,
-            "first_line": first_line(nb.cells[index].source),
-        }
+    if error:
+        failed_cell = running_cell()
 
     nbformat.write(nb, executed_path)
     try:
@@ -362,6 +427,74 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     )
 
 
+class LessonInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a lesson. ``result`` is its partial result dict (status
+    "interrupted"; what it printed so far, the executed copy of the cells run)."""
+
+    def __init__(self, result):
+        super().__init__("interrupted")
+        self.result = result
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ignore further Ctrl-C while cleaning up (main thread only), so that a
+    second Ctrl-C cannot leave a kernel or a half-written file behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _cancel_pending_tasks():
+    """Cancel what an interrupted nbclient call left on this thread's event loop
+    (else each pending task logs "Task exception was never retrieved")."""
+    from jupyter_core.utils import ensure_event_loop
+
+    loop = ensure_event_loop()
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+def _run_cells(client, env, log):
+    """Start a kernel for `client`, run every cell of its notebook, stop the kernel.
+
+    What ``NotebookClient.execute`` does, minus its SIGINT handler (which
+    kills the kernel and turns Ctrl-C into a failed cell): here Ctrl-C kills
+    the kernel at once and raises KeyboardInterrupt. Raises what nbclient
+    raises for a failing cell, a timeout or a dead kernel.
+    """
+    try:
+        with client.setup_kernel(env=env, stdout=log, stderr=log):
+            try:
+                client.reset_execution_trackers()
+                reply = client.wait_for_reply(client.kc.kernel_info())
+                if reply is not None and "language_info" in reply["content"]:
+                    client.nb.metadata["language_info"] = reply["content"]["language_info"]
+                for index, cell in enumerate(client.nb.cells):
+                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                client.set_widgets_metadata()
+            except KeyboardInterrupt:
+                client.shutdown_kernel = "immediate"  # setup_kernel's cleanup then kills it
+                with _sigint_ignored():
+                    _cancel_pending_tasks()
+                raise
+    except KeyboardInterrupt:
+        # Also when Ctrl-C came while the kernel was starting, or during the cleanup.
+        with _sigint_ignored():
+            if client.km is not None and client.km.has_kernel:
+                client.shutdown_kernel = "immediate"
+                client._cleanup_kernel()
+        raise
+
+
 def _error_summary(exc):
     """Return "Name: message" for an execution failure, without the traceback."""
     ename = getattr(exc, "ename", None)
@@ -384,7 +517,9 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
     status is 0; error is the last line the script printed (for an uncaught
     exception, "Name: message") or the exit status; failed_cell is None;
     executed_path is the saved output, html_path is None.
-    Raises FileNotFoundError when `path` does not exist.
+    Raises FileNotFoundError when `path` does not exist, OSError when
+    `out_dir` cannot be written, and `LessonInterrupted` on Ctrl-C (after
+    killing the script and saving what it printed).
     """
     started = time.perf_counter()
     path = Path(path).resolve()
@@ -419,6 +554,16 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
                 lines.append(line)
                 notify(event="output", name="stdout", text=line)
             code = proc.wait()
+        except KeyboardInterrupt:
+            with _sigint_ignored():
+                proc.kill()  # Popen's exit would otherwise leave it running
+                proc.wait()
+                text = "".join(lines)
+                log_path.write_text(text, encoding="utf-8")
+            notify(event="end", status="interrupted")
+            raise LessonInterrupted(_result(
+                "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
+                executed_path=str(log_path), **parse_output(text))) from None
         finally:
             if killer is not None:
                 killer.cancel()
@@ -444,9 +589,10 @@ def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=No
     with their default arguments. `quick` also lets the lesson use labelled
     stand-in data (CNN_COURSE_QUICK=1).
     Returns the result dict of `execute_notebook` / `run_script` with "lesson"
-    (the name) and "path" added. A missing lesson file or invalid parameters
-    give a "failed" result rather than an exception.
-    Raises KeyError for a name that is not in `lessons`.
+    (the name) and "path" added. A missing lesson file, invalid parameters or
+    an out folder that cannot be written give a "failed" result rather than an
+    exception. Raises KeyError for a name that is not in `lessons`, and
+    `LessonInterrupted` on Ctrl-C (its result has "lesson" and "path" too).
     """
     lessons = LESSONS if lessons is None else lessons
     path = Path(lessons[name])
@@ -459,7 +605,10 @@ def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=No
                                       progress=progress, timeout=timeout, quick=quick)
         else:
             result = run_script(path, out_dir, progress=progress, timeout=timeout, quick=quick)
-    except (FileNotFoundError, ValueError) as exc:
+    except LessonInterrupted as stop:
+        stop.result = {"lesson": name, "path": str(path), **stop.result}
+        raise
+    except (OSError, ValueError) as exc:  # no such file, bad parameters, out_dir not writable
         result = _result("failed", started, error=f"{type(exc).__name__}: {exc}")
     return {"lesson": name, "path": str(path), **result}
 
@@ -533,22 +682,25 @@ _REPORT_KEYS = (
 )
 
 
-def build_report(results, environment, quick, parameters, wall_time_s=None):
+def build_report(results, environment, quick, parameters, wall_time_s=None, not_run=()):
     """Return the report as a JSON-ready dict.
 
     `results` are `run_lesson` dicts (their printed text is left out: the saved
     executed copies hold it). The dict has "mode" ("quick" or "full"),
-    "parameters", "environment", "passed"/"failed" counts, "wall_time_s" and
-    "lessons" (one dict per lesson with the keys in `_REPORT_KEYS`).
+    "parameters", "environment", "passed"/"failed" counts, "interrupted"
+    (True when a lesson was stopped by Ctrl-C: its status is "interrupted"),
+    "not_run" (the chosen lessons that never started, from `not_run`),
+    "wall_time_s" and "lessons" (one dict per lesson with the keys in `_REPORT_KEYS`).
     """
     lessons = [{key: r.get(key) for key in _REPORT_KEYS} for r in results]
-    failed = sum(r["status"] != "passed" for r in lessons)
     return {
         "mode": "quick" if quick else "full",
         "parameters": dict(parameters),
         "environment": dict(environment),
-        "passed": len(lessons) - failed,
-        "failed": failed,
+        "passed": sum(r["status"] == "passed" for r in lessons),
+        "failed": sum(r["status"] == "failed" for r in lessons),
+        "interrupted": any(r["status"] == "interrupted" for r in lessons) or bool(not_run),
+        "not_run": list(not_run),
         "wall_time_s": wall_time_s,
         "lessons": lessons,
     }
@@ -641,18 +793,60 @@ def format_environment(report):
 def format_report(report):
     """Return the whole report as Markdown: environment, table, failures, totals."""
     parts = ["# Course run", "", format_environment(report), "", format_table(report), ""]
-    failed = [r for r in report["lessons"] if r["status"] != "passed"]
-    if failed:
-        parts += ["## Failures", ""]
-        parts += [f"- **{r['lesson']}**: {describe_failure(r)}" for r in failed]
-        parts.append("")
+    for status, title in (("failed", "Failures"), ("interrupted", "Interrupted")):
+        stopped = [r for r in report["lessons"] if r["status"] == status]
+        if stopped:
+            parts += [f"## {title}", ""]
+            parts += [f"- **{r['lesson']}**: {describe_failure(r)}" for r in stopped]
+            parts.append("")
     total = _minutes(report.get("wall_time_s"))
-    parts.append(f"{report['passed']} passed, {report['failed']} failed, total wall time {total}.")
+    totals = f"{report['passed']} passed, {report['failed']} failed"
+    if report.get("interrupted"):
+        totals += ", interrupted (Ctrl-C)"
+        if report.get("not_run"):
+            totals += f"; not run: {', '.join(report['not_run'])}"
+    parts.append(f"{totals}, total wall time {total}.")
     return "\n".join(parts) + "\n"
 
 
+def _strict(value):
+    """Return `value` with non-finite floats replaced by their text ("inf"),
+    so that results.json stays strict JSON whatever a lesson reported."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _strict(sub) for key, sub in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(sub) for sub in value]
+    return value
+
+
+def check_out_dir(out_dir):
+    """Make sure lessons' outputs and the report can be written to `out_dir`.
+
+    Creates the folder (and its parents) when missing and writes and removes
+    a probe file in it. Returns the folder as an absolute Path. Raises
+    ValueError, with a one-line reason, when it is a file, lies inside one,
+    or cannot be written.
+    """
+    out_dir = Path(out_dir).expanduser().absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not a folder")
+    inside = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
+    if inside is not None:
+        raise ValueError(f"{out_dir} would lie inside {inside}, which is a file")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValueError(f"{out_dir} cannot be written: {reason}") from None
+    return out_dir
+
+
 def write_report(report, out_dir="build"):
-    """Write ``out_dir/results.json`` and ``out_dir/results.md``.
+    """Write ``out_dir/results.json`` (strict JSON) and ``out_dir/results.md``.
 
     Returns (json_path, md_path). Raises OSError when they cannot be written.
     """
@@ -660,7 +854,7 @@ def write_report(report, out_dir="build"):
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "results.json"
     md_path = out_dir / "results.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(_strict(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     md_path.write_text(format_report(report), encoding="utf-8")
     return json_path, md_path
 
@@ -677,8 +871,9 @@ def strip_notebook(path):
     """Clear outputs, execution counts and transient metadata of a notebook in place.
 
     Cells tagged ``injected-parameters`` (left by a run) are removed too.
-    The file is rewritten only when something changed.
-    Returns True when the file changed. Raises FileNotFoundError when it
+    The file is rewritten only when something changed, and replaced whole
+    (never left half-written). Returns True when the file changed.
+    Raises FileNotFoundError when it
     does not exist and nbformat's errors when it is not a notebook.
     """
     path = Path(path)
@@ -697,7 +892,13 @@ def strip_notebook(path):
     after += "" if after.endswith("\n") else "\n"
     if after == before:
         return False
-    path.write_text(after, encoding="utf-8")
+    # Replace the file whole: an interrupted or failed write leaves the notebook as it was.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(after, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return True
 
 

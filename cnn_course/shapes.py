@@ -11,14 +11,13 @@ an image is (H, W, D).
 - pool output: the same shape rules with the pool size as F; depth unchanged;
   no parameters.
 
-Nothing here imports Keras when the module loads, so the scripts' --no-keras
-mode starts at once; only ``keras_stack`` imports it, when called.
+Nothing here imports Keras, so the scripts' --no-keras mode starts at once;
+building the layers with Keras and comparing is ``cnn_course.keras_check``.
 Impossible configurations raise ValueError saying which value is wrong and why.
 """
 
 import math
 import numbers
-import os
 import re
 
 PADDINGS = ("valid", "same")
@@ -222,16 +221,29 @@ def parse_padding(text, name="--padding"):
     return padding
 
 
+# Activations that change the shape of what they are given: the formulas here
+# are for layers whose activation keeps it, so these are refused by name
+# (keras_check.check_activation also tries every activation on a small tensor).
+SHAPE_CHANGING_ACTIVATIONS = {
+    "glu": "GLU halves the channels (one half gates the other) and needs an even number of them",
+}
+
+
 def parse_activation(text, name="--activation"):
     """Return an activation name in lower case, or None for "none".
 
-    Only the form is checked here (a word like relu or leaky_relu); Keras
-    checks that the activation exists when it builds the layer.
-    Raises ValueError naming `name` if it is not a word.
+    Only the form is checked here (a word like relu or leaky_relu), and that
+    it is not one of SHAPE_CHANGING_ACTIVATIONS; keras_check checks that Keras
+    has it and that it keeps the shape.
+    Raises ValueError naming `name` if it is not a word or changes the shape.
     """
     word = text.strip().lower()
     if not _WORD.match(word):
         raise ValueError(f"{name} {text}: must be an activation name like relu or softmax")
+    if word in SHAPE_CHANGING_ACTIVATIONS:
+        raise ValueError(f"{name} {text}: {SHAPE_CHANGING_ACTIVATIONS[word]}, so the layer's output "
+                         "would not be what the formulas here describe; use an activation that "
+                         "keeps the shape, such as relu, sigmoid, tanh or softmax")
     return None if word == "none" else word
 
 
@@ -265,7 +277,7 @@ def _axis_lines(input_shape, window, strides, padding):
     return lines
 
 
-def _shape_text(shape):
+def shape_text(shape):
     """Return a shape as Keras prints it, batch included: (None, 100, 100, 16)."""
     return "(None, " + ", ".join(str(n) for n in shape) + ")"
 
@@ -288,7 +300,7 @@ def conv_working(input_shape, kernel_size, strides, padding, filters):
         f"depth      = K = {filters}",
         f"parameters = K x {f_sym} x D_in + K = {filters} x {fh} x {fw} x {d} + {filters} "
         f"= {params:,}",
-        f"Output shape {_shape_text(out)}, {params:,} parameters",
+        f"Output shape {shape_text(out)}, {params:,} parameters",
     ]
 
 
@@ -308,7 +320,7 @@ def pool_working(input_shape, pool_size, strides=None, padding="valid"):
         *_axis_lines(input_shape, (fh, fw), (sh, sw), padding),
         f"depth      = D_in = {d} (pooling keeps every feature map)",
         "parameters = 0 (pooling has nothing to learn)",
-        f"Output shape {_shape_text(out)}, 0 parameters",
+        f"Output shape {shape_text(out)}, 0 parameters",
     ]
 
 
@@ -323,7 +335,7 @@ def global_pool_working(input_shape):
         f"each of the D_in = {d} feature maps ({h} x {w} numbers) is averaged to one number",
         f"output     = D_in = {d}",
         "parameters = 0 (pooling has nothing to learn)",
-        f"Output shape {_shape_text((d,))}, 0 parameters",
+        f"Output shape {shape_text((d,))}, 0 parameters",
     ]
 
 
@@ -405,7 +417,7 @@ def _trace_layer(shape, layer):
     """Return (output shape, parameters, formula text) of one layer on `shape`."""
     kind = layer["kind"]
     if kind in ("conv", "pool", "avgpool", "gap") and len(shape) != 3:
-        raise ValueError(f"needs an H x W x D input but gets {_shape_text(shape)}")
+        raise ValueError(f"needs an H x W x D input but gets {shape_text(shape)}")
     if kind in ("conv", "pool", "avgpool"):
         (fh, fw), (sh, sw), padding = layer["window"], layer["strides"], layer["padding"]
         h, w, d = shape
@@ -452,7 +464,7 @@ def trace_stack(input_shape, layers, name="--stack"):
 def stack_table(rows):
     """Return the per-layer table of trace_stack rows and the total, as text."""
     header = ("#", "layer", "output shape", "params", "formula")
-    body = [(str(i), r["layer"], _shape_text(r["shape"]), f"{r['params']:,}", r["formula"])
+    body = [(str(i), r["layer"], shape_text(r["shape"]), f"{r['params']:,}", r["formula"])
             for i, r in enumerate(rows, 1)]
     widths = [max(len(row[c]) for row in [header, *body]) for c in range(4)]
     lines = []
@@ -461,109 +473,3 @@ def stack_table(rows):
                      f"{row[3]:>{widths[3]}}  {row[4]}")
     lines.append(f"Total params: {sum(r['params'] for r in rows):,}")
     return "\n".join(lines)
-
-
-def keras_stack(input_shape, layers, name="--stack"):
-    """Return a keras.Sequential of the parsed stack layers on an (H, W, D) input.
-
-    Imports keras (and so TensorFlow). Raises ValueError for an activation
-    Keras does not know.
-    """
-    import keras
-
-    built = []
-    for i, layer in enumerate(layers, 1):
-        kind = layer["kind"]
-        activation = layer.get("activation")
-        try:
-            keras.activations.get(activation)
-        except ValueError:
-            raise ValueError(f"{name} layer {i} ({layer['text']!r}): activation "
-                             f"{activation!r}: Keras has no activation of that name") from None
-        if kind == "conv":
-            built.append(keras.layers.Conv2D(
-                filters=layer["filters"], kernel_size=layer["window"], strides=layer["strides"],
-                padding=layer["padding"], activation=activation))
-        elif kind in ("pool", "avgpool"):
-            pool = keras.layers.MaxPooling2D if kind == "pool" else keras.layers.AveragePooling2D
-            built.append(pool(pool_size=layer["window"], strides=layer["strides"],
-                              padding=layer["padding"]))
-        elif kind == "gap":
-            built.append(keras.layers.GlobalAveragePooling2D())
-        elif kind == "dropout":
-            built.append(keras.layers.Dropout(layer["rate"]))
-        elif kind == "flatten":
-            built.append(keras.layers.Flatten())
-        else:
-            built.append(keras.layers.Dense(layer["units"], activation=activation))
-    return keras.Sequential([keras.Input(shape=tuple(input_shape)), *built])
-
-
-def keras_mismatches(rows, model):
-    """Return one line per layer where trace_stack rows and a Keras model disagree.
-
-    An empty list means Keras agrees on every layer's output shape and
-    parameter count.
-    """
-    if len(rows) != len(model.layers):
-        return [f"the formulas have {len(rows)} layers, Keras {len(model.layers)}"]
-    problems = []
-    for i, (row, layer) in enumerate(zip(rows, model.layers), 1):
-        shape = tuple(layer.output.shape)[1:]
-        params = layer.count_params()
-        if shape != tuple(row["shape"]) or params != row["params"]:
-            problems.append(
-                f"layer {i} ({row['layer']}): formulas say {_shape_text(row['shape'])}, "
-                f"{row['params']:,} params; Keras says {_shape_text(shape)}, {params:,} params")
-    return problems
-
-
-# --------------------------------------------------------------------------
-# What conv-dims.py and pool-dims.py share
-
-
-def import_keras():
-    """Return the keras module, imported with TensorFlow's start-up log lines silenced.
-
-    Sets TF_CPP_MIN_LOG_LEVEL=2 and TF_ENABLE_ONEDNN_OPTS=0 unless already set
-    (the second only changes floating-point round-off). Raises ImportError
-    when Keras is not installed.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # else a notice prints on every import
-    import keras
-    return keras
-
-
-def report_agreement(problems, agreement):
-    """Print whether Keras and the formulas agree; return 0 if they do, 1 if not.
-
-    ``problems`` is what ``keras_mismatches`` returned; ``agreement`` the text
-    printed after "Keras agrees: ". Raises nothing.
-    """
-    if not problems:
-        print(f"Keras agrees: {agreement}")
-        return 0
-    for problem in problems:
-        print(f"!!! MISMATCH: {problem}")
-    print("!!! The formulas and Keras disagree: please report this.")
-    return 1
-
-
-def show_stack(spec, input_shape, no_keras):
-    """Trace a --stack SPEC layer by layer, checked against Keras unless ``no_keras``.
-
-    Prints the table (and Keras's summary); returns the exit status (0, or 1 on
-    a mismatch). Raises ValueError for a bad SPEC or a layer that cannot fit.
-    """
-    layers = parse_stack(spec)
-    rows = trace_stack(input_shape, layers)
-    if no_keras:
-        print(stack_table(rows))
-        return 0
-    import_keras()
-    model = keras_stack(input_shape, layers)
-    model.summary()
-    print(stack_table(rows))
-    return report_agreement(keras_mismatches(rows, model),
-                            f"every layer, {model.count_params():,} parameters in total")

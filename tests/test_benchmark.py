@@ -28,7 +28,8 @@ def _offline_env(tmp_path):
     return env
 
 
-def _run(args, env, timeout=240):
+def _run(args, env, timeout=600):
+    # The timeout only guards against a hang: a quick run takes minutes on a busy shared machine.
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -93,13 +94,17 @@ def test_npz_split_follows_the_original_course(tmp_path):
 
     m = tmp_path / "m.npz"
     np.savez(m, x_train=np.zeros((100, 28, 28), np.uint8), y_train=np.arange(100) % 10,
-             x_test=np.zeros((10, 28, 28), np.uint8), y_test=np.zeros(10, np.uint8))
+             x_test=np.zeros((10, 28, 28), np.uint8), y_test=np.arange(10, dtype=np.uint8))
     d = train_speed.load_split("mnist_mlp", npz=m)
     assert len(d["x_train"]) == 80 and len(d["x_val"]) == 20
     np.testing.assert_array_equal(d["y_val"], np.arange(80, 100) % 10)
 
-    with pytest.raises(train_speed.UsageError, match="uint8 of shape"):
+    from cnn_course.data import DataError
+
+    with pytest.raises(DataError, match=r"expected \(N, 28, 28\)"):
         train_speed.load_split("mnist_mlp", npz=c)
+    with pytest.raises(DataError, match=r"uint8 of shape \(N, 32, 32, 3\)"):
+        train_speed.load_split("cifar10_cnn", npz=m)
 
 
 def test_paired_measurement_gives_the_throughput_ratio(tmp_path):
@@ -126,14 +131,38 @@ def test_paired_measurement_gives_the_throughput_ratio(tmp_path):
     assert entry["speedup_throughput"] == entry["speedup_throughput_full_runs"]
 
 
-def test_unknown_scaling_override_is_one_error_line(tmp_path):
-    proc = _run(["--quick", "--models", "cifar10_cnn", "--lesson", "scaling=zscore", "--paired-rounds", "0",
+@pytest.mark.parametrize("lesson, message", [
+    ("scaling=zscore", "--lesson scaling=zscore: scaling must be rescale, centred, normalization or null"),
+    ("batchsize=256", "--lesson batchsize=256: unknown setting 'batchsize'; known: batch_size, optimizer"),
+    ("batch_size=abc", "--lesson batch_size=abc: batch_size must be a whole number, at least 1"),
+    ("inputs=uint8,scaling=null", "--lesson takes inputs=float32, or inputs=uint8 with scaling=rescale"),
+])
+def test_bad_overrides_are_one_error_line_before_training(tmp_path, lesson, message):
+    proc = _run(["--quick", "--models", "cifar10_cnn", "--lesson", lesson, "--paired-rounds", "0",
                  "--out", str(tmp_path / "r.json")], _offline_env(tmp_path), timeout=120)
     assert proc.returncode == 2 and "run 1" not in proc.stdout  # refused before any training
-    assert proc.stderr.strip().splitlines() == [
-        "error: --lesson takes inputs=float32, or inputs=uint8 with scaling=rescale or scaling=centred "
-        "(or normalize_on=N)"]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: " + message), proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("batch_size=256,learning_rate=0.003", {"batch_size": 256, "learning_rate": 0.003}),
+    ("schedule=cosine, schedule_epochs=6, mixed_precision=null", {"schedule": "cosine", "schedule_epochs": 6,
+                                                                 "mixed_precision": None}),
+    ("jit_compile=auto,steps_per_execution=8,optimizer=adam", {"jit_compile": "auto", "steps_per_execution": 8,
+                                                              "optimizer": "adam"}),
+    ("", {}),
+])
+def test_good_overrides_parse(text, expected):
+    assert train_speed.parse_overrides(text) == expected
+
+
+@pytest.mark.parametrize("text", ["batch_size=0", "batch_size=true", "batch_size=2.5", "learning_rate=-1",
+                                  "learning_rate=NaN", "optimizer=sgd", "jit_compile=1", "normalize_on=abc"])
+def test_bad_override_values_are_refused(text):
+    with pytest.raises(train_speed.UsageError, match=f"--lesson {text}: "):
+        train_speed.parse_overrides(text)
 
 
 def test_negative_paired_rounds_is_a_usage_error(tmp_path):
@@ -180,3 +209,113 @@ def test_lesson_pipeline_is_what_the_notebooks_run(model, notebooks):
             assert scaling in text, notebook
         else:
             assert 'x_train.astype("float32") / 255' in text and "Rescaling" not in text, notebook
+
+
+# --------------------------------------------------------------------------
+# Checked before training; nothing measured is lost
+
+
+def test_out_that_cannot_be_written_is_refused_before_training(tmp_path):
+    env = _offline_env(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("mine\n")
+    for out, message in [(tmp_path, f"error: --out {tmp_path}: is a folder; give a file name"),
+                         (blocker / "r.json",
+                          f"error: --out {blocker / 'r.json'}: {blocker} is a file, not a folder")]:
+        proc = _run(["--quick", "--models", "mnist_mlp", "--out", str(out)], env, timeout=60)
+        assert proc.returncode == 2 and "run 1" not in proc.stdout, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+    assert blocker.read_text() == "mine\n"
+
+
+def _corrupt_files(folder):
+    """name -> path of an .npz-named file that is not a usable Keras-layout .npz."""
+    good = folder / "good.npz"
+    np.savez_compressed(good, x_train=np.zeros((50, 32, 32, 3), np.uint8), y_train=np.arange(50) % 10,
+                        x_test=np.zeros((10, 32, 32, 3), np.uint8), y_test=np.arange(10))
+    whole = good.read_bytes()
+    middle = len(whole) // 3  # inside the compressed x_train: the zip's directory is intact
+    files = {"truncated": whole[:700], "garbage": b"not a zip file at all\n" * 10,
+             "damaged": whole[:middle] + bytes(64) + whole[middle + 64:]}
+    for name, data in files.items():
+        (folder / f"{name}.npz").write_bytes(data)
+    np.save(folder / "single.npy", np.zeros((3, 3)))
+    (folder / "single.npy").rename(folder / "single.npz")
+    np.savez(folder / "objects.npz", x_train=np.array([None, 1], dtype=object), y_train=np.zeros(2),
+             x_test=np.zeros(1), y_test=np.zeros(1))
+    np.savez(folder / "labels.npz", x_train=np.zeros((20, 32, 32, 3), np.uint8), y_train=np.arange(20),
+             x_test=np.zeros((10, 32, 32, 3), np.uint8), y_test=np.arange(10))
+    return {name: folder / f"{name}.npz"
+            for name in ("truncated", "garbage", "damaged", "single", "objects", "labels")}
+
+
+@pytest.mark.parametrize("option, model", [("--cifar-npz", "cifar10_cnn"), ("--mnist-npz", "mnist_mlp")])
+def test_corrupt_npz_is_one_line_data_error(tmp_path, monkeypatch, capsys, option, model):
+    monkeypatch.setattr(train_speed, "run_child", lambda spec: pytest.fail("trained on a corrupt file"))
+    for name, path in _corrupt_files(tmp_path).items():
+        code = train_speed.main(["--quick", "--models", model, option, str(path),
+                                 "--out", str(tmp_path / "r.json")])
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert code == 1, (name, captured.err)
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}"), (name, captured.err)
+        if name == "garbage":  # NumPy's guess for a file that is not a zip: a pickle
+            assert lines[0] == f"error: {path}: not an .npz file (an .npz is a zip archive of arrays)"
+    assert not (tmp_path / "r.json").exists()
+
+
+def _fake_run(spec):
+    """What a measuring subprocess returns, without training anything."""
+    if spec["pipeline"] == "paired":
+        return {"skipped": "not measured here"}
+    epochs = [{"train_s": 1.0, "epoch_s": 1.2, "since_start_s": 1.5, "val_accuracy": 0.5}]
+    return {"model": spec["model"], "pipeline": spec["pipeline"], "settings": {"optimizer": "rmsprop"},
+            "data": "STAND-IN", "real_data": False, "n_train": 256, "n_val": 64, "device": "CPU: test",
+            "versions": "Keras test", "epochs": epochs, "data_bytes": 1000, "images_per_s": 2560.0,
+            "epoch_train_s": 1.0, "epoch_s": 1.2, "first_epoch_s": 1.2, "epochs_to_target": None,
+            "time_to_target_s": None, "peak_rss_mb": 300.0}
+
+
+def test_a_failed_write_keeps_the_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_speed, "run_child", _fake_run)
+
+    def disk_full(results, out):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_speed, "write_results", disk_full)
+    out = tmp_path / "r.json"
+    code = train_speed.main(["--quick", "--standin", "--models", "mnist_mlp", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "mnist_mlp    original      2,560" in captured.out  # the figures were printed first
+    assert captured.err.strip().splitlines() == [
+        f"error: {out} could not be written (No space left on device); the table above has the figures"]
+
+
+def test_a_later_failure_keeps_the_finished_models(tmp_path, monkeypatch, capsys):
+    def second_fails(spec):
+        if spec["model"] == "cifar10_cnn":
+            raise RuntimeError("cifar10_cnn original run failed (exit 1): MemoryError")
+        return _fake_run(spec)
+
+    monkeypatch.setattr(train_speed, "run_child", second_fails)
+    out = tmp_path / "r.json"
+    out.write_text("the previous results\n")
+    code = train_speed.main(["--quick", "--standin", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "mnist_mlp    original      2,560" in captured.out
+    assert "error: cifar10_cnn original run failed (exit 1): MemoryError" in captured.err
+    assert out.read_text() == "the previous results\n"  # an unfinished run replaces nothing
+
+
+def test_write_results_replaces_the_file_whole(tmp_path):
+    out = tmp_path / "r.json"
+    out.write_text("old\n")
+    train_speed.write_results({"models": {}}, out)
+    assert json.loads(out.read_text()) == {"models": {}}
+    with pytest.raises(TypeError):
+        train_speed.write_results({"models": object()}, out)
+    assert json.loads(out.read_text()) == {"models": {}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary left

@@ -7,9 +7,12 @@ scripts), so these tests never execute the real lessons.
 import importlib.util
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -206,6 +209,22 @@ def test_strip_command_clears_a_notebook(tmp_path, capsys):
     assert clean.read_text() == (FIXTURES / "failing.ipynb").read_text()
 
 
+def test_a_failed_strip_leaves_the_notebook_as_it_was(tmp_path, capsys, monkeypatch):
+    nb = nbformat.read(FIXTURES / "passing.ipynb", as_version=4)
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+    dirty = tmp_path / "dirty.ipynb"
+    nbformat.write(nb, dirty)
+    before = dirty.read_text()
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner.os, "replace", disk_full)
+    assert cli.main(["strip", str(dirty)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert dirty.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["dirty.ipynb"]
+
+
 def test_strip_command_reports_a_bad_file(tmp_path, capsys):
     bad = tmp_path / "bad.ipynb"
     bad.write_text("not json")
@@ -331,3 +350,191 @@ def test_real_data_fetch_offline_fails_clearly(empty_home, capsys):
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert not [p for p in empty_home.rglob("*") if p.is_file()]  # nothing half-downloaded
+
+
+# --------------------------------------------------------------------------
+# Ctrl-C stops the whole run (a real `python -m cnn_course` subprocess)
+
+# Runs `python -m cnn_course ARGS` with a fake lesson registry. A shell's
+# background job starts with SIGINT ignored, so the default handler is put back
+# first, as an interactive terminal has it.
+CTRL_C_DRIVER = """
+import json, runpy, signal, sys
+from cnn_course import runner
+signal.signal(signal.SIGINT, signal.default_int_handler)
+runner.LESSONS = json.loads(sys.argv[1])
+environment = json.loads(sys.argv[2])
+runner.environment_info = lambda timeout=120: dict(environment)
+sys.argv = ["cnn_course", *sys.argv[3:]]
+runpy.run_module("cnn_course", run_name="__main__", alter_sys=True)
+"""
+
+
+def _wait_for(condition, seconds, what):
+    """Poll `condition` every 0.1 s; fail the test after `seconds` saying `what`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _process_gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _interrupt_run(tmp_path, registry, args, ready, to_group):
+    """Start a run, wait until `ready()`, send SIGINT (to the process group
+    like a terminal's Ctrl-C, or to the runner alone); return the finished
+    process, its seconds from the signal to exit, and the temp folder it used."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(scratch), JUPYTER_RUNTIME_DIR=str(scratch))
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, json.dumps(registry), json.dumps(FAKE_ENV),
+                             "run", *args],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: ready() or proc.poll() is not None, 120, "the lesson to start")
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        if to_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return types.SimpleNamespace(returncode=proc.returncode, out=out, err=err,
+                                 seconds=time.monotonic() - signalled, scratch=scratch)
+
+
+def _assert_interrupted(done, out_dir, lesson, not_run):
+    assert done.returncode == 130, done.err
+    assert "interrupted" in done.err.splitlines() and "Traceback" not in done.err, done.err
+    assert done.seconds < 20  # at once, not after the lesson's 120 s
+    report = json.loads((out_dir / "results.json").read_text())
+    assert report["interrupted"] is True and report["not_run"] == not_run
+    assert [(r["lesson"], r["status"]) for r in report["lessons"]] == [(lesson, "interrupted")]
+    assert "interrupted (Ctrl-C); not run: " + ", ".join(not_run) in (out_dir / "results.md").read_text()
+    assert list(done.scratch.iterdir()) == []  # no kernel connection file or other temporary left
+
+
+def test_ctrl_c_stops_a_notebook_run_and_its_kernel(tmp_path):
+    pid_file = tmp_path / "kernel.pid"
+    registry = {"slow": str(FIXTURES / "slow.ipynb"), **_scripts(tmp_path, ["after"])}
+    out_dir = tmp_path / "build"
+    done = _interrupt_run(tmp_path, registry, ["-p", f"PID_FILE={str(pid_file)!r}", "--out", str(out_dir)],
+                          ready=pid_file.exists, to_group=True)
+    _assert_interrupted(done, out_dir, "slow", ["after"])
+    kernel = int(pid_file.read_text())
+    _wait_for(lambda: _process_gone(kernel), 10, f"kernel process {kernel} to end")
+    assert not (out_dir / "after.txt").exists()  # the next lesson never started
+    assert "## Interrupted\n\n- **slow**: cell 4 `import time`: KeyboardInterrupt: interrupted (Ctrl-C)" in (
+        out_dir / "results.md").read_text()
+    executed = nbformat.read(out_dir / "slow.ipynb", as_version=4)  # the cells run so far are kept
+    assert any("slow fixture" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_ctrl_c_to_the_runner_alone_kills_a_script_lesson(tmp_path):
+    pid_file = tmp_path / "script.pid"
+    slow = tmp_path / "slow_script.py"
+    slow.write_text("import os, pathlib, time\n"
+                    f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+                    "print('Data: slow script', flush=True)\n"
+                    "time.sleep(120)\n")
+    registry = {"slow-script": str(slow), **_scripts(tmp_path, ["after"])}
+    out_dir = tmp_path / "build"
+    done = _interrupt_run(tmp_path, registry, ["--out", str(out_dir)], ready=pid_file.exists, to_group=False)
+    _assert_interrupted(done, out_dir, "slow-script", ["after"])
+    script = int(pid_file.read_text())
+    _wait_for(lambda: _process_gone(script), 10, f"script process {script} to end")
+    assert "Data: slow script" in (out_dir / "slow_script.txt").read_text()
+
+
+# --------------------------------------------------------------------------
+# Bad run arguments: one line, exit 2, before anything runs (not even the probe)
+
+
+@pytest.fixture
+def no_run(monkeypatch, tmp_path):
+    """A registry of one script lesson, and a probe that fails the test if called."""
+    monkeypatch.setattr(runner, "LESSONS", _scripts(tmp_path, ["dims"]))
+
+    def probe(timeout=120):
+        raise AssertionError("the environment probe ran before the arguments were checked")
+
+    monkeypatch.setattr(runner, "environment_info", probe)
+    return tmp_path
+
+
+def _usage_error(argv, capsys):
+    """Run the command line, expecting a usage error; return its one stderr line."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert "Traceback" not in captured.err and captured.out == ""
+    return lines[-1]
+
+
+@pytest.mark.parametrize("parameter, message", [
+    ("class=1", "'class' is not a valid Python name"),          # a keyword: SyntaxError in every notebook
+    ("SEED=1e999", "inf is not a finite number"),               # inf: NameError, and Infinity in results.json
+    ("SIZES=[1, -1e999]", "-inf is not a finite number"),
+    ("Z=1e999j", "is not a finite number"),
+])
+def test_bad_parameters_are_usage_errors(no_run, capsys, parameter, message):
+    line = _usage_error(["run", "-p", parameter, "--out", str(no_run / "o")], capsys)
+    assert line.startswith("python -m cnn_course run: error: ") and message in line
+    assert not (no_run / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "soon"])
+def test_timeout_must_be_a_positive_number(no_run, capsys, value):
+    line = _usage_error(["run", "--timeout", value, "--out", str(no_run / "o")], capsys)
+    assert f"--timeout: '{value}': must be a number of seconds above 0" in line
+
+
+def test_timeout_accepts_seconds():
+    assert cli.build_parser().parse_args(["run", "--timeout", "2.5"]).timeout == 2.5
+
+
+def test_out_pointing_at_a_file_is_a_usage_error(no_run, capsys):
+    taken = no_run / "results.txt"
+    taken.write_text("the user's file\n")
+    line = _usage_error(["run", "--out", str(taken)], capsys)
+    assert line.endswith(f"--out {taken}: {taken} is a file, not a folder")
+    line = _usage_error(["run", "--out", str(taken / "sub")], capsys)
+    assert line.endswith(f"--out {taken / 'sub'}: {taken / 'sub'} would lie inside {taken}, which is a file")
+    assert taken.read_text() == "the user's file\n"
+    assert not (no_run / "dims.txt").exists()
+
+
+def test_out_folder_that_cannot_be_written_is_a_usage_error(no_run, capsys, monkeypatch):
+    def refuse(*args, **kwargs):  # what a read-only or foreign folder answers (root ignores chmod)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runner.tempfile, "TemporaryFile", refuse)
+    line = _usage_error(["run", "--out", str(no_run / "locked")], capsys)
+    assert line.endswith(f"--out {no_run / 'locked'}: {no_run / 'locked'} cannot be written: Permission denied")
+
+
+def test_a_report_that_cannot_be_written_loses_no_result(tmp_path, monkeypatch, capsys, fake_env):
+    monkeypatch.setattr(runner, "LESSONS", _scripts(tmp_path, ["dims"]))
+
+    def disk_full(report, out_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "write_report", disk_full)
+    assert cli.main(["run", "--out", str(tmp_path / "o")]) == 1
+    captured = capsys.readouterr()
+    assert "| dims " in captured.out and "1 passed, 0 failed" in captured.out  # the table came first
+    assert captured.err.strip().splitlines() == [
+        f"error: the report could not be written to {tmp_path / 'o'}: No space left on device"]

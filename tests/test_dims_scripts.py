@@ -7,6 +7,7 @@ scripts are run in it with runpy); everything else is a plain, fast
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -140,7 +141,23 @@ BAD_INPUTS = [
     (POOL, ["--type", "global-average", "--strides", "2"], "--strides does not apply"),
     (POOL, ["--input-shape", "100,100"], "--input-shape 100,100: must be H,W,D"),
     (POOL, ["--pool-size", "3x101"], "pool_size 3x101 does not fit the 100x100 input"),
+    (CONV, ["--activation", "glu"], "--activation glu: GLU halves the channels"),
+    (CONV, ["--stack", "conv:3:2:glu"], "--stack layer 1 ('conv:3:2:glu'): activation glu: GLU halves"),
 ]
+
+# Layers far too big for any machine's memory: refused before Keras starts
+# (they used to end in a ResourceExhaustedError traceback or the OOM killer).
+TOO_BIG = [
+    (CONV, ["--filters", "100000", "--kernel-size", "100", "--input-shape", "200,200,1000"],
+     "the layer has 1,000,000,100,000 parameters: building it with Keras needs about 11.8 TiB of memory",
+     "Output shape (None, 51, 51, 100000), 1,000,000,100,000 parameters"),
+    (CONV, ["--input-shape", "200,200,1000", "--stack", "conv:16:1,flatten,dense:100000"],
+     "the stack has 64,000,116,016 parameters: building it with Keras needs about 774.9 GiB",
+     "Total params: 64,000,116,016"),
+    (POOL, ["--input-shape", "200,200,1000", "--stack", "pool:2,flatten,dense:1000000"],
+     "the stack has 10,000,001,000,000 parameters", "Total params: 10,000,001,000,000"),
+]
+BAD_INPUTS += [(script, args, message) for script, args, message, _ in TOO_BIG]
 
 
 @pytest.mark.parametrize("script, args, message", BAD_INPUTS,
@@ -156,6 +173,20 @@ def test_bad_input_is_one_line_and_exit_status_2(env, script, args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("script, args, message, answer", TOO_BIG,
+                         ids=[" ".join([s, *a]) for s, a, _, _ in TOO_BIG])
+def test_too_big_layers_still_get_the_arithmetic(env, script, args, message, answer):
+    result = run(env, script, *args, "--no-keras")
+    assert result.returncode == 0, result.stderr
+    assert answer in result.stdout
+
+
+def test_the_memory_refusal_gives_the_limit(env):
+    result = run(env, *TOO_BIG[0][:1], *TOO_BIG[0][1])
+    assert re.search(r"over the limit of [0-9.,]+ [GMT]i?B \(80% of the memory available now\); "
+                     r"--no-keras still prints the working$", result.stderr.strip()), result.stderr
+
+
 # ---- with Keras: one shared subprocess ----------------------------------------
 
 DRIVER = r"""
@@ -165,6 +196,11 @@ from cnn_course import shapes
 results = []
 for case in json.load(sys.stdin):
     saved = {}
+    if case.get("oom"):  # building the layer runs out of memory all the same
+        import keras
+        def oom(*args, **kwargs):
+            raise MemoryError()
+        keras.layers.Conv2D.build, saved_build = oom, keras.layers.Conv2D.build
     for name in case.get("break", []):  # make a formula wrong on purpose
         saved[name] = original = getattr(shapes, name)
         if name == "conv_params":
@@ -180,6 +216,8 @@ for case in json.load(sys.stdin):
         code = exit.code or 0
     for name, function in saved.items():
         setattr(shapes, name, function)
+    if case.get("oom"):
+        keras.layers.Conv2D.build = saved_build
     results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
 print("RESULTS " + json.dumps(results))
 """
@@ -202,13 +240,18 @@ KERAS_CASES = {
     "bad stack activation": (CONV, ["--stack", "conv:4:2:relux"]),
     "conv formula broken": (CONV, [], ["conv_params"]),
     "pool formula broken": (POOL, [], ["pool_output_shape"]),
+    "conv threshold": (CONV, ["--activation", "threshold"]),
+    "stack threshold": (CONV, ["--stack", "conv:4:2,dense:3:threshold"]),
+    "conv softmax": (CONV, ["--activation", "softmax", "--filters", "5"]),
+    "conv out of memory": (CONV, [], [], True),
+    "stack out of memory": (POOL, ["--stack", "conv:4:2,pool:2"], [], True),
 }
 
 
 @pytest.fixture(scope="module")
 def keras_runs(env):
     """Return {case name: {'code', 'stdout', 'stderr'}} and the driver's own stderr."""
-    cases = [{"script": s, "args": a, "break": rest[0] if rest else []}
+    cases = [{"script": s, "args": a, "break": rest[0] if rest else [], "oom": rest[1:] == [True]}
              for s, a, *rest in KERAS_CASES.values()]
     result = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(cases), cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=600)
@@ -270,8 +313,12 @@ def test_stack_with_average_and_global_pooling(keras_runs):
 @pytest.mark.parametrize("case, message", [
     ("bad activation", "--activation relux: Keras has no activation of that name"),
     ("bad stack activation", "activation 'relux': Keras has no activation of that name"),
+    ("conv threshold", "--activation threshold: Keras cannot apply it by name alone (TypeError: "),
+    ("stack threshold", "--stack layer 2 ('dense:3:threshold'): activation 'threshold': Keras cannot apply"),
+    ("conv out of memory", "conv-dims.py: error: the layer: Keras ran out of memory building it (MemoryError)"),
+    ("stack out of memory", "pool-dims.py: error: the stack: Keras ran out of memory building it (MemoryError)"),
 ])
-def test_unknown_activation_is_one_line_and_exit_status_2(keras_runs, case, message):
+def test_refusals_with_keras_are_one_line_and_exit_status_2(keras_runs, case, message):
     run = keras_runs[0][case]
     assert run["code"] == 2
     lines = run["stderr"].strip().splitlines()
@@ -283,6 +330,10 @@ def test_a_wrong_formula_is_reported_loudly(keras_runs, case):
     run = keras_runs[0][case]
     assert run["code"] == 1
     assert "!!! MISMATCH" in run["stdout"] and "Keras agrees" not in run["stdout"]
+
+
+def test_an_activation_that_keeps_the_shape_agrees(keras_runs):
+    assert "Keras agrees: output (None, 100, 100, 5), 25 parameters" in agreed(keras_runs[0]["conv softmax"])
 
 
 def test_tensorflow_start_up_noise_is_silenced(keras_runs):

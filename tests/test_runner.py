@@ -179,6 +179,30 @@ def test_invalid_parameters_raise_value_error(bad):
         runner.parameters_source(bad)
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"SEED": float("inf")}, "parameter SEED: inf is not a finite number"),
+    ({"X": [1, float("nan")]}, "parameter X: nan is not a finite number"),
+    ({"X": {"a": (complex(0, float("inf")),)}}, "is not a finite number"),
+    ({"OBJ": Path("a")}, "cannot be written as a Python literal"),
+])
+def test_values_that_do_not_read_back_are_refused(bad, message):
+    # inf's repr is a valid expression (the name inf): it used to be injected
+    # and fail the notebook with NameError
+    with pytest.raises(ValueError, match=message):
+        runner.parameters_source(bad)
+
+
+def test_results_json_stays_strict_json(tmp_path):
+    report = runner.build_report([], {}, False, {"SEED": float("inf"), "NESTED": [float("nan")]})
+    json_path, _ = runner.write_report(report, tmp_path)
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    saved = json.loads(json_path.read_text(), parse_constant=refuse)
+    assert saved["parameters"] == {"SEED": "inf", "NESTED": ["nan"]}
+
+
 def test_inject_replaces_a_previous_injection_and_handles_no_parameters_cell():
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -244,6 +268,38 @@ def test_run_lesson_turns_a_missing_file_into_a_failed_result(tmp_path):
     assert result["error"].startswith("FileNotFoundError")
     with pytest.raises(KeyError):
         runner.run_lesson("nope", {}, tmp_path, lessons={})
+
+
+def test_relative_data_paths_reach_kernels_and_scripts_absolute(tmp_path, monkeypatch):
+    """A relative CNN_COURSE_DATA/KERAS_HOME names a folder under where the
+    command started; kernels and scripts run in their lesson's folder, so they
+    get it made absolute (else they silently miss the data)."""
+    start = tmp_path / "start"
+    (start / "data").mkdir(parents=True)
+    lesson = tmp_path / "lesson"
+    lesson.mkdir()
+    script = _script(lesson, "import os\n"
+                             "for name in ('CNN_COURSE_DATA', 'KERAS_HOME'):\n"
+                             "    print(name, os.environ[name], os.path.isdir(os.environ[name]))\n")
+    monkeypatch.chdir(start)
+    monkeypatch.setenv("CNN_COURSE_DATA", "data")
+    monkeypatch.setenv("KERAS_HOME", "./keras/../data")
+    env = runner._kernel_env()
+    assert env["CNN_COURSE_DATA"] == env["KERAS_HOME"] == str(start / "data")
+    result = runner.run_script(script, tmp_path / "out")
+    assert result["status"] == "passed", result["error"]
+    assert f"CNN_COURSE_DATA {start / 'data'} True" in result["text"]
+    assert f"KERAS_HOME {start / 'data'} True" in result["text"]
+    monkeypatch.setenv("CNN_COURSE_DATA", "/already/absolute")
+    assert runner._kernel_env()["CNN_COURSE_DATA"] == "/already/absolute"
+
+
+def test_an_out_dir_that_cannot_be_written_is_a_failed_result(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    script = _script(tmp_path, "print('hi')\n")
+    result = runner.run_lesson("s", {}, blocker / "out", lessons={"s": str(script)})
+    assert result["status"] == "failed" and result["error"].startswith(("FileExistsError", "NotADirectoryError"))
 
 
 def test_lesson_registry_names_the_nine_lessons():

@@ -1,4 +1,5 @@
-"""cnn_course.shapes: the formulas, their parsers, and Keras's own answers.
+"""cnn_course.shapes: the formulas, their parsers, and Keras's own answers;
+cnn_course.keras_check: building the layers safely and comparing.
 
 The property tests build Keras layers without running them: Keras's
 compute_output_shape and count_params are the reference.
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cnn_course import shapes
+from cnn_course import keras_check, shapes
 
 keras = pytest.importorskip("keras")
 
@@ -95,18 +96,84 @@ def test_what_shapes_refuses_keras_cannot_build(h, w, kernel, strides, padding):
 def test_cifar10_stack_matches_keras_layer_by_layer():
     layers = shapes.parse_stack(shapes.CIFAR10_STACK)
     rows = shapes.trace_stack((32, 32, 3), layers)
-    model = shapes.keras_stack((32, 32, 3), layers)
-    assert shapes.keras_mismatches(rows, model) == []
+    model = keras_check.keras_stack((32, 32, 3), layers)
+    assert keras_check.keras_mismatches(rows, model) == []
     assert model.count_params() == 528_054
     rows[0]["params"] += 1
     rows[1]["shape"] = (15, 16, 16)
-    problems = shapes.keras_mismatches(rows, model)
+    problems = keras_check.keras_mismatches(rows, model)
     assert len(problems) == 2 and problems[0].startswith("layer 1 (conv:16:2:same:relu)")
 
 
 def test_keras_stack_refuses_an_unknown_activation():
     with pytest.raises(ValueError, match="activation 'relux': Keras has no activation"):
-        shapes.keras_stack((8, 8, 1), shapes.parse_stack("conv:4:2:relux"))
+        keras_check.keras_stack((8, 8, 1), shapes.parse_stack("conv:4:2:relux"))
+
+
+@pytest.mark.parametrize("activation, message", [
+    ("glu", r"--activation glu: changes the shape of what it is given \(\(1, 2, 2, 4\) becomes \(1, 2, 2, 2\)\)"),
+    ("threshold", "--activation threshold: Keras cannot apply it by name alone"),
+    ("relux", "--activation relux: Keras has no activation of that name"),
+])
+def test_activations_that_change_the_shape_or_cannot_run_are_refused(activation, message):
+    # Keras's shape inference for Conv2D ignores the activation: it would "agree"
+    # that glu keeps 16 channels while the layer really gives 8 (or crashes).
+    with pytest.raises(ValueError, match=message):
+        keras_check.check_activation(keras, activation, f"--activation {activation}")
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "softmax", "leaky_relu", "linear"])
+def test_activations_that_keep_the_shape_pass(activation):
+    assert keras_check.check_activation(keras, activation, "--activation") is None
+
+
+def test_glu_is_refused_without_keras_too():
+    with pytest.raises(ValueError, match="--activation glu: GLU halves the channels"):
+        shapes.parse_activation("glu")
+    with pytest.raises(ValueError, match=r"layer 1 \('conv:4:2:glu'\): activation glu: GLU halves"):
+        shapes.parse_stack("conv:4:2:glu")
+
+
+# ---- memory ----------------------------------------------------------------------
+
+def test_check_fits_says_the_estimate_and_the_limit():
+    assert keras_check.check_fits(1000, limit=13_000) == 13_000
+    with pytest.raises(ValueError) as err:
+        keras_check.check_fits(10**9, "the layer", limit=2**30)
+    assert str(err.value) == (
+        "the layer has 1,000,000,000 parameters: building it with Keras needs about 12.1 GiB of memory "
+        "(13 bytes a parameter), over the limit of 1.0 GiB (80% of the memory available now); "
+        "--no-keras still prints the working")
+    with pytest.raises(ValueError, match="about 13.0 TiB"):
+        keras_check.check_fits(2**40)  # the machine's own limit
+
+
+def test_available_memory_is_read():
+    available = keras_check.available_memory()
+    assert isinstance(available, int) and 2**20 < available < 2**50
+
+
+def test_the_estimate_covers_what_keras_takes_to_build():
+    """The estimate (13 bytes a parameter) is at least what building takes:
+    one Conv2D of 25 million parameters, its peak memory measured in a fresh process."""
+    code = ("import resource, keras\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "keras.Sequential([keras.Input((64, 64, 100)), keras.layers.Conv2D(1000, 16)])\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    params = shapes.conv_params(16, 100, 1000)
+    assert int(result.stdout.split()[-1]) <= params * keras_check.BYTES_PER_PARAMETER
+
+
+def test_a_build_that_runs_out_of_memory_is_one_line():
+    def oom():
+        raise MemoryError()
+
+    with pytest.raises(ValueError, match="^the stack: Keras ran out of memory building it"):
+        keras_check.build(oom, "the stack")
+    with pytest.raises(KeyError):  # anything else is not hidden
+        keras_check.build(lambda: {}["x"])
 
 
 # ---- the formulas --------------------------------------------------------------

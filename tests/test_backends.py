@@ -134,3 +134,43 @@ def test_data_status_is_the_same_on_each_backend(tmp_path):
         outputs[backend] = done.stdout
     assert outputs["tensorflow"] == outputs["jax"]
     assert "MNIST" in outputs["jax"] or "mnist" in outputs["jax"]
+
+
+# --------------------------------------------------------------------------
+# The benchmarks take a backend too
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import backend_speed  # noqa: E402
+import train_speed  # noqa: E402
+
+
+def test_train_speed_refuses_a_missing_backend_before_training(monkeypatch, capsys, clean_backend, tmp_path):
+    monkeypatch.setattr(runner, "installed_backends", lambda: ("tensorflow", "jax"))
+
+    def must_not_train(spec):
+        raise AssertionError("trained although the backend is missing")
+
+    monkeypatch.setattr(train_speed, "run_child", must_not_train)
+    monkeypatch.setattr(train_speed, "load_split", must_not_train)
+    assert train_speed.main(["--backend", "torch", "--quick", "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'torch' is not installed" in err[0]
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_train_speed_lesson_precision_follows_the_backend(monkeypatch):
+    import cnn_course.speed
+
+    monkeypatch.setattr(cnn_course.speed, "unmeasured_cpu_precision",
+                        lambda backend, cpuinfo=None: ("mixed_bfloat16" if backend == "tensorflow" else "float32", ""))
+    for backend, expected in (("tensorflow", "mixed_bfloat16"), ("jax", None)):
+        monkeypatch.setenv("KERAS_BACKEND", backend)
+        for model in train_speed.MODELS:
+            assert train_speed.pipeline_settings(model, "lesson")["mixed_precision"] == expected
+
+
+def test_backend_speed_refuses_a_missing_backend(monkeypatch, capsys):
+    monkeypatch.setattr(runner, "installed_backends", lambda: ("tensorflow",))
+    monkeypatch.setattr(train_speed, "run_child", lambda spec: pytest.fail("trained"))
+    assert backend_speed.main(["--backends", "tensorflow,jax"]) == 2
+    assert "'jax' is not installed" in capsys.readouterr().err

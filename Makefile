@@ -9,7 +9,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run full test setup gpu lab bench clean
+.PHONY: run full test setup gpu gpu-jax lab bench clean
 
 run: $(STAMP)
 	$(PY) -m cnn_course run --quick
@@ -34,6 +34,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 gpu: $(STAMP)
 	$(PY) -m pip uninstall --yes tensorflow-cpu
 	$(PY) -m pip install "tensorflow[and-cuda]>=2.16,<3"
+
+# Add JAX's CUDA plugin (Linux with an NVIDIA GPU); then run with KERAS_BACKEND=jax.
+gpu-jax: $(STAMP)
+	$(PY) -m pip install "jax[cuda12]>=0.4.30,<1"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab

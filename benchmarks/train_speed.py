@@ -68,8 +68,9 @@ ORIGINAL = {
 
 # The lesson pipeline on a CPU, as the notebooks run it (chosen by measurement,
 # see benchmarks/README.md): large batches with larger learning rates (the MLP's
-# decaying to 0 over its 10 epochs), bfloat16 mixed precision where the CPU has
-# bf16 instructions, one-hot labels as the lessons teach.
+# decaying to 0 over its 10 epochs), bfloat16 mixed precision where
+# precision_policy("auto") picks it unmeasured (TensorFlow on a CPU with AMX),
+# one-hot labels as the lessons teach.
 # The MLP scales a float32 copy of the images before training, as the MNIST
 # lesson shows; the CNN keeps uint8 images and scales them in its first layer.
 LESSON_CPU = {
@@ -439,7 +440,8 @@ def pipeline_settings(model, pipeline, on_gpu=False, overrides=None):
     the model's first layer), scaling (that layer), mixed_precision,
     jit_compile, steps_per_execution and a readable ``data`` line.
     Raises UsageError for overrides naming an unknown input or scaling."""
-    from cnn_course.speed import cpu_has_bf16
+    from cnn_course.runner import keras_backend
+    from cnn_course.speed import unmeasured_cpu_precision
 
     if pipeline == "original":
         return dict(ORIGINAL[model], inputs="float32", scaling=None, mixed_precision=None,
@@ -449,7 +451,8 @@ def pipeline_settings(model, pipeline, on_gpu=False, overrides=None):
         settings = dict(LESSON_GPU[model], mixed_precision="mixed_float16", jit_compile=True)
     else:
         settings = dict(LESSON_CPU[model])
-        bf16 = settings.pop("bf16") and cpu_has_bf16()
+        # as precision_policy("auto") decides in the notebooks, per backend
+        bf16 = settings.pop("bf16") and unmeasured_cpu_precision(keras_backend())[0] == "mixed_bfloat16"
         settings.update(mixed_precision="mixed_bfloat16" if bf16 else None, jit_compile="auto")
     settings.update(overrides or {})
     if settings.get("normalize_on"):
@@ -780,6 +783,8 @@ def parse_args(argv=None):
     p.add_argument("--lesson", default="", metavar="KEY=VALUE,...",
                    help="override lesson settings for an experiment, e.g. "
                         "batch_size=256,learning_rate=0.003,schedule=cosine,schedule_epochs=6,mixed_precision=null")
+    p.add_argument("--backend", default=None, help="the Keras backend to train on: tensorflow, jax or torch "
+                                                    "(default: $KERAS_BACKEND, else tensorflow)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON file to write (default {DEFAULT_OUT})")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -843,6 +848,10 @@ def main(argv=None):
                "quick": args.quick, "repeats": args.repeats, "models": {}}
     try:
         out = check_out(args.out)
+        from cnn_course.runner import check_backend, keras_backend
+
+        # checked before any training; the training subprocesses inherit KERAS_BACKEND
+        os.environ["KERAS_BACKEND"] = check_backend(keras_backend(args.backend))
         overrides = parse_overrides(args.lesson)
         if overrides:
             results["lesson_overrides"] = overrides

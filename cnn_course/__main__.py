@@ -1,6 +1,6 @@
 """The course's command line.
 
-    python -m cnn_course run [LESSON ...] [--quick] [-p NAME=VALUE ...] [--out DIR]
+    python -m cnn_course run [LESSON ...] [--quick] [-p NAME=VALUE ...] [--out DIR] [--backend NAME]
     python -m cnn_course data status | fetch NAME | import NAME PATH
     python -m cnn_course strip [NOTEBOOK ...]
 
@@ -97,7 +97,8 @@ def build_parser():
             f"Lessons:\n{names}"
         ),
         epilog="examples:\n  python -m cnn_course run --quick\n"
-               "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256",
+               "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256\n"
+               "  python -m cnn_course run --quick --backend jax",
     )
     run.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to run (default: all)")
     run.add_argument("--quick", action="store_true", help="a smoke run: each lesson's small sizes (runner.QUICK_PARAMETERS), "
@@ -110,6 +111,8 @@ def build_parser():
     run.add_argument("--out", default="build", metavar="DIR", help="where outputs and the report go (default: build)")
     run.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                      help="fail a notebook cell (or a script) that runs longer than this (default: no limit)")
+    run.add_argument("--backend", choices=list(runner.BACKENDS), default=None,
+                     help="the Keras backend the lessons run on (default: $KERAS_BACKEND, else tensorflow)")
     run.set_defaults(handler=cmd_run, subparser=run)
 
     data = commands.add_parser("data", help="find, download or import the datasets",
@@ -282,6 +285,11 @@ def cmd_run(args, parser, out):
     is killed, "interrupted" is printed, the report of what ran is written,
     and the status is 130.
     """
+    try:  # before anything runs: the lessons' kernels and scripts inherit KERAS_BACKEND
+        os.environ["KERAS_BACKEND"] = runner.check_backend(runner.keras_backend(args.backend))
+    except runner.BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     chosen, parameters, out_dir = check_run_arguments(args, parser)
     tty = out.isatty()
     started = time.perf_counter()

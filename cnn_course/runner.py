@@ -614,6 +614,64 @@ def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=No
 
 
 # --------------------------------------------------------------------------
+# The Keras backend
+
+# Keras backend -> the package it needs (the name `import` uses).
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+class BackendError(ValueError):
+    """The requested Keras backend is unknown or not installed (a usage error)."""
+
+
+def keras_backend(choice=None):
+    """Return the name of the Keras backend lessons will run on.
+
+    `choice` when given; else the environment variable KERAS_BACKEND; else the
+    "backend" of Keras's config file ($KERAS_HOME/keras.json, or
+    ~/.keras/keras.json); else "tensorflow" (the order Keras itself follows).
+    Raises nothing; the name is not checked (see `check_backend`).
+    """
+    if choice:
+        return choice
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    try:
+        configured = json.loads((home / "keras.json").read_text(encoding="utf-8")).get("backend")
+    except (OSError, ValueError, AttributeError):
+        configured = None
+    return configured if isinstance(configured, str) and configured else "tensorflow"
+
+
+def installed_backends():
+    """Return the names of the Keras backends whose package is installed (tuple, in BACKENDS order).
+
+    Looks the packages up without importing them, so it is quick. Raises nothing.
+    """
+    import importlib.util
+
+    return tuple(name for name, module in BACKENDS.items() if importlib.util.find_spec(module) is not None)
+
+
+def check_backend(name):
+    """Return `name` when it is a Keras backend whose package is installed.
+
+    Raises BackendError with a one-line message that says what to do otherwise.
+    """
+    if name not in BACKENDS:
+        raise BackendError(f"{name!r} is not a Keras backend; choose one of {', '.join(BACKENDS)} "
+                           f"(--backend or the environment variable KERAS_BACKEND)")
+    if name not in installed_backends():
+        install = {"tensorflow": "pip install tensorflow", "jax": 'pip install "jax[cpu]"',
+                   "torch": "pip install torch"}[name]
+        raise BackendError(f"the Keras backend {name!r} is not installed in this Python "
+                           f"({sys.executable}); install it ({install}, or see README.md, "
+                           f"\"Keras backends\") or choose another")
+    return name
+
+
+# --------------------------------------------------------------------------
 # The machine the run used
 
 _PROBE = r"""

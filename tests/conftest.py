@@ -56,3 +56,31 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --------------------------------------------------------------------------
+# Every lesson on every Keras backend
+
+# TensorFlow and JAX are both in requirements.txt, so both are always tested
+# (a missing one shows as skipped, never silently absent); PyTorch is tested
+# where it happens to be installed (its registry wheel carries CUDA: README.md).
+from cnn_course import runner  # noqa: E402
+
+LESSON_BACKENDS = ["tensorflow", "jax"] + [b for b in runner.installed_backends() if b == "torch"]
+
+
+@pytest.fixture(scope="module", params=LESSON_BACKENDS)
+def keras_backend(request):
+    """Run the requesting module's notebooks and scripts on each Keras backend in turn.
+
+    Sets KERAS_BACKEND, which the notebook kernels and scripts inherit, for
+    the tests of one backend, and yields the backend's name. A lesson test
+    opts in by requesting this fixture from the fixture that prepares its
+    environment; module-scoped fixtures built on that are then built once per
+    backend. Skips a backend whose package is not installed.
+    """
+    if request.param not in runner.installed_backends():
+        pytest.skip(f"the Keras backend {request.param!r} is not installed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KERAS_BACKEND", request.param)
+        yield request.param

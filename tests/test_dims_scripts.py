@@ -249,12 +249,13 @@ KERAS_CASES = {
 
 
 @pytest.fixture(scope="module")
-def keras_runs(env):
-    """Return {case name: {'code', 'stdout', 'stderr'}} and the driver's own stderr."""
+def keras_runs(env, keras_backend):
+    """Return {case name: {'code', 'stdout', 'stderr'}} and the driver's own stderr, on each backend."""
     cases = [{"script": s, "args": a, "break": rest[0] if rest else [], "oom": rest[1:] == [True]}
              for s, a, *rest in KERAS_CASES.values()]
     result = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(cases), cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=600)
+                            env=dict(env, KERAS_BACKEND=keras_backend), capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(l for l in result.stdout.splitlines() if l.startswith("RESULTS "))
     runs = json.loads(line[len("RESULTS "):])

@@ -50,7 +50,7 @@ LESSONS = {
 
 
 @pytest.fixture
-def offline(tmp_path, monkeypatch):
+def offline(tmp_path, monkeypatch, keras_backend):
     """Point the data and Keras folders at empty temp folders and forbid downloads."""
     for name, folder in (("CNN_COURSE_DATA", "data"), ("KERAS_HOME", "keras")):
         (tmp_path / folder).mkdir()

@@ -27,7 +27,7 @@ QUICK = {"QUICK": True, "VERBOSE": 2}
 
 
 @pytest.fixture(scope="module")
-def offline(tmp_path_factory):
+def offline(tmp_path_factory, keras_backend):
     """Empty data, Keras and temp folders for the notebook kernels; downloads refused.
 
     Yields the folder that holds them; the notebooks write their outputs under it.

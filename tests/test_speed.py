@@ -1,32 +1,154 @@
-"""precision_policy picks 16-bit maths only where the hardware has it."""
+"""precision_policy picks 16-bit maths only where it is faster, and says why.
 
+On a GPU: mixed_float16. On a CPU: mixed_bfloat16 only when measured faster
+(given the model; the verdict cached per machine, backend and model) or,
+unmeasured, only with TensorFlow on AMX units; float32 everywhere else.
+"""
+
+import json
+
+import numpy as np
 import pytest
 
 from cnn_course import speed
 
-
-def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path):
-    with_bf16 = tmp_path / "cpuinfo-bf16"
-    with_bf16.write_text("flags\t\t: fpu sse2 avx512f avx512_bf16\n")
-    without = tmp_path / "cpuinfo-plain"
-    without.write_text("flags\t\t: fpu sse2 avx2\n")
-    assert speed.cpu_has_bf16(with_bf16)
-    assert not speed.cpu_has_bf16(without)
-    assert not speed.cpu_has_bf16(tmp_path / "missing")
+BF16_AMX = "model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+BF16_ONLY = "model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx512f avx512_bf16\n"
+PLAIN = "model name\t: Old CPU\nflags\t\t: fpu sse2 avx2\n"
 
 
-@pytest.mark.parametrize("gpu, bf16, expected", [
-    ("NVIDIA H100", False, "mixed_float16"),
-    (None, True, "mixed_bfloat16"),
-    (None, False, "float32"),
+@pytest.fixture
+def cpu(tmp_path):
+    """Return a function that writes a fake /proc/cpuinfo and returns its path."""
+    def write(text):
+        path = tmp_path / "cpuinfo"
+        path.write_text(text)
+        return path
+    return write
+
+
+def test_cpu_flags_are_read_from_cpuinfo(cpu, tmp_path):
+    assert speed.cpu_has_bf16(cpu(BF16_ONLY)) and not speed.cpu_has_amx(cpu(BF16_ONLY))
+    assert speed.cpu_has_bf16(cpu(BF16_AMX)) and speed.cpu_has_amx(cpu(BF16_AMX))
+    assert speed.cpu_model(cpu(BF16_AMX)) == "Intel(R) Xeon(R) Processor"
+    assert not speed.cpu_has_bf16(cpu(PLAIN))
+    assert not speed.cpu_has_bf16(tmp_path / "missing") and speed.cpu_flags(tmp_path / "missing") == set()
+
+
+@pytest.fixture
+def machine(monkeypatch, cpu, tmp_path):
+    """Return a function that fakes the machine: GPU name, cpuinfo text, backend."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def fake(gpu=None, cpuinfo=PLAIN, backend="tensorflow"):
+        path = cpu(cpuinfo)
+        monkeypatch.setattr(speed, "gpu_name", lambda: gpu)
+        monkeypatch.setattr(speed, "backend_version", lambda: (backend, "9.9"))
+        real = speed.choose_precision
+        monkeypatch.setattr(speed, "choose_precision",
+                            lambda model=None, data=None, cache=None, cpuinfo=path: real(model, data, cache, cpuinfo))
+    return fake
+
+
+@pytest.mark.parametrize("gpu, cpuinfo, backend, expected, why", [
+    ("NVIDIA H100", PLAIN, "jax", "mixed_float16", "GPU NVIDIA H100"),
+    (None, PLAIN, "tensorflow", "float32", "no bfloat16 instructions"),
+    (None, BF16_AMX, "tensorflow", "mixed_bfloat16", "TensorFlow on a CPU with AMX"),
+    (None, BF16_ONLY, "tensorflow", "float32", "no AMX units"),  # issue 12: VGG16 slower in bf16 there
+    (None, BF16_AMX, "jax", "float32", "on jax"),
+    (None, BF16_AMX, "torch", "float32", "on torch"),
 ])
-def test_auto_policy_follows_the_hardware(monkeypatch, gpu, bf16, expected):
-    monkeypatch.setattr(speed, "gpu_name", lambda: gpu)
-    monkeypatch.setattr(speed, "cpu_has_bf16", lambda: bf16)
+def test_unmeasured_auto_is_conservative_and_says_why(machine, capsys, gpu, cpuinfo, backend, expected, why):
+    machine(gpu, cpuinfo, backend)
     assert speed.precision_policy("auto") == expected
+    line, = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"Precision: {expected} (") and why in line
 
 
-def test_explicit_policy_is_kept_and_unknown_refused():
+def test_explicit_policy_is_kept_silently_and_unknown_refused(capsys):
     assert speed.precision_policy("float32") == "float32"
+    assert speed.precision_policy("mixed_bfloat16") == "mixed_bfloat16"
+    assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="PRECISION must be one of"):
         speed.precision_policy("half")
+
+
+def _fake_measure(monkeypatch, speedup, calls):
+    def measure(model, data, rounds=6, budget_s=6.0):
+        calls.append(1)
+        return {"float32_s": 1.0, "mixed_bfloat16_s": 1.0 / speedup, "speedup": speedup, "rounds": rounds}
+    monkeypatch.setattr(speed, "measure_precision", measure)
+    monkeypatch.setattr(speed, "model_signature", lambda model, data: "tiny:42")
+
+
+@pytest.mark.parametrize("speedup, expected, why", [
+    (1.6, "mixed_bfloat16", "measured 1.60x faster than float32 on this CPU with jax"),
+    (1.05, "float32", "mixed_bfloat16 measured 1.05x the speed of float32 on this CPU with jax"),  # noise
+    (0.7, "float32", "mixed_bfloat16 measured 0.70x the speed of float32 on this CPU with jax"),  # slower
+])
+def test_measured_auto_never_picks_a_slower_setting(machine, monkeypatch, capsys, speedup, expected, why):
+    machine(None, BF16_ONLY, "jax")
+    calls = []
+    _fake_measure(monkeypatch, speedup, calls)
+    assert speed.precision_policy("auto", model=lambda: None, data=(np.zeros((2, 3)), None)) == expected
+    line, = capsys.readouterr().out.splitlines()
+    assert line == f"Precision: {expected} ({why})"
+    assert calls == [1]
+
+
+def test_measured_verdict_is_cached_per_machine_and_written_atomically(machine, monkeypatch, capsys, tmp_path):
+    machine(None, BF16_AMX, "jax")
+    calls = []
+    _fake_measure(monkeypatch, 0.8, calls)
+    data = (np.zeros((2, 3)), None)
+    assert speed.precision_policy("auto", model=lambda: None, data=data) == "float32"
+    path = speed.cache_path()
+    assert path == tmp_path / "keras" / "cnn_course" / "precision.json"
+    (key, entry), = json.loads(path.read_text()).items()
+    assert "Intel(R) Xeon(R) Processor" in key and "amx_bf16" in key and "jax 9.9" in key and "tiny:42" in key
+    assert entry["policy"] == "float32" and entry["speedup"] == 0.8
+    assert [p.name for p in path.parent.iterdir()] == ["precision.json"]  # no temporary file left
+    capsys.readouterr()
+
+    # the second call reads the cache and measures nothing
+    assert speed.precision_policy("auto", model=lambda: None, data=data) == "float32"
+    assert calls == [1]
+    assert f"(cached in {path})" in capsys.readouterr().out
+
+    # another backend is another verdict
+    machine(None, BF16_AMX, "tensorflow")
+    _fake_measure(monkeypatch, 1.5, calls)
+    assert speed.precision_policy("auto", model=lambda: None, data=data) == "mixed_bfloat16"
+    assert calls == [1, 1] and len(json.loads(path.read_text())) == 2
+
+
+def test_an_unwritable_cache_still_gives_a_verdict(machine, monkeypatch, capsys, tmp_path):
+    machine(None, BF16_AMX, "jax")
+    _fake_measure(monkeypatch, 1.5, [])
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setattr(speed, "cache_path", lambda: blocked / "cnn_course" / "precision.json")
+    assert speed.precision_policy("auto", model=lambda: None, data=(np.zeros((2, 3)), None)) == "mixed_bfloat16"
+    assert "not cached" in capsys.readouterr().out
+
+
+def test_measure_precision_times_both_policies_and_restores_the_global_one():
+    keras = pytest.importorskip("keras")
+
+    def build():
+        net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                                keras.layers.Dense(2, activation="softmax", dtype="float32")])
+        net.compile(optimizer="sgd", loss="categorical_crossentropy")
+        return net
+
+    x = np.random.default_rng(0).random((32, 8), dtype="float32")
+    y = np.eye(2)[np.arange(32) % 2]
+    keras.mixed_precision.set_global_policy("float32")
+    result = speed.measure_precision(build, (x, y), rounds=2, budget_s=0)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert result["float32_s"] > 0 and result["mixed_bfloat16_s"] > 0 and result["rounds"] == 2
+    assert result["speedup"] == pytest.approx(result["float32_s"] / result["mixed_bfloat16_s"])
+    signature = speed.model_signature(build, (x, y))
+    assert "Dense,Dense" in signature and ":train:(32, 8)" in signature
+    with pytest.raises(ValueError, match="compiled model"):
+        speed.measure_precision(lambda: keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]), (x, y))

@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Training speed of the lesson pipeline on each Keras backend, alternating.
+
+Trains the MNIST MLP and the CIFAR-10 CNN exactly as ``train_speed.py``'s
+lesson pipeline does (the notebooks' settings; mixed precision as
+``precision_policy("auto")`` picks it on each backend), once per backend and
+repeat, in fresh subprocesses and in alternating order (ABBA), so that every
+backend meets the same machine load::
+
+    python benchmarks/backend_speed.py                           # tensorflow vs jax, both models
+    python benchmarks/backend_speed.py --models cifar10_cnn --max-epochs 3 --repeats 2
+
+Prints, per model and backend, the median images/s of the steady epochs, the
+first epoch (which compiles), the time and epochs to the target validation
+accuracy (or "not in N epochs" with the seconds spent), and the machine's load
+average around each run; writes ``benchmarks/backend_results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import train_speed  # noqa: E402
+
+
+def main(argv=None):
+    """Run the comparison; return the exit status (0; 2 for a usage error; 1 when a run fails)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backends", default="tensorflow,jax", help="comma-separated (default: tensorflow,jax)")
+    p.add_argument("--models", default=",".join(train_speed.MODELS))
+    p.add_argument("--repeats", type=int, default=2, help="runs per backend, alternating ABBA (default 2)")
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="epochs at most per run (default: train_speed's, 20 on real data); "
+                        "training stops at the target")
+    p.add_argument("--max-epochs-cnn", type=int, default=None, help="a lower limit for the CIFAR-10 CNN")
+    p.add_argument("--out", default=str(HERE / "backend_results.json"))
+    args = p.parse_args(argv)
+    from cnn_course.runner import BackendError, check_backend
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        for b in backends:
+            check_backend(b)
+        if not backends or any(m not in train_speed.MODELS for m in models) or args.repeats < 1:
+            raise BackendError(f"choose models from {', '.join(train_speed.MODELS)}, "
+                               f"at least one backend, --repeats 1 or more")
+    except BackendError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
+               "models": {}}
+    for model in models:
+        d = train_speed.load_split(model)  # decode once (CIFAR-10 JPEGs are cached) before any timing
+        real = d["real"]
+        del d
+        epochs = args.max_epochs or (20 if real else 3)
+        if model == "cifar10_cnn" and args.max_epochs_cnn:
+            epochs = min(epochs, args.max_epochs_cnn)
+        print(f"{model}: {'real data' if real else 'STAND-IN data'}, up to {epochs} epochs", flush=True)
+        runs = []
+        for r in range(args.repeats):
+            for backend in (backends if r % 2 == 0 else backends[::-1]):
+                os.environ["KERAS_BACKEND"] = backend
+                load_before = os.getloadavg()[0]
+                spec = {"model": model, "pipeline": "lesson", "npz": None, "quick": False, "standin": False,
+                        "max_epochs": epochs, "seed": 42, "gpu_path": False, "lesson_overrides": {}}
+                try:
+                    res = train_speed.run_child(spec)
+                except RuntimeError as e:
+                    print(f"error: {backend}: {e}", file=sys.stderr)
+                    return 1
+                res["backend"], res["load_before"], res["load_after"] = backend, load_before, os.getloadavg()[0]
+                spent = res["epochs"][-1]["since_start_s"]
+                to_target = (f"{res['time_to_target_s']:.1f} s ({res['epochs_to_target']} epochs)"
+                             if res["time_to_target_s"] is not None else f"not in {len(res['epochs'])} epochs ({spent:.0f} s)")
+                print(f"  {backend:<10} run {r + 1}: {res['images_per_s']:,.0f} images/s, first epoch "
+                      f"{res['first_epoch_s']:.1f} s, to target {to_target}, best val acc "
+                      f"{res['best_val_accuracy']:.4f}, precision {res['settings']['mixed_precision'] or 'float32'}, "
+                      f"load {load_before:.1f}->{res['load_after']:.1f} ({res['versions']})", flush=True)
+                runs.append(res)
+        results["models"][model] = {
+            b: {"images_per_s": statistics.median(r["images_per_s"] for r in runs if r["backend"] == b),
+                "runs": [r for r in runs if r["backend"] == b]} for b in backends}
+        results["device"] = runs[0]["device"]
+    out = Path(args.out)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"device: {results['device']}\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

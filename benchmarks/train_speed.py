@@ -316,10 +316,12 @@ def make_optimizer(settings, steps_per_epoch):
 
 
 def _whole(v):
+    """Return True if v is an int (not a bool) of at least 1."""
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
 def _rate(v):
+    """Return True if v is a finite number (not a bool) above 0."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 

@@ -12,6 +12,7 @@ filters, the feature-map shapes and the figures.
 
 import ast
 import re
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -54,7 +55,9 @@ def saved_cnn(offline):
         layers.Dense(10, activation="softmax"),
     ])
     path = offline / "cifar10_cnn.best.keras"
-    cnn.save(path)
+    with warnings.catch_warnings():  # Keras's own DeprecationWarning when saving on NumPy 2
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cnn.save(path)
     return path
 
 

@@ -28,6 +28,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
+	@# Jupyter's kernel for this venv: TensorFlow's C++ log lines (absl, oneDNN,
+	@# cpu_feature_guard) go to the terminal, not into the notebooks' cells; the
+	@# runner starts its kernels with the same setting.
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cnn-course)" --env TF_CPP_MIN_LOG_LEVEL 2
+	@mkdir -p $(VENV)/etc/ipython
+	@echo "c.IPKernelApp.capture_fd_output = False  # C++ libraries' stderr stays out of the cells" > $(VENV)/etc/ipython/ipython_kernel_config.py
 	@touch $(STAMP)
 
 # Swap the CPU-only TensorFlow for the CUDA build (Linux with an NVIDIA GPU).

@@ -76,7 +76,7 @@ ORIGINAL = {
 LESSON_CPU = {
     "mnist_mlp": {"batch_size": 1024, "optimizer": "rmsprop", "learning_rate": 0.003,
                   "schedule": "cosine", "schedule_epochs": 10, "inputs": "float32", "scaling": None,
-                  "steps_per_execution": 8, "bf16": True},
+                  "steps_per_execution": 1, "bf16": True},
     "cifar10_cnn": {"batch_size": 512, "optimizer": "adam", "learning_rate": 0.004,
                     "inputs": "uint8", "scaling": "centred", "steps_per_execution": 1, "bf16": True},
 }

@@ -129,6 +129,44 @@ def show_predictions(images, y_true, y_pred, class_names=None, n=24, ncols=8, si
     return fig
 
 
+def show_right_and_wrong(images, y_true, y_pred, class_names=None, n=16, ncols=8, seed=0, size=1.6):
+    """Draw right answers and mistakes side by side: half the panels of each, picked at random.
+
+    Up to ``n // 2`` correctly classified images come first (titled
+    "predicted (true)" in green), then up to ``n - n // 2`` misclassified ones
+    (in red); when one kind is short, more of the other fill the grid. With
+    ``ncols = n // 2`` (the default for n=16) the right answers fill the top
+    row and the mistakes the bottom one. ``seed`` makes the choice repeatable.
+    ``y_true`` and ``y_pred`` are integer class indices. Returns the Figure.
+    Raises ValueError when the lengths differ or there are no images.
+    """
+    y_true = np.asarray(y_true).reshape(-1)
+    y_pred = np.asarray(y_pred).reshape(-1)
+    if not len(images) == len(y_true) == len(y_pred):
+        raise ValueError(f"show_right_and_wrong: {len(images)} images, {len(y_true)} true labels, "
+                         f"{len(y_pred)} predictions: they must match")
+    if len(images) == 0:
+        raise ValueError("show_right_and_wrong: no images to show")
+    rng = np.random.default_rng(seed)
+    right = rng.permutation(np.flatnonzero(y_true == y_pred))
+    wrong = rng.permutation(np.flatnonzero(y_true != y_pred))
+    n = min(n, len(images))
+    n_wrong = min(len(wrong), n - min(n // 2, len(right)))
+    n_right = min(len(right), n - n_wrong)
+    chosen = np.concatenate([right[:n_right], wrong[:n_wrong]]).astype(int)
+    name = (lambda i: class_names[int(i)]) if class_names is not None else (lambda i: str(int(i)))
+    fig, axes = _grid(len(chosen), ncols, size)
+    for ax, i in zip(axes, chosen):
+        image = _as_image(images[i])
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        ax.set_title(f"{name(y_pred[i])} ({name(y_true[i])})", fontsize=8,
+                     color=RIGHT if y_pred[i] == y_true[i] else WRONG)
+    fig.suptitle(f"{n_right} right answers, then {n_wrong} mistakes, picked at random from "
+                 f"{len(right):,} right and {len(wrong):,} wrong", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion_matrix(y_true, y_pred, class_names):
     """Draw the confusion matrix: rows are true classes, columns predicted, counts written in.
 

@@ -52,13 +52,18 @@ LESSONS = {
 # CNN_COURSE_QUICK=1 in the kernel, which lets the data loaders use labelled
 # stand-ins (see cnn_course.data.quick_mode). User -p values override these.
 QUICK_PARAMETERS = {
-    "mnist-mlp": {"QUICK": True},
-    "cifar10-mlp": {"QUICK": True},
-    "cifar10-cnn": {"QUICK": True},
-    "cifar10-augmentation": {"QUICK": True},
+    "mnist-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "mnist_mlp.quick.keras"},
+    "cifar10-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "CHECKPOINT": "cifar10_mlp.quick.keras"},
+    "cifar10-cnn": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "cifar10_cnn.quick.keras"},
+    "cifar10-augmentation": {
+        "EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "cifar10_augmentation.quick.keras",
+        "PLAIN_CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
+    },
     "transfer-learning": {"QUICK": True},
     "bottleneck-features": {"QUICK": True},
-    "conv-visualization": {"QUICK": True},
+    "conv-visualization": {
+        "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras", "N_TRAIN": 500, "EPOCHS": 1,
+    },
 }
 
 INJECTED_TAG = "injected-parameters"
@@ -360,7 +365,11 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
         nb,
         timeout=timeout,
         kernel_name="python3",
-        extra_arguments=["--log-level=ERROR"],  # no kernel start-up warnings on our console
+        # --log-level: no kernel start-up warnings on our console. capture_fd_output=False:
+        # what C++ libraries write to the process's stderr (TensorFlow's absl, oneDNN and
+        # cpu_feature_guard lines) goes to the kernel log, not into the cells' outputs;
+        # `make setup` gives Jupyter's kernels the same setting.
+        extra_arguments=["--log-level=ERROR", "--IPKernelApp.capture_fd_output=False"],
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_start=on_cell_start,
         on_cell_executed=on_cell_executed,

@@ -647,7 +647,7 @@ def test_lesson_data_quick_uses_labelled_standins_without_downloading(capsys, mo
     assert description.startswith("STAND-IN for MNIST: scikit-learn digits resized to 28x28")
     assert "`python -m cnn_course data fetch mnist` gets it" in description
     (train, test), description = data.load_lesson_data("cifar10", quick=True)
-    assert train[0].shape == (2000, 32, 32, 3) and test[0].shape == (500, 32, 32, 3)
+    assert train[0].shape == (7000, 32, 32, 3) and test[0].shape == (1000, 32, 32, 3)
     assert description.startswith("STAND-IN for CIFAR-10")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all(line.startswith("Data: STAND-IN") for line in lines)
@@ -894,3 +894,11 @@ def test_quick_mode_reads_the_runners_variable_unless_told(monkeypatch):
     assert data.quick_mode() is False and data.quick_mode(True) is True
     monkeypatch.setenv("CNN_COURSE_QUICK", "1")
     assert data.quick_mode() is True and data.quick_mode(False) is False
+
+
+def test_standin_note_speaks_only_for_stand_ins():
+    assert data.standin_note("CIFAR-10 (real, 50000 train / 10000 test, from /data)") == ""
+    assert data.standin_note(None) == ""
+    note = data.standin_note("STAND-IN for CIFAR-10: generated 32x32 colour-and-stripe images, ...")
+    assert note == " (STAND-IN data: this number says nothing about CIFAR-10)"
+    assert "about MNIST)" in data.standin_note("STAND-IN for MNIST: scikit-learn digits resized to 28x28")

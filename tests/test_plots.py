@@ -70,3 +70,29 @@ def test_show_filters_writes_values_and_feature_maps_per_channel():
     assert sum(ax.get_visible() for ax in maps.axes) == 3
     with pytest.raises(ValueError):
         plots.show_feature_maps(np.zeros(5))
+
+
+def test_show_right_and_wrong_puts_half_of_each_side_by_side():
+    images = np.zeros((40, 8, 8), dtype=np.uint8)
+    y_true = np.arange(40) % 4
+    y_pred = y_true.copy()
+    y_pred[:10] = (y_pred[:10] + 1) % 4  # ten mistakes among forty
+    fig = plots.show_right_and_wrong(images, y_true, y_pred, n=8, ncols=4)
+    colours = [ax.title.get_color() for ax in fig.axes if ax.get_visible()]
+    assert colours == ["green"] * 4 + ["red"] * 4
+    for ax in fig.axes[4:8]:  # every red panel really is a mistake: "predicted (true)" differ
+        predicted, true = ax.get_title().rstrip(")").split(" (")
+        assert predicted != true
+    assert "4 right answers, then 4 mistakes" in fig._suptitle.get_text()
+
+
+def test_show_right_and_wrong_fills_with_right_answers_when_mistakes_are_few():
+    images = np.zeros((10, 8, 8), dtype=np.uint8)
+    y_true = np.zeros(10, int)
+    y_pred = y_true.copy()
+    y_pred[3] = 1  # a single mistake
+    fig = plots.show_right_and_wrong(images, y_true, y_pred, n=6)
+    colours = [ax.title.get_color() for ax in fig.axes if ax.get_visible()]
+    assert colours == ["green"] * 5 + ["red"]
+    with pytest.raises(ValueError, match="must match"):
+        plots.show_right_and_wrong(images, y_true[:3], y_pred)

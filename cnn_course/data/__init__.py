@@ -58,7 +58,7 @@ from .formats import write_cifar10_pickles
 from .images import read_images
 from .photos import SAMPLE_PHOTOS, load_sample_photos
 from .trees import load_image_folder
-from .lessons import load_cifar10, load_lesson_data, load_mnist
+from .lessons import load_cifar10, load_lesson_data, load_mnist, standin_note
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
 from .dogs import find_dog_images, load_dog_images
 from .weights import vgg16_weights
@@ -74,7 +74,7 @@ __all__ = [
     "REPO_DATA_DIR", "REPO_ROOT", "data_dirs", "keras_cache_dir", "keras_home", "offline",
     "quick_mode",
     "write_cifar10_pickles", "SAMPLE_PHOTOS", "load_sample_photos", "read_images",
-    "load_image_folder", "load_cifar10", "load_lesson_data", "load_mnist",
+    "load_image_folder", "load_cifar10", "load_lesson_data", "load_mnist", "standin_note",
     "load_digits28", "make_cifar10_standin", "make_image_folder_standin",
     "find_dog_images", "load_dog_images", "vgg16_weights", "fetch", "import_dataset",
     "dataset_status",

@@ -1,0 +1,94 @@
+"""Checks shared by the lesson tests: what a lesson notebook promises, read
+from the committed notebook or from an executed copy.
+
+Imported by tests/test_lessons_*.py (pytest puts tests/ on sys.path).
+"""
+
+import re
+
+import nbformat
+
+from cnn_course import runner
+
+# TensorFlow's C++ log lines: absl's preamble, oneDNN's notice, cpu_feature_guard,
+# and any glog-style "I1129 12:00:00..." or "I0000 00:00:..." line.
+TF_LOG = re.compile(r"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard|^[IWEF]\d{4} \d\d:\d\d:\d\d",
+                    re.MULTILINE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_COUNT = re.compile(r"(?<![\d/.])(\d+)/(\d+)(?![\d/.])")
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def output_text(executed_path):
+    """Return every text the executed notebook's cells show (streams, plain text, errors), ANSI codes removed."""
+    parts = []
+    for cell in read(executed_path).cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            parts.append(out.get("text", ""))
+            parts.append(out.get("data", {}).get("text/plain", ""))
+            parts.extend(out.get("traceback", []))
+    return _ANSI.sub("", "\n".join(parts))
+
+
+def counts_past_total(text):
+    """Return the "n/total" progress counts in `text` whose n exceeds total (e.g. "48/47")."""
+    return [m.group(0) for m in _COUNT.finditer(text) if int(m.group(1)) > int(m.group(2))]
+
+
+def png_outputs(executed_path):
+    """Return how many image/png outputs the executed notebook holds."""
+    return sum("image/png" in out.get("data", {})
+               for cell in read(executed_path).cells if cell.cell_type == "code"
+               for out in cell.get("outputs", []))
+
+
+def parameters_cell(nb):
+    tagged = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    return tagged[0]
+
+
+def check_executed(result):
+    """Assert what every executed lesson promises; return the cells' output text."""
+    assert result["status"] == "passed", f"{result['error']} (cell {result['failed_cell']})"
+    assert not result["warnings"], result["warnings"]  # e.g. a quick parameter the cell does not have
+    text = output_text(result["executed_path"])
+    assert not TF_LOG.search(text), f"TensorFlow log line in the outputs: {TF_LOG.search(text).group(0)!r}"
+    assert counts_past_total(text) == [], f"progress counts past their total: {counts_past_total(text)}"
+    return text
+
+
+def check_committed(path, lesson):
+    """Assert the committed notebook's shape: stripped, a small parameters cell and no quick-mode
+    scaffolding, imports in one cell, and an exercises section at the end."""
+    nb = read(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "notebook is not stripped"
+    knobs = runner.parameter_names(parameters_cell(nb).source)
+    assert len(knobs) <= 8, f"{len(knobs)} knobs in the parameters cell: {knobs}"
+    assert "VERBOSE" in knobs  # the runner sets it
+    # quick mode is invisible: no QUICK knob, no quick cell, loaders read CNN_COURSE_QUICK themselves
+    for cell in nb.cells:
+        assert "QUICK" not in cell.source and "quick=" not in cell.source, cell.source[:80]
+        assert "steps_per_execution" not in cell.source.lower(), cell.source[:80]
+    # the quick sizes are ordinary parameters of this notebook, and a smoke run's
+    # checkpoint never has a full run's name
+    quick = runner.QUICK_PARAMETERS[lesson]
+    assert quick and set(quick) <= set(knobs), set(quick) - set(knobs)
+    defaults = {}
+    exec(parameters_cell(nb).source, {}, defaults)  # noqa: S102 - the notebook's own literals
+    for name, value in quick.items():
+        if "CHECKPOINT" in name:
+            assert value.endswith(".quick.keras") and defaults[name].endswith(".best.keras"), name
+    importing = [c for c in code if re.search(r"^(import |from \S+ import )", c.source, re.MULTILINE)]
+    assert len(importing) == 1, "every import sits in one cell near the top"
+    assert not any(re.search(r"""print\(f?["']Data:""", c.source) for c in code)  # cnn_course.data prints it
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Exercises")
+    exercises = re.findall(r"^\d\. \*\*", last.source, re.MULTILINE)
+    assert 2 <= len(exercises) <= 4
+    assert last.source.count("*Observe:*") == len(exercises), "each exercise says what to observe"
+    return nb

@@ -26,9 +26,9 @@ CONV = REPO / runner.LESSONS["conv-visualization"]
 
 
 @pytest.fixture(scope="module")
-def offline(tmp_path_factory):
-    """Empty data and Keras folders for the notebook kernels; downloads refused."""
-    home = tmp_path_factory.mktemp("lesson-7")
+def offline(tmp_path_factory, keras_backend):
+    """Empty data and Keras folders for the notebook kernels (on each backend); downloads refused."""
+    home = tmp_path_factory.mktemp(f"lesson-7-{keras_backend}")
     with pytest.MonkeyPatch.context() as mp:
         for name, folder in (("CNN_COURSE_DATA", "data"), ("KERAS_HOME", "keras")):
             (home / folder).mkdir()

@@ -518,7 +518,7 @@ def check_backend(name):
                    "torch": "pip install torch"}[name]
         raise BackendError(f"the Keras backend {name!r} is not installed in this Python "
                            f"({sys.executable}); install it ({install}, or see README.md, "
-                           f"\"Keras backends\") or choose another")
+                           f"\"Keras backends and GPUs\") or choose another")
     return name
 
 

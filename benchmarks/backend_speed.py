@@ -85,7 +85,8 @@ def main(argv=None):
                 res["backend"], res["load_before"], res["load_after"] = backend, load_before, os.getloadavg()[0]
                 spent = res["epochs"][-1]["since_start_s"]
                 to_target = (f"{res['time_to_target_s']:.1f} s ({res['epochs_to_target']} epochs)"
-                             if res["time_to_target_s"] is not None else f"not in {len(res['epochs'])} epochs ({spent:.0f} s)")
+                             if res["time_to_target_s"] is not None
+                             else f"not in {len(res['epochs'])} epochs ({spent:.0f} s)")
                 print(f"  {backend:<10} run {r + 1}: {res['images_per_s']:,.0f} images/s, first epoch "
                       f"{res['first_epoch_s']:.1f} s, to target {to_target}, best val acc "
                       f"{res['best_val_accuracy']:.4f}, precision {res['settings']['mixed_precision'] or 'float32'}, "

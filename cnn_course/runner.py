@@ -7,6 +7,7 @@ HTML rendering, and reads the lines every lesson prints (``Data: ...``,
 `run_script` does the same for the two plain-Python lessons.
 `environment_info`, `write_report` and `format_table` describe the run.
 `strip_notebook` clears outputs so notebooks stay diff-friendly in git.
+`keras_backend` and `check_backend` say which Keras backend lessons run on.
 """
 
 from __future__ import annotations
@@ -669,14 +670,15 @@ def check_backend(name):
     Raises BackendError with a one-line message that says what to do otherwise.
     """
     if name not in BACKENDS:
-        raise BackendError(f"{name!r} is not a Keras backend; choose one of {', '.join(BACKENDS)} "
+        raise BackendError(f"{name!r} is not a Keras backend the lessons train on; "
+                           f"choose one of {', '.join(BACKENDS)} "
                            f"(--backend or the environment variable KERAS_BACKEND)")
     if name not in installed_backends():
         install = {"tensorflow": "pip install tensorflow", "jax": 'pip install "jax[cpu]"',
                    "torch": "pip install torch"}[name]
         raise BackendError(f"the Keras backend {name!r} is not installed in this Python "
                            f"({sys.executable}); install it ({install}, or see README.md, "
-                           f"\"Keras backends\") or choose another")
+                           f"\"Keras backends and GPUs\") or choose another")
     return name
 
 

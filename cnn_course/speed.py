@@ -243,11 +243,11 @@ def unmeasured_cpu_precision(backend, cpuinfo="/proc/cpuinfo"):
     if not cpu_has_bf16(cpuinfo):
         return "float32", "this CPU has no bfloat16 instructions"
     if backend == "tensorflow" and cpu_has_amx(cpuinfo):
-        return "mixed_bfloat16", ("TensorFlow on a CPU with AMX bfloat16 units; not measured "
-                                  "(give precision_policy a model to measure)")
+        return "mixed_bfloat16", ("TensorFlow on a CPU with AMX bfloat16 units; not measured: "
+                                  "give precision_policy a model to measure")
     why = "this CPU has no AMX units" if backend == "tensorflow" else f"on {backend}"
-    return "float32", (f"bfloat16 can be slower than float32 {why}; not measured "
-                       f"(give precision_policy a model to measure)")
+    return "float32", (f"bfloat16 can be slower than float32 {why}; not measured: "
+                       f"give precision_policy a model to measure")
 
 
 def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo"):
@@ -283,7 +283,7 @@ def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo")
     entries = _read_cache(path)
     if key in entries:
         entry = entries[key]
-        return entry["policy"], f"{entry['reason']}, on {entry['date']} (cached in {path})"
+        return entry["policy"], f"{entry['reason']} on {entry['date']}; cached in {path}"
     result = measure_precision(model, data)
     speedup = result["speedup"]
     if speedup >= MIN_SPEEDUP:
@@ -293,7 +293,7 @@ def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo")
                                      f"on this CPU with {backend}")
     entries[key] = dict(result, policy=policy, reason=reason, date=date.today().isoformat())
     cached = _write_cache(path, entries)
-    return policy, reason + ("" if cached else f" (not cached: {path.parent} is not writable)")
+    return policy, reason + ("" if cached else f"; not cached: {path.parent} is not writable")
 
 
 def precision_policy(choice="auto", model=None, data=None, verbose=True):

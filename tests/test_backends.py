@@ -53,7 +53,8 @@ def test_installed_backends_include_the_two_the_course_requires():
 
 def test_check_backend_refuses_unknown_and_missing_backends(monkeypatch):
     assert runner.check_backend("jax") == "jax"
-    with pytest.raises(runner.BackendError, match="'jx' is not a Keras backend; choose one of tensorflow, jax, torch"):
+    with pytest.raises(runner.BackendError,
+                       match="'jx' is not a Keras backend the lessons train on; choose one of tensorflow, jax, torch"):
         runner.check_backend("jx")
     monkeypatch.setattr(runner, "installed_backends", lambda: ("tensorflow",))
     with pytest.raises(runner.BackendError, match=r"the Keras backend 'jax' is not installed.*jax\[cpu\]"):

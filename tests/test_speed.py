@@ -6,6 +6,7 @@ unmeasured, only with TensorFlow on AMX units; float32 everywhere else.
 """
 
 import json
+from datetime import date
 
 import numpy as np
 import pytest
@@ -113,7 +114,8 @@ def test_measured_verdict_is_cached_per_machine_and_written_atomically(machine, 
     # the second call reads the cache and measures nothing
     assert speed.precision_policy("auto", model=lambda: None, data=data) == "float32"
     assert calls == [1]
-    assert f"(cached in {path})" in capsys.readouterr().out
+    assert capsys.readouterr().out.rstrip().endswith(f"on this CPU with jax on {date.today().isoformat()}; "
+                                                     f"cached in {path})")
 
     # another backend is another verdict
     machine(None, BF16_AMX, "tensorflow")

@@ -45,7 +45,7 @@ def install_fake_keras(monkeypatch, get_file):
 def hermetic(tmp_path, monkeypatch):
     repo_data = tmp_path / "repo_data"
     repo_data.mkdir()
-    monkeypatch.setattr(data, "REPO_DATA_DIR", repo_data)
+    monkeypatch.setattr(data.places, "REPO_DATA_DIR", repo_data)
     monkeypatch.delenv("CNN_COURSE_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("CNN_COURSE_OFFLINE", "1")
@@ -143,7 +143,7 @@ def test_keras_cache_dir_follows_keras_home(monkeypatch, tmp_path):
 
 
 def test_repo_root_is_the_checkout():
-    assert (data.REPO_ROOT / "cnn_course" / "data.py").is_file()
+    assert (data.REPO_ROOT / "cnn_course" / "data" / "__init__.py").is_file()
 
 
 # ------------------------------------------------------------------- MNIST
@@ -224,7 +224,7 @@ def test_offline_error_lists_every_place_and_what_to_do(tmp_path, monkeypatch):
         with pytest.raises(data.DatasetNotFound) as err:
             data.load_mnist(tmp_path / "given.npz")
     msg = str(err.value)
-    order = [str(tmp_path / "given.npz"), str(tmp_path / "env"), str(data.REPO_DATA_DIR),
+    order = [str(tmp_path / "given.npz"), str(tmp_path / "env"), str(data.places.REPO_DATA_DIR),
              str(data.keras_cache_dir())]
     positions = [msg.index(p) for p in order]
     assert positions == sorted(positions)
@@ -355,7 +355,7 @@ def test_jpeg_cache_is_used_and_renewed_when_the_source_changes(tmp_path, monkey
         raise AssertionError("decoded again")
 
     with monkeypatch.context() as m:
-        m.setattr(data, "_decode_cifar_tree", no_decoding)
+        m.setattr(data.trees, "decode_cifar_tree", no_decoding)
         second = data.load_cifar10(tarball)
     np.testing.assert_array_equal(first[0][0], second[0][0])
     np.testing.assert_array_equal(first[0][1], second[0][1])
@@ -364,7 +364,7 @@ def test_jpeg_cache_is_used_and_renewed_when_the_source_changes(tmp_path, monkey
     tar_folder(tarball, root, ".")
     os.utime(tarball, ns=(10**18, 10**18))
     assert len(data.load_cifar10(tarball)[0][0]) == 40
-    assert len(list(data.REPO_DATA_DIR.glob("cifar10-jpeg.tar.gz.*.decoded.npz"))) == 1
+    assert len(list(data.places.REPO_DATA_DIR.glob("cifar10-jpeg.tar.gz.*.decoded.npz"))) == 1
 
 
 def test_jpeg_order_is_repeatable(tmp_path, hermetic):
@@ -521,7 +521,7 @@ def test_find_dog_images_folder_and_zip(tmp_path, hermetic, monkeypatch):
     root = data.find_dog_images()
     assert root == hermetic / "dogImages"
     assert len(data.load_image_folder(root)["train"]["paths"]) == 2
-    monkeypatch.setattr(data, "_unzip_to", lambda *a: pytest.fail("unzipped twice"))
+    monkeypatch.setattr(data.dogs, "unzip_to", lambda *a: pytest.fail("unzipped twice"))
     assert data.find_dog_images() == root
 
 
@@ -714,7 +714,7 @@ def test_vgg16_weights_missing(monkeypatch, capsys):
 
 def test_dataset_status_never_downloads_or_decodes(tmp_path, hermetic, monkeypatch):
     monkeypatch.delenv("CNN_COURSE_OFFLINE")
-    monkeypatch.setattr(data, "_decode_many", lambda *a: pytest.fail("decoded"))
+    monkeypatch.setattr(data.images, "decode_many", lambda *a: pytest.fail("decoded"))
     status = data.dataset_status()
     assert [s["name"] for s in status] == list(data.DATASETS)
     assert not any(s["found"] for s in status)
@@ -822,7 +822,7 @@ def test_load_dog_images_quick_builds_a_labelled_standin_once(capsys, temp_dir, 
     folder = data.load_image_folder(root)
     assert len(folder["train"]["classes"]) == 5
     assert [p.name for p in temp_dir.iterdir()] == [root.name]  # no half-built leftovers
-    monkeypatch.setattr(data, "make_image_folder_standin", lambda *a, **k: pytest.fail("built twice"))
+    monkeypatch.setattr(data.standins, "make_image_folder_standin", lambda *a, **k: pytest.fail("built twice"))
     assert data.load_dog_images(quick=True, seed=3)[0] == root
 
 

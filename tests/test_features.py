@@ -20,7 +20,7 @@ def offline_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     (tmp_path / "data").mkdir()
     (tmp_path / "keras").mkdir()
-    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "repo-data")
+    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
     return tmp_path
 
 

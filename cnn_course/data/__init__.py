@@ -1,0 +1,79 @@
+"""Finding, loading, checking and caching the course's datasets.
+
+Named datasets (MNIST, CIFAR-10, the dog images, the VGG16 weights) are
+looked for in this order:
+
+1. the ``path`` argument (a file, or a folder holding one);
+2. the folder named by the environment variable ``CNN_COURSE_DATA``;
+3. the repo's ``data/`` folder;
+4. the Keras cache (``$KERAS_HOME/datasets`` or ``~/.keras/datasets``), in
+   both the ``cifar-10-batches-py/`` layout and the
+   ``cifar-10-batches-py-target/cifar-10-batches-py/`` layout of Keras 3;
+5. a download through Keras (with its progress bar), unless
+   ``CNN_COURSE_OFFLINE=1``;
+6. one :class:`DatasetNotFound` error that lists every place looked.
+
+Everything that is read is checked (shapes, dtype, label range, classes);
+problems raise :class:`DataError` naming the file and what is wrong. A
+CIFAR-10 JPEG tree is decoded once and the arrays are cached (see
+:func:`load_cifar10`). Stand-ins for quick offline runs are only used when
+asked for, and whatever uses one says ``STAND-IN`` in its ``Data:`` line.
+
+The package's modules, in the order a reader needs them:
+
+- ``errors``: DataError and DatasetNotFound;
+- ``catalog``: dataset names, file names, URLs and hashes;
+- ``places``: where datasets are looked for, and the environment switches;
+- ``formats``: reading and checking mnist.npz and the CIFAR-10 pickles;
+- ``images``: decoding image files; sample photos;
+- ``trees``: image trees ``<split>/<class>/<image>`` in folders and tarballs;
+- ``cache``: the decode cache of CIFAR-10 JPEG trees;
+- ``files``: writing into the data folders safely;
+- ``lessons``: the MNIST and CIFAR-10 loaders the lessons call;
+- ``dogs``: the dog-breed images;
+- ``weights``: the VGG16 weights;
+- ``standins``: labelled stand-ins for quick runs;
+- ``downloads``, ``importing``, ``status``: ``python -m cnn_course data
+  fetch``, ``import`` and ``status``.
+
+``REPO_DATA_DIR`` is read from ``cnn_course.data.places`` when it is used:
+to point the repo's data folder elsewhere (tests, benchmarks), set
+``cnn_course.data.places.REPO_DATA_DIR``.
+
+Heavy libraries (Keras, OpenCV, Pillow, scikit-learn) are imported inside the
+functions that need them, so ``import cnn_course.data`` stays fast.
+"""
+
+from .catalog import (
+    CIFAR10_CLASSES, CIFAR10_FILE, CIFAR10_PICKLES, CIFAR10_SHA256, CIFAR10_URL, DATASETS,
+    DOGS_FILE, DOGS_URL, IMAGE_EXTENSIONS, MNIST_FILE, MNIST_SHA256, MNIST_URL, SPLITS,
+    VGG16_FILES, VGG16_URL,
+)
+from .errors import DataError, DatasetNotFound
+from .places import (
+    REPO_DATA_DIR, REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode,
+)
+from .formats import write_cifar10_pickles
+from .images import SAMPLE_PHOTOS, load_sample_photos, read_images
+from .trees import load_image_folder
+from .lessons import load_cifar10, load_lesson_data, load_mnist
+from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
+from .dogs import find_dog_images, load_dog_images
+from .weights import vgg16_weights
+from .downloads import fetch
+from .importing import import_dataset
+from .status import dataset_status
+
+__all__ = [
+    "CIFAR10_CLASSES", "CIFAR10_FILE", "CIFAR10_PICKLES", "CIFAR10_SHA256", "CIFAR10_URL",
+    "DATASETS", "DOGS_FILE", "DOGS_URL", "IMAGE_EXTENSIONS", "MNIST_FILE", "MNIST_SHA256",
+    "MNIST_URL", "SPLITS", "VGG16_FILES", "VGG16_URL",
+    "DataError", "DatasetNotFound",
+    "REPO_DATA_DIR", "REPO_ROOT", "data_dirs", "keras_cache_dir", "keras_home", "offline",
+    "quick_mode",
+    "write_cifar10_pickles", "SAMPLE_PHOTOS", "load_sample_photos", "read_images",
+    "load_image_folder", "load_cifar10", "load_lesson_data", "load_mnist",
+    "load_digits28", "make_cifar10_standin", "make_image_folder_standin",
+    "find_dog_images", "load_dog_images", "vgg16_weights", "fetch", "import_dataset",
+    "dataset_status",
+]

@@ -1,0 +1,80 @@
+"""What the course's datasets are: their names, the files that hold them,
+where to download them and their hashes, and what is looked for in each
+data folder. Constants only."""
+
+from __future__ import annotations
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+
+
+DATASETS = ("mnist", "cifar10", "dogs", "vgg16")
+
+
+SPLITS = ("train", "valid", "test")
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+MNIST_FILE = "mnist.npz"
+
+
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+
+
+MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+
+
+CIFAR10_FILE = "cifar-10-python.tar.gz"
+
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+
+
+CIFAR10_PICKLES = ("data_batch_1", "data_batch_2", "data_batch_3",
+                   "data_batch_4", "data_batch_5", "test_batch")
+
+
+DOGS_FILE = "dogImages.zip"
+
+
+DOGS_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImages.zip"
+
+
+VGG16_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+
+
+VGG16_FILES = {
+    True: ("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"),
+    False: ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
+}
+
+
+NAMES = {
+    "mnist": (MNIST_FILE,),
+    "cifar10": ("cifar-10-batches-py",
+                "cifar-10-batches-py-target/cifar-10-batches-py",
+                CIFAR10_FILE, "cifar10-jpeg", "cifar10-jpeg.tar.gz"),
+    "dogs": ("dogImages", DOGS_FILE),
+}
+
+
+TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "dogs": "Dog-breed images (dogImages)",
+           "vgg16": "The VGG16 ImageNet weights"}
+
+
+GET = {
+    "mnist": f"{MNIST_FILE} ({MNIST_URL})",
+    "cifar10": (f"{CIFAR10_FILE} ({CIFAR10_URL}; its unpacked cifar-10-batches-py/ "
+                "folder, or a JPEG tree cifar10-jpeg/ or cifar10-jpeg.tar.gz, works too)"),
+    "dogs": f"{DOGS_FILE} ({DOGS_URL}; the unzipped dogImages/ folder works too)",
+    "vgg16": (f"{VGG16_FILES[True][0]} and/or {VGG16_FILES[False][0]} "
+              f"({VGG16_URL}<file>)"),
+}
+

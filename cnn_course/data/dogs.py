@@ -1,0 +1,144 @@
+"""The dog-breed images (``dogImages``): finding the tree, unzipping
+``dogImages.zip`` once, and the loader the transfer-learning lessons call."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+from .catalog import SPLITS, TITLES
+from .errors import DataError, DatasetNotFound
+from .places import quick_mode
+from . import cache, files, places, standins, trees
+
+
+def unzip_to(zip_path: Path, folder: Path) -> Path:
+    """Unzip dogImages.zip into ``folder``/dogImages (through a temporary
+    folder, replacing what was there). Returns that path. Raises DataError for
+    a corrupt zip or one without train/, OSError when ``folder`` is not
+    writable."""
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            members = [m for m in z.infolist() if not m.filename.startswith("__MACOSX")]
+            tops = {Path(m.filename).parts[0] for m in members if Path(m.filename).parts}
+            prefix = "dogImages/" if tops == {"dogImages"} else ""
+            if not any(m.filename.startswith(prefix + "train/") for m in members):
+                raise DataError(f"{zip_path}: no train/ folder inside (expected dogImages/train/<breed>/)")
+            folder.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=".tmp-unzip-", dir=folder))
+            try:
+                print(f"Unzipping {zip_path} into {folder / 'dogImages'} (once).", file=sys.stderr)
+                tmp = work / "dogImages"
+                tmp.mkdir()
+                for m in members:
+                    if m.is_dir() or not m.filename.startswith(prefix):
+                        continue
+                    target = files.safe_member_path(tmp, m.filename[len(prefix):])
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(m) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                files.replace_with(tmp, folder / "dogImages")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{zip_path}: not a readable zip file, truncated or corrupt ({e})") from None
+    return folder / "dogImages"
+
+
+def _unzip_dogs(zip_path: Path) -> Path:
+    """Unzip dogImages.zip once, into the first writable of: the repo's data
+    folder, the zip's folder, the Keras cache (an earlier unzipped copy in
+    one of them is reused). Returns the dogImages root. Raises DataError."""
+    for d in cache.cache_dirs(zip_path):
+        if (d / "dogImages" / "train").is_dir():
+            return d / "dogImages"
+    for d in cache.cache_dirs(zip_path):
+        try:
+            return unzip_to(zip_path, d)
+        except OSError:
+            continue
+    raise DataError(f"could not unzip {zip_path}: none of {', '.join(map(str, cache.cache_dirs(zip_path)))} is writable")
+
+
+def find_dog_images(path=None) -> Path:
+    """Find the dog-breed images: a ``dogImages`` folder
+    (train/valid/test/<NNN.Breed>/...) or ``dogImages.zip`` (unzipped once,
+    into the repo's data folder when writable), from ``path``, then the data
+    folders, then the Keras cache. Never downloads (see fetch).
+
+    Returns the dogImages root folder. Raises DatasetNotFound naming
+    dogImages.zip and its URL, DataError for a corrupt zip or a root without
+    train/, valid/ and test/."""
+    kind, source, looked = places.find("dogs", path)
+    if kind is None:
+        raise places.not_found("dogs", looked)
+    root = _unzip_dogs(source) if kind == "zip" else source
+    missing = [s for s in SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder "
+                        "(expected train/, valid/ and test/ with one folder per breed)")
+    return root
+
+
+def _dog_standin_root(seed: int) -> Path:
+    """Build (once) the generated dog-images stand-in for ``seed`` in the
+    temp folder and return its root. It is built under a temporary name and
+    renamed, so a half-written stand-in is never used. Raises OSError when
+    the temp folder is not writable."""
+    target = Path(tempfile.gettempdir()) / f"cnn-course-dogimages-standin-{int(seed)}"
+    if (target / "test").is_dir():
+        return target
+    work = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        standins.make_image_folder_standin(work / "dogImages", seed=seed)
+        try:
+            os.rename(work / "dogImages", target)
+        except OSError:  # another run built it at the same time: use theirs
+            if not (target / "test").is_dir():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def load_dog_images(path=None, quick=None, seed=0):
+    """Find the dog-breed images for a lesson and say what they are.
+
+    The real ``dogImages`` tree (or ``dogImages.zip``) is found with
+    :func:`find_dog_images` (``path``, then the data folders, then the Keras
+    cache; never downloaded). When it is missing and ``quick`` is true, a
+    small generated tree of the same layout (colour-and-stripe images, one
+    colour per class; :func:`make_image_folder_standin` with ``seed``) is
+    built once in the temp folder and used instead. Prints exactly one line
+    ``Data: <description>``; a stand-in says ``STAND-IN`` in it.
+
+    Returns (root Path of the train/valid/test tree, description). Raises
+    DatasetNotFound (not quick and not found) naming dogImages.zip, its URL
+    and where to put it; DataError for a corrupt zip or an incomplete tree;
+    OSError when the stand-in cannot be written."""
+    quick = quick_mode(quick)
+    title = TITLES["dogs"]
+    try:
+        root = find_dog_images(path)
+        real = True
+    except DatasetNotFound:
+        if not quick:
+            raise
+        root = _dog_standin_root(seed)
+        real = False
+    counts, n_classes = trees.count_image_tree(root)
+    split_counts = " / ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
+    if real:
+        description = f"Dog-breed images (real, {split_counts}, {n_classes} breeds, from {root})"
+    else:
+        description = (f"STAND-IN for {title}: generated colour-and-stripe images, one colour per class, "
+                       f"{n_classes} classes, {split_counts} (real dogImages not found; "
+                       "`python -m cnn_course data fetch dogs` gets it)")
+    print(f"Data: {description}")
+    return root, description
+

@@ -1,0 +1,177 @@
+"""Where datasets are looked for, and in what order (see the package
+docstring), plus the environment switches ``CNN_COURSE_DATA``,
+``CNN_COURSE_OFFLINE`` and ``CNN_COURSE_QUICK``. Finds, never reads."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES
+from .errors import DataError, DatasetNotFound
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+REPO_DATA_DIR = REPO_ROOT / "data"
+
+
+def data_dirs() -> list[Path]:
+    """Return the folders searched for datasets, in order: ``$CNN_COURSE_DATA``
+    (when set) and the repo's ``data/`` folder. Raises nothing."""
+    dirs = []
+    env = os.environ.get("CNN_COURSE_DATA")
+    if env:
+        dirs.append(Path(env).expanduser())
+    if REPO_DATA_DIR not in dirs:
+        dirs.append(REPO_DATA_DIR)
+    return dirs
+
+
+def keras_home() -> Path:
+    """Return the Keras home folder as Keras picks it: ``$KERAS_HOME``, else
+    ``~/.keras`` (``/tmp/.keras`` when the home folder is not writable)."""
+    env = os.environ.get("KERAS_HOME")
+    if env:
+        return Path(env).expanduser()
+    home = Path("~").expanduser()
+    return (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
+
+
+def keras_cache_dir() -> Path:
+    """Return the folder where Keras keeps downloaded datasets:
+    ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``."""
+    return keras_home() / "datasets"
+
+
+def offline() -> bool:
+    """Return True when ``CNN_COURSE_OFFLINE`` is set to 1/true/yes/on."""
+    return os.environ.get("CNN_COURSE_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def quick_mode(quick=None) -> bool:
+    """Return whether this is a quick (smoke) run that may use labelled stand-ins.
+
+    An explicit ``quick`` (True/False) wins; ``None`` reads ``CNN_COURSE_QUICK``,
+    which the runner sets for ``run --quick`` so that notebooks need no quick
+    flag of their own. Raises nothing."""
+    if quick is not None:
+        return bool(quick)
+    return os.environ.get("CNN_COURSE_QUICK", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def search_places(name: str) -> list[tuple[str, Path]]:
+    """Return the (label, folder) places searched for ``name`` after the path
+    argument, in order."""
+    places = []
+    env = os.environ.get("CNN_COURSE_DATA")
+    if env:
+        places.append(("$CNN_COURSE_DATA", Path(env).expanduser()))
+    places.append(("the repo's data folder", REPO_DATA_DIR))
+    if name == "vgg16":
+        places.append(("the Keras models cache", keras_home() / "models"))
+    else:
+        places.append(("the Keras cache", keras_cache_dir()))
+    return places
+
+
+def import_dir() -> Path:
+    """Return where fetched-by-hand files should go: ``data_dirs()[0]``."""
+    return data_dirs()[0]
+
+
+def not_found(name: str, looked: list[str], note: str = "") -> DatasetNotFound:
+    """Build the one clear DatasetNotFound for ``name``."""
+    lines = [f"{TITLES[name]} not found. Looked in, in order:"]
+    lines += [f"  {i}. {place}" for i, place in enumerate(looked, 1)]
+    if note:
+        lines.append(note)
+    lines.append(
+        f"Get {GET[name]} and put it in {import_dir()} (or in the folder named by "
+        f"CNN_COURSE_DATA); or run `python -m cnn_course data fetch {name}` to download it, "
+        f"or `python -m cnn_course data import {name} PATH` to bring in a copy you already have."
+    )
+    return DatasetNotFound("\n".join(lines))
+
+
+def detect(name: str, p: Path) -> str | None:
+    """Return the format of candidate ``p`` for dataset ``name`` ("npz",
+    "pickles", "pickles-tar", "tree", "tree-tar", "zip"), or None when ``p``
+    is not one. Raises DataError for an unreadable archive."""
+    if name == "mnist":
+        return "npz" if p.is_file() else None
+    if name == "dogs":
+        if p.is_dir():
+            return "tree" if (p / "train").is_dir() else None
+        return "zip" if p.is_file() and zipfile.is_zipfile(p) else None
+    # cifar10
+    if p.is_dir():
+        if any((p / f).exists() for f in CIFAR10_PICKLES):
+            return "pickles"
+        if (p / "train").is_dir() or (p / "test").is_dir():
+            return "tree"
+        return None
+    if not p.is_file():
+        return None
+    if "cifar-10-python" in p.name:
+        return "pickles-tar"
+    if "jpeg" in p.name.lower() and ".tar" in p.name:
+        return "tree-tar"
+    try:
+        with tarfile.open(p) as tar:
+            for i, member in enumerate(tar):
+                parts = Path(member.name).parts
+                if parts and (parts[-1] in CIFAR10_PICKLES or parts[-1] == "batches.meta"):
+                    return "pickles-tar"
+                if "train" in parts or "test" in parts:
+                    return "tree-tar"
+                if i > 50:
+                    break
+    except tarfile.ReadError:
+        return None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{p}: not a readable tar archive ({e})") from None
+    return None
+
+
+def find(name: str, path=None) -> tuple[str | None, Path | None, list[str]]:
+    """Look for ``name`` in the search order without downloading or decoding.
+
+    Returns (format, source, looked): format and source are None when nothing
+    was found; looked lists every place tried, for the error message. Raises
+    DataError when a place holds something by the expected name that is not
+    usable (nothing is skipped silently)."""
+    names = NAMES[name]
+    looked = []
+    if path is not None:
+        p = Path(path).expanduser()
+        looked.append(f"{p} (the path argument)")
+        if p.exists():
+            kind = detect(name, p)
+            if kind:
+                return kind, p, looked
+            if p.is_dir():
+                for n in names:
+                    if (p / n).exists():
+                        kind = detect(name, p / n)
+                        if kind:
+                            return kind, p / n, looked
+            raise DataError(f"{p} holds no {TITLES[name]} data: expected {GET[name]}")
+        warnings.warn(f"{p} does not exist; looking for {TITLES[name]} in the usual places",
+                      stacklevel=3)
+    for label, folder in search_places(name):
+        looked.append(f"{folder}: {', '.join(names)} ({label})")
+        for n in names:
+            c = folder / n
+            if c.exists():
+                kind = detect(name, c)
+                if kind is None:
+                    raise DataError(f"{c} is not usable {TITLES[name]} data: expected {GET[name]}")
+                return kind, c, looked
+    return None, None, looked
+

@@ -1,0 +1,208 @@
+"""Image trees ``<split>/<class>/<image>`` in a folder or a tarball: listing
+them, checking their layout, and decoding a CIFAR-10 JPEG tree to arrays."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import CIFAR10_CLASSES, SPLITS
+from .errors import DataError, DatasetNotFound
+from . import formats, images
+
+
+def _tree_entries(names_by_split: dict, source) -> dict:
+    """Check {split: {class: [files]}} read from a tree and return it with
+    the splits in train, valid, test order. Raises DataError when there is no
+    split, a split has no class folders or an empty one, or the splits have
+    different classes."""
+    tree = {s: names_by_split[s] for s in SPLITS if s in names_by_split}
+    if not tree:
+        raise DataError(f"{source}: no train/, valid/ or test/ folder with class folders in it")
+    for split, classes in tree.items():
+        if not classes:
+            raise DataError(f"{source}/{split}: no class folders")
+        empty = sorted(c for c, files in classes.items() if not files)
+        if empty:
+            raise DataError(f"{source}/{split}: empty class folder(s) with no images: {', '.join(empty)}")
+    reference_split = next(iter(tree))
+    reference = set(tree[reference_split])
+    for split, classes in tree.items():
+        if set(classes) != reference:
+            extra = sorted(set(classes) - reference)
+            missing = sorted(reference - set(classes))
+            raise DataError(f"{source}: {split}/ and {reference_split}/ have different class folders "
+                            f"(only in {split}: {extra or 'none'}; missing from {split}: {missing or 'none'})")
+    return tree
+
+
+def _warn_skipped_files(skipped, source) -> None:
+    if skipped:
+        warnings.warn(f"{source}: skipped {len(skipped)} file(s) that are not images "
+                      f"(by extension): {', '.join(map(str, skipped))}", stacklevel=3)
+
+
+def split_result(classes_files: dict, shuffle: bool, seed: int, key_of=lambda f: f):
+    """Return (files, labels int64, classes) with classes sorted, files sorted
+    within a class and then shuffled with ``seed`` when asked."""
+    classes = sorted(classes_files)
+    files, labels = [], []
+    for label, c in enumerate(classes):
+        members = sorted(classes_files[c], key=key_of)
+        files += members
+        labels += [label] * len(members)
+    labels = np.asarray(labels, np.int64)
+    if shuffle:
+        order = np.random.default_rng(seed).permutation(len(files))
+        files = [files[i] for i in order]
+        labels = labels[order]
+    return files, labels, classes
+
+
+def load_image_folder(root, shuffle=True, seed=0) -> dict:
+    """List an image tree ``root/<split>/<class>/<image file>`` (split is
+    train, valid or test). Nothing is decoded: pass the paths to
+    :func:`read_images` for batches of decoded, resized images.
+
+    Returns {split: {"paths": [Path], "labels": int64 array, "classes":
+    [str]}} for the splits present; classes are the sorted class-folder names
+    (the same in every split) and a label is an index into them. With
+    ``shuffle`` each split's order is mixed with a fixed ``seed``. Files that
+    are not images by extension are skipped with a warning naming them;
+    hidden files are ignored. Raises DatasetNotFound when ``root`` does not
+    exist, DataError when it is not such a tree, a class folder is empty, or
+    the splits have different classes."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetNotFound(f"{root}: no such folder (expected {root}/train/<class>/<image>)")
+    if not root.is_dir():
+        raise DataError(f"{root}: a file, not a folder; unpack it first "
+                        "(`python -m cnn_course data import NAME PATH` does that for known datasets)")
+    names_by_split, skipped = {}, []
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        classes = {}
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if not entry.is_dir():
+                skipped.append(Path(entry.path))
+                continue
+            files = []
+            for f in os.scandir(entry.path):
+                if f.name.startswith("."):
+                    continue
+                if f.is_file() and images.is_image_name(f.name):
+                    files.append(Path(f.path))
+                else:
+                    skipped.append(Path(f.path))
+            classes[entry.name] = files
+        names_by_split[split] = classes
+    tree = _tree_entries(names_by_split, root)
+    _warn_skipped_files(skipped, root)
+    out = {}
+    for i, (split, classes_files) in enumerate(tree.items()):
+        paths, labels, classes = split_result(classes_files, shuffle, seed + i)
+        out[split] = {"paths": paths, "labels": labels, "classes": classes}
+    return out
+
+
+def tar_tree(path: Path) -> dict:
+    """Read an image tree from a tarball: {split: {class: [(member name,
+    bytes)]}}. Files that are not images are skipped with a warning. Raises
+    DataError for a corrupt archive or a tree without splits."""
+    names_by_split, skipped = {}, []
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if any(p.startswith(".") for p in parts):
+                    continue
+                split_at = [i for i, p in enumerate(parts) if p in SPLITS]
+                if not split_at:
+                    continue
+                i = split_at[0]
+                rest = parts[i + 1:]
+                if member.isdir() and len(rest) == 1:
+                    names_by_split.setdefault(parts[i], {}).setdefault(rest[0], [])
+                    continue
+                if not member.isfile():
+                    continue
+                if len(rest) != 2 or not images.is_image_name(rest[1]):
+                    skipped.append(member.name)
+                    continue
+                data = tar.extractfile(member).read()
+                names_by_split.setdefault(parts[i], {}).setdefault(rest[0], []).append((member.name, data))
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a readable tar archive, truncated or corrupt ({e})") from None
+    tree = _tree_entries(names_by_split, path)
+    _warn_skipped_files(skipped, path)
+    return tree
+
+
+def count_image_tree(root: Path) -> tuple[dict, int]:
+    """Count the image files of ``root/<split>/<class>/`` without decoding
+    them. Returns ({split: number of images}, number of class folders in the
+    first split). Hidden files and non-image names are not counted."""
+    counts, n_classes = {}, None
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        classes = [e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+        if n_classes is None:
+            n_classes = len(classes)
+        counts[split] = sum(1 for c in classes for f in os.scandir(c.path)
+                            if not f.name.startswith(".") and f.is_file() and images.is_image_name(f.name))
+    return counts, n_classes or 0
+
+
+def decode_cifar_tree(source: Path, kind: str):
+    """Decode a CIFAR-10 JPEG tree (folder or tarball) into arrays, sorted by
+    class and file name and then shuffled with a fixed seed. Returns
+    ((x_train, y_train), (x_test, y_test), bad) where bad lists
+    "<file> <reason>" for skipped images. Raises DataError."""
+    if kind == "tree":
+        listing = load_image_folder(source, shuffle=False)
+        tree = {s: (v["paths"], v["labels"], v["classes"]) for s, v in listing.items()}
+        names_of = {s: [str(p) for p in v[0]] for s, v in tree.items()}
+        srcs_of = {s: v[0] for s, v in tree.items()}
+    else:
+        raw = tar_tree(source)
+        tree, names_of, srcs_of = {}, {}, {}
+        for split, classes_files in raw.items():
+            files, labels, classes = split_result(classes_files, False, 0, key_of=lambda f: f[0])
+            tree[split] = (files, labels, classes)
+            names_of[split] = [f"{source}:{f[0]}" for f in files]
+            srcs_of[split] = [f[1] for f in files]
+    for split in ("train", "test"):
+        if split not in tree:
+            raise DataError(f"{source}: no {split}/ folder (CIFAR-10 needs train/<class>/ and test/<class>/)")
+        classes = tree[split][2]
+        if tuple(classes) != CIFAR10_CLASSES:
+            raise DataError(f"{source}/{split}: class folders are {', '.join(classes)}; "
+                            f"CIFAR-10 needs exactly {', '.join(CIFAR10_CLASSES)}")
+    if "valid" in tree:
+        warnings.warn(f"{source}: ignoring valid/ (CIFAR-10 has train and test only)", stacklevel=3)
+    out, all_bad = [], []
+    for k, split in enumerate(("train", "test")):
+        labels = tree[split][1]
+        x, bad = images.decode_many(srcs_of[split], (32, 32, 3), names_of[split])
+        images.report_bad_images([b for _, b in bad], len(x), f"{source} ({split})")
+        if bad:
+            keep = np.ones(len(x), bool)
+            keep[[i for i, _ in bad]] = False
+            x, labels = x[keep], labels[keep]
+            all_bad += [b for _, b in bad]
+        order = np.random.default_rng(k).permutation(len(x))
+        out.append(formats.check_arrays(x[order], labels[order], (32, 32, 3), 10,
+                                 f"{source} ({split})", CIFAR10_CLASSES))
+    return out[0], out[1], all_bad
+

@@ -129,12 +129,13 @@ def feature_cache_dir():
     """
     for folder in data.data_dirs():
         target = folder / "features"
+        if not data.files.may_write(target):
+            continue
         try:
             target.mkdir(parents=True, exist_ok=True)
+            return target
         except OSError:
             continue
-        if os.access(target, os.W_OK):
-            return target
     raise OSError(f"no writable data folder for the feature cache among "
                   f"{', '.join(map(str, data.data_dirs()))}")
 
@@ -163,7 +164,8 @@ def cached_features(name, compute, paths, model, size):
     `feature_cache_dir` holds features of these paths (in this order), this
     image `size`, `model`'s output shape and weights, nor an imported copy of
     the original course's precomputed features fits (see
-    `cnn_course.data.original_dog_features`). Fresh features are saved to the
+    `cnn_course.data.original_dog_features`: VGG16 or ResNet50, by
+    ``model.name``, at 224x224, on the original dogImages). Fresh features are saved to the
     cache. Prints one ``Features:`` line saying which happened, with the time
     and images per second when they were computed.
 
@@ -176,13 +178,11 @@ def cached_features(name, compute, paths, model, size):
     if not paths:
         raise ValueError("cached_features: no image paths given")
     size = tuple(int(s) for s in size)
-    original = getattr(data, "original_dog_features", None)
-    if original is not None:
-        found = original(paths, _output_shape(model), size)
-        if found is not None:
-            features, source = found
-            print(f"Features: {name} {features.shape} from {source}")
-            return features
+    found = data.original_dog_features(paths, model.name, size)
+    if found is not None:
+        features, source = found
+        print(f"Features: {name} {features.shape} from {source}")
+        return features
     try:
         cache = feature_cache_dir() / f"{name}.npz"
     except OSError:
@@ -262,13 +262,11 @@ def example_photos(paths=None, n=4, seed=0):
 def class_index_candidates():
     """Return the places, in order, where ``imagenet_class_index.json`` is looked for.
 
-    The folders where weights are looked for (`cnn_course.weights.weights_folders`):
+    The folders where weights are looked for (`cnn_course.data.backbones.weights_folders`):
     the course's data folders and their ``keras-models/`` and ``models/``
     subfolders, then Keras's model cache (``$KERAS_HOME/models``).
     """
-    from cnn_course import weights
-
-    folders = dict.fromkeys(folder for _, folder in weights.weights_folders())
+    folders = dict.fromkeys(folder for _, folder in data.backbones.weights_folders())
     return [folder / CLASS_INDEX_FILE for folder in folders]
 
 
@@ -277,12 +275,7 @@ def _read_class_index(path):
 
     Raises ValueError when the file is not a class index.
     """
-    try:
-        index = json.loads(Path(path).read_text(encoding="utf-8"))
-        names = [index[str(i)][1] for i in range(N_IMAGENET_CLASSES)]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"{path} is not an ImageNet class index ({exc})") from None
-    return names
+    return data.backbones.read_class_index(path)
 
 
 def _missing_message(tried, reason):

@@ -28,6 +28,21 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
+def may_write(folder: Path) -> bool:
+    """Return True when files may be written in ``folder`` (made if missing):
+    it, or its nearest existing parent, is writable and has a write
+    permission bit. A folder marked read-only (mode r-x, such as a shared
+    copy of the data) counts as read-only even for root, who could write
+    there anyway. Raises nothing."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return folder.is_dir() and bool(folder.stat().st_mode & 0o222) and os.access(folder, os.W_OK)
+    except OSError:
+        return False
+
+
 def writable_import_dir() -> Path:
     """Return data_dirs()[0] (created if needed) when writable, else the
     repo's data folder. Raises DataError when neither is writable."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .catalog import CIFAR10_PICKLES, DATASETS, GET, MNIST_FILE, VGG16_FILES
 from .errors import DataError, DatasetNotFound
-from . import cache, dogs, files, formats, places, trees, weights
+from . import backbones, cache, dog_features, dogs, files, formats, places, trees, weights
 
 
 def _import_cifar10(src: Path, dest_dir: Path) -> Path:
@@ -44,6 +44,8 @@ def _import_dogs(src: Path, dest_dir: Path) -> Path:
         trees.load_image_folder(src)  # checks the layout without decoding
         dest = dest_dir / "dogImages"
         files.copy_in(src, dest)
+    elif kind == "tar":
+        dest = dogs.untar_to(src, dest_dir / "dogImages")
     else:
         dest = dogs.unzip_to(src, dest_dir)
     try:
@@ -83,6 +85,8 @@ IMPORTERS = {
     "cifar10": _import_cifar10,
     "dogs": _import_dogs,
     "vgg16": _import_vgg16,
+    "weights": backbones.import_weights,
+    "dog-features": dog_features.import_dog_features,
 }
 
 
@@ -95,8 +99,12 @@ def import_dataset(name: str, src) -> Path:
     cifar-10-python.tar.gz or its pickles folder (stored unpacked as
     cifar-10-batches-py/), or a JPEG tree folder or .tar.gz (stored as
     cifar10-jpeg/ or cifar10-jpeg.tar.gz, and decoded and cached once). dogs:
-    a dogImages folder or dogImages.zip (stored unzipped as dogImages/).
-    vgg16: a VGG16 .h5 weights file (stored under its Keras file name).
+    a dogImages folder, dogImages.zip or a .tar.gz of the folder (stored
+    unpacked as dogImages/). vgg16: a VGG16 .h5 weights file (stored under
+    its Keras file name). weights: a Keras .h5 weights file of VGG16,
+    ResNet50 or MobileNetV2, with or without the top (stored under the name
+    Keras looks for). dog-features: the original course's DogVGG16Data.npz or
+    DogResnet50Data.npz (checked for keys, shapes and dtype).
     Raises ValueError for an unknown name, DatasetNotFound when ``src`` does
     not exist, DataError when it is not the dataset or fails the checks (then
     nothing is left behind)."""

@@ -7,7 +7,7 @@ import warnings
 
 from .catalog import DATASETS, GET
 from .errors import DataError
-from . import places, weights
+from . import backbones, dog_features, places, weights
 
 
 def _how(name: str) -> str:
@@ -36,6 +36,24 @@ def _status_found(name: str) -> tuple[bool, str | None, str]:
     return True, str(source), ""
 
 
+def _status_weights(name: str) -> tuple[bool, str | None, str]:
+    """(found, where, how) for the backbone weights files found (any backbone)."""
+    found = backbones.found_weights()
+    if not found:
+        return False, None, (f"none found; get {GET[name]} into {places.import_dir()}, or run "
+                             "`python -m cnn_course data import weights FILE`")
+    return True, ", ".join(map(str, found)), ""
+
+
+def _status_dog_features(name: str) -> tuple[bool, str | None, str]:
+    """(found, where, how) for the original course's precomputed dog features."""
+    found = [p for p in map(dog_features.find_dog_features, dog_features.DOG_FEATURE_FILES) if p]
+    if not found:
+        return False, None, (f"optional: {GET[name]}, with the original dogImages; "
+                             "`python -m cnn_course data import dog-features FILE`")
+    return True, ", ".join(map(str, found)), ""
+
+
 # name -> check(name) returning (found, where, how). A new dataset adds its
 # name to catalog.DATASETS and a function here.
 STATUS_CHECKS = {
@@ -43,6 +61,8 @@ STATUS_CHECKS = {
     "cifar10": _status_found,
     "dogs": _status_found,
     "vgg16": _status_vgg16,
+    "weights": _status_weights,
+    "dog-features": _status_dog_features,
 }
 
 

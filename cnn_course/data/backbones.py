@@ -1,4 +1,4 @@
-"""Pretrained ImageNet weights for the transfer-learning backbones, found like datasets.
+"""ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2), found like datasets.
 
 `backbone_weights` picks what to pass as ``weights=`` to
 ``keras.applications.VGG16``, ``ResNet50`` or ``MobileNetV2``: a Keras
@@ -6,18 +6,23 @@ weights file found in the course's data folders or Keras's model cache, else
 "imagenet" (Keras downloads it) where downloads are allowed, else, in a quick
 run only, None (random weights, a labelled stand-in). `found_weights` lists the
 files found for ``data status``; `import_weights` copies a file in for
-``data import``.
+``data import weights FILE``; `install_class_index` puts the ImageNet class
+names where Keras's ``decode_predictions`` reads them.
 
 A weights file is looked for in: ``$CNN_COURSE_DATA`` and its ``keras-models/``
 and ``models/`` subfolders; the repository's ``data/`` (and the same two
 subfolders); then ``$KERAS_HOME/models`` (``~/.keras/models``).
 """
 
+from __future__ import annotations
+
+import json
 import os
 import re
 from pathlib import Path
 
-from cnn_course import data
+from .errors import DataError, DatasetNotFound
+from . import files, places
 
 BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -78,14 +83,14 @@ def describe(backbone, alpha):
 
 def weights_folders():
     """Return the (label, folder) places searched for weights files, in order. Raises nothing."""
-    places = []
+    found = []
     env = os.environ.get("CNN_COURSE_DATA")
     roots = ([("$CNN_COURSE_DATA", Path(env).expanduser())] if env else []) + \
-        [("the repo's data folder", data.REPO_DATA_DIR)]
+        [("the repo's data folder", places.REPO_DATA_DIR)]
     for label, root in roots:
-        places += [(label, root), (label, root / "keras-models"), (label, root / "models")]
-    places.append(("the Keras models cache", data.keras_home() / "models"))
-    return places
+        found += [(label, root), (label, root / "keras-models"), (label, root / "models")]
+    found.append(("the Keras models cache", places.keras_home() / "models"))
+    return found
 
 
 def find_weights(backbone, include_top=False, alpha=1.0, size=224):
@@ -126,12 +131,12 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
         name = f"{name} and {CLASS_INDEX_FILE}"
     if path is not None:
         weights, description = str(path), f"{what} (real, from {path})"
-    elif not data.quick_mode(quick) and not data.offline():
+    elif not places.quick_mode(quick) and not places.offline():
         weights = "imagenet"
-        description = f"{what} (real; Keras downloads {name} into {data.keras_home() / 'models'})"
+        description = f"{what} (real; Keras downloads {name} into {places.keras_home() / 'models'})"
     elif not required:
         weights, description = None, f"{what}: not found ({name}), so this step is left out"
-    elif data.quick_mode(quick):
+    elif places.quick_mode(quick):
         weights = None
         description = (f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; "
                        f"`python -m cnn_course data import weights FILE` brings it in)")
@@ -141,9 +146,21 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
         lines.append(f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}.")
         lines.append(f"Get {name} ({BASE_URLS[backbone]}{name}) and put it in one of those folders, "
                      "or run `python -m cnn_course data import weights FILE`.")
-        raise data.DatasetNotFound("\n".join(lines))
+        raise DatasetNotFound("\n".join(lines))
     print(f"Weights: {description}")
     return weights, description
+
+
+def read_class_index(path):
+    """Return the 1,000 ImageNet class names in a class-index JSON file, in output order.
+
+    Raises ValueError when the file cannot be read or is not a complete class index.
+    """
+    try:
+        index = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [index[str(i)][1] for i in range(1000)]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"{path} is not an ImageNet class index ({exc})") from None
 
 
 def install_class_index():
@@ -154,20 +171,19 @@ def install_class_index():
     `weights_folders`, it is copied in. Returns True when it is there now or
     Keras may download it (not offline), False otherwise. Raises nothing.
     """
-    from cnn_course import features
-
-    target = data.keras_home() / "models" / CLASS_INDEX_FILE
+    target = places.keras_home() / "models" / CLASS_INDEX_FILE
     if target.is_file():
         return True
-    for candidate in features.class_index_candidates():
+    for _, folder in weights_folders():
+        candidate = folder / CLASS_INDEX_FILE
         try:
-            features._read_class_index(candidate)
+            read_class_index(candidate)
             target.parent.mkdir(parents=True, exist_ok=True)
-            data._copy_in(candidate, target)
+            files.copy_in(candidate, target)
             return True
         except (ValueError, OSError):
             continue
-    return not data.offline()
+    return not places.offline()
 
 
 def identify_weights_file(path):
@@ -189,19 +205,19 @@ def identify_weights_file(path):
                 kernel = [group[k] for k in group.attrs.get("weight_names", [])]
                 width = int(kernel[0].shape[-1]) if kernel else None
     except Exception as e:
-        raise data.DataError(f"{path}: not a readable Keras .h5 weights file ({type(e).__name__})") from None
+        raise DataError(f"{path}: not a readable Keras .h5 weights file ({type(e).__name__})") from None
     for backbone, layer in _FIRST_LAYER.items():
         if layer in names:
             break
     else:
-        raise data.DataError(f"{path}: not the weights of {', '.join(BACKBONES)} "
+        raise DataError(f"{path}: not the weights of {', '.join(BACKBONES)} "
                              f"(none of the layers {', '.join(_FIRST_LAYER.values())})")
     include_top = "predictions" in names
     alpha = None
     if backbone == "MobileNetV2":
         alpha = _MOBILENET_WIDTHS.get(width)
         if alpha is None:
-            raise data.DataError(f"{path}: MobileNetV2 weights of a width without ImageNet weights "
+            raise DataError(f"{path}: MobileNetV2 weights of a width without ImageNet weights "
                                  f"(block_16_project has {width} filters)")
     return backbone, include_top, alpha
 
@@ -229,12 +245,14 @@ def import_weights(src, dest_dir):
     Raises DataError for a file that is not such weights (nothing is copied).
     """
     src = Path(src)
+    if src.is_dir():
+        raise DataError(f"{src}: a folder; give the weights file itself (a Keras .h5 file)")
     if not src.is_file():
-        raise data.DataError(f"{src}: expected a Keras .h5 weights file of {', '.join(BACKBONES)}")
+        raise DataError(f"{src}: expected a Keras .h5 weights file of {', '.join(BACKBONES)}")
     backbone, include_top, alpha = identify_weights_file(src)
     match = _NAME_RE.match(src.name)
     size = int(match.group(4)) if match and match.group(4) else 224
     dest = Path(dest_dir) / weights_file_name(backbone, include_top, alpha or 1.0, size)
     if src.resolve() != dest.resolve():
-        data._copy_in(src, dest)
+        files.copy_in(src, dest)
     return dest

@@ -59,7 +59,7 @@ def load_images(folder, n, size):
         except (data.DatasetNotFound, data.DataError):
             folder = None
     if folder is not None:
-        paths = sorted(p for p in Path(folder).rglob("*") if data._is_image_name(p.name))[:n]
+        paths = sorted(p for p in Path(folder).rglob("*") if data.images.is_image_name(p.name))[:n]
         if paths:
             images = np.concatenate(list(data.read_images(paths, size=(size, size), batch_size=64)))
             return images, f"{len(images)} photos from {folder}"

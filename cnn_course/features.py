@@ -244,7 +244,7 @@ def example_photos(paths=None, n=4, seed=0):
             picked = [rng.choice(np.flatnonzero(test["labels"] == b)) for b in breeds]
             photos = []
             for i in picked:
-                photo = data._decode_one(test["paths"][i])
+                photo = data.images.decode_one(test["paths"][i])
                 if isinstance(photo, str):
                     raise data.DataError(f"{test['paths'][i]} {photo}")
                 photos.append(photo)

@@ -37,9 +37,10 @@ def check_dog_features(path) -> tuple[str, dict]:
 
     Raises DataError (one line) for a file that is not a readable ``.npz``,
     lacks one of the keys train/valid/test, holds arrays that are not 4-D
-    floating point, whose per-photo shapes differ between splits or fit no
-    backbone of DOG_FEATURE_FILES, or whose row counts are not the original
-    dogImages' (6,680 / 835 / 836).
+    floating point or have no rows, or whose per-photo shapes differ between
+    splits or fit no backbone of DOG_FEATURE_FILES. The row counts are checked
+    against the photos when the features are used (`original_dog_features`):
+    the original files have 6,680 / 835 / 836.
     """
     path = Path(path)
     try:
@@ -55,15 +56,12 @@ def check_dog_features(path) -> tuple[str, dict]:
         raise DataError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
     shapes = {s: a.shape for s, a in arrays.items()}
     for split, array in arrays.items():
-        if array.ndim != 4 or not np.issubdtype(array.dtype, np.floating):
+        if array.ndim != 4 or not np.issubdtype(array.dtype, np.floating) or len(array) == 0:
             raise DataError(f"{path}: {split} is {array.dtype} of shape {array.shape}; expected "
                             "floating-point features of shape (photos, rows, columns, channels)")
         if array.shape[1:] != arrays["train"].shape[1:]:
             raise DataError(f"{path}: {split} has features of shape {array.shape[1:]}, "
                             f"train of {arrays['train'].shape[1:]}")
-        if len(array) != ORIGINAL_COUNTS[split]:
-            raise DataError(f"{path}: {split} has {len(array)} rows; the original dogImages has "
-                            f"{ORIGINAL_COUNTS[split]} {split} photos")
     per_photo = arrays["train"].shape[1:]
     for backbone, (_, allowed) in DOG_FEATURE_FILES.items():
         if per_photo in allowed:
@@ -128,13 +126,13 @@ def original_dog_features(paths, model_name, size):
     elif split not in SPLITS or any(p.parent.parent != split_dir for p in paths):
         note = "these photos are not one split folder of dogImages"
     if note is None:
-        backbone_found, _ = check_dog_features(path)
+        backbone_found, shapes = check_dog_features(path)
         if backbone_found != backbone:
             raise DataError(f"{path}: holds {backbone_found} features, not {backbone}'s")
         order = original_order(split_dir)
-        if len(order) != ORIGINAL_COUNTS[split]:
-            note = (f"its {split} rows belong to the original dogImages' {ORIGINAL_COUNTS[split]} "
-                    f"{split} photos, and {split_dir} holds {len(order)}")
+        if len(order) != shapes[split][0]:
+            note = (f"its {shapes[split][0]} {split} rows belong to the original dogImages' {split} "
+                    f"photos ({ORIGINAL_COUNTS[split]} of them), and {split_dir} holds {len(order)} files")
     if note is not None:
         print(f"Features: {path.name} not used: {note}")
         return None

@@ -133,6 +133,7 @@ def test_bottleneck_full_mode_without_weights_stops_with_a_clear_message(offline
     assert "STAND-IN" not in result["text"]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras's own, when saving .h5 on NumPy 2
 def test_bottleneck_decodes_predictions_with_keras_where_the_top_is_available(shared_data, tmp_path, monkeypatch):
     """MobileNetV2 0.35 with its top (random weights saved under Keras's file
     name: there are no real ones here), the real class index and the real

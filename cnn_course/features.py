@@ -1,16 +1,18 @@
-"""Bottleneck features and ImageNet class names for the transfer-learning lessons.
+"""Bottleneck features, their cache, and photos to look at, for the transfer-learning lessons.
 
-`compute_bottleneck_features` runs a (frozen) convolutional base such as VGG16
-without its top over a list of image files, batch by batch with a progress
-bar, and caches the result in an ``.npz`` so that a rerun skips the work.
-`imagenet_class_names` finds the 1,000 ImageNet class names that turn a
-VGG16 prediction into words, without downloading when the course is offline.
+The feature pass itself (``preprocess_input`` and ``base.predict``) stays in
+the lesson notebook. This module feeds it decoded images with a progress bar
+(`image_batches`), keeps its result in an ``.npz`` cache so that a rerun skips
+the slow step (`cached_features`), picks a few photos to look at
+(`example_photos`), and finds the 1,000 ImageNet class names
+(`imagenet_class_names`, `install_class_index`) without downloading when the
+course is offline.
 """
-
 import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +65,8 @@ def cache_key(model, paths, size):
     """Return the string that identifies one set of bottleneck features.
 
     It hashes the list of image paths (in order) with each file's size, the
-    image size, the model's output shape and a fingerprint of its weights:
+    image size, the model's output shape, a fingerprint of its weights and its
+    precision policy:
     change any of them and the cached features no longer match. A missing file
     counts as size -1 (reading it fails later). Never raises for a built model.
     """
@@ -73,6 +76,7 @@ def cache_key(model, paths, size):
         "size": [int(s) for s in size],
         "output_shape": list(_output_shape(model)),
         "weights": _weights_fingerprint(model),
+        "precision": str(getattr(getattr(model, "dtype_policy", None), "name", "float32")),
     }
     return hashlib.sha256(json.dumps(description).encode()).hexdigest()
 
@@ -115,60 +119,140 @@ def save_features(cache, key, features):
     return cache
 
 
-def compute_bottleneck_features(model, paths, size=(224, 224), batch_size=32, cache=None,
-                                progress=True):
-    """Return `model`'s outputs for the image files `paths`, one row per image, in order.
+def feature_cache_dir():
+    """Return the folder where computed bottleneck features are cached, made if needed.
 
-    Each batch is read with `cnn_course.data.read_images` (uint8 RGB resized
-    to `size`), put through ``keras.applications.vgg16.preprocess_input``
-    (RGB to BGR, ImageNet mean subtracted) and then through `model`. A tqdm
-    progress bar counts the images when `progress` is true.
-
-    With `cache` (a path to an ``.npz``), features saved there for the same
-    paths, size, model output shape and weights are loaded instead of being
-    computed, and fresh ones are saved there. One line says which happened.
-
-    Returns a float32 array of shape (len(paths), *model output shape).
-    Raises ValueError when `paths` is empty, and whatever `read_images` raises
-    for a missing or unreadable image.
+    ``features/`` in the first data folder (`cnn_course.data.data_dirs`) that
+    can be written: a read-only ``$CNN_COURSE_DATA`` (a shared copy of the
+    data) is skipped, and the repository's ``data/`` (never committed) is the
+    usual place. Raises OSError when no data folder can be written.
     """
-    import keras
+    for folder in data.data_dirs():
+        target = folder / "features"
+        if not data.files.may_write(target):
+            continue
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            return target
+        except OSError:
+            continue
+    raise OSError(f"no writable data folder for the feature cache among "
+                  f"{', '.join(map(str, data.data_dirs()))}")
+
+
+def image_batches(paths, size=(224, 224), batch_size=64, progress=True):
+    """Yield the images `paths` decoded and resized, `batch_size` at a time, with a progress bar.
+
+    Each batch is a uint8 array (B, height, width, 3), RGB, from
+    `cnn_course.data.read_images`; the tqdm bar (on stderr, only when
+    `progress` is true) counts images and never passes their number. Raises
+    DataError naming the first file that cannot be read.
+    """
     from tqdm import tqdm
 
+    with tqdm(total=len(paths), unit="img", desc="bottleneck features", disable=not progress) as bar:
+        for batch in data.read_images(paths, size=size, batch_size=batch_size):
+            yield batch
+            bar.update(len(batch))
+
+
+def cached_features(name, compute, paths, model, size):
+    """Return the bottleneck features of the image files `paths`: cached, precomputed or computed now.
+
+    `compute(paths)` is the lesson's own feature pass (images through
+    `model`); it runs only when neither the cache file `name`.npz in
+    `feature_cache_dir` holds features of these paths (in this order), this
+    image `size`, `model`'s output shape and weights, nor an imported copy of
+    the original course's precomputed features fits (see
+    `cnn_course.data.original_dog_features`: VGG16 or ResNet50, by
+    ``model.name``, at 224x224, on the original dogImages). Fresh features are saved to the
+    cache. Prints one ``Features:`` line saying which happened, with the time
+    and images per second when they were computed.
+
+    Returns a float32 array (len(paths), *model output shape). Raises
+    ValueError when `paths` is empty or `compute` returns the wrong number of
+    rows, and what `compute` raises; a cache that cannot be written is
+    reported in the line, not raised.
+    """
     paths = list(paths)
     if not paths:
-        raise ValueError("compute_bottleneck_features: no image paths given")
+        raise ValueError("cached_features: no image paths given")
     size = tuple(int(s) for s in size)
-    key = cache_key(model, paths, size) if cache is not None else None
-    if cache is not None:
-        features = load_cached_features(cache, key)
-        if features is not None:
-            print(f"Features: loaded from cache {cache} {features.shape}")
-            return features
-
-    features = None
-    done = 0
-    bar = tqdm(total=len(paths), unit="img", desc="bottleneck features", disable=not progress)
+    found = data.original_dog_features(paths, model.name, size)
+    if found is not None:
+        features, source = found
+        print(f"Features: {name} {features.shape} from {source}")
+        return features
     try:
-        for batch in data.read_images(paths, size=size, batch_size=batch_size):
-            batch = keras.applications.vgg16.preprocess_input(np.asarray(batch, dtype=np.float32))
-            out = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-            if features is None:
-                features = np.empty((len(paths),) + out.shape[1:], dtype=np.float32)
-            features[done:done + len(out)] = out
-            done += len(out)
-            bar.update(len(out))
-    finally:
-        bar.close()
-    if done != len(paths):
-        raise ValueError(f"compute_bottleneck_features: read {done} images of {len(paths)}")
-
-    if cache is None:
-        print(f"Features: computed {features.shape} (not cached)")
-    else:
+        cache = feature_cache_dir() / f"{name}.npz"
+    except OSError:
+        cache = None
+    key = cache_key(model, paths, size)
+    features = None if cache is None else load_cached_features(cache, key)
+    if features is not None:
+        print(f"Features: {name} {features.shape} loaded from the cache {cache}")
+        return features
+    start = time.perf_counter()
+    features = np.asarray(compute(paths), dtype=np.float32)
+    seconds = time.perf_counter() - start
+    if len(features) != len(paths):
+        raise ValueError(f"cached_features: {len(features)} rows computed for {len(paths)} images")
+    try:
+        if cache is None:
+            raise OSError("no writable data folder")
         save_features(cache, key, features)
-        print(f"Features: computed {features.shape} and saved to cache {cache}")
+        saved = f"saved to {cache}"
+    except OSError as e:
+        saved = f"not cached ({e.strerror or e})"
+    print(f"Features: {name} {features.shape} computed in {seconds:.1f} s "
+          f"({len(paths) / seconds:.1f} images/s), {saved}")
     return features
+
+
+# --------------------------------------------------------------------------
+# Photos to look at
+
+
+def breed_name(folder_name):
+    """Return a dog-breed folder name as printed: "001.Shih-Tzu" -> "Shih-Tzu", underscores as spaces."""
+    return folder_name.split(".", 1)[-1].replace("_", " ")
+
+
+def example_photos(paths=None, n=4, seed=0):
+    """Return a few photos to look at and print one ``Data:`` line saying which.
+
+    With `paths` (a file, a folder or a list of them), those photos
+    (`cnn_course.data.load_sample_photos`). Otherwise `n` test photos of
+    different breeds from the real dog images when `cnn_course.data` finds
+    them (never a stand-in), chosen with `seed`; without them, scikit-learn's
+    two sample photos.
+
+    Returns (photos, names): RGB uint8 arrays (H, W, 3) at their own sizes, and
+    a name for each (the breed, or the file name). Raises what
+    `load_sample_photos` raises for bad `paths`, and DataError for a dog photo
+    that cannot be read.
+    """
+    if paths is None:
+        try:
+            root = data.find_dog_images()
+        except data.DatasetNotFound:
+            root = None
+        if root is not None:
+            test = data.load_image_folder(root, shuffle=False)["test"]
+            rng = np.random.default_rng(seed)
+            breeds = rng.permutation(len(test["classes"]))[:max(1, int(n))]
+            picked = [rng.choice(np.flatnonzero(test["labels"] == b)) for b in breeds]
+            photos = []
+            for i in picked:
+                photo = data.images.decode_one(test["paths"][i])
+                if isinstance(photo, str):
+                    raise data.DataError(f"{test['paths'][i]} {photo}")
+                photos.append(photo)
+            names = [breed_name(test["classes"][b]) for b in breeds]
+            print(f"Data: {len(photos)} dog photos (real, test split of {root}): {', '.join(names)}")
+            return photos, names
+    photos, names, _ = data.load_sample_photos(paths)
+    return photos, names
 
 
 # --------------------------------------------------------------------------
@@ -178,10 +262,11 @@ def compute_bottleneck_features(model, paths, size=(224, 224), batch_size=32, ca
 def class_index_candidates():
     """Return the places, in order, where ``imagenet_class_index.json`` is looked for.
 
-    The course's data folders (`cnn_course.data.data_dirs`), then Keras's
-    model cache (``$KERAS_HOME/models``, else ``~/.keras/models``).
+    The folders where weights are looked for (`cnn_course.data.backbones.weights_folders`):
+    the course's data folders and their ``keras-models/`` and ``models/``
+    subfolders, then Keras's model cache (``$KERAS_HOME/models``).
     """
-    folders = [Path(d) for d in data.data_dirs()] + [data.keras_home() / "models"]
+    folders = dict.fromkeys(folder for _, folder in data.backbones.weights_folders())
     return [folder / CLASS_INDEX_FILE for folder in folders]
 
 
@@ -190,12 +275,7 @@ def _read_class_index(path):
 
     Raises ValueError when the file is not a class index.
     """
-    try:
-        index = json.loads(Path(path).read_text(encoding="utf-8"))
-        names = [index[str(i)][1] for i in range(N_IMAGENET_CLASSES)]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"{path} is not an ImageNet class index ({exc})") from None
-    return names
+    return data.backbones.read_class_index(path)
 
 
 def _missing_message(tried, reason):

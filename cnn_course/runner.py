@@ -35,13 +35,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Lesson name -> path relative to the repository root, in the order they run.
 # conv-visualization comes after cifar10-cnn: it reuses that lesson's checkpoint.
+# bottleneck-features comes before transfer-learning: it explains the backbone
+# and its features, which transfer-learning then computes for every dog photo.
 LESSONS = {
     "mnist-mlp": "mnist-mlp/mnist_mlp.ipynb",
     "cifar10-mlp": "cifar10-classification/cifar10_mlp.ipynb",
     "cifar10-cnn": "cifar10-classification/cifar10_cnn.ipynb",
     "cifar10-augmentation": "cifar10-augmentation/cifar10_augmentation.ipynb",
-    "transfer-learning": "transfer-learning/transfer_learning.ipynb",
     "bottleneck-features": "transfer-learning/bottleneck_features.ipynb",
+    "transfer-learning": "transfer-learning/transfer_learning.ipynb",
     "conv-visualization": "conv-visualization/conv_visualization.ipynb",
     "conv-dims": "conv-dims.py",
     "pool-dims": "pool-dims.py",
@@ -60,8 +62,9 @@ QUICK_PARAMETERS = {
         "EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "cifar10_augmentation.quick.keras",
         "PLAIN_CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
     },
-    "transfer-learning": {"QUICK": True},
-    "bottleneck-features": {"QUICK": True},
+    "bottleneck-features": {"N_PHOTOS": 2},
+    "transfer-learning": {"IMAGE_SIZE": 64, "N_IMAGES": 100, "EPOCHS": 2,
+                          "CHECKPOINT": "transfer_learning.quick.keras"},
     "conv-visualization": {
         "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras", "N_TRAIN": 500, "EPOCHS": 1,
     },

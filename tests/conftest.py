@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout; CNN_COURSE_SHARED_DATA names it for a checkout elsewhere
+SHARED_DATA = Path(os.environ.get("CNN_COURSE_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 _CLOSED_PORT = "http://127.0.0.1:9"  # the discard port: nothing listens there
 _session_home = Path(tempfile.mkdtemp(prefix="cnn-course-tests-"))

@@ -1,6 +1,7 @@
-"""cnn_course.features: bottleneck features with an .npz cache, ImageNet class names offline."""
+"""cnn_course.features: the feature pass's images, its .npz cache, photos to look at, ImageNet class names."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -56,95 +57,140 @@ def expected(model, paths):
     return model.predict(x, verbose=0)
 
 
-def test_features_match_model_outputs_in_order(images):
-    model = tiny_model()
-    got = features.compute_bottleneck_features(model, images, size=SIZE, batch_size=3, progress=False)
-    assert got.shape == (7, 8, 8, 3)
-    assert got.dtype == np.float32
-    np.testing.assert_allclose(got, expected(model, images), rtol=1e-5, atol=1e-5)
+def pass_of(model, calls=None):
+    """The lesson's feature pass for `model`, recording each call's paths in `calls`."""
+    def extract(paths):
+        if calls is not None:
+            calls.append(list(paths))
+        out = [model.predict(keras.applications.vgg16.preprocess_input(b.astype("float32")), verbose=0)
+               for b in features.image_batches(paths, size=SIZE, batch_size=3, progress=False)]
+        return np.concatenate(out)
+    return extract
 
 
-def test_cache_is_written_then_loaded_without_running_the_model(images, tmp_path, capsys, monkeypatch):
-    model = tiny_model()
-    cache = tmp_path / "feats.npz"
-    first = features.compute_bottleneck_features(model, images, size=SIZE, batch_size=4,
-                                                 cache=cache, progress=False)
-    assert cache.is_file()
-    assert "computed (7, 8, 8, 3) and saved to cache" in capsys.readouterr().out
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    """A writable CNN_COURSE_DATA (the feature cache goes into its features/) and no repo data folder."""
+    monkeypatch.setenv("CNN_COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    return tmp_path / "data" / "features"
 
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("the model ran although the features were cached")
 
-    monkeypatch.setattr(model, "predict_on_batch", must_not_run)
-    second = features.compute_bottleneck_features(model, images, size=SIZE, batch_size=4,
-                                                  cache=cache, progress=False)
-    assert "loaded from cache" in capsys.readouterr().out
+def test_image_batches_yield_every_image_in_order_with_a_bounded_bar(images, capsys):
+    batches = list(features.image_batches(images, size=SIZE, batch_size=3, progress=True))
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert all(b.dtype == np.uint8 and b.shape[1:] == (*SIZE, 3) for b in batches)
+    np.testing.assert_array_equal(np.concatenate(batches),
+                                  np.concatenate(list(data.read_images(images, size=SIZE, batch_size=7))))
+    bar = capsys.readouterr().err
+    assert "bottleneck features" in bar and "7/7" in bar and "8/7" not in bar
+
+
+def test_no_progress_bar_unless_asked(images, capsys):
+    list(features.image_batches(images, size=SIZE, progress=False))
+    assert "bottleneck features" not in capsys.readouterr().err
+
+
+def test_cached_features_compute_time_and_save_then_load_without_computing(images, cache_home, capsys):
+    model, calls = tiny_model(), []
+    first = features.cached_features("dogs-tiny-train", pass_of(model, calls), images, model, SIZE)
+    assert first.shape == (7, 8, 8, 3) and first.dtype == np.float32
+    np.testing.assert_allclose(first, expected(model, images), rtol=1e-5, atol=1e-5)
+    out = capsys.readouterr().out
+    assert re.search(r"^Features: dogs-tiny-train \(7, 8, 8, 3\) computed in [\d.]+ s \([\d.]+ images/s\), "
+                     r"saved to .*dogs-tiny-train\.npz$", out, re.MULTILINE)
+    assert (cache_home / "dogs-tiny-train.npz").is_file()
+    second = features.cached_features("dogs-tiny-train", pass_of(model, calls), images, model, SIZE)
+    assert len(calls) == 1  # the pass did not run again
+    assert "loaded from the cache" in capsys.readouterr().out
     np.testing.assert_array_equal(first, second)
 
 
-def test_changed_paths_recompute_and_replace_the_cache(images, tmp_path, capsys):
-    model = tiny_model()
-    cache = tmp_path / "feats.npz"
-    features.compute_bottleneck_features(model, images, size=SIZE, cache=cache, progress=False)
-    capsys.readouterr()
-    fewer = features.compute_bottleneck_features(model, images[:5], size=SIZE, cache=cache,
-                                                 progress=False)
-    assert "computed (5, 8, 8, 3)" in capsys.readouterr().out
-    assert fewer.shape[0] == 5
-    with np.load(cache) as stored:
-        assert stored["features"].shape == (5, 8, 8, 3)
-    reordered = features.compute_bottleneck_features(model, images[::-1][:5], size=SIZE,
-                                                     cache=cache, progress=False)
-    assert "computed" in capsys.readouterr().out
+def test_other_paths_order_weights_or_size_recompute(images, cache_home, capsys):
+    model, calls = tiny_model(), []
+    run = lambda paths, m=model, size=SIZE: features.cached_features("f", pass_of(m, calls), paths, m, size)  # noqa: E731
+    run(images)
+    run(images[:5])
+    reordered = run(images[::-1])
     np.testing.assert_allclose(reordered[0], expected(model, images[-1:])[0], rtol=1e-5, atol=1e-5)
+    run(images[::-1], m=tiny_model(seed=1))
+    assert len(calls) == 4
+    with np.load(cache_home / "f.npz") as stored:
+        assert stored["features"].shape == (7, 8, 8, 3)
 
 
-def test_changed_image_content_recomputes(images, tmp_path, capsys):
+def test_changed_image_content_recomputes(images, cache_home):
     cv2 = pytest.importorskip("cv2")
-    model = tiny_model()
-    cache = tmp_path / "feats.npz"
-    features.compute_bottleneck_features(model, images, size=SIZE, cache=cache, progress=False)
+    model, calls = tiny_model(), []
+    features.cached_features("f", pass_of(model, calls), images, model, SIZE)
     cv2.imwrite(str(images[0]), np.zeros((40, 40, 3), np.uint8))  # same path, new file size
-    capsys.readouterr()
-    features.compute_bottleneck_features(model, images, size=SIZE, cache=cache, progress=False)
-    assert "computed" in capsys.readouterr().out
+    features.cached_features("f", pass_of(model, calls), images, model, SIZE)
+    assert len(calls) == 2
 
 
-def test_other_weights_or_output_shape_do_not_reuse_the_cache(images, tmp_path, capsys):
-    cache = tmp_path / "feats.npz"
-    features.compute_bottleneck_features(tiny_model(seed=0), images, size=SIZE, cache=cache,
-                                         progress=False)
-    capsys.readouterr()
-    features.compute_bottleneck_features(tiny_model(seed=1), images, size=SIZE, cache=cache,
-                                         progress=False)
-    assert "computed" in capsys.readouterr().out
-    keras.utils.set_random_seed(0)
-    wider = keras.Sequential([keras.Input((*SIZE, 3)), keras.layers.Conv2D(5, 3, padding="same")])
-    got = features.compute_bottleneck_features(wider, images, size=SIZE, cache=cache, progress=False)
-    assert got.shape == (7, 16, 16, 5)
-    assert "computed" in capsys.readouterr().out
+def test_a_corrupt_cache_is_recomputed(images, cache_home):
+    cache_home.mkdir(parents=True)
+    (cache_home / "f.npz").write_bytes(b"not an npz file")
+    model, calls = tiny_model(), []
+    got = features.cached_features("f", pass_of(model, calls), images, model, SIZE)
+    assert got.shape == (7, 8, 8, 3) and len(calls) == 1
+    assert features.load_cached_features(cache_home / "f.npz", features.cache_key(model, images, SIZE)) is not None
 
 
-def test_a_corrupt_cache_is_recomputed(images, tmp_path, capsys):
-    cache = tmp_path / "feats.npz"
-    cache.write_bytes(b"not an npz file")
-    got = features.compute_bottleneck_features(tiny_model(), images, size=SIZE, cache=cache,
-                                               progress=False)
-    assert got.shape == (7, 8, 8, 3)
-    assert "computed" in capsys.readouterr().out
-    assert features.load_cached_features(cache, features.cache_key(tiny_model(), images, SIZE)) is not None
+def test_a_read_only_data_folder_is_never_written(images, tmp_path, monkeypatch, capsys):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o555)  # like ../shared/data: read-only, even for root
+    monkeypatch.setenv("CNN_COURSE_DATA", str(shared))
+    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    try:
+        assert features.feature_cache_dir() == tmp_path / "repo-data" / "features"
+        model = tiny_model()
+        features.cached_features("f", pass_of(model), images, model, SIZE)
+        assert not (shared / "features").exists()
+        assert (tmp_path / "repo-data" / "features" / "f.npz").is_file()
+    finally:
+        shared.chmod(0o755)
 
 
-def test_no_paths_is_a_clear_error():
+def test_no_paths_or_a_short_pass_is_a_clear_error(images, cache_home):
+    model = tiny_model()
     with pytest.raises(ValueError, match="no image paths"):
-        features.compute_bottleneck_features(tiny_model(), [], size=SIZE)
+        features.cached_features("f", pass_of(model), [], model, SIZE)
+    with pytest.raises(ValueError, match="6 rows computed for 7 images"):
+        features.cached_features("f", lambda paths: pass_of(model)(paths)[:6], images, model, SIZE)
+    assert not (cache_home / "f.npz").exists()
 
 
-def test_a_missing_image_is_a_data_error(images, tmp_path):
+def test_a_missing_image_is_a_data_error_and_nothing_is_cached(images, tmp_path, cache_home):
+    model = tiny_model()
     with pytest.raises(data.DataError, match="nope.jpg"):
-        features.compute_bottleneck_features(tiny_model(), images + [tmp_path / "nope.jpg"],
-                                             size=SIZE, progress=False, cache=tmp_path / "f.npz")
-    assert not (tmp_path / "f.npz").exists()
+        features.cached_features("f", pass_of(model), images + [tmp_path / "nope.jpg"], model, SIZE)
+    assert not (cache_home / "f.npz").exists()
+
+
+# --------------------------------------------------------------------------
+# Photos to look at
+
+
+def test_example_photos_are_dog_photos_of_different_breeds_when_found(tmp_path, monkeypatch, capsys):
+    root = data.make_image_folder_standin(tmp_path / "data" / "dogImages", n_classes=5)
+    monkeypatch.setenv("CNN_COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    photos, names = features.example_photos(n=3, seed=1)
+    assert len(photos) == 3 and len(set(names)) == 3
+    assert all(p.dtype == np.uint8 and p.ndim == 3 for p in photos)
+    assert set(names) <= {features.breed_name(c.name) for c in (root / "test").iterdir()}
+    assert capsys.readouterr().out.startswith(f"Data: 3 dog photos (real, test split of {root}): ")
+    assert features.example_photos(n=3, seed=1)[1] == names  # the same on every run
+
+
+def test_example_photos_fall_back_to_scikit_learn_samples(offline_home, capsys):
+    photos, names = features.example_photos()
+    assert names == ["china.jpg", "flower.jpg"] and len(photos) == 2
+    assert "Data: 2 photos from scikit-learn" in capsys.readouterr().out
+    assert features.breed_name("001.Shih-Tzu") == "Shih-Tzu"
+    assert features.breed_name("002.Rhodesian_ridgeback") == "Rhodesian ridgeback"
 
 
 # --------------------------------------------------------------------------
@@ -214,11 +260,3 @@ def test_online_uses_keras_get_file_and_a_failed_download_is_a_clear_error(offli
     with pytest.raises(data.DatasetNotFound, match="download failed"):
         features.imagenet_class_names()
     assert "STAND-IN" in features.imagenet_class_names(quick=True)[0]
-
-
-def test_progress_bar_only_when_asked(images, capsys):
-    model = tiny_model()
-    features.compute_bottleneck_features(model, images, size=SIZE, progress=False)
-    assert "bottleneck features" not in capsys.readouterr().err
-    features.compute_bottleneck_features(model, images, size=SIZE, progress=True)
-    assert "bottleneck features" in capsys.readouterr().err

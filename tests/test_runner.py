@@ -304,8 +304,8 @@ def test_an_out_dir_that_cannot_be_written_is_a_failed_result(tmp_path):
 
 def test_lesson_registry_names_the_nine_lessons():
     assert list(runner.LESSONS) == [
-        "mnist-mlp", "cifar10-mlp", "cifar10-cnn", "cifar10-augmentation", "transfer-learning",
-        "bottleneck-features", "conv-visualization", "conv-dims", "pool-dims",
+        "mnist-mlp", "cifar10-mlp", "cifar10-cnn", "cifar10-augmentation", "bottleneck-features",
+        "transfer-learning", "conv-visualization", "conv-dims", "pool-dims",
     ]
     assert list(runner.LESSONS).index("conv-visualization") > list(runner.LESSONS).index("cifar10-cnn")
     assert all(not Path(p).is_absolute() for p in runner.LESSONS.values())

@@ -33,6 +33,10 @@ The package's modules, in the order a reader needs them:
 - ``lessons``: the MNIST and CIFAR-10 loaders the lessons call;
 - ``dogs``: the dog-breed images;
 - ``weights``: the VGG16 weights;
+- ``backbones``: the ImageNet weights of any lesson backbone (VGG16,
+  ResNet50, MobileNetV2), found in the data folders, their ``keras-models/``
+  or ``models/`` subfolders and the Keras models cache;
+- ``dog_features``: the original course's precomputed dog features;
 - ``standins``: labelled stand-ins for quick runs;
 - ``downloads``, ``importing``, ``status``: ``python -m cnn_course data
   fetch``, ``import`` and ``status``.
@@ -62,6 +66,8 @@ from .lessons import load_cifar10, load_lesson_data, load_mnist, standin_note
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
 from .dogs import find_dog_images, load_dog_images
 from .weights import vgg16_weights
+from .backbones import BACKBONES, backbone_weights, found_weights
+from .dog_features import original_dog_features
 from .downloads import fetch
 from .importing import import_dataset
 from .status import dataset_status
@@ -76,6 +82,7 @@ __all__ = [
     "write_cifar10_pickles", "SAMPLE_PHOTOS", "load_sample_photos", "read_images",
     "load_image_folder", "load_cifar10", "load_lesson_data", "load_mnist", "standin_note",
     "load_digits28", "make_cifar10_standin", "make_image_folder_standin",
-    "find_dog_images", "load_dog_images", "vgg16_weights", "fetch", "import_dataset",
+    "find_dog_images", "load_dog_images", "vgg16_weights", "BACKBONES", "backbone_weights",
+    "found_weights", "original_dog_features", "fetch", "import_dataset",
     "dataset_status",
 ]

@@ -10,7 +10,7 @@ CIFAR10_CLASSES = (
 )
 
 
-DATASETS = ("mnist", "cifar10", "dogs", "vgg16")
+DATASETS = ("mnist", "cifar10", "dogs", "vgg16", "weights", "dog-features")
 
 
 SPLITS = ("train", "valid", "test")
@@ -51,6 +51,11 @@ DOGS_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImage
 DOGS_SHA256 = None
 
 
+# .tar.gz copies of a dogImages folder: any name works with `data import dogs`;
+# these are found where they lie (the second is the course's 10-breed subset).
+DOGS_TARBALLS = ("dogImages.tar.gz", "dogImages-imagewoof10.tar.gz")
+
+
 VGG16_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 
 
@@ -65,19 +70,23 @@ NAMES = {
     "cifar10": ("cifar-10-batches-py",
                 "cifar-10-batches-py-target/cifar-10-batches-py",
                 CIFAR10_FILE, "cifar10-jpeg", "cifar10-jpeg.tar.gz"),
-    "dogs": ("dogImages", DOGS_FILE),
+    "dogs": ("dogImages", DOGS_FILE) + DOGS_TARBALLS,
 }
 
 
 TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "dogs": "Dog-breed images (dogImages)",
-           "vgg16": "The VGG16 ImageNet weights"}
+           "vgg16": "The VGG16 ImageNet weights", "weights": "ImageNet weights of a backbone",
+           "dog-features": "The original course's precomputed dog features"}
 
 
 GET = {
     "mnist": f"{MNIST_FILE} ({MNIST_URL})",
     "cifar10": (f"{CIFAR10_FILE} ({CIFAR10_URL}; its unpacked cifar-10-batches-py/ "
                 "folder, or a JPEG tree cifar10-jpeg/ or cifar10-jpeg.tar.gz, works too)"),
-    "dogs": f"{DOGS_FILE} ({DOGS_URL}; the unzipped dogImages/ folder works too)",
+    "dogs": f"{DOGS_FILE} ({DOGS_URL}; the unzipped dogImages/ folder, or a .tar.gz of it, works too)",
+    "weights": ("a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them "
+                "into ~/.keras/models where a network is available)"),
+    "dog-features": "DogVGG16Data.npz or DogResnet50Data.npz from the original course",
     "vgg16": (f"{VGG16_FILES[True][0]} and/or {VGG16_FILES[False][0]} "
               f"({VGG16_URL}<file>)"),
 }

@@ -1,11 +1,13 @@
-"""The dog-breed images (``dogImages``): finding the tree, unzipping
-``dogImages.zip`` once, and the loader the transfer-learning lessons call."""
+"""The dog-breed images (``dogImages``): finding the tree, unpacking
+``dogImages.zip`` or a ``.tar.gz`` of the folder once, and the loader the
+transfer-learning lessons call."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
 import warnings
 import zipfile
@@ -95,11 +97,84 @@ def _unzip_dogs(zip_path: Path) -> Path:
     raise DataError(f"could not unzip {zip_path}: none of {', '.join(map(str, cache.cache_dirs(zip_path)))} is writable")
 
 
+def untar_to(tar_path: Path, dest: Path) -> Path:
+    """Unpack a ``.tar.gz`` of a dogImages folder (the tree at its top, or in
+    one folder such as ``dogImages/``) into the folder ``dest``: into a
+    staging folder beside it first, checked there (members as in
+    :func:`unzip_into`: no names leading out, no links, each photo at most
+    MAX_PHOTO_BYTES, all at most MAX_DOGS_ZIP_BYTES; then the tree's layout),
+    and only then moved in place of what was there. Returns ``dest``. Raises
+    DataError for an unreadable tarball, a refused member or a bad tree;
+    OSError when ``dest``'s folder is not writable."""
+    try:
+        with tarfile.open(tar_path) as tar:
+            members = tar.getmembers()
+            names = [m.name for m in members if m.isfile()]
+            tops = {Path(n).parts[0] for n in names if len(Path(n).parts) > 1}
+            prefix = next(iter(tops)) + "/" if len(tops) == 1 and tops != {"train"} else ""
+            if not any(n.startswith(prefix + "train/") for n in names):
+                raise DataError(f"{tar_path}: no train/ folder inside (expected dogImages/train/<breed>/)")
+            total = 0
+            for m in members:
+                if m.isdir():
+                    continue
+                files.check_member(tar_path, m.name, m.size, MAX_PHOTO_BYTES, "one dog photo",
+                                   is_file=m.isfile())
+                total += m.size
+            if total > MAX_DOGS_ZIP_BYTES:
+                raise DataError(f"{tar_path}: unpacks to {total / MiB:.0f} MiB, over the "
+                                f"{MAX_DOGS_ZIP_BYTES / MiB:.0f} MiB limit for the dog images")
+            with files.staging(dest.parent) as work:
+                print(f"Unpacking {tar_path} into {dest} (once).", file=sys.stderr)
+                tree = work / "tree"
+                tree.mkdir()
+                for m in members:
+                    if not m.isfile() or not m.name.startswith(prefix):
+                        continue
+                    target = files.safe_member_path(tree, m.name[len(prefix):])
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with tar.extractfile(m) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                check_dog_tree(tree)
+                files.install(tree, dest, work)
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise DataError(f"{tar_path}: not a readable tar archive, truncated or corrupt ({one_line(e)})") from None
+    return dest
+
+
+def _untar_dogs(tar_path: Path) -> Path:
+    """Unpack a dogImages tarball once into ``<folder>/<its name without
+    .tar.gz>``, in the first writable of: the data folders and the Keras
+    cache, the tarball's own folder last (it may be a shared, read-only
+    copy). An earlier unpacked copy in one of them is reused. Returns the
+    tree's root. Raises DataError."""
+    name = tar_path.name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+            break
+    folders = [d for d in dict.fromkeys(places.data_dirs() + [places.keras_cache_dir()])
+               if d.resolve() != tar_path.parent.resolve()] + [tar_path.parent]
+    for d in folders:
+        if (d / name / "train").is_dir():
+            return d / name
+    for d in folders:
+        if not files.may_write(d):
+            continue
+        try:
+            return untar_to(tar_path, d / name)
+        except OSError:
+            continue
+    raise DataError(f"could not unpack {tar_path}: none of {', '.join(map(str, folders))} is writable")
+
+
 def find_dog_images(path=None) -> Path:
     """Find the dog-breed images: a ``dogImages`` folder
-    (train/valid/test/<NNN.Breed>/...) or ``dogImages.zip`` (unzipped once,
-    into the repo's data folder when writable), from ``path``, then the data
-    folders, then the Keras cache. Never downloads (see fetch).
+    (train/valid/test/<NNN.Breed>/...), ``dogImages.zip`` (unzipped once,
+    into the repo's data folder when writable) or a ``.tar.gz`` of the folder
+    such as ``dogImages-imagewoof10.tar.gz`` (unpacked once, see
+    `_untar_dogs`), from ``path``, then the data folders, then the Keras
+    cache. Never downloads (see fetch).
 
     Returns the dogImages root folder. Raises DatasetNotFound naming
     dogImages.zip and its URL, DataError for a corrupt zip or a root without
@@ -107,7 +182,7 @@ def find_dog_images(path=None) -> Path:
     kind, source, looked = places.find("dogs", path)
     if kind is None:
         raise places.not_found("dogs", looked)
-    root = _unzip_dogs(source) if kind == "zip" else source
+    root = {"zip": _unzip_dogs, "tar": _untar_dogs}.get(kind, lambda s: s)(source)
     missing = [s for s in SPLITS if not (root / s).is_dir()]
     if missing:
         raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder "

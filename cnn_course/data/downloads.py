@@ -57,6 +57,12 @@ def fetch(name: str) -> Path:
     corrupt, ValueError for an unknown name."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name in ("weights", "dog-features"):
+        raise ValueError(f"{name} cannot be fetched: " + (
+            "Keras downloads a backbone's weights the first time a lesson builds it (where a network "
+            "is available); `data import weights FILE` brings in a copy" if name == "weights" else
+            "the original course's features are not online; `data import dog-features FILE` brings "
+            "in a copy"))
     if offline():
         raise _offline_refusal(name)
     if name == "mnist":

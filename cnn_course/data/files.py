@@ -108,12 +108,40 @@ def install(new: Path, dest: Path, work: Path) -> Path:
     return dest
 
 
+def install_copy(src: Path, dest: Path, check=None) -> Path:
+    """Copy the file ``src`` to ``dest`` through a staging folder beside it,
+    call ``check(copy)`` when given, then replace ``dest`` atomically, so a
+    failed check or an interruption leaves ``dest`` as it was. Returns dest.
+    Raises what ``check`` raises, OSError."""
+    with staging(dest.parent) as work:
+        new = copy_file(src, work / dest.name)
+        if check is not None:
+            check(new)
+        install(new, dest, work)
+    return dest
+
+
 def remove(path: Path) -> None:
     """Delete a file or folder if it exists. Raises OSError."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def may_write(folder: Path) -> bool:
+    """Return True when files may be written in ``folder`` (made if missing):
+    it, or its nearest existing parent, is writable and has a write
+    permission bit. A folder marked read-only (mode r-x, such as a shared
+    copy of the data) counts as read-only even for root, who could write
+    there anyway. Raises nothing."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return folder.is_dir() and bool(folder.stat().st_mode & 0o222) and os.access(folder, os.W_OK)
+    except OSError:
+        return False
 
 
 def writable_import_dir() -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .catalog import DATASETS, GET, MNIST_FILE, VGG16_FILES
 from .errors import DataError, DatasetNotFound
-from . import cache, dogs, files, formats, places, trees, weights
+from . import backbones, cache, dog_features, dogs, files, formats, places, trees, weights
 
 
 def _import_cifar10(src: Path, dest_dir: Path) -> Path:
@@ -55,6 +55,8 @@ def _import_dogs(src: Path, dest_dir: Path) -> Path:
     dest = dest_dir / "dogImages"
     if kind == "zip":
         return dogs.unzip_to(src, dest_dir)
+    if kind == "tar":
+        return dogs.untar_to(src, dest)
     if files.same_or_nested(src, dest):
         return dogs.check_dog_tree(dest)
     dogs.check_dog_tree(src)  # fails early, before copying anything
@@ -72,10 +74,7 @@ def _import_file(src: Path, dest: Path, check) -> Path:
     if files.same_or_nested(src, dest):
         check(dest)
         return dest
-    with files.staging(dest.parent) as work:
-        new = files.copy_file(src, work / dest.name)
-        check(new)
-        files.install(new, dest, work)
+    files.install_copy(src, dest, check)
     return dest
 
 
@@ -103,6 +102,8 @@ IMPORTERS = {
     "cifar10": _import_cifar10,
     "dogs": _import_dogs,
     "vgg16": _import_vgg16,
+    "weights": backbones.import_weights,
+    "dog-features": dog_features.import_dog_features,
 }
 
 
@@ -115,8 +116,12 @@ def import_dataset(name: str, src) -> Path:
     cifar-10-python.tar.gz or its pickles folder (stored unpacked as
     cifar-10-batches-py/), or a JPEG tree folder or .tar.gz (stored as
     cifar10-jpeg/ or cifar10-jpeg.tar.gz, and decoded and cached once). dogs:
-    a dogImages folder or dogImages.zip (stored unzipped as dogImages/).
-    vgg16: a VGG16 .h5 weights file (stored under its Keras file name).
+    a dogImages folder, dogImages.zip or a .tar.gz of the folder (stored
+    unpacked as dogImages/). vgg16: a VGG16 .h5 weights file (stored under
+    its Keras file name). weights: a Keras .h5 weights file of VGG16,
+    ResNet50 or MobileNetV2, with or without the top (stored under the name
+    Keras looks for). dog-features: the original course's DogVGG16Data.npz or
+    DogResnet50Data.npz (checked for keys, shapes and dtype).
     Raises ValueError for an unknown name, DatasetNotFound when ``src`` does
     not exist, DataError when it is not the dataset or fails the checks (then
     nothing is left behind)."""

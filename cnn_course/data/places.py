@@ -135,14 +135,16 @@ def not_found(name: str, looked: list[str], note: str = "") -> DatasetNotFound:
 
 def detect(name: str, p: Path) -> str | None:
     """Return the format of candidate ``p`` for dataset ``name`` ("npz",
-    "pickles", "pickles-tar", "tree", "tree-tar", "zip"), or None when ``p``
+    "pickles", "pickles-tar", "tree", "tree-tar", "zip", "tar"), or None when ``p``
     is not one. Raises DataError for an unreadable archive."""
     if name == "mnist":
         return "npz" if p.is_file() else None
     if name == "dogs":
         if p.is_dir():
             return "tree" if (p / "train").is_dir() else None
-        return "zip" if p.is_file() and zipfile.is_zipfile(p) else None
+        if p.is_file() and zipfile.is_zipfile(p):
+            return "zip"
+        return "tar" if p.is_file() and tarfile.is_tarfile(p) else None
     # cifar10
     if p.is_dir():
         if any((p / f).exists() for f in CIFAR10_PICKLES):

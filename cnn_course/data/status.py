@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .catalog import CIFAR10_PICKLES, DATASETS, GET
 from .errors import DataError, one_line
-from . import dogs, formats, places, trees, weights
+from . import backbones, dog_features, dogs, formats, places, trees, weights
 
 
 def _how(name: str) -> str:
@@ -76,6 +76,24 @@ def _status_found(name: str) -> tuple[str, str | None, str]:
     return "found", str(source), ""
 
 
+def _status_weights(name: str) -> tuple[str, str | None, str]:
+    """(status, where, how) for the backbone weights files found (any backbone)."""
+    found = backbones.found_weights()
+    if not found:
+        return "missing", None, (f"none found; get {GET[name]} into {places.import_dir()}, or run "
+                             "`python -m cnn_course data import weights FILE`")
+    return "found", ", ".join(map(str, found)), ""
+
+
+def _status_dog_features(name: str) -> tuple[str, str | None, str]:
+    """(status, where, how) for the original course's precomputed dog features."""
+    found = [p for p in map(dog_features.find_dog_features, dog_features.DOG_FEATURE_FILES) if p]
+    if not found:
+        return "missing", None, (f"optional: {GET[name]}, with the original dogImages; "
+                             "`python -m cnn_course data import dog-features FILE`")
+    return "found", ", ".join(map(str, found)), ""
+
+
 # name -> check(name) returning (status, where, how), status one of "found",
 # "missing", "broken". A new dataset adds its name to catalog.DATASETS and a
 # function here.
@@ -84,6 +102,8 @@ STATUS_CHECKS = {
     "cifar10": _status_found,
     "dogs": _status_found,
     "vgg16": _status_vgg16,
+    "weights": _status_weights,
+    "dog-features": _status_dog_features,
 }
 
 

@@ -1,0 +1,170 @@
+"""How fast a frozen ImageNet backbone turns photos into bottleneck features.
+
+    python benchmarks/feature_speed.py [--images DIR] [--n 128] [--repeats 4]
+                                       [--backbones MobileNetV2:0.35,ResNet50,VGG16]
+
+The transfer-learning lesson's slow step is one pass of every dog photo
+through a backbone built with ``include_top=False``. This script measures
+that pass the way the lesson runs it (``preprocess_input``, then
+``base.predict`` on chunks of 128 images at 224x224) for each backbone in
+float32 and in Keras's ``mixed_bfloat16`` policy, alternately (ABBA rounds on
+the same images, so both meet the same load on a shared machine), and prints
+images per second, images per CPU-second and the median per-round ratio. The images are decoded once beforehand, so the figures are
+the model's alone; the lesson prints its own figure, decoding included.
+
+DIR is a folder of photos searched recursively (default: the dog photos found
+by ``cnn_course.data``, else random pixels). The weights are random: the
+amount of arithmetic, and so the speed, does not depend on their values.
+The machine's processor, core count and load average are printed with the
+figures, since a shared machine's speed varies with its neighbours.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_BACKBONES = "MobileNetV2:0.35,MobileNetV2:1.0,ResNet50,VGG16"
+PRECISIONS = ("float32", "mixed_bfloat16")
+CHUNK = 128  # images per base.predict call, as in the lesson
+
+
+def processor():
+    """Return the processor's model name and its bfloat16 flags (str)."""
+    name, flags = platform.processor() or "unknown processor", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = [f for f in line.split(":", 1)[1].split() if "bf16" in f or f == "amx_tile"]
+                break
+    except OSError:
+        pass
+    return f"{name} ({', '.join(flags) or 'no bf16 flags'})"
+
+
+def load_images(folder, n, size):
+    """Return n images (n, size, size, 3) uint8 from `folder`, or random pixels."""
+    from cnn_course import data
+
+    if folder is None:
+        try:
+            folder = data.find_dog_images()
+        except (data.DatasetNotFound, data.DataError):
+            folder = None
+    if folder is not None:
+        paths = sorted(p for p in Path(folder).rglob("*") if data.images.is_image_name(p.name))[:n]
+        if paths:
+            images = np.concatenate(list(data.read_images(paths, size=(size, size), batch_size=64)))
+            return images, f"{len(images)} photos from {folder}"
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), f"{n} random-pixel images"
+
+
+def build(spec, size):
+    """Return (label, base model, preprocess_input) for 'Name' or 'Name:alpha'."""
+    import keras
+
+    name, _, alpha = spec.partition(":")
+    apps = {"VGG16": keras.applications.vgg16, "ResNet50": keras.applications.resnet50,
+            "MobileNetV2": keras.applications.mobilenet_v2}
+    if name not in apps:
+        raise SystemExit(f"feature_speed: unknown backbone {name!r}; choose from {', '.join(apps)}")
+    kwargs = {"alpha": float(alpha)} if alpha else {}
+    base = getattr(keras.applications, name)(weights=None, include_top=False,
+                                             input_shape=(size, size, 3), **kwargs)
+    return spec, base, apps[name].preprocess_input
+
+
+def paired(spec, images, size, rounds):
+    """Measure one backbone in float32 and mixed_bfloat16, alternately.
+
+    Both models are built first (a model keeps the dtype policy it was built
+    under); after a warm-up pass each, every round times one pass of each over
+    `images` in ABBA order. Returns ({precision: [images/s per round]},
+    {precision: [images per CPU-second per round]}, [bf16/f32 ratio per round],
+    output shape).
+    """
+    import keras
+
+    keras.backend.clear_session()
+    models = {}
+    for precision in PRECISIONS:
+        keras.mixed_precision.set_global_policy(precision)
+        try:
+            models[precision] = build(spec, size)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+    def one_pass(precision):
+        _, base, preprocess_input = models[precision]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for lo in range(0, len(images), CHUNK):
+            out = base.predict(preprocess_input(images[lo:lo + CHUNK].astype("float32")), verbose=0)
+        return len(images) / (time.perf_counter() - wall), len(images) / (time.process_time() - cpu), out.shape
+
+    for precision in PRECISIONS:  # warm-up: the first call traces and compiles
+        _, base, preprocess_input = models[precision]
+        base.predict(preprocess_input(images[:CHUNK].astype("float32")), verbose=0)
+    rates = {p: [] for p in PRECISIONS}
+    cpu_rates = {p: [] for p in PRECISIONS}
+    ratios = []
+    for r in range(rounds):
+        order = PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]
+        this = {}
+        for precision in order:
+            rate, cpu_rate, shape = one_pass(precision)
+            this[precision] = rate
+            rates[precision].append(rate)
+            cpu_rates[precision].append(cpu_rate)
+        ratios.append(this["mixed_bfloat16"] / this["float32"])
+        print(f"  {spec:<17} round {r + 1}: float32 {this['float32']:7.1f}, mixed_bfloat16 "
+              f"{this['mixed_bfloat16']:7.1f} images/s (ratio {ratios[-1]:.2f}); load {os.getloadavg()[0]:.1f}",
+              flush=True)
+    return rates, cpu_rates, ratios, tuple(shape[1:])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, default=None, help="folder of photos (default: the dog photos)")
+    parser.add_argument("--n", type=int, default=128, help="images per measurement (default 128)")
+    parser.add_argument("--repeats", type=int, default=4, help="paired rounds, ABBA order (default 4)")
+    parser.add_argument("--size", type=int, default=224, help="image side (default 224)")
+    parser.add_argument("--backbones", default=DEFAULT_BACKBONES,
+                        help=f"comma-separated Name or Name:alpha (default {DEFAULT_BACKBONES})")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.repeats < 1:
+        parser.error("--n and --repeats must be at least 1")
+
+    import keras
+
+    images, what = load_images(args.images, args.n, args.size)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"Feature pass at {args.size}x{args.size} on {what}; {processor()}, {os.cpu_count()} cores, "
+          f"load average at start {load}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+    specs = args.backbones.split(",")
+    rows = []
+    for spec in specs:
+        rates, cpu_rates, ratios, shape = paired(spec, images, args.size, args.repeats)
+        rows.append((spec, shape, rates, cpu_rates, ratios))
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"\nMedians over {args.repeats} paired rounds (load average at end {load}):")
+    print("| backbone | features per image | float32 images/s | mixed_bfloat16 images/s | "
+          "bf16 / f32 (paired, range) | per CPU-second f32 / bf16 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    med = statistics.median
+    for spec, shape, rates, cpu_rates, ratios in rows:
+        print(f"| {spec} | {shape} | {med(rates['float32']):.1f} | {med(rates['mixed_bfloat16']):.1f} | "
+              f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+              f"{med(cpu_rates['float32']):.1f} / {med(cpu_rates['mixed_bfloat16']):.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

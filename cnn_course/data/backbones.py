@@ -1,0 +1,258 @@
+"""ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2), found like datasets.
+
+`backbone_weights` picks what to pass as ``weights=`` to
+``keras.applications.VGG16``, ``ResNet50`` or ``MobileNetV2``: a Keras
+weights file found in the course's data folders or Keras's model cache, else
+"imagenet" (Keras downloads it) where downloads are allowed, else, in a quick
+run only, None (random weights, a labelled stand-in). `found_weights` lists the
+files found for ``data status``; `import_weights` copies a file in for
+``data import weights FILE``; `install_class_index` puts the ImageNet class
+names where Keras's ``decode_predictions`` reads them.
+
+A weights file is looked for in: ``$CNN_COURSE_DATA`` and its ``keras-models/``
+and ``models/`` subfolders; the repository's ``data/`` (and the same two
+subfolders); then ``$KERAS_HOME/models`` (``~/.keras/models``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .errors import DataError, DatasetNotFound
+from . import files, places
+
+BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+MOBILENET_SIZES = (96, 128, 160, 192, 224)  # input sizes with published MobileNetV2 weights
+BASE_URLS = {
+    "VGG16": "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/",
+    "ResNet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
+    "MobileNetV2": "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/",
+}
+# The layer that tells each backbone's weights file apart, and the MobileNetV2
+# layer whose width gives alpha: block_16_project has make_divisible(320 * alpha, 8) filters.
+_FIRST_LAYER = {"VGG16": "block1_conv1", "ResNet50": "conv1_conv", "MobileNetV2": "Conv1"}
+_MOBILENET_WIDTHS = {112: 0.35, 160: 0.5, 240: 0.75, 320: 1.0, 416: 1.3, 448: 1.4}
+CLASS_INDEX_FILE = "imagenet_class_index.json"
+_NAME_RE = re.compile(
+    r"^(?:(vgg16|resnet50)_weights_tf_dim_ordering_tf_kernels(_notop)?"
+    r"|mobilenet_v2_weights_tf_dim_ordering_tf_kernels_([0-9.]+)_(\d+)(_no_top)?)\.h5$")
+
+
+def check_backbone(backbone, alpha=1.0):
+    """Return (backbone, alpha) normalised: alpha is a float for MobileNetV2, None otherwise.
+
+    Raises ValueError (one line) for an unknown backbone, or a MobileNetV2
+    alpha without published ImageNet weights.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"BACKBONE must be one of {', '.join(BACKBONES)}, not {backbone!r}")
+    if backbone != "MobileNetV2":
+        return backbone, None
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        alpha = None
+    if alpha not in MOBILENET_ALPHAS:
+        raise ValueError(f"ALPHA for MobileNetV2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} "
+                         "(the widths with ImageNet weights)")
+    return backbone, alpha
+
+
+def weights_file_name(backbone, include_top=False, alpha=1.0, size=224):
+    """Return the file name Keras downloads for these weights (str).
+
+    For MobileNetV2 the name carries alpha and the input size (96-224; other
+    sizes use the 224 file, as Keras does). Raises ValueError as check_backbone.
+    """
+    backbone, alpha = check_backbone(backbone, alpha)
+    if backbone == "MobileNetV2":
+        rows = int(size) if int(size) in MOBILENET_SIZES else 224
+        return (f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}"
+                f"{'' if include_top else '_no_top'}.h5")
+    return f"{backbone.lower()}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
+
+
+def describe(backbone, alpha):
+    """Return the backbone's name as printed, e.g. "MobileNetV2 (alpha 0.35)" or "VGG16"."""
+    return f"{backbone} (alpha {alpha})" if backbone == "MobileNetV2" else backbone
+
+
+def weights_folders():
+    """Return the (label, folder) places searched for weights files, in order. Raises nothing."""
+    found = []
+    env = os.environ.get("CNN_COURSE_DATA")
+    roots = ([("$CNN_COURSE_DATA", Path(env).expanduser())] if env else []) + \
+        [("the repo's data folder", places.REPO_DATA_DIR)]
+    for label, root in roots:
+        found += [(label, root), (label, root / "keras-models"), (label, root / "models")]
+    found.append(("the Keras models cache", places.keras_home() / "models"))
+    return found
+
+
+def find_weights(backbone, include_top=False, alpha=1.0, size=224):
+    """Return (path of the weights file or None, list of the places looked).
+
+    Raises ValueError as check_backbone.
+    """
+    name = weights_file_name(backbone, include_top, alpha, size)
+    looked = []
+    for label, folder in weights_folders():
+        looked.append(f"{folder / name} ({label})")
+        if (folder / name).is_file():
+            return folder / name, looked
+    return None, looked
+
+
+def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, quick=None,
+                     required=True):
+    """Choose ``weights=`` for ``keras.applications.<backbone>`` and print one ``Weights:`` line.
+
+    In order: the Keras weights file from `weights_folders`; "imagenet" (Keras
+    downloads it into ``$KERAS_HOME/models``) unless CNN_COURSE_OFFLINE=1 or
+    quick mode; in quick mode (`quick`, or ``CNN_COURSE_QUICK`` when None),
+    None: random weights, described as a STAND-IN. With `required` False a
+    missing file gives None and a line saying so, in any mode.
+
+    Returns (weights, description): weights a path (str), "imagenet" or None.
+    Raises ValueError for an unknown backbone or alpha; DatasetNotFound
+    (required, not quick, offline, not found) naming the file, its URL and
+    where to put it.
+    """
+    backbone, alpha = check_backbone(backbone, alpha)
+    name = weights_file_name(backbone, include_top, alpha, size)
+    what = f"{describe(backbone, alpha)} ImageNet weights{' with the top' if include_top else ''}"
+    path, looked = find_weights(backbone, include_top, alpha, size)
+    if path is not None and include_top and not install_class_index():
+        path = None  # decode_predictions could not name the classes offline
+        name = f"{name} and {CLASS_INDEX_FILE}"
+    if path is not None:
+        weights, description = str(path), f"{what} (real, from {path})"
+    elif not places.quick_mode(quick) and not places.offline():
+        weights = "imagenet"
+        description = f"{what} (real; Keras downloads {name} into {places.keras_home() / 'models'})"
+    elif not required:
+        weights, description = None, f"{what}: not found ({name}), so this step is left out"
+    elif places.quick_mode(quick):
+        weights = None
+        description = (f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; "
+                       f"`python -m cnn_course data import weights FILE` brings it in)")
+    else:
+        lines = [f"The {what} were not found: {name}. Looked in, in order:"]
+        lines += [f"  {i}. {p}" for i, p in enumerate(looked, 1)]
+        lines.append(f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}.")
+        lines.append(f"Get {name} ({BASE_URLS[backbone]}{name}) and put it in one of those folders, "
+                     "or run `python -m cnn_course data import weights FILE`.")
+        raise DatasetNotFound("\n".join(lines))
+    print(f"Weights: {description}")
+    return weights, description
+
+
+def read_class_index(path):
+    """Return the 1,000 ImageNet class names in a class-index JSON file, in output order.
+
+    Raises ValueError when the file cannot be read or is not a complete class index.
+    """
+    try:
+        index = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [index[str(i)][1] for i in range(1000)]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"{path} is not an ImageNet class index ({exc})") from None
+
+
+def install_class_index():
+    """Make ``imagenet_class_index.json`` available to Keras's ``decode_predictions`` offline.
+
+    Keras reads it from ``$KERAS_HOME/models`` and downloads it when it is not
+    there. When it is missing there but found (complete) in another of
+    `weights_folders`, it is copied in. Returns True when it is there now or
+    Keras may download it (not offline), False otherwise. Raises nothing.
+    """
+    target = places.keras_home() / "models" / CLASS_INDEX_FILE
+    if target.is_file():
+        return True
+    for _, folder in weights_folders():
+        candidate = folder / CLASS_INDEX_FILE
+        try:
+            read_class_index(candidate)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            files.install_copy(candidate, target, read_class_index)
+            return True
+        except (ValueError, OSError):
+            continue
+    return not places.offline()
+
+
+def identify_weights_file(path):
+    """Return (backbone, include_top, alpha) of a Keras ``.h5`` weights file, read from its layers.
+
+    alpha is None except for MobileNetV2. Raises DataError (one line) for a
+    file that is not readable HDF5 or not the weights of one of BACKBONES.
+    """
+    path = Path(path)
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            names = [n.decode() if isinstance(n, bytes) else str(n)
+                     for n in f.attrs.get("layer_names", [])]
+            width = None
+            if "block_16_project" in names:
+                group = f["block_16_project"]
+                kernel = [group[k] for k in group.attrs.get("weight_names", [])]
+                width = int(kernel[0].shape[-1]) if kernel else None
+    except Exception as e:
+        raise DataError(f"{path}: not a readable Keras .h5 weights file ({type(e).__name__})") from None
+    for backbone, layer in _FIRST_LAYER.items():
+        if layer in names:
+            break
+    else:
+        raise DataError(f"{path}: not the weights of {', '.join(BACKBONES)} "
+                             f"(none of the layers {', '.join(_FIRST_LAYER.values())})")
+    include_top = "predictions" in names
+    alpha = None
+    if backbone == "MobileNetV2":
+        alpha = _MOBILENET_WIDTHS.get(width)
+        if alpha is None:
+            raise DataError(f"{path}: MobileNetV2 weights of a width without ImageNet weights "
+                                 f"(block_16_project has {width} filters)")
+    return backbone, include_top, alpha
+
+
+def found_weights():
+    """Return the Keras weights files of BACKBONES found in `weights_folders`, as Paths.
+
+    Recognised by their Keras file names; nothing is opened. Raises nothing.
+    """
+    found = []
+    for _, folder in weights_folders():
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue
+        found += [p for p in entries if p.is_file() and _NAME_RE.match(p.name) and p not in found]
+    return found
+
+
+def import_weights(src, dest_dir):
+    """Copy the weights file `src` into `dest_dir` under the name Keras looks for; return that Path.
+
+    The file is checked first (`identify_weights_file`); a MobileNetV2 file
+    keeps the input size of its name when it has a Keras name, else 224.
+    Raises DataError for a file that is not such weights (nothing is copied).
+    """
+    src = Path(src)
+    if src.is_dir():
+        raise DataError(f"{src}: a folder; give the weights file itself (a Keras .h5 file)")
+    if not src.is_file():
+        raise DataError(f"{src}: expected a Keras .h5 weights file of {', '.join(BACKBONES)}")
+    backbone, include_top, alpha = identify_weights_file(src)
+    match = _NAME_RE.match(src.name)
+    size = int(match.group(4)) if match and match.group(4) else 224
+    dest = Path(dest_dir) / weights_file_name(backbone, include_top, alpha or 1.0, size)
+    if src.resolve() != dest.resolve():
+        files.install_copy(src, dest, identify_weights_file)
+    return dest

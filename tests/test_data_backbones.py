@@ -1,0 +1,286 @@
+"""cnn_course.data for the transfer-learning lessons: backbone weights found like
+datasets, dog photos from a .tar.gz, the original course's precomputed dog
+features. Hermetic: temporary data, repo-data and Keras folders, offline."""
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_course import data
+from cnn_course.__main__ import main
+from cnn_course.data import backbones, dog_features
+
+MOBILENET_NOTOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """CNN_COURSE_DATA, the repo's data folder and KERAS_HOME in tmp_path; offline."""
+    for name in ("data", "repo-data", "keras"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("CNN_COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("CNN_COURSE_OFFLINE", "1")
+    monkeypatch.delenv("CNN_COURSE_QUICK", raising=False)
+    return tmp_path
+
+
+def fake_h5(path, layers, block_16_width=None, top=False):
+    """Write an .h5 with the attributes keras.applications weight files have (no real weights)."""
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(layers) + (["predictions"] if top else [])
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([n.encode() for n in names])
+        for name in names:
+            f.create_group(name)
+        if block_16_width:
+            group = f.require_group("block_16_project")
+            group.attrs["weight_names"] = np.array([b"block_16_project/kernel"])
+            group.create_dataset("block_16_project/kernel", data=np.zeros((1, 1, 8, block_16_width), np.float32))
+    return path
+
+
+def mobilenet_h5(path, width=112, top=False):
+    return fake_h5(path, ["Conv1", "block_16_project"], block_16_width=width, top=top)
+
+
+# --------------------------------------------------------------------------
+# Backbone weights
+
+
+def test_keras_file_names_for_each_backbone():
+    assert backbones.weights_file_name("VGG16") == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert backbones.weights_file_name("VGG16", include_top=True) == data.VGG16_FILES[True][0]
+    assert backbones.weights_file_name("ResNet50") == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert backbones.weights_file_name("MobileNetV2", alpha=0.35) == MOBILENET_NOTOP
+    assert backbones.weights_file_name("MobileNetV2", True, 1, 160) == \
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160.h5"
+    assert backbones.weights_file_name("MobileNetV2", alpha=0.5, size=64).endswith("_0.5_224_no_top.h5")
+
+
+@pytest.mark.parametrize("backbone, alpha, message", [
+    ("VGG19", 1.0, "BACKBONE must be one of VGG16, ResNet50, MobileNetV2, not 'VGG19'"),
+    ("MobileNetV2", 0.4, "ALPHA for MobileNetV2 must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4"),
+    ("MobileNetV2", "wide", "ALPHA for MobileNetV2 must be one of"),
+])
+def test_unknown_backbone_or_alpha_is_one_clear_line(home, backbone, alpha, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
+        data.backbone_weights(backbone, alpha)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("where", ["data", "data/keras-models", "data/models", "repo-data", "keras/models"])
+def test_weights_found_in_each_place(home, where, capsys):
+    path = mobilenet_h5(home / where / MOBILENET_NOTOP)
+    weights, description = data.backbone_weights("MobileNetV2", 0.35)
+    assert weights == str(path)
+    assert capsys.readouterr().out == f"Weights: MobileNetV2 (alpha 0.35) ImageNet weights (real, from {path})\n"
+    assert data.found_weights() == [path]
+
+
+def test_the_first_place_wins_in_the_documented_order(home):
+    later = [mobilenet_h5(home / where / MOBILENET_NOTOP) for where in ("keras/models", "repo-data", "data/models")]
+    first = mobilenet_h5(home / "data" / "keras-models" / MOBILENET_NOTOP)
+    assert data.backbone_weights("MobileNetV2", 0.35)[0] == str(first)
+    assert [label for label, _ in backbones.weights_folders()][0] == "$CNN_COURSE_DATA"
+    assert set(data.found_weights()) == {first, *later}
+
+
+def test_missing_weights_offline_full_mode_name_the_file_url_and_places(home):
+    with pytest.raises(data.DatasetNotFound) as error:
+        data.backbone_weights("ResNet50")
+    message = str(error.value)
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" in message
+    for where in ("data", "data/keras-models", "data/models", "repo-data", "keras/models"):
+        assert str(home / where) in message
+    assert "CNN_COURSE_OFFLINE=1" in message and "data import weights FILE" in message
+
+
+def test_missing_weights_quick_stand_in_online_imagenet_optional_none(home, monkeypatch, capsys):
+    weights, description = data.backbone_weights("VGG16", quick=True)
+    assert weights is None and description.startswith("STAND-IN: random weights for VGG16")
+    monkeypatch.setenv("CNN_COURSE_QUICK", "1")
+    assert data.backbone_weights("VGG16")[0] is None  # quick=None reads CNN_COURSE_QUICK
+    monkeypatch.delenv("CNN_COURSE_QUICK")
+    assert data.backbone_weights("VGG16", include_top=True, required=False)[0] is None
+    assert "with the top: not found (vgg16_weights_tf_dim_ordering_tf_kernels.h5)" in capsys.readouterr().out
+    monkeypatch.setenv("CNN_COURSE_OFFLINE", "0")
+    weights, description = data.backbone_weights("VGG16")
+    assert weights == "imagenet" and f"Keras downloads vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 into " \
+        f"{home / 'keras' / 'models'}" in description
+
+
+def test_weights_with_the_top_bring_the_class_index_where_keras_reads_it(home):
+    top = mobilenet_h5(home / "data" / "keras-models" /
+                       "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224.h5", top=True)
+    # offline and no class names anywhere: decode_predictions could not work, so not available
+    assert data.backbone_weights("MobileNetV2", 0.35, include_top=True, required=False)[0] is None
+    index = {str(i): [f"n{i:08d}", f"name_{i}"] for i in range(1000)}
+    (home / "data" / "keras-models" / "imagenet_class_index.json").write_text(json.dumps(index))
+    assert data.backbone_weights("MobileNetV2", 0.35, include_top=True, required=False)[0] == str(top)
+    copied = home / "keras" / "models" / "imagenet_class_index.json"
+    assert json.loads(copied.read_text()) == index
+
+
+def test_identify_weights_files(tmp_path):
+    assert backbones.identify_weights_file(fake_h5(tmp_path / "a.h5", ["block1_conv1"])) == ("VGG16", False, None)
+    assert backbones.identify_weights_file(fake_h5(tmp_path / "b.h5", ["conv1_conv"], top=True)) == \
+        ("ResNet50", True, None)
+    assert backbones.identify_weights_file(mobilenet_h5(tmp_path / "c.h5", 320)) == ("MobileNetV2", False, 1.0)
+    with pytest.raises(data.DataError, match="not the weights of VGG16, ResNet50, MobileNetV2"):
+        backbones.identify_weights_file(fake_h5(tmp_path / "d.h5", ["dense"]))
+    (tmp_path / "e.h5").write_text("not hdf5")
+    with pytest.raises(data.DataError, match="not a readable Keras .h5 weights file"):
+        backbones.identify_weights_file(tmp_path / "e.h5")
+
+
+def test_data_import_weights_stores_them_under_the_keras_name(home, capsys):
+    src = mobilenet_h5(home / "downloads" / "my-mobilenet.h5", 112)
+    assert main(["data", "import", "weights", str(src)]) == 0
+    dest = home / "data" / MOBILENET_NOTOP
+    assert dest.is_file() and f"imported into {dest}" in capsys.readouterr().out
+    assert main(["data", "status"]) == 0
+    status = capsys.readouterr().out
+    assert any(line.startswith("weights") and "found" in line and str(dest) in line for line in status.splitlines())
+    bad = fake_h5(home / "downloads" / "other.h5", ["dense"])
+    assert main(["data", "import", "weights", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert sorted(p.name for p in (home / "data").iterdir()) == [MOBILENET_NOTOP]  # nothing else left
+
+
+def test_data_status_says_how_to_get_missing_weights_and_fetch_refuses_them(home, capsys):
+    rows = {r["name"]: r for r in data.dataset_status()}
+    assert not rows["weights"]["found"] and "data import weights FILE" in rows["weights"]["how"]
+    assert not rows["dog-features"]["found"] and "data import dog-features FILE" in rows["dog-features"]["how"]
+    assert main(["data", "fetch", "weights"]) == 1
+    assert "Keras downloads a backbone's weights" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# Dog photos from a .tar.gz
+
+
+def dog_tarball(path, top="dogImages"):
+    """A .tar.gz of a small generated dogImages tree (5 breeds, 12/4/4 photos each)."""
+    tree = data.make_image_folder_standin(path.parent.parent / f"tree-for-{path.parent.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for split in ("train", "valid", "test"):
+            tar.add(tree / split, arcname=f"{top}/{split}" if top else split)
+    return path
+
+
+def test_a_dog_tarball_in_a_read_only_data_folder_is_unpacked_once_elsewhere(home, monkeypatch):
+    shared = home / "shared"
+    tarball = dog_tarball(shared / "dogImages-imagewoof10.tar.gz")
+    shared.chmod(0o555)  # as ../shared/data: read-only, even for root
+    monkeypatch.setenv("CNN_COURSE_DATA", str(shared))
+    try:
+        root = data.find_dog_images()
+        assert root == home / "repo-data" / "dogImages-imagewoof10"
+        assert sorted(p.name for p in shared.iterdir()) == ["dogImages-imagewoof10.tar.gz"]
+        assert data.load_image_folder(root)["train"]["labels"].shape == (60,)
+        stamp = (root / "train").stat().st_mtime_ns
+        assert data.find_dog_images() == root and (root / "train").stat().st_mtime_ns == stamp  # once
+        assert [r for r in data.dataset_status() if r["name"] == "dogs"][0]["where"] == str(tarball)
+    finally:
+        shared.chmod(0o755)
+
+
+@pytest.mark.parametrize("top", ["dogImages", None])
+def test_data_import_dogs_takes_a_tarball(home, top, capsys):
+    tarball = dog_tarball(home / "downloads" / "dogs.tar.gz", top=top)
+    assert main(["data", "import", "dogs", str(tarball)]) == 0
+    dest = home / "data" / "dogImages"
+    assert f"imported into {dest}" in capsys.readouterr().out
+    assert sorted(p.name for p in dest.iterdir()) == ["test", "train", "valid"]
+    assert data.find_dog_images() == dest
+
+
+def test_a_tarball_without_train_is_a_clear_error_and_leaves_nothing(home, capsys):
+    bad = home / "downloads" / "notdogs.tar.gz"
+    bad.parent.mkdir()
+    (home / "downloads" / "readme.txt").write_text("hello")
+    with tarfile.open(bad, "w:gz") as tar:
+        tar.add(home / "downloads" / "readme.txt", arcname="stuff/readme.txt")
+    assert main(["data", "import", "dogs", str(bad)]) == 1
+    assert "no train/ folder inside" in capsys.readouterr().err
+    assert list((home / "data").iterdir()) == []
+
+
+# --------------------------------------------------------------------------
+# The original course's precomputed dog features
+
+
+def fake_features(path, rows=(6, 2, 2), shape=(7, 7, 512), dtype=np.float32, keys=("train", "valid", "test")):
+    """An .npz like DogVGG16Data.npz; row i of each split holds the value i everywhere."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: (np.ones((n, *shape)) * np.arange(n).reshape((n,) + (1,) * len(shape))).astype(dtype)
+              for k, n in zip(keys, rows)}
+    np.savez(path, **arrays)
+    return path
+
+
+def test_data_import_dog_features_checks_and_names_the_file(home, capsys):
+    vgg = fake_features(home / "downloads" / "features.npz")
+    assert main(["data", "import", "dog-features", str(vgg)]) == 0
+    assert (home / "data" / "DogVGG16Data.npz").is_file()
+    resnet = fake_features(home / "downloads" / "r.npz", shape=(1, 1, 2048))
+    assert data.import_dataset("dog-features", resnet) == home / "data" / "DogResnet50Data.npz"
+    capsys.readouterr()
+    rows = {r["name"]: r for r in data.dataset_status()}
+    assert rows["dog-features"]["found"] and "DogVGG16Data.npz" in rows["dog-features"]["where"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"keys": ("train", "valid", "testing")}, "no test array"),
+    ({"dtype": np.int32}, "expected floating-point features"),
+    ({"shape": (7, 7)}, "expected floating-point features of shape"),
+    ({"shape": (5, 5, 512)}, "neither VGG16's (7, 7, 512) nor ResNet50's (1, 1, 2048)"),
+])
+def test_bad_dog_features_are_one_line_errors_and_leave_nothing(home, capsys, kwargs, message):
+    bad = fake_features(home / "downloads" / "bad.npz", **kwargs)
+    assert main(["data", "import", "dog-features", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert list((home / "data").iterdir()) == []
+
+
+def test_a_file_that_is_not_npz_is_a_clear_error(home):
+    (home / "x.npz").write_bytes(b"nonsense")
+    with pytest.raises(data.DataError, match="not a readable .npz file"):
+        data.import_dataset("dog-features", home / "x.npz")
+
+
+def test_original_features_line_up_with_the_original_file_order(home, capsys):
+    """Row i of the file is the i-th photo of load_files(split) (sorted, then
+    shuffled with random_state=0); the lesson gets them in its own order."""
+    from sklearn.datasets import load_files
+
+    root = data.make_image_folder_standin(home / "data" / "dogImages", n_classes=3,
+                                          per_split={"train": 4, "valid": 2, "test": 2})
+    fake_features(home / "data" / "DogVGG16Data.npz", rows=(12, 6, 6))
+    folder = data.load_image_folder(root, seed=42)
+    paths = folder["train"]["paths"][:5]
+    features, source = data.original_dog_features(paths, "vgg16", (224, 224))
+    original = [Path(f).resolve() for f in load_files(str(root / "train"), load_content=False,
+                                                      random_state=0)["filenames"]]
+    assert features.shape == (5, 7, 7, 512) and features.dtype == np.float32
+    assert list(features[:, 0, 0, 0]) == [original.index(p.resolve()) for p in paths]
+    assert "DogVGG16Data.npz" in source
+    # not used, with one line saying why: another size, another backbone, other photos
+    assert data.original_dog_features(paths, "vgg16", (160, 160)) is None
+    assert "computed at 224x224" in capsys.readouterr().out
+    assert data.original_dog_features(paths, "mobilenetv2_0.35_224", (224, 224)) is None
+    (root / "train" / "001.Standin_Red" / "extra.jpg").write_bytes((root / "test").iterdir().__next__()
+                                                                   .iterdir().__next__().read_bytes())
+    assert data.original_dog_features(paths, "vgg16", (224, 224)) is None
+    assert "holds 13 files" in capsys.readouterr().out

@@ -848,10 +848,10 @@ def main(argv=None):
     results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
                "quick": args.quick, "repeats": args.repeats, "models": {}}
+    from cnn_course.runner import BackendError, check_backend, keras_backend
+
     try:
         out = check_out(args.out)
-        from cnn_course.runner import check_backend, keras_backend
-
         # checked before any training; the training subprocesses inherit KERAS_BACKEND
         os.environ["KERAS_BACKEND"] = check_backend(keras_backend(args.backend))
         overrides = parse_overrides(args.lesson)
@@ -865,7 +865,7 @@ def main(argv=None):
             # Load once here: bad data fails before any training, and a first
             # decode (CIFAR-10 JPEGs) is cached before any timing.
             plan.append((model, npz, load_split(model, npz, args.quick, args.standin)["real"]))
-    except UsageError as e:
+    except (UsageError, BackendError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except data.DataError as e:

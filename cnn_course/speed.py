@@ -243,11 +243,9 @@ def unmeasured_cpu_precision(backend, cpuinfo="/proc/cpuinfo"):
     if not cpu_has_bf16(cpuinfo):
         return "float32", "this CPU has no bfloat16 instructions"
     if backend == "tensorflow" and cpu_has_amx(cpuinfo):
-        return "mixed_bfloat16", ("TensorFlow on a CPU with AMX bfloat16 units; not measured: "
-                                  "give precision_policy a model to measure")
-    why = "this CPU has no AMX units" if backend == "tensorflow" else f"on {backend}"
-    return "float32", (f"bfloat16 can be slower than float32 {why}; not measured: "
-                       f"give precision_policy a model to measure")
+        return "mixed_bfloat16", "TensorFlow on a CPU with AMX bfloat16 units"
+    why = "on a CPU without AMX units" if backend == "tensorflow" else f"on {backend}"
+    return "float32", f"bfloat16 can be slower than float32 {why}"
 
 
 def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo"):

@@ -55,7 +55,7 @@ def machine(monkeypatch, cpu, tmp_path):
     ("NVIDIA H100", PLAIN, "jax", "mixed_float16", "GPU NVIDIA H100"),
     (None, PLAIN, "tensorflow", "float32", "no bfloat16 instructions"),
     (None, BF16_AMX, "tensorflow", "mixed_bfloat16", "TensorFlow on a CPU with AMX"),
-    (None, BF16_ONLY, "tensorflow", "float32", "no AMX units"),  # issue 12: VGG16 slower in bf16 there
+    (None, BF16_ONLY, "tensorflow", "float32", "without AMX units"),  # issue 12: VGG16 slower in bf16 there
     (None, BF16_AMX, "jax", "float32", "on jax"),
     (None, BF16_AMX, "torch", "float32", "on torch"),
 ])

@@ -284,3 +284,13 @@ def test_original_features_line_up_with_the_original_file_order(home, capsys):
                                                                    .iterdir().__next__().read_bytes())
     assert data.original_dog_features(paths, "vgg16", (224, 224)) is None
     assert "holds 13 files" in capsys.readouterr().out
+
+
+def test_a_damaged_weights_file_is_named_before_keras_reads_it(home, capsys):
+    path = home / "data" / MOBILENET_NOTOP
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"<html>not the weights</html>")  # e.g. a proxy's error page saved under the name
+    with pytest.raises(data.DataError, match="not an HDF5 file") as caught:
+        data.backbone_weights("MobileNetV2", 0.35)
+    assert str(path) in str(caught.value)
+    assert "Weights:" not in capsys.readouterr().out

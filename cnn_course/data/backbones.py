@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .errors import DataError, DatasetNotFound
 from . import files, places
+from .weights import check_h5_signature
 
 BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -118,9 +119,10 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
     missing file gives None and a line saying so, in any mode.
 
     Returns (weights, description): weights a path (str), "imagenet" or None.
-    Raises ValueError for an unknown backbone or alpha; DatasetNotFound
-    (required, not quick, offline, not found) naming the file, its URL and
-    where to put it.
+    Raises ValueError for an unknown backbone or alpha; DataError naming a
+    found file that is not HDF5 (truncated or replaced), before Keras reads
+    it; DatasetNotFound (required, not quick, offline, not found) naming the
+    file, its URL and where to put it.
     """
     backbone, alpha = check_backbone(backbone, alpha)
     name = weights_file_name(backbone, include_top, alpha, size)
@@ -130,6 +132,7 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
         path = None  # decode_predictions could not name the classes offline
         name = f"{name} and {CLASS_INDEX_FILE}"
     if path is not None:
+        check_h5_signature(path)  # a damaged file is named here, not deep inside Keras
         weights, description = str(path), f"{what} (real, from {path})"
     elif not places.quick_mode(quick) and not places.offline():
         weights = "imagenet"

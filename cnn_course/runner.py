@@ -45,6 +45,7 @@ LESSONS = {
     "bottleneck-features": "transfer-learning/bottleneck_features.ipynb",
     "transfer-learning": "transfer-learning/transfer_learning.ipynb",
     "conv-visualization": "conv-visualization/conv_visualization.ipynb",
+    "modern-cnn": "training-speed/modern_cnn.ipynb",
     "conv-dims": "conv-dims.py",
     "pool-dims": "pool-dims.py",
 }
@@ -68,6 +69,7 @@ QUICK_PARAMETERS = {
     "conv-visualization": {
         "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras", "N_TRAIN": 500, "EPOCHS": 1,
     },
+    "modern-cnn": {"EPOCHS": 2, "N_TRAIN": 1000, "BATCH_SIZE": 128, "CHECKPOINT": "modern_cnn.quick.keras"},
 }
 
 INJECTED_TAG = "injected-parameters"

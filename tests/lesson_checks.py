@@ -82,7 +82,8 @@ def check_committed(path, lesson):
     exec(parameters_cell(nb).source, {}, defaults)  # noqa: S102 - the notebook's own literals
     for name, value in quick.items():
         if "CHECKPOINT" in name:
-            assert value.endswith(".quick.keras") and defaults[name].endswith(".best.keras"), name
+            assert value.endswith(".quick.keras") and defaults[name].endswith(".keras"), name
+            assert not defaults[name].endswith(".quick.keras"), name
     importing = [c for c in code if re.search(r"^(import |from \S+ import )", c.source, re.MULTILINE)]
     assert len(importing) == 1, "every import sits in one cell near the top"
     assert not any(re.search(r"""print\(f?["']Data:""", c.source) for c in code)  # cnn_course.data prints it

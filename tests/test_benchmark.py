@@ -34,12 +34,18 @@ def _run(args, env, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_quick_run_on_standin_writes_both_models(tmp_path):
+def test_quick_run_on_standin_writes_every_model(tmp_path):
     out = tmp_path / "results.json"
     proc = _run(["--quick", "--out", str(out)], _offline_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(out.read_text())
-    assert set(results["models"]) == {"mnist_mlp", "cifar10_cnn"}
+    assert set(results["models"]) == {"mnist_mlp", "cifar10_cnn", "modern_cnn"}
+    modern = results["models"].pop("modern_cnn")  # the lesson notebook, run with its quick sizes
+    assert modern["real_data"] is False and "STAND-IN" in modern["data"]
+    assert [e["epoch"] for e in modern["epochs"]] == [1, 2]
+    assert modern["images_per_s"] > 0 and 0 <= modern["test_accuracy"] <= 1 and modern["wall_s"] > 0
+    assert set(modern["minutes_to"]) == {"85", "90"}
+    assert "modern_cnn   test accuracy" in proc.stdout
     for model, entry in results["models"].items():
         assert isinstance(entry["speedup_throughput"], float) and entry["speedup_throughput"] > 0, model
         assert "speedup_time_to_target" in entry and entry["speedup_time_to_target"] is None, model
@@ -319,3 +325,45 @@ def test_write_results_replaces_the_file_whole(tmp_path):
         train_speed.write_results({"models": object()}, out)
     assert json.loads(out.read_text()) == {"models": {}}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary left
+
+
+MODERN_TEXT = """epoch 1: training accuracy 47.70%, test accuracy 59.04%, 412 images/s, 2.1 min since the start
+epoch 2: training accuracy 80.00%, test accuracy 86.10%, 520 images/s, 3.9 min since the start
+Reached 85% test accuracy at epoch 2, 3.9 min after the start
+epoch 3: training accuracy 88.00%, test accuracy 89.50%, 1,530 images/s, 4.4 min since the start
+90% test accuracy was not reached in 3 epochs
+"""
+
+
+def test_parse_modern_reads_the_lessons_lines():
+    parsed = train_speed.parse_modern(MODERN_TEXT)
+    assert [e["epoch"] for e in parsed["epochs"]] == [1, 2, 3]
+    assert parsed["epochs"][2]["images_per_s"] == 1530 and parsed["epochs"][0]["test_accuracy"] == 0.5904
+    assert parsed["images_per_s"] == 1025  # median of the epochs after the first, which also compiles
+    assert parsed["minutes_to"] == {"85": 3.9, "90": None}
+    line = train_speed.modern_line({**parsed, "test_accuracy": 0.8973, "wall_s": 300})
+    assert "89.73%" in line and "85% at 3.9 min" in line and "90% not reached" in line
+    with pytest.raises(RuntimeError, match="no epoch line"):
+        train_speed.parse_modern("Test accuracy: 10.00%")
+
+
+def _run_record(pipeline, reached_s, last_s):
+    epochs = [{"train_s": 1.0, "epoch_s": 1.0, "since_start_s": last_s, "val_accuracy": 0.5}]
+    return {"pipeline": pipeline, "settings": {}, "images_per_s": 100.0, "epoch_train_s": 1.0, "epoch_s": 1.0,
+            "time_to_target_s": reached_s, "epochs_to_target": None if reached_s is None else 3,
+            "peak_rss_mb": 1.0, "data_bytes": 1, "epochs": epochs, "data": "CIFAR-10 (real)", "real_data": True,
+            "n_train": 10, "n_val": 5}
+
+
+def test_a_target_the_original_never_reached_gives_a_lower_bound():
+    runs = [_run_record("original", None, 600.0), _run_record("lesson", 50.0, 80.0)]
+    entry = train_speed.summarize("cifar10_cnn", runs)
+    assert entry["speedup_time_to_target"] is None
+    assert entry["speedup_time_to_target_at_least"] == pytest.approx(12.0)  # 600 s without the target / 50 s
+    text = train_speed.table({"models": {"cifar10_cnn": entry}, "device": "CPU", "versions": "Keras"})
+    assert "time to target at least 12.00x: the original trained 600 s without reaching it" in text
+
+    runs = [_run_record("original", 200.0, 600.0), _run_record("lesson", 50.0, 80.0)]
+    entry = train_speed.summarize("cifar10_cnn", runs)  # both reached: a plain ratio, no bound
+    assert entry["speedup_time_to_target"] == pytest.approx(4.0)
+    assert "speedup_time_to_target_at_least" not in entry

@@ -34,18 +34,14 @@ def _run(args, env, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_quick_run_on_standin_writes_every_model(tmp_path):
+def test_quick_run_on_standin_writes_both_paired_models(tmp_path):
+    # modern_cnn runs the lesson notebook; tests/test_lessons_modern.py checks that
+    # parse_modern reads that notebook's real output, so it is not run twice here
     out = tmp_path / "results.json"
-    proc = _run(["--quick", "--out", str(out)], _offline_env(tmp_path))
+    proc = _run(["--quick", "--models", "mnist_mlp,cifar10_cnn", "--out", str(out)], _offline_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(out.read_text())
-    assert set(results["models"]) == {"mnist_mlp", "cifar10_cnn", "modern_cnn"}
-    modern = results["models"].pop("modern_cnn")  # the lesson notebook, run with its quick sizes
-    assert modern["real_data"] is False and "STAND-IN" in modern["data"]
-    assert [e["epoch"] for e in modern["epochs"]] == [1, 2]
-    assert modern["images_per_s"] > 0 and 0 <= modern["test_accuracy"] <= 1 and modern["wall_s"] > 0
-    assert set(modern["minutes_to"]) == {"85", "90"}
-    assert "modern_cnn   test accuracy" in proc.stdout
+    assert set(results["models"]) == {"mnist_mlp", "cifar10_cnn"}
     for model, entry in results["models"].items():
         assert isinstance(entry["speedup_throughput"], float) and entry["speedup_throughput"] > 0, model
         assert "speedup_time_to_target" in entry and entry["speedup_time_to_target"] is None, model
@@ -367,3 +363,27 @@ def test_a_target_the_original_never_reached_gives_a_lower_bound():
     entry = train_speed.summarize("cifar10_cnn", runs)  # both reached: a plain ratio, no bound
     assert entry["speedup_time_to_target"] == pytest.approx(4.0)
     assert "speedup_time_to_target_at_least" not in entry
+
+
+def test_run_modern_runs_the_lesson_notebook_and_reads_it(monkeypatch):
+    from cnn_course import runner
+
+    calls = []
+
+    def fake_execute(path, parameters, out_dir, quick=False):
+        calls.append((Path(path), parameters, quick))
+        return {"status": "passed", "error": None, "data": "STAND-IN for CIFAR-10: ...", "test_accuracy": 89.73,
+                "wall_time_s": 300.0, "text": MODERN_TEXT}
+
+    monkeypatch.setattr(runner, "execute_notebook", fake_execute)
+    entry = train_speed.run_modern(quick=True)
+    path, parameters, quick = calls[0]
+    assert path == REPO / "training-speed" / "modern_cnn.ipynb" and quick is True
+    assert parameters["VERBOSE"] == 0 and parameters["EPOCHS"] == runner.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
+    assert not Path(parameters["CHECKPOINT"]).exists()  # written to a temporary folder, removed afterwards
+    assert entry["test_accuracy"] == pytest.approx(0.8973) and entry["real_data"] is False
+    assert entry["minutes_to"] == {"85": 3.9, "90": None} and entry["wall_s"] == 300.0
+
+    monkeypatch.setattr(runner, "execute_notebook", lambda *a, **k: {"status": "failed", "error": "ValueError: x"})
+    with pytest.raises(RuntimeError, match="modern_cnn: the lesson failed: ValueError: x"):
+        train_speed.run_modern(quick=True)

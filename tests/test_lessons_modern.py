@@ -11,6 +11,7 @@ text says they do.
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -88,6 +89,19 @@ def test_quick_run_averages_flips_and_saves_a_model_that_loads(quick_run):
     assert model.name == "modern_cnn"
     assert tuple(model.input.shape) == (None, 32, 32, 3) and model.input.dtype == "uint8"
     assert tuple(model.output.shape) == (None, 10)
+
+
+def test_the_training_benchmark_reads_what_the_lesson_prints(quick_run):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import train_speed
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    result, _ = quick_run
+    parsed = train_speed.parse_modern(check_executed(result))
+    epochs = runner.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
+    assert [e["epoch"] for e in parsed["epochs"]] == list(range(1, epochs + 1))
+    assert parsed["images_per_s"] > 0 and set(parsed["minutes_to"]) == {"85", "90"}
 
 
 def _notebook_functions(*names):

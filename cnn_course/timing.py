@@ -318,14 +318,15 @@ def table(rows, plain_name="plain"):
     ``images_per_s``, ``ratio``, ``ratios`` (as `compare` returns them), or
     ``skipped`` (the reason). Raises KeyError for a row missing those keys.
     """
-    head = f"{'lever':<22} {'setting':<34} {plain_name + ' img/s':>12} {'lever img/s':>12} {'ratio':>7}  range"
+    wide = max([len("setting")] + [len(row["setting"]) for row in rows])
+    head = f"{'lever':<22} {'setting':<{wide}} {plain_name + ' img/s':>12} {'lever img/s':>12} {'ratio':>7}  range"
     lines = [head, "-" * len(head)]
     for row in rows:
         if row.get("skipped"):
-            lines.append(f"{row['lever']:<22} {row['setting']:<34} skipped: {row['skipped']}")
+            lines.append(f"{row['lever']:<22} {row['setting']:<{wide}} skipped: {row['skipped']}")
             continue
         spread = f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x"
-        lines.append(f"{row['lever']:<22} {row['setting']:<34} {row['plain']:>12,.0f} "
+        lines.append(f"{row['lever']:<22} {row['setting']:<{wide}} {row['plain']:>12,.0f} "
                      f"{row['images_per_s']:>12,.0f} {row['ratio']:>6.2f}x  {spread}")
     return "\n".join(lines)
 

@@ -47,7 +47,7 @@ def quick_run(offline):
 
 def table_rows(text):
     """Return {lever: the rest of its table line} from the printed table."""
-    table = text.split("lever                  setting", 1)[1].split("Load average now", 1)[0]
+    table = text.split("Load average (1, 5, 15 min)", 1)[1].split("\n-----", 1)[1].split("Load average now", 1)[0]
     rows = {}
     for line in table.splitlines():
         for lever in LEVERS:

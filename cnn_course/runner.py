@@ -45,6 +45,7 @@ LESSONS = {
     "bottleneck-features": "transfer-learning/bottleneck_features.ipynb",
     "transfer-learning": "transfer-learning/transfer_learning.ipynb",
     "conv-visualization": "conv-visualization/conv_visualization.ipynb",
+    "training-speed": "training-speed/training_speed.ipynb",
     "modern-cnn": "training-speed/modern_cnn.ipynb",
     "conv-dims": "conv-dims.py",
     "pool-dims": "pool-dims.py",
@@ -69,6 +70,8 @@ QUICK_PARAMETERS = {
     "conv-visualization": {
         "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras", "N_TRAIN": 500, "EPOCHS": 1,
     },
+    "training-speed": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHUNK_IMAGES": 1024, "ROUNDS": 1,
+                       "SKIP": ["jit_compile", "threads"]},
     "modern-cnn": {"EPOCHS": 2, "N_TRAIN": 1000, "BATCH_SIZE": 128, "CHECKPOINT": "modern_cnn.quick.keras"},
 }
 

@@ -45,6 +45,7 @@ LESSONS = {
     "bottleneck-features": "transfer-learning/bottleneck_features.ipynb",
     "transfer-learning": "transfer-learning/transfer_learning.ipynb",
     "conv-visualization": "conv-visualization/conv_visualization.ipynb",
+    "data-parallel": "training-speed/data_parallel.ipynb",
     "conv-dims": "conv-dims.py",
     "pool-dims": "pool-dims.py",
 }
@@ -68,6 +69,7 @@ QUICK_PARAMETERS = {
     "conv-visualization": {
         "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras", "N_TRAIN": 500, "EPOCHS": 1,
     },
+    "data-parallel": {"EPOCHS": 1, "N_TRAIN": 512, "BATCH_SIZE": 64, "TIMING_ROUNDS": 1, "TIMING_STEPS": 2},
 }
 
 INJECTED_TAG = "injected-parameters"

@@ -100,12 +100,12 @@ def _split_jax_cpu(count):
     return count
 
 
-def alternate_throughput(runs, rounds=3, warmup=1):
+def alternate_throughput(runs, rounds=3, warmup=2):
     """Measure how many images per second each of several training runs gets, taking turns.
 
     `runs` maps a name to a function that trains for a while and returns how
     many images it trained on. Each function is first called `warmup` times
-    untimed (compiling), then the functions take turns for `rounds` rounds,
+    untimed (compiling: a JAX model's second `fit` compiles again), then the functions take turns for `rounds` rounds,
     in the given order on even rounds and reversed on odd ones (ABBA), so
     that all meet the same machine load.
 

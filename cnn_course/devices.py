@@ -13,6 +13,9 @@ The backend fixes its devices when it first runs an operation, so
 `split_cpu` must be called before that: after ``import keras`` and before
 anything computes. It keeps no state of its own: what it sets is the
 backend's configuration.
+
+`alternate_throughput` times training runs in turns (ABBA), so that a
+one-device run and an all-devices run meet the same load on a shared machine.
 """
 
 BACKENDS = ("tensorflow", "jax")

@@ -66,7 +66,8 @@ def test_quick_run_measures_one_device_against_all_and_says_what_the_speed_up_me
     _, text = quick_run
     one = re.search(r"^One device \(cpu:0\): (\d+) images/s$", text, re.MULTILINE)
     every = re.search(r"^All 3 devices \(cpu:0, cpu:1, cpu:2\): (\d+) images/s$", text, re.MULTILINE)
-    speedup = re.search(r"^Speed-up: (\d+\.\d\d)x on 3 devices over one$", text, re.MULTILINE)
+    speedup = re.search(r"^Speed-up: (\d+\.\d\d)x on 3 devices \(cpu:0, cpu:1, cpu:2\) over one \(cpu:0\)$",
+                        text, re.MULTILINE)
     assert one and every and speedup, text
     assert int(one.group(1)) > 0 and int(every.group(1)) > 0
     # the printed speed-up is the ratio of the two figures (they are rounded to whole images/s)

@@ -47,6 +47,7 @@ LESSONS = {
     "conv-visualization": "conv-visualization/conv_visualization.ipynb",
     "training-speed": "training-speed/training_speed.ipynb",
     "modern-cnn": "training-speed/modern_cnn.ipynb",
+    "data-parallel": "training-speed/data_parallel.ipynb",
     "conv-dims": "conv-dims.py",
     "pool-dims": "pool-dims.py",
 }
@@ -73,6 +74,7 @@ QUICK_PARAMETERS = {
     "training-speed": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHUNK_IMAGES": 1024, "ROUNDS": 1,
                        "SKIP": ["jit_compile", "threads"]},
     "modern-cnn": {"EPOCHS": 2, "N_TRAIN": 1000, "BATCH_SIZE": 128, "CHECKPOINT": "modern_cnn.quick.keras"},
+    "data-parallel": {"EPOCHS": 1, "N_TRAIN": 512, "BATCH_SIZE": 64, "TIMING_ROUNDS": 1, "TIMING_STEPS": 2},
 }
 
 INJECTED_TAG = "injected-parameters"

@@ -302,14 +302,15 @@ def test_an_out_dir_that_cannot_be_written_is_a_failed_result(tmp_path):
     assert result["status"] == "failed" and result["error"].startswith(("FileExistsError", "NotADirectoryError"))
 
 
-def test_lesson_registry_names_the_ten_lessons():
+def test_lesson_registry_names_the_twelve_lessons():
     assert list(runner.LESSONS) == [
         "mnist-mlp", "cifar10-mlp", "cifar10-cnn", "cifar10-augmentation", "bottleneck-features",
-        "transfer-learning", "conv-visualization", "training-speed", "conv-dims", "pool-dims",
+        "transfer-learning", "conv-visualization", "training-speed", "modern-cnn", "data-parallel",
+        "conv-dims", "pool-dims",
     ]
     assert list(runner.LESSONS).index("conv-visualization") > list(runner.LESSONS).index("cifar10-cnn")
     assert all(not Path(p).is_absolute() for p in runner.LESSONS.values())
-    assert len({Path(p).stem for p in runner.LESSONS.values()}) == 10  # outputs do not collide
+    assert len({Path(p).stem for p in runner.LESSONS.values()}) == len(runner.LESSONS)  # outputs do not collide
 
 
 # --------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def main(argv=None):
     """Run the comparison; return the exit status (0; 2 for a usage error; 1 when a run fails)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backends", default="tensorflow,jax", help="comma-separated (default: tensorflow,jax)")
-    p.add_argument("--models", default=",".join(train_speed.MODELS))
+    p.add_argument("--models", default=",".join(train_speed.PAIRED_MODELS))
     p.add_argument("--repeats", type=int, default=2, help="runs per backend, alternating ABBA (default 2)")
     p.add_argument("--max-epochs", type=int, default=None,
                    help="epochs at most per run (default: train_speed's, 20 on real data); "
@@ -52,8 +52,8 @@ def main(argv=None):
     try:
         for b in backends:
             check_backend(b)
-        if not backends or any(m not in train_speed.MODELS for m in models) or args.repeats < 1:
-            raise BackendError(f"choose models from {', '.join(train_speed.MODELS)}, "
+        if not backends or any(m not in train_speed.PAIRED_MODELS for m in models) or args.repeats < 1:
+            raise BackendError(f"choose models from {', '.join(train_speed.PAIRED_MODELS)}, "
                                f"at least one backend, --repeats 1 or more")
     except BackendError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -166,7 +166,7 @@ def test_train_speed_lesson_precision_follows_the_backend(monkeypatch):
                         lambda backend, cpuinfo=None: ("mixed_bfloat16" if backend == "tensorflow" else "float32", ""))
     for backend, expected in (("tensorflow", "mixed_bfloat16"), ("jax", None)):
         monkeypatch.setenv("KERAS_BACKEND", backend)
-        for model in train_speed.MODELS:
+        for model in train_speed.PAIRED_MODELS:
             assert train_speed.pipeline_settings(model, "lesson")["mixed_precision"] == expected
 
 

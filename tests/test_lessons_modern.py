@@ -51,9 +51,9 @@ def test_quick_run_trains_the_residual_network_and_reports_each_epoch(quick_run)
     epochs = runner.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
     assert "STAND-IN for CIFAR-10" in (result["data"] or "")
     assert re.search(r"^Precision: (float32|mixed_bfloat16|mixed_float16) \(", text, re.MULTILINE)
-    assert re.search(r"^Parameters: 1,975,072$", text, re.MULTILINE)
+    assert re.search(r"^Parameters: 1,163,040$", text, re.MULTILINE)
     groups = [ast.literal_eval(m) for m in re.findall(r"^after a residual group: (\(.*\))$", text, re.MULTILINE)]
-    assert groups == [(None, 15, 15, 64), (None, 7, 7, 256), (None, 3, 3, 256)]
+    assert groups == [(None, 15, 15, 64), (None, 7, 7, 128), (None, 3, 3, 256)]
     lines = re.findall(r"^epoch (\d+): training accuracy ([\d.]+)%, test accuracy ([\d.]+)%, ([\d,]+) images/s, "
                        r"([\d.]+) min since the start$", text, re.MULTILINE)
     assert [int(e) for e, *_ in lines] == list(range(1, epochs + 1))

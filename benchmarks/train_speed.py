@@ -746,7 +746,8 @@ def table(results):
     """Return the printable table of a results dict."""
     head = (f"{'model':<12} {'pipeline':<9} {'images/s':>9} {'epoch s':>8} {'train s':>8} "
             f"{'to target':>10} {'epochs':>6} {'reached':>7} {'peak RSS MB':>11}")
-    lines = [head, "-" * len(head)]
+    paired_models = [m for m in results["models"] if m in PAIRED_MODELS]
+    lines = [head, "-" * len(head)] if paired_models else []
     for model, e in results["models"].items():
         if model not in PAIRED_MODELS:
             continue
@@ -771,10 +772,11 @@ def table(results):
                          f"{pr['lesson_median']:,.0f} images/s: {pr['median_ratio']:.2f}x (median of "
                          f"{pr['rounds']} alternating chunks of {pr['chunk_images']:,} images; "
                          f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)")
-    lines.append("ratios: images/s and times are lesson/original speed-ups; epochs and peak RSS are "
-                 "lesson/original. Medians over the runs that reached the target (reached: runs/all).")
-    lines.append("paired: both pipelines trained in one process in alternating chunks, so both meet the "
-                 "same load; this is speedup_throughput in the JSON.")
+    if paired_models:
+        lines.append("ratios: images/s and times are lesson/original speed-ups; epochs and peak RSS are "
+                     "lesson/original. Medians over the runs that reached the target (reached: runs/all).")
+        lines.append("paired: both pipelines trained in one process in alternating chunks, so both meet the "
+                     "same load; this is speedup_throughput in the JSON.")
     if "modern_cnn" in results["models"]:
         lines.append(modern_line(results["models"]["modern_cnn"]))
     for model, e in results["models"].items():

@@ -337,8 +337,11 @@ def test_parse_modern_reads_the_lessons_lines():
     assert parsed["epochs"][2]["images_per_s"] == 1530 and parsed["epochs"][0]["test_accuracy"] == 0.5904
     assert parsed["images_per_s"] == 1025  # median of the epochs after the first, which also compiles
     assert parsed["minutes_to"] == {"85": 3.9, "90": None}
-    line = train_speed.modern_line({**parsed, "test_accuracy": 0.8973, "wall_s": 300})
+    entry = {**parsed, "test_accuracy": 0.8973, "wall_s": 300, "data": "CIFAR-10 (real)"}
+    line = train_speed.modern_line(entry)
     assert "89.73%" in line and "85% at 3.9 min" in line and "90% not reached" in line
+    text = train_speed.table({"models": {"modern_cnn": entry}, "device": "CPU", "versions": "Keras"})
+    assert line in text and "pipeline" not in text  # no empty table of the paired pipelines
     with pytest.raises(RuntimeError, match="no epoch line"):
         train_speed.parse_modern("Test accuracy: 10.00%")
 

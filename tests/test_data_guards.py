@@ -129,7 +129,10 @@ def cli_code(tmp_path, argv, patch=""):
     folder moved to tmp_path/repo_data, after `patch`."""
     (tmp_path / "repo_data").mkdir(exist_ok=True)
     return "\n".join([
-        "import sys, time",
+        "import signal, sys, time",
+        # a child of a background job starts with SIGINT ignored (as CI may run us):
+        # put back the handler a terminal's Ctrl-C meets, as tests/test_cli.py does
+        "signal.signal(signal.SIGINT, signal.default_int_handler)",
         "from pathlib import Path",
         "from cnn_course import data",
         f"data.places.REPO_DATA_DIR = Path({str(tmp_path / 'repo_data')!r})",

@@ -580,20 +580,10 @@ def train_once(spec):
 
 
 def _batch_clock():
-    """A Keras callback recording (batches done, perf_counter()) at the start
-    of training and after every training step (in ``marks``; with
-    steps_per_execution > 1 a step covers several batches). Returns the
-    callback."""
-    import keras
+    """The speed lesson's per-step clock (`cnn_course.timing`), one definition for both. Returns the callback."""
+    from cnn_course.timing import _batch_clock as clock
 
-    class BatchClock(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.marks = [(0, time.perf_counter())]
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.marks.append((batch + 1, time.perf_counter()))
-
-    return BatchClock()
+    return clock()
 
 
 def paired_throughput(spec):

@@ -4,10 +4,13 @@ Every download the course can attempt goes through urllib (keras.utils.get_file)
 so pointing the proxy variables at a closed local port makes any attempt fail
 at once, in this process and in every notebook kernel or script it starts.
 Connections from this process to anything but loopback raise too, so a test
-that tries to download fails loudly instead of hanging.
+that tries to download fails loudly instead of hanging. The data folders, the
+checkout's own data/ included, and the Keras home are empty session folders,
+removed when pytest exits.
 """
 
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -25,6 +28,7 @@ os.environ.update(
     CNN_COURSE_OFFLINE="1",
     KERAS_HOME=str(_session_home / "keras"),
     CNN_COURSE_DATA=str(_session_home / "data"),
+    CNN_COURSE_REPO_DATA=str(_session_home / "repo-data"),  # not the checkout's data/: see data/places.py
     MPLBACKEND="Agg",
     TF_CPP_MIN_LOG_LEVEL="2",
     http_proxy=_CLOSED_PORT,
@@ -36,6 +40,7 @@ os.environ.pop("no_proxy", None)
 os.environ.pop("NO_PROXY", None)
 (_session_home / "keras").mkdir()
 (_session_home / "data").mkdir()
+(_session_home / "repo-data").mkdir()
 
 _real_connect = socket.socket.connect
 
@@ -51,6 +56,11 @@ def _loopback_only(self, address):
 socket.socket.connect = _loopback_only
 
 
+def pytest_unconfigure(config):
+    """Remove the session's stand-in home (Keras cache, data folder) when pytest exits."""
+    shutil.rmtree(_session_home, ignore_errors=True)
+
+
 @pytest.fixture
 def shared_data():
     """Path of ../shared/data; skips the test when the real data is not there."""
@@ -60,12 +70,20 @@ def shared_data():
 
 
 # --------------------------------------------------------------------------
-# Every lesson on every Keras backend
+# Every lesson on TensorFlow; on the other backends, what differs by backend
 
 # TensorFlow and JAX are both in requirements.txt, so both are always tested
 # (a missing one shows as skipped, never silently absent); PyTorch is tested
 # where it happens to be installed (its registry wheel carries CUDA: README.md).
+#
+# Every lesson runs on TensorFlow, the default backend. On the others, a
+# module runs only when it sets ON_EVERY_BACKEND = True: the code that differs
+# by backend (the speed and data-parallel lessons, the device split, the
+# dimension scripts) and lessons 1 and 3 as representatives. The same lessons
+# on JAX would take CI past its time budget; CNN_COURSE_TEST_BACKENDS=all runs
+# every lesson test on every backend (CONTRIBUTING.md).
 from cnn_course import runner  # noqa: E402
+from lesson_checks import only_on_tensorflow_by_default  # noqa: E402
 
 LESSON_BACKENDS = ["tensorflow", "jax"] + [b for b in runner.installed_backends() if b == "torch"]
 
@@ -78,10 +96,13 @@ def keras_backend(request):
     the tests of one backend, and yields the backend's name. A lesson test
     opts in by requesting this fixture from the fixture that prepares its
     environment; module-scoped fixtures built on that are then built once per
-    backend. Skips a backend whose package is not installed.
+    backend. Skips a backend whose package is not installed, and a backend
+    other than TensorFlow for a module without ON_EVERY_BACKEND (see above).
     """
     if request.param not in runner.installed_backends():
         pytest.skip(f"the Keras backend {request.param!r} is not installed")
+    if not getattr(request.module, "ON_EVERY_BACKEND", False):
+        only_on_tensorflow_by_default(request.param, request.module.__name__)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KERAS_BACKEND", request.param)
         yield request.param

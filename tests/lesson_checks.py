@@ -4,9 +4,12 @@ from the committed notebook or from an executed copy.
 Imported by tests/test_lessons_*.py (pytest puts tests/ on sys.path).
 """
 
+import contextlib
+import os
 import re
 
 import nbformat
+import pytest
 
 from cnn_course import runner
 
@@ -16,6 +19,34 @@ TF_LOG = re.compile(r"absl::InitializeLog|oneDNN custom operations|cpu_feature_g
                     re.MULTILINE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _COUNT = re.compile(r"(?<![\d/.])(\d+)/(\d+)(?![\d/.])")
+
+
+def only_on_tensorflow_by_default(backend, what):
+    """Skip the test (`what` names it) on a backend other than TensorFlow.
+
+    Unless CNN_COURSE_TEST_BACKENDS=all: then nothing is skipped. See conftest.py.
+    """
+    every = os.environ.get("CNN_COURSE_TEST_BACKENDS", "").strip().lower() == "all"
+    if backend != "tensorflow" and not every:
+        pytest.skip(f"{what} runs on {backend} only with CNN_COURSE_TEST_BACKENDS=all")
+
+
+@contextlib.contextmanager
+def offline_home(tmp_path_factory, name, folders=("data", "keras")):
+    """Yield a new folder `name` whose empty sub-folders the notebooks use; downloads refused.
+
+    "data" becomes CNN_COURSE_DATA, "keras" KERAS_HOME and "tmp" TMPDIR for
+    this process and the kernels it starts, and CNN_COURSE_OFFLINE=1, until
+    the block ends. The notebooks write their outputs under the folder.
+    """
+    variables = {"data": "CNN_COURSE_DATA", "keras": "KERAS_HOME", "tmp": "TMPDIR"}
+    home = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        for folder in folders:
+            (home / folder).mkdir()
+            mp.setenv(variables[folder], str(home / folder))
+        mp.setenv("CNN_COURSE_OFFLINE", "1")
+        yield home
 
 
 def read(path):

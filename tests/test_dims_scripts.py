@@ -18,6 +18,7 @@ import pytest
 from cnn_course.shapes import CIFAR10_STACK
 
 REPO = Path(__file__).resolve().parents[1]
+ON_EVERY_BACKEND = True  # cheap, and Keras's errors differ by backend (conftest.py)
 CONV, POOL = "conv-dims.py", "pool-dims.py"
 
 

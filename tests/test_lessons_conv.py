@@ -19,7 +19,7 @@ import nbformat
 import pytest
 
 from cnn_course import runner
-from lesson_checks import check_committed, check_executed, png_outputs
+from lesson_checks import check_committed, check_executed, offline_home, png_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 CONV = REPO / runner.LESSONS["conv-visualization"]
@@ -28,12 +28,7 @@ CONV = REPO / runner.LESSONS["conv-visualization"]
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory, keras_backend):
     """Empty data and Keras folders for the notebook kernels (on each backend); downloads refused."""
-    home = tmp_path_factory.mktemp(f"lesson-7-{keras_backend}")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, folder in (("CNN_COURSE_DATA", "data"), ("KERAS_HOME", "keras")):
-            (home / folder).mkdir()
-            mp.setenv(name, str(home / folder))
-        mp.setenv("CNN_COURSE_OFFLINE", "1")
+    with offline_home(tmp_path_factory, f"lesson-7-{keras_backend}") as home:
         yield home
 
 

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from cnn_course import runner
-from lesson_checks import check_committed, check_executed, png_outputs
+from lesson_checks import check_committed, check_executed, only_on_tensorflow_by_default, png_outputs
 
 REPO = Path(__file__).resolve().parents[1]
+ON_EVERY_BACKEND = True  # for the lessons in ON_OTHER_BACKENDS only (conftest.py)
+ON_OTHER_BACKENDS = {"mnist-mlp", "cifar10-cnn"}  # one dense and one convolutional lesson
 
 # lesson -> what its quick run must show
 LESSONS = {
@@ -52,8 +54,15 @@ LESSONS = {
 
 
 @pytest.fixture
-def offline(tmp_path, monkeypatch, keras_backend):
-    """Point the data and Keras folders at empty temp folders and forbid downloads."""
+def offline(request, tmp_path, monkeypatch, keras_backend):
+    """Point the data and Keras folders at empty temp folders and forbid downloads.
+
+    Off TensorFlow, skips the lessons not in ON_OTHER_BACKENDS and the
+    augmentation comparison (unless CNN_COURSE_TEST_BACKENDS=all).
+    """
+    lesson = getattr(request.node, "callspec", None) and request.node.callspec.params.get("lesson")
+    if lesson not in ON_OTHER_BACKENDS:
+        only_on_tensorflow_by_default(keras_backend, lesson or request.node.name)
     for name, folder in (("CNN_COURSE_DATA", "data"), ("KERAS_HOME", "keras")):
         (tmp_path / folder).mkdir()
         monkeypatch.setenv(name, str(tmp_path / folder))

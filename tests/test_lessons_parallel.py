@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from cnn_course import runner
-from lesson_checks import check_committed, check_executed, parameters_cell
+from lesson_checks import check_committed, check_executed, offline_home, parameters_cell
 
 REPO = Path(__file__).resolve().parents[1]
+ON_EVERY_BACKEND = True  # each backend has its own distribution API (conftest.py)
 LESSON = REPO / runner.LESSONS["data-parallel"]
 STRATEGY = {"jax": "DataParallel", "tensorflow": "MirroredStrategy"}
 
@@ -28,12 +29,7 @@ def offline(tmp_path_factory, keras_backend):
     """Empty data and Keras folders for the notebook kernel (on each backend); downloads refused."""
     if keras_backend not in STRATEGY:
         pytest.skip(f"Keras has no data-parallel distribution for {keras_backend}")
-    home = tmp_path_factory.mktemp(f"data-parallel-{keras_backend}")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, folder in (("CNN_COURSE_DATA", "data"), ("KERAS_HOME", "keras")):
-            (home / folder).mkdir()
-            mp.setenv(name, str(home / folder))
-        mp.setenv("CNN_COURSE_OFFLINE", "1")
+    with offline_home(tmp_path_factory, f"data-parallel-{keras_backend}") as home:
         yield home
 
 

@@ -17,9 +17,10 @@ import pytest
 
 from cnn_course import runner
 from cnn_course.speed import cpu_model
-from lesson_checks import check_committed, check_executed, png_outputs
+from lesson_checks import check_committed, check_executed, offline_home, png_outputs
 
 REPO = Path(__file__).resolve().parents[1]
+ON_EVERY_BACKEND = True  # the levers differ by backend (conftest.py)
 LESSON = REPO / runner.LESSONS["training-speed"]
 LEVERS = ["batch size", "mixed precision", "steps_per_execution", "jit_compile", "uint8 input", "threads",
           "together"]
@@ -29,12 +30,7 @@ NUMBER = r"[\d,]+"
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory, keras_backend):
     """Empty data and Keras folders for the notebook kernels (on each backend); downloads refused."""
-    home = tmp_path_factory.mktemp(f"lesson-8-{keras_backend}")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, folder in (("CNN_COURSE_DATA", "data"), ("KERAS_HOME", "keras")):
-            (home / folder).mkdir()
-            mp.setenv(name, str(home / folder))
-        mp.setenv("CNN_COURSE_OFFLINE", "1")
+    with offline_home(tmp_path_factory, f"lesson-8-{keras_backend}") as home:
         yield home, keras_backend
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from cnn_course import runner
 from cnn_course.runner import execute_notebook
+from lesson_checks import offline_home
 
 REPO = Path(__file__).resolve().parents[1]
 TRANSFER = REPO / "transfer-learning" / "transfer_learning.ipynb"
@@ -33,12 +34,7 @@ def offline(tmp_path_factory, keras_backend):
 
     Yields the folder that holds them; the notebooks write their outputs under it.
     """
-    home = tmp_path_factory.mktemp(f"lessons-5-6-{keras_backend}")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, folder in (("CNN_COURSE_DATA", "data"), ("KERAS_HOME", "keras"), ("TMPDIR", "tmp")):
-            (home / folder).mkdir()
-            mp.setenv(name, str(home / folder))
-        mp.setenv("CNN_COURSE_OFFLINE", "1")
+    with offline_home(tmp_path_factory, f"lessons-5-6-{keras_backend}", ("data", "keras", "tmp")) as home:
         yield home
 
 

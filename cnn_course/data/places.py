@@ -15,7 +15,9 @@ from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES
 from .errors import DataError, DatasetNotFound, SettingError, tar_detail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REPO_DATA_DIR = REPO_ROOT / "data"
+# The test suite sets CNN_COURSE_REPO_DATA to an empty folder, so that data a
+# user imported into data/ never changes what the tests see; nobody else needs it.
+REPO_DATA_DIR = Path(os.environ.get("CNN_COURSE_REPO_DATA") or REPO_ROOT / "data")
 
 
 def env_data_dir() -> Path | None:

@@ -22,7 +22,7 @@ the Keras cache; nothing is downloaded) or from ``--mnist-npz``/``--cifar-npz``
 (Keras layout: x_train, y_train, x_test, y_test). Without real data a labelled
 stand-in is used and only throughput is measured.
 
-``modern_cnn`` is the residual network of ``training-speed/modern_cnn.ipynb``:
+``modern_cnn`` is the network of ``training-speed/modern_cnn.ipynb``:
 the benchmark runs that lesson notebook as the runner does (its schedule is
 fixed, so ``--max-epochs`` does not apply) and reads what it prints: the test
 accuracy after every epoch, the minutes to 85% and to 90%, the images per
@@ -810,7 +810,7 @@ def run_modern(quick):
 
     The executed copy and the model are written to a temporary folder, removed
     afterwards. Returns the ``modern_cnn`` entry of results.json: data,
-    real_data, test_accuracy (flip-averaged, fraction), wall_s (the whole
+    real_data, test_accuracy (6 test views averaged, fraction), wall_s (the whole
     notebook), and what `parse_modern` reads. Raises RuntimeError when the
     lesson fails, KeyboardInterrupt on Ctrl-C."""
     from cnn_course import runner
@@ -832,7 +832,7 @@ def modern_line(e):
     reached = ", ".join(f"{t}% at {e['minutes_to'][t]:.1f} min" if e["minutes_to"][t] is not None
                         else f"{t}% not reached" for t in ("85", "90"))
     accuracy = "-" if e["test_accuracy"] is None else f"{100 * e['test_accuracy']:.2f}%"
-    return (f"modern_cnn   test accuracy {accuracy} (flip-averaged) after {len(e['epochs'])} epochs; {reached} "
+    return (f"modern_cnn   test accuracy {accuracy} (6 views averaged) after {len(e['epochs'])} epochs; {reached} "
             f"(test accuracy after each epoch, clock from the notebook's first cell); "
             f"{e['images_per_s']:,.0f} images/s; whole notebook {e['wall_s'] / 60:.1f} min")
 

@@ -45,7 +45,7 @@ def main(argv=None):
     p.add_argument("--max-epochs-cnn", type=int, default=None, help="a lower limit for the CIFAR-10 CNN")
     p.add_argument("--out", default=str(HERE / "backend_results.json"))
     args = p.parse_args(argv)
-    from cnn_course.runner import BackendError, check_backend
+    from cnn_course.backends import BackendError, check_backend
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -450,7 +450,7 @@ def pipeline_settings(model, pipeline, on_gpu=False, overrides=None):
     the model's first layer), scaling (that layer), mixed_precision,
     jit_compile, steps_per_execution and a readable ``data`` line.
     Raises UsageError for overrides naming an unknown input or scaling."""
-    from cnn_course.runner import keras_backend
+    from cnn_course.backends import keras_backend
     from cnn_course.speed import unmeasured_cpu_precision
 
     if pipeline == "original":
@@ -813,12 +813,13 @@ def run_modern(quick):
     real_data, test_accuracy (6 test views averaged, fraction), wall_s (the whole
     notebook), and what `parse_modern` reads. Raises RuntimeError when the
     lesson fails, KeyboardInterrupt on Ctrl-C."""
-    from cnn_course import runner
+    from cnn_course.lessons import lesson_parameters
+    from cnn_course.runner import LESSONS, execute_notebook
 
     with tempfile.TemporaryDirectory(prefix="train-speed-modern-") as tmp:
-        parameters = runner.lesson_parameters("modern-cnn", quick,
-                                              {"VERBOSE": 0, "CHECKPOINT": str(Path(tmp) / "modern_cnn.keras")})
-        result = runner.execute_notebook(REPO / runner.LESSONS["modern-cnn"], parameters, tmp, quick=quick)
+        parameters = lesson_parameters("modern-cnn", quick,
+                                       {"VERBOSE": 0, "CHECKPOINT": str(Path(tmp) / "modern_cnn.keras")})
+        result = execute_notebook(REPO / LESSONS["modern-cnn"], parameters, tmp, quick=quick)
     if result["status"] != "passed":
         raise RuntimeError(f"modern_cnn: the lesson failed: {result['error']}")
     accuracy = result["test_accuracy"]
@@ -885,7 +886,7 @@ def check_out(path):
     Creates its folder when missing (and writes and removes a probe file in
     it). Raises UsageError when `path` is a folder, lies inside a file, or its
     folder cannot be written: checked before anything trains."""
-    from cnn_course.runner import check_out_dir
+    from cnn_course.reports import check_out_dir
 
     out = Path(path).expanduser().absolute()
     if out.is_dir():
@@ -923,7 +924,7 @@ def main(argv=None):
     results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
                "quick": args.quick, "repeats": args.repeats, "models": {}}
-    from cnn_course.runner import BackendError, check_backend, keras_backend
+    from cnn_course.backends import BackendError, check_backend, keras_backend
 
     try:
         out = check_out(args.out)

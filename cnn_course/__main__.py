@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from cnn_course import runner
+from cnn_course import backends, lessons, notebooks, reports, runner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -44,7 +44,7 @@ def parse_parameter(text):
     keep their type); anything else is kept as the raw string.
     Raises ValueError when there is no "=", NAME is not a Python identifier
     or is a keyword (``class``), or VALUE is not finite (``1e999``, see
-    `runner.check_value`).
+    `lessons.check_value`).
     """
     name, sep, raw = text.partition("=")
     name = name.strip()
@@ -57,7 +57,7 @@ def parse_parameter(text):
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         value = raw
     try:
-        runner.check_value(value)
+        lessons.check_value(value)
     except ValueError as exc:
         raise ValueError(f"-p {text!r}: {exc}") from None
     return name, value
@@ -101,7 +101,7 @@ def build_parser():
                "  python -m cnn_course run --quick --backend jax",
     )
     run.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to run (default: all)")
-    run.add_argument("--quick", action="store_true", help="a smoke run: each lesson's small sizes (runner.QUICK_PARAMETERS), "
+    run.add_argument("--quick", action="store_true", help="a smoke run: each lesson's small sizes (QUICK_PARAMETERS in cnn_course/lessons.py), "
                           "labelled stand-in data where the real data is missing")
     run.add_argument(
         "-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
@@ -111,7 +111,7 @@ def build_parser():
     run.add_argument("--out", default="build", metavar="DIR", help="where outputs and the report go (default: build)")
     run.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                      help="fail a notebook cell (or a script) that runs longer than this (default: no limit)")
-    run.add_argument("--backend", choices=list(runner.BACKENDS), default=None,
+    run.add_argument("--backend", choices=list(backends.BACKENDS), default=None,
                      help="the Keras backend the lessons run on (default: $KERAS_BACKEND, else tensorflow)")
     run.set_defaults(handler=cmd_run, subparser=run)
 
@@ -243,7 +243,7 @@ def lesson_summary(result):
     """Return the one-line outcome of a lesson: status, time, accuracy or failure."""
     text = f"{result['status']:>6}  {_clock(result['wall_time_s'] or 0)}"
     if result["status"] != "passed":
-        return text.replace("failed", "FAILED") + "  " + runner.describe_failure(result)
+        return text.replace("failed", "FAILED") + "  " + reports.describe_failure(result)
     if result.get("test_accuracy") is not None:
         text += f"  Test accuracy {result['test_accuracy']:.2f}%"
     return text
@@ -261,18 +261,18 @@ def check_run_arguments(args, parser):
     Exits through ``parser.error`` (status 2, one line) for an unknown lesson,
     a bad ``-p``, or an out folder that is a file or cannot be written.
     """
-    lessons = runner.LESSONS
-    unknown = [name for name in args.lessons if name not in lessons]
+    known = runner.LESSONS
+    unknown = [name for name in args.lessons if name not in known]
     if unknown:
-        parser.error(f"unknown lesson {', '.join(map(repr, unknown))}; valid names: {', '.join(lessons)}")
-    chosen = [name for name in lessons if name in args.lessons] if args.lessons else list(lessons)
+        parser.error(f"unknown lesson {', '.join(map(repr, unknown))}; valid names: {', '.join(known)}")
+    chosen = [name for name in known if name in args.lessons] if args.lessons else list(known)
     try:
         parameters = dict(parse_parameter(text) for text in args.parameter)
-        runner.parameters_source(parameters)  # what will be injected must be valid Python
+        lessons.parameters_source(parameters)  # what will be injected must be valid Python
     except ValueError as exc:
         parser.error(str(exc))
     try:  # last, as it creates the folder
-        out_dir = runner.check_out_dir(args.out)
+        out_dir = reports.check_out_dir(args.out)
     except ValueError as exc:
         parser.error(f"--out {args.out}: {exc}")
     return chosen, parameters, out_dir
@@ -286,15 +286,15 @@ def cmd_run(args, parser, out):
     and the status is 130.
     """
     try:  # before anything runs: the lessons' kernels and scripts inherit KERAS_BACKEND
-        os.environ["KERAS_BACKEND"] = runner.check_backend(runner.keras_backend(args.backend))
-    except runner.BackendError as exc:
+        os.environ["KERAS_BACKEND"] = backends.check_backend(backends.keras_backend(args.backend))
+    except backends.BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     chosen, parameters, out_dir = check_run_arguments(args, parser)
     tty = out.isatty()
     started = time.perf_counter()
     mode = "quick" if args.quick else "full"
-    shown = runner.lesson_parameters(None, False, parameters)  # what every lesson gets
+    shown = lessons.lesson_parameters(None, False, parameters)  # what every lesson gets
     sizes = " and each lesson's quick sizes" if args.quick else ""
     out.write(f"Running {len(chosen)} lesson(s), {mode} mode, parameters "
               f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {args.out}/\n")
@@ -302,7 +302,7 @@ def cmd_run(args, parser, out):
 
     environment, results, interrupted = {}, [], False
     try:
-        environment = runner.environment_info()
+        environment = backends.environment_info()
         out.write(f"Device: {environment['device']}; Keras {environment['keras']} on "
                   f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n")
         for number, name in enumerate(chosen, 1):
@@ -326,13 +326,13 @@ def cmd_run(args, parser, out):
         print("interrupted", file=sys.stderr, flush=True)
 
     ran = {r["lesson"] for r in results}
-    report = runner.build_report(results, environment, args.quick, shown,
-                                 wall_time_s=round(time.perf_counter() - started, 1),
-                                 not_run=[name for name in chosen if name not in ran])
-    out.write("\n" + runner.format_report(report).split("\n", 2)[2])  # printed first: never lost
+    report = reports.build_report(results, environment, args.quick, shown,
+                                  wall_time_s=round(time.perf_counter() - started, 1),
+                                  not_run=[name for name in chosen if name not in ran])
+    out.write("\n" + reports.format_report(report).split("\n", 2)[2])  # printed first: never lost
     out.flush()
     try:
-        json_path, md_path = runner.write_report(report, out_dir)
+        json_path, md_path = reports.write_report(report, out_dir)
     except OSError as exc:
         print(f"error: the report could not be written to {out_dir}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INTERRUPTED if interrupted else EXIT_FAILED
@@ -401,11 +401,11 @@ def cmd_data(args, parser, out):
 
 def cmd_strip(args, parser, out):
     """Strip the given notebooks (default: the repository's); return the exit status."""
-    paths = [Path(p) for p in args.notebooks] or runner.tracked_notebooks()
+    paths = [Path(p) for p in args.notebooks] or notebooks.tracked_notebooks()
     changed = failed = 0
     for path in paths:
         try:
-            if runner.strip_notebook(path):
+            if notebooks.strip_notebook(path):
                 changed += 1
                 out.write(f"stripped {path}\n")
         except Exception as exc:  # not found, not JSON, not a notebook

@@ -82,10 +82,10 @@ def shared_data():
 # dimension scripts) and lessons 1 and 3 as representatives. The same lessons
 # on JAX would take CI past its time budget; CNN_COURSE_TEST_BACKENDS=all runs
 # every lesson test on every backend (CONTRIBUTING.md).
-from cnn_course import runner  # noqa: E402
+from cnn_course import backends  # noqa: E402
 from lesson_checks import only_on_tensorflow_by_default  # noqa: E402
 
-LESSON_BACKENDS = ["tensorflow", "jax"] + [b for b in runner.installed_backends() if b == "torch"]
+LESSON_BACKENDS = ["tensorflow", "jax"] + [b for b in backends.installed_backends() if b == "torch"]
 
 
 @pytest.fixture(scope="module", params=LESSON_BACKENDS)
@@ -99,7 +99,7 @@ def keras_backend(request):
     backend. Skips a backend whose package is not installed, and a backend
     other than TensorFlow for a module without ON_EVERY_BACKEND (see above).
     """
-    if request.param not in runner.installed_backends():
+    if request.param not in backends.installed_backends():
         pytest.skip(f"the Keras backend {request.param!r} is not installed")
     if not getattr(request.module, "ON_EVERY_BACKEND", False):
         only_on_tensorflow_by_default(request.param, request.module.__name__)

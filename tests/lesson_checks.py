@@ -11,7 +11,7 @@ import re
 import nbformat
 import pytest
 
-from cnn_course import runner
+from cnn_course import lessons
 
 # TensorFlow's C++ log lines: absl's preamble, oneDNN's notice, cpu_feature_guard,
 # and any glog-style "I1129 12:00:00..." or "I0000 00:00:..." line.
@@ -98,7 +98,7 @@ def check_committed(path, lesson):
     nb = read(path)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code), "notebook is not stripped"
-    knobs = runner.parameter_names(parameters_cell(nb).source)
+    knobs = lessons.parameter_names(parameters_cell(nb).source)
     assert len(knobs) <= 8, f"{len(knobs)} knobs in the parameters cell: {knobs}"
     assert "VERBOSE" in knobs  # the runner sets it
     # quick mode is invisible: no QUICK knob, no quick cell, loaders read CNN_COURSE_QUICK themselves
@@ -108,7 +108,7 @@ def check_committed(path, lesson):
             assert "steps_per_execution" not in cell.source.lower(), cell.source[:80]
     # the quick sizes are ordinary parameters of this notebook, and a smoke run's
     # checkpoint never has a full run's name
-    quick = runner.QUICK_PARAMETERS[lesson]
+    quick = lessons.QUICK_PARAMETERS[lesson]
     assert quick and set(quick) <= set(knobs), set(quick) - set(knobs)
     defaults = {}
     exec(parameters_cell(nb).source, {}, defaults)  # noqa: S102 - the notebook's own literals

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cnn_course import __main__ as cli
-from cnn_course import runner
+from cnn_course import backends, runner
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "jax",
@@ -32,33 +32,33 @@ def clean_backend(monkeypatch, tmp_path):
 
 
 def test_backend_is_the_choice_then_the_variable_then_keras_json_then_tensorflow(clean_backend, monkeypatch):
-    assert runner.keras_backend() == "tensorflow"
+    assert backends.keras_backend() == "tensorflow"
     clean_backend.mkdir()
     (clean_backend / "keras.json").write_text(json.dumps({"backend": "torch"}))
-    assert runner.keras_backend() == "torch"
+    assert backends.keras_backend() == "torch"
     monkeypatch.setenv("KERAS_BACKEND", "jax")
-    assert runner.keras_backend() == "jax"
-    assert runner.keras_backend("tensorflow") == "tensorflow"
+    assert backends.keras_backend() == "jax"
+    assert backends.keras_backend("tensorflow") == "tensorflow"
 
 
 def test_unreadable_keras_json_means_tensorflow(clean_backend):
     clean_backend.mkdir()
     (clean_backend / "keras.json").write_text("{not json")
-    assert runner.keras_backend() == "tensorflow"
+    assert backends.keras_backend() == "tensorflow"
 
 
 def test_installed_backends_include_the_two_the_course_requires():
-    assert {"tensorflow", "jax"} <= set(runner.installed_backends())
+    assert {"tensorflow", "jax"} <= set(backends.installed_backends())
 
 
 def test_check_backend_refuses_unknown_and_missing_backends(monkeypatch):
-    assert runner.check_backend("jax") == "jax"
-    with pytest.raises(runner.BackendError,
+    assert backends.check_backend("jax") == "jax"
+    with pytest.raises(backends.BackendError,
                        match="'jx' is not a Keras backend the lessons train on; choose one of tensorflow, jax, torch"):
-        runner.check_backend("jx")
-    monkeypatch.setattr(runner, "installed_backends", lambda: ("tensorflow",))
-    with pytest.raises(runner.BackendError, match=r"the Keras backend 'jax' is not installed.*jax\[cpu\]"):
-        runner.check_backend("jax")
+        backends.check_backend("jx")
+    monkeypatch.setattr(backends, "installed_backends", lambda: ("tensorflow",))
+    with pytest.raises(backends.BackendError, match=r"the Keras backend 'jax' is not installed.*jax\[cpu\]"):
+        backends.check_backend("jax")
 
 
 def _registry(tmp_path):
@@ -71,7 +71,7 @@ def _registry(tmp_path):
 @pytest.mark.parametrize("how", ["option", "variable"])
 def test_run_passes_the_backend_to_the_lessons(tmp_path, monkeypatch, capsys, clean_backend, how):
     monkeypatch.setattr(runner, "LESSONS", _registry(tmp_path))
-    monkeypatch.setattr(runner, "environment_info", lambda: dict(FAKE_ENV))
+    monkeypatch.setattr(backends, "environment_info", lambda: dict(FAKE_ENV))
     argv = ["run", "--out", str(tmp_path / "out")]
     if how == "option":
         argv += ["--backend", "jax"]
@@ -88,13 +88,13 @@ def test_run_passes_the_backend_to_the_lessons(tmp_path, monkeypatch, capsys, cl
 @pytest.mark.parametrize("argv_backend, variable", [("torch", None), (None, "torch"), (None, "jx")])
 def test_missing_backend_is_one_line_exit_2_before_anything_runs(tmp_path, monkeypatch, capsys, clean_backend,
                                                                   argv_backend, variable):
-    monkeypatch.setattr(runner, "installed_backends", lambda: ("tensorflow", "jax"))
+    monkeypatch.setattr(backends, "installed_backends", lambda: ("tensorflow", "jax"))
     monkeypatch.setattr(runner, "LESSONS", _registry(tmp_path))
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("ran although the backend is missing")
 
-    monkeypatch.setattr(runner, "environment_info", must_not_run)
+    monkeypatch.setattr(backends, "environment_info", must_not_run)
     monkeypatch.setattr(runner, "run_lesson", must_not_run)
     if variable:
         monkeypatch.setenv("KERAS_BACKEND", variable)
@@ -119,7 +119,7 @@ def test_unknown_backend_option_is_a_usage_error(capsys):
 def test_environment_probe_names_the_backend_and_its_version(monkeypatch, backend):
     module = pytest.importorskip(backend)
     monkeypatch.setenv("KERAS_BACKEND", backend)
-    info = runner.environment_info()
+    info = backends.environment_info()
     assert "error" not in info, info.get("error")
     assert (info["backend"], info["backend_version"], info["device"]) == (backend, module.__version__, "CPU")
 
@@ -146,7 +146,7 @@ import train_speed  # noqa: E402
 
 
 def test_train_speed_refuses_a_missing_backend_before_training(monkeypatch, capsys, clean_backend, tmp_path):
-    monkeypatch.setattr(runner, "installed_backends", lambda: ("tensorflow", "jax"))
+    monkeypatch.setattr(backends, "installed_backends", lambda: ("tensorflow", "jax"))
 
     def must_not_train(spec):
         raise AssertionError("trained although the backend is missing")
@@ -171,7 +171,7 @@ def test_train_speed_lesson_precision_follows_the_backend(monkeypatch):
 
 
 def test_backend_speed_refuses_a_missing_backend(monkeypatch, capsys):
-    monkeypatch.setattr(runner, "installed_backends", lambda: ("tensorflow",))
+    monkeypatch.setattr(backends, "installed_backends", lambda: ("tensorflow",))
     monkeypatch.setattr(train_speed, "run_child", lambda spec: pytest.fail("trained"))
     assert backend_speed.main(["--backends", "tensorflow,jax"]) == 2
     assert "'jax' is not installed" in capsys.readouterr().err

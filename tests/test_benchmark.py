@@ -369,7 +369,7 @@ def test_a_target_the_original_never_reached_gives_a_lower_bound():
 
 
 def test_run_modern_runs_the_lesson_notebook_and_reads_it(monkeypatch):
-    from cnn_course import runner
+    from cnn_course import lessons, runner
 
     calls = []
 
@@ -382,7 +382,7 @@ def test_run_modern_runs_the_lesson_notebook_and_reads_it(monkeypatch):
     entry = train_speed.run_modern(quick=True)
     path, parameters, quick = calls[0]
     assert path == REPO / "training-speed" / "modern_cnn.ipynb" and quick is True
-    assert parameters["VERBOSE"] == 0 and parameters["EPOCHS"] == runner.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
+    assert parameters["VERBOSE"] == 0 and parameters["EPOCHS"] == lessons.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
     assert not Path(parameters["CHECKPOINT"]).exists()  # written to a temporary folder, removed afterwards
     assert entry["test_accuracy"] == pytest.approx(0.8973) and entry["real_data"] is False
     assert entry["minutes_to"] == {"85": 3.9, "90": None} and entry["wall_s"] == 300.0

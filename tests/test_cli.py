@@ -21,7 +21,7 @@ import pytest
 
 import cnn_course
 from cnn_course import __main__ as cli
-from cnn_course import runner
+from cnn_course import backends, reports, runner
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ FAKE_ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "tensorflow",
 @pytest.fixture
 def fake_env(monkeypatch):
     """Skip the (slow) environment probe: the report gets FAKE_ENV."""
-    monkeypatch.setattr(runner, "environment_info", lambda: dict(FAKE_ENV))
+    monkeypatch.setattr(backends, "environment_info", lambda: dict(FAKE_ENV))
 
 
 def _scripts(folder, names):
@@ -133,7 +133,7 @@ def test_run_continues_after_a_failure_and_writes_the_report(tmp_path, monkeypat
     assert broken["status"] == "failed" and broken["error"] == "ValueError: fixture failure after 3 values"
     assert broken["failed_cell"]["first_line"] == "values = [1, 2, 3]"
     # the failure did not stop the next lessons; -p EPOCHS=4 reached the notebook
-    # (the fixture has no quick sizes in runner.QUICK_PARAMETERS)
+    # (the fixture has no quick sizes in lessons.QUICK_PARAMETERS)
     assert fixture["status"] == "passed" and fixture["epochs"] == 4 and fixture["test_accuracy"] == 87.5
     assert dims["status"] == "passed" and dims["data"] is None
     for name in ("passing.ipynb", "passing.html", "failing.ipynb", "failing.html", "dims.txt", "results.md"):
@@ -362,11 +362,11 @@ def test_real_data_fetch_offline_fails_clearly(empty_home, capsys):
 # first, as an interactive terminal has it.
 CTRL_C_DRIVER = """
 import json, runpy, signal, sys
-from cnn_course import runner
+from cnn_course import backends, runner
 signal.signal(signal.SIGINT, signal.default_int_handler)
 runner.LESSONS = json.loads(sys.argv[1])
 environment = json.loads(sys.argv[2])
-runner.environment_info = lambda timeout=120: dict(environment)
+backends.environment_info = lambda timeout=120: dict(environment)
 sys.argv = ["cnn_course", *sys.argv[3:]]
 runpy.run_module("cnn_course", run_name="__main__", alter_sys=True)
 """
@@ -471,7 +471,7 @@ def no_run(monkeypatch, tmp_path):
     def probe(timeout=120):
         raise AssertionError("the environment probe ran before the arguments were checked")
 
-    monkeypatch.setattr(runner, "environment_info", probe)
+    monkeypatch.setattr(backends, "environment_info", probe)
     return tmp_path
 
 
@@ -523,7 +523,7 @@ def test_out_folder_that_cannot_be_written_is_a_usage_error(no_run, capsys, monk
     def refuse(*args, **kwargs):  # what a read-only or foreign folder answers (root ignores chmod)
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(runner.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(reports.tempfile, "TemporaryFile", refuse)
     line = _usage_error(["run", "--out", str(no_run / "locked")], capsys)
     assert line.endswith(f"--out {no_run / 'locked'}: {no_run / 'locked'} cannot be written: Permission denied")
 
@@ -534,7 +534,7 @@ def test_a_report_that_cannot_be_written_loses_no_result(tmp_path, monkeypatch, 
     def disk_full(report, out_dir):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(runner, "write_report", disk_full)
+    monkeypatch.setattr(reports, "write_report", disk_full)
     assert cli.main(["run", "--out", str(tmp_path / "o")]) == 1
     captured = capsys.readouterr()
     assert "| dims " in captured.out and "1 passed, 0 failed" in captured.out  # the table came first

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnn_course import runner
+from cnn_course import lessons, runner
 from lesson_checks import check_committed, check_executed, offline_home, png_outputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,9 +127,9 @@ def test_quick_run_never_reads_a_full_runs_checkpoint_and_full_never_a_quick_one
     defaults = {}
     exec(next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source, {}, defaults)  # noqa: S102
     assert defaults["CNN_CHECKPOINT"] == "../cifar10-classification/cifar10_cnn.best.keras"
-    assert runner.lesson_parameters("conv-visualization", True)["CNN_CHECKPOINT"] == \
-        "../cifar10-classification/" + runner.QUICK_PARAMETERS["cifar10-cnn"]["CHECKPOINT"]
-    assert "CNN_CHECKPOINT" not in runner.lesson_parameters("conv-visualization", False)
+    assert lessons.lesson_parameters("conv-visualization", True)["CNN_CHECKPOINT"] == \
+        "../cifar10-classification/" + lessons.QUICK_PARAMETERS["cifar10-cnn"]["CHECKPOINT"]
+    assert "CNN_CHECKPOINT" not in lessons.lesson_parameters("conv-visualization", False)
 
 
 def test_committed_notebook_is_a_lesson():

@@ -1,7 +1,7 @@
 """Lessons 1-4 (MNIST MLP, CIFAR-10 MLP and CNN, augmentation) run top to bottom.
 
 Each lesson runs through the quick-mode contract (`runner.run_lesson(...,
-quick=True)`: the sizes in `runner.QUICK_PARAMETERS`, CNN_COURSE_QUICK=1),
+quick=True)`: the sizes in `lessons.QUICK_PARAMETERS`, CNN_COURSE_QUICK=1),
 offline, with empty data and Keras folders, so it trains on the labelled
 stand-in data. The checks are what each lesson promises: its parameter count,
 the result line ``Test accuracy: NN.NN%`` (saying that a stand-in's number
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cnn_course import runner
+from cnn_course import lessons, runner
 from lesson_checks import check_committed, check_executed, only_on_tensorflow_by_default, png_outputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def notebook(lesson):
 @pytest.mark.parametrize("lesson", list(LESSONS))
 def test_lesson_runs_in_quick_mode(lesson, offline):
     expected = LESSONS[lesson]
-    quick = runner.QUICK_PARAMETERS[lesson]
+    quick = lessons.QUICK_PARAMETERS[lesson]
     checkpoint = notebook(lesson).parent / quick["CHECKPOINT"]
     checkpoint.unlink(missing_ok=True)  # so the check below sees this run's file
     # MNIST runs with progress bars (VERBOSE=1), where a count past its total showed before
@@ -105,9 +105,9 @@ def test_lesson_runs_in_quick_mode(lesson, offline):
 
 
 def test_augmentation_compares_with_the_quick_plain_cnn_in_quick_mode(offline):
-    plain = REPO / "cifar10-classification" / runner.QUICK_PARAMETERS["cifar10-cnn"]["CHECKPOINT"]
-    assert runner.QUICK_PARAMETERS["cifar10-augmentation"]["PLAIN_CNN_CHECKPOINT"].endswith(plain.name)
-    mine = notebook("cifar10-augmentation").parent / runner.QUICK_PARAMETERS["cifar10-augmentation"]["CHECKPOINT"]
+    plain = REPO / "cifar10-classification" / lessons.QUICK_PARAMETERS["cifar10-cnn"]["CHECKPOINT"]
+    assert lessons.QUICK_PARAMETERS["cifar10-augmentation"]["PLAIN_CNN_CHECKPOINT"].endswith(plain.name)
+    mine = notebook("cifar10-augmentation").parent / lessons.QUICK_PARAMETERS["cifar10-augmentation"]["CHECKPOINT"]
     try:
         cnn = runner.run_lesson("cifar10-cnn", {}, offline / "cnn", timeout=600, quick=True)
         check_executed(cnn)

@@ -19,7 +19,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from cnn_course import runner
+from cnn_course import lessons, runner
 from lesson_checks import check_committed, check_executed, offline_home, png_outputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def quick_run(offline):
 def test_quick_run_trains_the_network_and_reports_each_epoch(quick_run):
     result, _ = quick_run
     text = check_executed(result)
-    epochs = runner.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
+    epochs = lessons.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
     assert "STAND-IN for CIFAR-10" in (result["data"] or "")
     assert re.search(r"^Precision: (float32|mixed_bfloat16|mixed_float16) \(", text, re.MULTILINE)
     assert re.search(r"^Parameters: 1,162,168$", text, re.MULTILINE)
@@ -98,7 +98,7 @@ def test_the_training_benchmark_reads_what_the_lesson_prints(quick_run):
         sys.path.remove(str(REPO / "benchmarks"))
     result, _ = quick_run
     parsed = train_speed.parse_modern(check_executed(result))
-    epochs = runner.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
+    epochs = lessons.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
     assert [e["epoch"] for e in parsed["epochs"]] == list(range(1, epochs + 1))
     assert parsed["images_per_s"] > 0 and set(parsed["minutes_to"]) == {"85", "90"}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cnn_course import runner
+from cnn_course import lessons, runner
 from lesson_checks import check_committed, check_executed, offline_home, parameters_cell
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def quick_run(offline):
 
 def test_quick_run_trains_one_replica_per_requested_device(quick_run, keras_backend):
     result, text = quick_run
-    quick = runner.QUICK_PARAMETERS["data-parallel"]
+    quick = lessons.QUICK_PARAMETERS["data-parallel"]
     per_replica = quick["BATCH_SIZE"]
     assert f"Keras backend: {keras_backend}" in text
     assert "Devices: 3 (cpu:0, cpu:1, cpu:2)" in text

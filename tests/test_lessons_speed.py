@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cnn_course import runner
+from cnn_course import lessons, runner
 from cnn_course.speed import cpu_model
 from lesson_checks import check_committed, check_executed, offline_home, png_outputs
 
@@ -114,7 +114,7 @@ def test_the_chart_is_drawn(quick_run):
 
 
 def test_quick_parameters_skip_only_the_slow_levers_and_the_full_lesson_skips_none():
-    assert runner.lesson_parameters("training-speed", True)["SKIP"] == ["jit_compile", "threads"]
+    assert lessons.lesson_parameters("training-speed", True)["SKIP"] == ["jit_compile", "threads"]
     nb = check_committed(LESSON, "training-speed")
     defaults = {}
     exec(next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source, {}, defaults)  # noqa: S102

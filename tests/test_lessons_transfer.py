@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnn_course import runner
+from cnn_course import lessons, runner
 from cnn_course.runner import execute_notebook
 from lesson_checks import offline_home
 
@@ -67,8 +67,8 @@ def shapes(pattern, text):
 
 
 def quick_run(notebook, name, home, out, **overrides):
-    """Run `notebook` with `runner.lesson_parameters(name, quick=True, overrides)`."""
-    parameters = runner.lesson_parameters(name, True, overrides)
+    """Run `notebook` with `lessons.lesson_parameters(name, quick=True, overrides)`."""
+    parameters = lessons.lesson_parameters(name, True, overrides)
     return execute_notebook(notebook, parameters, home / out, timeout=600, quick=True)
 
 
@@ -114,7 +114,7 @@ def test_bottleneck_shows_preprocess_input_counts_and_feature_shapes(bottleneck)
 
 
 def test_bottleneck_full_mode_without_weights_stops_with_a_clear_message(offline):
-    result = execute_notebook(BOTTLENECK, runner.lesson_parameters("bottleneck-features"),
+    result = execute_notebook(BOTTLENECK, lessons.lesson_parameters("bottleneck-features"),
                               offline / "bottleneck-full", timeout=600)
     assert result["status"] == "failed"
     assert result["error"].startswith("DatasetNotFound")
@@ -239,7 +239,7 @@ def test_transfer_with_vgg16_at_224_gives_7x7x512_features(offline):
 
 
 def test_transfer_full_mode_without_dog_images_stops_with_a_clear_message(offline):
-    parameters = runner.lesson_parameters("transfer-learning", False, {"CHECKPOINT": str(offline / "full.keras")})
+    parameters = lessons.lesson_parameters("transfer-learning", False, {"CHECKPOINT": str(offline / "full.keras")})
     result = execute_notebook(TRANSFER, parameters, offline / "full", timeout=600)
     assert result["status"] == "failed"
     assert result["error"].startswith("DatasetNotFound")
@@ -264,7 +264,7 @@ def test_transfer_with_mobilenet_on_the_real_dogs_reaches_75_percent(shared_data
         shared_data / "dogImages-imagewoof10.tar.gz")
     monkeypatch.setenv("CNN_COURSE_DATA", str(folder))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    parameters = runner.lesson_parameters("transfer-learning", False, {
+    parameters = lessons.lesson_parameters("transfer-learning", False, {
         "BACKBONE": "MobileNetV2", "ALPHA": 0.35, "CHECKPOINT": str(tmp_path / "transfer.best.keras")})
     result = execute_notebook(TRANSFER, parameters, tmp_path / "out", timeout=900)
     text = passed(result)
@@ -288,10 +288,10 @@ def test_transfer_lessons_are_stripped_small_and_without_quick_cells(notebook):
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
     tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
-    names = runner.parameter_names(tagged[0].source)
+    names = lessons.parameter_names(tagged[0].source)
     assert len(names) <= 9 and "QUICK" not in names
-    assert not any("QUICK" in cell.source for cell in code)  # quick sizes come from runner.QUICK_PARAMETERS
-    assert set(runner.QUICK_PARAMETERS[{"bottleneck_features": "bottleneck-features",
+    assert not any("QUICK" in cell.source for cell in code)  # quick sizes come from lessons.QUICK_PARAMETERS
+    assert set(lessons.QUICK_PARAMETERS[{"bottleneck_features": "bottleneck-features",
                                         "transfer_learning": "transfer-learning"}[notebook.stem]]) <= set(names)
     # the central step in plain sight, not hidden in cnn_course
     source = "\n".join(cell.source for cell in code)

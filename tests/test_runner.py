@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnn_course import runner
+from cnn_course import backends, lessons, notebooks, reports, runner
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PASSING = FIXTURES / "passing.ipynb"
@@ -57,8 +57,8 @@ def test_parameters_are_injected_after_the_parameters_cell(passed):
     nb = nbformat.read(result["executed_path"], as_version=4)
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     at = tags.index(["parameters"])
-    assert tags[at + 1] == [runner.INJECTED_TAG]
-    assert tags.count([runner.INJECTED_TAG]) == 1
+    assert tags[at + 1] == [lessons.INJECTED_TAG]
+    assert tags.count([lessons.INJECTED_TAG]) == 1
     injected = nb.cells[at + 1].source
     assert "QUICK = True" in injected and "VERBOSE = 2" in injected
     assert "Parameters seen: QUICK=True VERBOSE=2 EPOCHS=2" in result["text"]
@@ -121,10 +121,10 @@ def test_failing_notebook_keeps_the_partial_run(failed):
 
 
 def test_describe_failure_counts_cells_from_one(failed):
-    line = runner.describe_failure(failed)
+    line = reports.describe_failure(failed)
     assert line == "cell 3 `values = [1, 2, 3]`: ValueError: fixture failure after 3 values"
     long = {"error": "ValueError: shapes differ\n  (None, 10)\n  " + "x" * 500, "failed_cell": None}
-    line = runner.describe_failure(long)
+    line = reports.describe_failure(long)
     assert "\n" not in line and line.startswith("ValueError: shapes differ (None, 10) x") and len(line) == 300
 
 
@@ -167,7 +167,7 @@ def test_parse_output_reads_the_report_lines():
 
 def test_parameter_values_are_written_with_repr():
     values = {"A": 3, "B": 0.5, "C": None, "D": "x'y\"z", "E": [1, (2, 3)], "F": True}
-    source = runner.parameters_source(values)
+    source = lessons.parameters_source(values)
     namespace = {}
     exec(source, namespace)
     assert {k: namespace[k] for k in values} == values
@@ -176,7 +176,7 @@ def test_parameter_values_are_written_with_repr():
 @pytest.mark.parametrize("bad", [{"1X": 1}, {"class": 1}, {"A-B": 1}, {"OBJ": object()}])
 def test_invalid_parameters_raise_value_error(bad):
     with pytest.raises(ValueError):
-        runner.parameters_source(bad)
+        lessons.parameters_source(bad)
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -189,12 +189,12 @@ def test_values_that_do_not_read_back_are_refused(bad, message):
     # inf's repr is a valid expression (the name inf): it used to be injected
     # and fail the notebook with NameError
     with pytest.raises(ValueError, match=message):
-        runner.parameters_source(bad)
+        lessons.parameters_source(bad)
 
 
 def test_results_json_stays_strict_json(tmp_path):
-    report = runner.build_report([], {}, False, {"SEED": float("inf"), "NESTED": [float("nan")]})
-    json_path, _ = runner.write_report(report, tmp_path)
+    report = reports.build_report([], {}, False, {"SEED": float("inf"), "NESTED": [float("nan")]})
+    json_path, _ = reports.write_report(report, tmp_path)
 
     def refuse(constant):
         raise AssertionError(f"{constant} is not JSON")
@@ -210,21 +210,21 @@ def test_inject_replaces_a_previous_injection_and_handles_no_parameters_cell():
         nbformat.v4.new_code_cell("A = 1  # a\nB, C = 2, 3", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("print(A)"),
     ]
-    at, warnings = runner.inject_parameters(nb, {"A": 5, "C": 6})
+    at, warnings = lessons.inject_parameters(nb, {"A": 5, "C": 6})
     assert at == 2 and warnings == []
-    at, warnings = runner.inject_parameters(nb, {"A": 7, "Z": 0})
+    at, warnings = lessons.inject_parameters(nb, {"A": 7, "Z": 0})
     assert at == 2 and len(nb.cells) == 4 and "A = 7" in nb.cells[2].source
     assert warnings == ["not in the notebook's parameters cell (injected anyway): Z"]
 
     bare = nbformat.v4.new_notebook()
     bare.cells = [nbformat.v4.new_code_cell("print(1)")]
-    at, warnings = runner.inject_parameters(bare, {"A": 1})
-    assert at == 0 and bare.cells[0].metadata["tags"] == [runner.INJECTED_TAG]
+    at, warnings = lessons.inject_parameters(bare, {"A": 1})
+    assert at == 0 and bare.cells[0].metadata["tags"] == [lessons.INJECTED_TAG]
     assert "no cell tagged 'parameters'" in warnings[0]
 
 
 def test_parameter_names_reads_assignments():
-    assert runner.parameter_names("A = 1\nB: int = 2\nC, D = 3, 4\nE += 1\nprint(F)") == list("ABCDE")
+    assert lessons.parameter_names("A = 1\nB: int = 2\nC, D = 3, 4\nE += 1\nprint(F)") == list("ABCDE")
 
 
 # --------------------------------------------------------------------------
@@ -334,8 +334,8 @@ ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "tensorflow", "backend_
 
 
 def test_report_json_and_markdown(tmp_path):
-    report = runner.build_report(_results(), ENV, quick=True, parameters={"QUICK": True}, wall_time_s=80.0)
-    json_path, md_path = runner.write_report(report, tmp_path / "build")
+    report = reports.build_report(_results(), ENV, quick=True, parameters={"QUICK": True}, wall_time_s=80.0)
+    json_path, md_path = reports.write_report(report, tmp_path / "build")
     data = json.loads(json_path.read_text())
     assert data["mode"] == "quick" and data["passed"] == 2 and data["failed"] == 1
     assert data["environment"]["device"] == "CPU" and data["parameters"] == {"QUICK": True}
@@ -397,7 +397,7 @@ def test_environment_info_names_the_gpus(tmp_path, monkeypatch, backend, version
     (tmp_path / "tensorflow.py").write_text(_FAKE_TENSORFLOW)
     (tmp_path / "jax.py").write_text(_FAKE_JAX)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    info = runner.environment_info()
+    info = backends.environment_info()
     assert "error" not in info, info
     assert info["python"] == ".".join(map(str, sys.version_info[:3]))
     assert (info["keras"], info["backend"], info["backend_version"], info["device"]) == (
@@ -407,18 +407,18 @@ def test_environment_info_names_the_gpus(tmp_path, monkeypatch, backend, version
 def test_short_data_keeps_the_table_narrow():
     stand_in = ("STAND-IN for MNIST: scikit-learn digits resized to 28x28, 1437 train / 360 test "
                 "(real MNIST not found; `python -m cnn_course data fetch mnist` gets it)")
-    assert runner.short_data(stand_in) == stand_in[: stand_in.index(" (real")]
-    assert runner.short_data("MNIST (real)") == "MNIST (real)"
-    assert runner.short_data("x" * 200) == "x" * 77 + "..."
-    assert runner.short_data(None) == "-"
+    assert reports.short_data(stand_in) == stand_in[: stand_in.index(" (real")]
+    assert reports.short_data("MNIST (real)") == "MNIST (real)"
+    assert reports.short_data("x" * 200) == "x" * 77 + "..."
+    assert reports.short_data(None) == "-"
     real = "CIFAR-10 (real, 50000 train / 10000 test, from /some/long/path/cifar10-jpeg.tar.gz; JPEG copy, decoded)"
-    assert runner.short_data(real) == "CIFAR-10 (real)"
+    assert reports.short_data(real) == "CIFAR-10 (real)"
 
 
 def test_environment_info_reports_a_broken_install(tmp_path, monkeypatch):
     (tmp_path / "keras.py").write_text("raise ImportError('no backend installed')\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    info = runner.environment_info()
+    info = backends.environment_info()
     assert info["error"] == "ImportError: no backend installed"
     assert info["device"] == "?" and info["python"]
 
@@ -431,36 +431,36 @@ def test_strip_clears_outputs_and_the_injected_cell(passed, tmp_path):
     result, _, _ = passed
     copy = tmp_path / "executed.ipynb"
     shutil.copy(result["executed_path"], copy)
-    assert runner.strip_notebook(copy) is True
+    assert notebooks.strip_notebook(copy) is True
     nb = nbformat.read(copy, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     assert all("execution" not in c.metadata for c in nb.cells)
-    assert not any(runner.INJECTED_TAG in c.metadata.get("tags", []) for c in nb.cells)
+    assert not any(lessons.INJECTED_TAG in c.metadata.get("tags", []) for c in nb.cells)
     assert [c.source for c in nb.cells] == [c.source for c in nbformat.read(PASSING, as_version=4).cells]
-    assert runner.strip_notebook(copy) is False  # already clean: untouched
+    assert notebooks.strip_notebook(copy) is False  # already clean: untouched
 
 
 def test_committed_fixtures_are_already_stripped(tmp_path):
     for fixture in (PASSING, FAILING):
         copy = tmp_path / fixture.name
         shutil.copy(fixture, copy)
-        assert runner.strip_notebook(copy) is False
+        assert notebooks.strip_notebook(copy) is False
 
 
 def test_tracked_notebooks_skip_build_outputs():
-    found = runner.tracked_notebooks()
+    found = notebooks.tracked_notebooks()
     assert PASSING in found
-    assert not any("build" in p.relative_to(runner.REPO_ROOT).parts[:1] for p in found)
+    assert not any("build" in p.relative_to(lessons.REPO_ROOT).parts[:1] for p in found)
 
 
 def test_quick_parameters_are_injected_under_the_users_values():
-    assert set(runner.QUICK_PARAMETERS) <= set(runner.LESSONS)
-    quick = runner.lesson_parameters("mnist-mlp", True, {"EPOCHS": 3})
+    assert set(lessons.QUICK_PARAMETERS) <= set(runner.LESSONS)
+    quick = lessons.lesson_parameters("mnist-mlp", True, {"EPOCHS": 3})
     assert quick["VERBOSE"] == 2 and quick["EPOCHS"] == 3
     assert {k: v for k, v in quick.items() if k != "EPOCHS"} == {
-        "VERBOSE": 2, **{k: v for k, v in runner.QUICK_PARAMETERS["mnist-mlp"].items() if k != "EPOCHS"}}
-    assert runner.lesson_parameters("mnist-mlp", False, {"EPOCHS": 3}) == {"VERBOSE": 2, "EPOCHS": 3}
+        "VERBOSE": 2, **{k: v for k, v in lessons.QUICK_PARAMETERS["mnist-mlp"].items() if k != "EPOCHS"}}
+    assert lessons.lesson_parameters("mnist-mlp", False, {"EPOCHS": 3}) == {"VERBOSE": 2, "EPOCHS": 3}
 
 
 def test_quick_runs_tell_the_kernel_that_stand_ins_are_allowed(monkeypatch):

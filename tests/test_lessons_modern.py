@@ -47,10 +47,10 @@ def test_quick_run_trains_the_network_and_reports_each_epoch(quick_run):
     epochs = lessons.QUICK_PARAMETERS["modern-cnn"]["EPOCHS"]
     assert "STAND-IN for CIFAR-10" in (result["data"] or "")
     assert re.search(r"^Precision: (float32|mixed_bfloat16|mixed_float16) \(", text, re.MULTILINE)
-    assert re.search(r"^Parameters: 1,162,168$", text, re.MULTILINE)
-    groups = re.findall(r"^after the group of (\d+) channels: (\(.*\))$", text, re.MULTILINE)
-    assert [(int(w), ast.literal_eval(shape)) for w, shape in groups] == [
-        (64, (None, 15, 15, 64)), (128, (None, 7, 7, 128)), (256, (None, 3, 3, 256))]
+    assert re.search(r"^Parameters: 1,973,944$", text, re.MULTILINE)  # WIDTHS = (64, 256, 256)
+    groups = re.findall(r"^after group (\d): (\(.*\))$", text, re.MULTILINE)
+    assert [(int(g), ast.literal_eval(shape)) for g, shape in groups] == [
+        (1, (None, 15, 15, 64)), (2, (None, 7, 7, 256)), (3, (None, 3, 3, 256))]
     lines = re.findall(r"^epoch (\d+): training accuracy ([\d.]+)%, test accuracy ([\d.]+)%, ([\d,]+) images/s, "
                        r"([\d.]+) min since the start$", text, re.MULTILINE)
     assert [int(e) for e, *_ in lines] == list(range(1, epochs + 1))
@@ -186,6 +186,17 @@ def test_learning_rate_warms_up_over_23_percent_of_the_steps_then_falls_to_7_per
     assert values[3] == pytest.approx(0.535 * 1.3, rel=1e-3)  # half way down
     assert values[4] == pytest.approx(0.07 * 1.3, rel=1e-4)  # 7% of the peak at the end
     assert type(schedule).from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+@pytest.mark.parametrize("widths, parameters", [((64, 256, 256), 1_973_944), ((64, 128, 256), 1_162_168)])
+def test_widths_set_each_group_and_the_parameter_count(widths, parameters):
+    # The lesson's default, and the narrower network of exercise 5 that the text times.
+    lesson = _notebook_definitions("build_model", "conv_bn", "Offset")
+    lesson["build_model"].__globals__["WIDTHS"] = widths
+    model = lesson["build_model"]()
+    assert model.count_params() == parameters
+    assert [model.get_layer(f"group_{g}").output.shape for g in (1, 2, 3)] == [
+        (None, 15, 15, widths[0]), (None, 7, 7, widths[1]), (None, 3, 3, widths[2])]
 
 
 def test_identity_init_makes_each_3x3_convolution_copy_its_inputs():

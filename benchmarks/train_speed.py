@@ -834,7 +834,7 @@ def modern_line(e):
                         else f"{t}% not reached" for t in ("85", "90"))
     accuracy = "-" if e["test_accuracy"] is None else f"{100 * e['test_accuracy']:.2f}%"
     return (f"modern_cnn   test accuracy {accuracy} (6 views averaged) after {len(e['epochs'])} epochs; {reached} "
-            f"(test accuracy after each epoch, clock from the notebook's first cell); "
+            f"(test accuracy after each epoch, clock from the notebook's imports cell); "
             f"{e['images_per_s']:,.0f} images/s; whole notebook {e['wall_s'] / 60:.1f} min")
 
 

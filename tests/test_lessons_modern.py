@@ -57,7 +57,7 @@ def test_quick_run_trains_the_network_and_reports_each_epoch(quick_run):
     assert all(0 <= float(a) <= 100 and 0 <= float(t) <= 100 for _, a, t, _, _ in lines)
     assert all(int(speed.replace(",", "")) > 0 for *_, speed, _ in lines)
     minutes = [float(m) for *_, m in lines]
-    assert minutes == sorted(minutes)  # the clock runs from the first cell
+    assert minutes == sorted(minutes)  # one clock, started in the imports cell
     assert result["epochs"] == epochs
     for target in (85, 90):  # each target is announced once, or said not to be reached
         reached = re.findall(rf"^Reached {target}% test accuracy at epoch (\d+), ([\d.]+) min after the start$",

@@ -6,7 +6,7 @@ HTML rendering, and reads the lines every lesson prints (``Data: ...``,
 ``Epochs run: N``, ``Test accuracy: NN.NN%``) into a result dict.
 `run_script` does the same for the two plain-Python lessons, and `run_lesson`
 runs one of `LESSONS` by name. The command line (``python -m cnn_course``)
-turns the results into a report with `cnn_course.report`.
+turns the results into a report with `cnn_course.reports`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from cnn_course import backends, lessons, notebooks, reports, runner
+from cnn_course import backends, keras_check, lessons, notebooks, reports, runner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -371,8 +371,12 @@ def cmd_data(args, parser, out):
     unknown dataset, a bad CNN_COURSE_* setting). Errors are one line."""
     # fetch and import may import Keras only to download or read a file: keep
     # TensorFlow's start-up notices off the screen (no model runs here).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    with keras_check.quiet_tensorflow():
+        return _data_command(args, parser, out)
+
+
+def _data_command(args, parser, out):
+    """The body of `cmd_data`."""
     try:
         from cnn_course import data
     except ImportError as exc:

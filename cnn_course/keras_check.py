@@ -14,6 +14,7 @@ clear line rather than a TensorFlow traceback or the out-of-memory killer:
 Keras is imported only by `import_keras`, when called.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -111,16 +112,35 @@ def build(make, what="the layer"):
 
 # ---- Keras --------------------------------------------------------------------
 
-def import_keras():
-    """Return the keras module, imported with TensorFlow's start-up log lines silenced.
+@contextlib.contextmanager
+def quiet_tensorflow():
+    """Within the block, TensorFlow imports without its start-up notices; yields None.
 
     Sets TF_CPP_MIN_LOG_LEVEL=2 and TF_ENABLE_ONEDNN_OPTS=0 unless already set
-    (the second only changes floating-point round-off). Raises ImportError
-    when Keras is not installed.
+    (else a notice about oneDNN prints on every import), and removes
+    TF_ENABLE_ONEDNN_OPTS again when the block ends: TensorFlow reads it once,
+    when imported, but processes started later inherit the environment, and
+    a notebook kernel without oneDNN trains several times slower (measured in
+    the test suite: lesson 9's quick run took 127 s instead of 36 s).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # else a notice prints on every import
-    import keras
+    added = "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    if added:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    try:
+        yield
+    finally:
+        if added:
+            os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+
+
+def import_keras():
+    """Return the keras module, imported inside `quiet_tensorflow`.
+
+    Raises ImportError when Keras is not installed.
+    """
+    with quiet_tensorflow():
+        import keras
     return keras
 
 

@@ -5,6 +5,7 @@ The property tests build Keras layers without running them: Keras's
 compute_output_shape and count_params are the reference.
 """
 
+import os
 import re
 import subprocess
 import sys
@@ -331,3 +332,17 @@ def test_importing_shapes_imports_no_keras():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_import_keras_leaves_the_environment_of_later_processes_as_it_was(monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    keras = keras_check.import_keras()
+    assert keras.__name__ == "keras"
+    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ  # so notebook kernels keep oneDNN's fast kernels
+    with keras_check.quiet_tensorflow():
+        assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    with keras_check.quiet_tensorflow():
+        assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"

@@ -45,8 +45,9 @@ gpu: $(STAMP)
 gpu-jax: $(STAMP)
 	$(PY) -m pip install "jax[cuda12]>=0.4.30,<1"
 
+# JupyterLab at the repository, with the first lesson open.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/jupyter lab mnist-mlp/mnist_mlp.ipynb
 
 bench: $(STAMP)
 	$(PY) benchmarks/data_speed.py

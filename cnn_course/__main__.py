@@ -246,6 +246,8 @@ def lesson_summary(result):
         return text.replace("failed", "FAILED") + "  " + reports.describe_failure(result)
     if result.get("test_accuracy") is not None:
         text += f"  Test accuracy {result['test_accuracy']:.2f}%"
+        if reports.used_stand_in(result):
+            text += " (stand-in)"
     return text
 
 
@@ -337,10 +339,26 @@ def cmd_run(args, parser, out):
         print(f"error: the report could not be written to {out_dir}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INTERRUPTED if interrupted else EXIT_FAILED
     out.write(f"Report: {md_path} and {json_path}\n")
+    steps = "" if interrupted else reports.next_steps(report, python=python_command())
+    if steps:
+        out.write("\n" + steps)
     out.flush()
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if report["failed"] == 0 else EXIT_FAILED
+
+
+def python_command():
+    """Return how the user can start this interpreter from the current folder:
+    a relative path for a virtual environment below it (".venv/bin/python"),
+    else "python"."""
+    if sys.prefix == sys.base_prefix:
+        return "python"
+    venv_python = Path(sys.prefix) / "bin" / "python"
+    try:
+        return str(venv_python.relative_to(Path.cwd()))
+    except ValueError:
+        return str(venv_python)
 
 
 def format_status_table(rows):

@@ -18,6 +18,15 @@ _REPORT_KEYS = (
     "error", "failed_cell", "executed_path", "html_path", "warnings",
 )
 
+STAND_IN_FOOTNOTE = ("(stand-in): the lesson ran on stand-in data (generated images, or random "
+                     "weights), so its accuracy says nothing about the real dataset.")
+_GET_COMMAND_RE = re.compile(r"`(python -m cnn_course data (?:fetch|import) [^`]+)`")
+
+
+def used_stand_in(lesson):
+    """Return True when a lesson's ``Data:``/``Weights:`` text names a stand-in."""
+    return "STAND-IN" in (lesson.get("data") or "")
+
 
 def build_report(results, environment, quick, parameters, wall_time_s=None, not_run=()):
     """Return the report as a JSON-ready dict.
@@ -27,9 +36,10 @@ def build_report(results, environment, quick, parameters, wall_time_s=None, not_
     "parameters", "environment", "passed"/"failed" counts, "interrupted"
     (True when a lesson was stopped by Ctrl-C: its status is "interrupted"),
     "not_run" (the chosen lessons that never started, from `not_run`),
-    "wall_time_s" and "lessons" (one dict per lesson with the keys in `_REPORT_KEYS`).
+    "wall_time_s" and "lessons" (one dict per lesson with the keys in
+    `_REPORT_KEYS`, and "stand_in": True when it ran on stand-in data).
     """
-    lessons = [{key: r.get(key) for key in _REPORT_KEYS} for r in results]
+    lessons = [{**{key: r.get(key) for key in _REPORT_KEYS}, "stand_in": used_stand_in(r)} for r in results]
     return {
         "mode": "quick" if quick else "full",
         "parameters": dict(parameters),
@@ -90,6 +100,7 @@ def format_table(report):
 
     Columns: lesson, status, data (see `short_data`), epochs, test accuracy,
     wall time; "-" stands for nothing reported (e.g. the scripts use no data).
+    A stand-in lesson's accuracy reads "75.56% (stand-in)" (see `STAND_IN_FOOTNOTE`).
     """
     header = ["Lesson", "Status", "Data", "Epochs", "Test accuracy", "Wall time"]
     rows = []
@@ -100,7 +111,7 @@ def format_table(report):
             r["status"] if r["status"] == "passed" else r["status"].upper(),
             short_data(r.get("data")).replace("|", "/"),
             "-" if r.get("epochs") is None else str(r["epochs"]),
-            "-" if accuracy is None else f"{accuracy:.2f}%",
+            "-" if accuracy is None else f"{accuracy:.2f}%" + (" (stand-in)" if used_stand_in(r) else ""),
             _minutes(r.get("wall_time_s")),
         ])
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
@@ -130,6 +141,8 @@ def format_environment(report):
 def format_report(report):
     """Return the whole report as Markdown: environment, table, failures, totals."""
     parts = ["# Course run", "", format_environment(report), "", format_table(report), ""]
+    if any(used_stand_in(r) and r.get("test_accuracy") is not None for r in report["lessons"]):
+        parts += [STAND_IN_FOOTNOTE, ""]
     for status, title in (("failed", "Failures"), ("interrupted", "Interrupted")):
         stopped = [r for r in report["lessons"] if r["status"] == status]
         if stopped:
@@ -144,6 +157,36 @@ def format_report(report):
             totals += f"; not run: {', '.join(report['not_run'])}"
     parts.append(f"{totals}, total wall time {total}.")
     return "\n".join(parts) + "\n"
+
+
+def next_steps(report, python="python"):
+    """Return the "Next steps" block for the end of a smoke run ("" when it does not apply).
+
+    It applies when the run was in quick mode or a lesson used stand-in data:
+    it then names the commands that get the missing datasets (read from the
+    stand-in lessons' ``Data:`` lines), how to run the full course and how to
+    open the notebooks. `python` is how the user starts this interpreter
+    (e.g. ".venv/bin/python"). A full run on real data gets "".
+    """
+    stand_ins = [r for r in report["lessons"] if used_stand_in(r)]
+    if report["mode"] != "quick" and not stand_ins:
+        return ""
+    commands = dict.fromkeys(c for r in stand_ins for c in _GET_COMMAND_RE.findall(r.get("data") or ""))
+    commands = [c.replace("python -m", f"{python} -m", 1) for c in commands]
+    lines = ["Next steps:"]
+    if stand_ins:
+        lines += [f"- {len(stand_ins)} lesson(s) ran on stand-in data. The real datasets (a network is needed):",
+                  f"    {python} -m cnn_course data fetch all"]
+        if commands:
+            lines.append("  or only what these lessons missed:")
+            lines += [f"    {c}" for c in commands]
+        lines.append(f"  A file you already have: `{python} -m cnn_course data import NAME FILE`; "
+                     f"what is found: `{python} -m cnn_course data status`")
+    if report["mode"] == "quick":
+        lines.append(f"- That was a quick run (small sizes). The full course: `make full`; "
+                     f"one lesson: `{python} -m cnn_course run mnist-mlp`")
+    lines.append("- Work through the lessons: `make lab` opens the first notebook in JupyterLab")
+    return "\n".join(lines) + "\n"
 
 
 def _strict(value):

@@ -272,6 +272,8 @@ def fake_data(monkeypatch, tmp_path):
         import_dataset=import_dataset,
         DataError=FakeDataError,
         DatasetNotFound=FakeNotFound,
+        offline=lambda: False,
+        quick_mode=lambda: False,
         calls=calls,
     )
     monkeypatch.setitem(sys.modules, "cnn_course.data", fake)
@@ -521,7 +523,7 @@ def test_timeout_must_be_a_positive_number(no_run, capsys, value):
 
 
 def test_timeout_accepts_seconds():
-    assert cli.build_parser().parse_args(["run", "--timeout", "2.5"]).timeout == 2.5
+    assert cli.build_parser().parse_args(["run", "--timeout", "30"]).timeout == 30
 
 
 def test_out_pointing_at_a_file_is_a_usage_error(no_run, capsys):

@@ -92,6 +92,8 @@ def parameter_names(source):
 # What a parameter's value may be made of: what a notebook reads back from
 # its repr() and the report holds as JSON (a tuple becomes a list there).
 _SCALARS = (type(None), bool, int, float, str)
+# Literals Python reads back but JSON cannot hold, and what to call them.
+_NOT_JSON = {set: "a set", frozenset: "a set", bytes: "bytes", complex: "a complex number"}
 
 
 def check_value(value):
@@ -117,11 +119,11 @@ def check_value(value):
         elif isinstance(item, (list, tuple)):
             for sub in item:
                 walk(sub)
-        elif not isinstance(item, _SCALARS):
-            kind = {set: "a set", frozenset: "a set", bytes: "bytes", complex: "a complex number"}.get(
-                type(item), f"a {type(item).__name__}")
-            raise ValueError(f"{item!r} is {kind}, which the report cannot hold: "
+        elif type(item) in _NOT_JSON:
+            raise ValueError(f"{item!r} is {_NOT_JSON[type(item)]}, which the report cannot hold: "
                              "use a number, a string, True/False/None, or a list, tuple or dict of them")
+        elif not isinstance(item, _SCALARS):
+            raise ValueError(f"{item!r} cannot be written as a Python literal")
 
     walk(value)
     text = repr(value)

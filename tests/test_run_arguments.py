@@ -118,17 +118,39 @@ def _old_report(folder):
     return old
 
 
-@pytest.mark.parametrize("failing_write", [1, 2])
-def test_a_full_disk_leaves_the_previous_report_whole_and_no_temporary_file(tmp_path, monkeypatch, failing_write):
+_WRITE_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from cnn_course import reports
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+report = reports.build_report([], {}, True, {"NOTE": "x" * 1000})
+try:
+    reports.write_report(report, sys.argv[1])
+except OSError as exc:
+    print("OSError", exc.errno)
+"""
+
+
+def test_a_write_that_fails_halfway_leaves_the_previous_report_whole(tmp_path):
+    """A disk that fills up (here: a file size limit) while results.json is written."""
+    old = _old_report(tmp_path / "o")
+    done = subprocess.run([sys.executable, "-c", _WRITE_UNDER_A_FILE_SIZE_LIMIT, str(tmp_path / "o")],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    assert done.stdout.startswith("OSError"), done.stdout + done.stderr
+    assert {name: (tmp_path / "o" / name).read_text() for name in old} == old
+    assert _leftovers(tmp_path / "o") == []
+
+
+def test_a_failure_on_the_second_file_replaces_neither(tmp_path, monkeypatch):
     old = _old_report(tmp_path / "o")
     calls = []
 
-    def full_disk(fd):  # the first or the second file cannot reach the disk
+    def full_disk(fd):  # results.json reaches the disk, results.md does not
         calls.append(fd)
-        if len(calls) == failing_write:
+        if len(calls) == 2:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(reports.os, "fsync", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     report = reports.build_report([], FAKE_ENV, True, {"VERBOSE": 2})
     with pytest.raises(OSError, match="No space left"):
         reports.write_report(report, tmp_path / "o")
@@ -143,7 +165,7 @@ def test_a_run_whose_report_hits_a_full_disk_keeps_the_old_report(tmp_path, monk
     def full_disk(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(reports.os, "fsync", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     assert cli.main(["run", "--out", str(tmp_path / "o")]) == 1
     captured = capsys.readouterr()
     assert "1 passed, 0 failed" in captured.out  # the table was printed first
@@ -185,7 +207,7 @@ def test_a_fractional_timeout_runs_notebooks_and_p_names_the_scripts_it_skips(tm
                                                                               fake_env):
     registry = {"fixture": str(FIXTURES / "passing.ipynb"), **_scripts(tmp_path, ["dims"])}
     monkeypatch.setattr(runner, "LESSONS", registry)
-    code = cli.main(["run", "--timeout", "0.5", "-p", "EPOCHS=2", "--out", str(tmp_path / "o")])
+    code = cli.main(["run", "--timeout", "59.5", "-p", "EPOCHS=2", "--out", str(tmp_path / "o")])
     out = capsys.readouterr().out
     assert code == 0, out
     report = json.loads((tmp_path / "o" / "results.json").read_text())

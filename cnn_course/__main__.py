@@ -304,7 +304,8 @@ def check_run_arguments(args, parser):
         parser.error("--out: must name a folder (an empty name is no folder)")
     try:  # the lessons read them: a typo stops the run here, not in a lesson's cell
         from cnn_course import data
-        data.offline(), data.quick_mode()
+        data.offline()
+        data.quick_mode()
     except ValueError as exc:
         parser.error(_one_line(exc))
     try:  # last, as it creates the folder
@@ -437,7 +438,8 @@ def _data_command(args, parser, out):
         parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}")
     setting_error = getattr(data, "SettingError", ())
     try:
-        data.offline(), data.quick_mode()  # a typo in either is a usage error, whatever the action
+        data.offline()  # a typo in either setting is a usage error, whatever the action
+        data.quick_mode()
         if args.action == "status":
             out.write(format_status_table(data.dataset_status()) + "\n")
         elif args.action == "fetch":

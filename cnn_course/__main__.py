@@ -43,8 +43,9 @@ def parse_parameter(text):
     VALUE is read with ast.literal_eval (so 3, 0.5, True, None, "a", [1, 2]
     keep their type); anything else is kept as the raw string.
     Raises ValueError when there is no "=", NAME is not a Python identifier
-    or is a keyword (``class``), or VALUE is not finite (``1e999``, see
-    `lessons.check_value`).
+    or is a keyword (``class``), or VALUE is not finite (``1e999``) or not
+    something the report can hold as JSON (a set, bytes, a complex number;
+    see `lessons.check_value`).
     """
     name, sep, raw = text.partition("=")
     name = name.strip()
@@ -63,10 +64,17 @@ def parse_parameter(text):
     return name, value
 
 
-def positive_seconds(text):
-    """Parse ``--timeout SECONDS``: a finite number above 0. Returns a float.
+# The longest --timeout: 30 days. Far above any lesson, and far below what
+# the timers of threading and asyncio can hold (1e10 s overflows them).
+MAX_TIMEOUT_S = 30 * 24 * 3600
 
-    Raises argparse.ArgumentTypeError otherwise (argparse prints it, exit 2).
+
+def positive_seconds(text):
+    """Parse ``--timeout SECONDS``: a number above 0 and at most `MAX_TIMEOUT_S`.
+
+    Returns whole seconds (int), a fraction rounded up (2.5 -> 3): the
+    notebook client counts in whole seconds. Raises argparse.ArgumentTypeError
+    otherwise (argparse prints it in one line, exit 2).
     """
     try:
         seconds = float(text)
@@ -74,7 +82,9 @@ def positive_seconds(text):
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds above 0")
-    return seconds
+    if seconds > MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at most {MAX_TIMEOUT_S} seconds (30 days)")
+    return math.ceil(seconds)
 
 
 def build_parser():
@@ -105,12 +115,16 @@ def build_parser():
                           "labelled stand-in data where the real data is missing")
     run.add_argument(
         "-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-        help="set a notebook parameter (repeatable); VALUE is a Python literal or else a string. "
-             "VERBOSE=2 is set unless given",
+        help="set a notebook parameter (repeatable); VALUE is a Python literal (a number, string, "
+             "True/False/None, or a list, tuple or dict of them) or else a string. VERBOSE=2 is set "
+             "unless given. The script lessons (conv-dims, pool-dims) take no parameters: -p is "
+             "refused when only they are chosen, and a note names them otherwise",
     )
-    run.add_argument("--out", default="build", metavar="DIR", help="where outputs and the report go (default: build)")
+    run.add_argument("--out", default="build", metavar="DIR",
+                     help="where outputs and the report go (default: build); one run at a time per folder")
     run.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
-                     help="fail a notebook cell (or a script) that runs longer than this (default: no limit)")
+                     help="fail a notebook cell (or a script) that runs longer than this: whole seconds, "
+                          "a fraction rounded up, at most 30 days (default: no limit)")
     run.add_argument("--backend", choices=list(backends.BACKENDS), default=None,
                      help="the Keras backend the lessons run on (default: $KERAS_BACKEND, else tensorflow)")
     run.set_defaults(handler=cmd_run, subparser=run)
@@ -255,13 +269,23 @@ def lesson_summary(result):
 # Commands
 
 
+def script_lessons(names):
+    """Return the lessons among `names` that are scripts, not notebooks (list,
+    in the given order): they run with their default arguments, without -p."""
+    return [name for name in names if Path(runner.LESSONS[name]).suffix != ".ipynb"]
+
+
 def check_run_arguments(args, parser):
-    """Check `run`'s arguments before anything runs; return (lessons, parameters, out folder).
+    """Check `run`'s arguments before anything runs; return (lessons, parameters, out folder, lock).
 
     `lessons` are the chosen names in course order, `parameters` the ``-p``
-    values as a dict, the out folder an absolute Path (created if missing).
+    values as a dict, the out folder an absolute Path (created if missing),
+    `lock` what `reports.lock_out_dir` returned: close it (os.close) when the
+    run ends, unless it is None.
     Exits through ``parser.error`` (status 2, one line) for an unknown lesson,
-    a bad ``-p``, or an out folder that is a file or cannot be written.
+    a bad ``-p``, ``-p`` given only to script lessons, a bad CNN_COURSE_OFFLINE
+    or CNN_COURSE_QUICK, an empty ``--out``, an out folder that is a file or
+    cannot be written, or one another run is writing into.
     """
     known = runner.LESSONS
     unknown = [name for name in args.lessons if name not in known]
@@ -273,11 +297,25 @@ def check_run_arguments(args, parser):
         lessons.parameters_source(parameters)  # what will be injected must be valid Python
     except ValueError as exc:
         parser.error(str(exc))
+    scripts = script_lessons(chosen)
+    if args.parameter and len(scripts) == len(chosen):
+        parser.error(f"-p sets notebook parameters, and {' and '.join(scripts)} "
+                     f"{'is a script' if len(scripts) == 1 else 'are scripts'}, run with default "
+                     "arguments: drop -p (or run the script yourself with its options, see its --help)")
+    if not args.out:
+        parser.error("--out: must name a folder (an empty name is no folder)")
+    try:  # the lessons read them: a typo stops the run here, not in a lesson's cell
+        from cnn_course import data
+        data.offline()
+        data.quick_mode()
+    except ValueError as exc:
+        parser.error(_one_line(exc))
     try:  # last, as it creates the folder
         out_dir = reports.check_out_dir(args.out)
+        lock = reports.lock_out_dir(out_dir)
     except ValueError as exc:
         parser.error(f"--out {args.out}: {exc}")
-    return chosen, parameters, out_dir
+    return chosen, parameters, out_dir, lock
 
 
 def cmd_run(args, parser, out):
@@ -292,14 +330,28 @@ def cmd_run(args, parser, out):
     except backends.BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    chosen, parameters, out_dir = check_run_arguments(args, parser)
+    chosen, parameters, out_dir, lock = check_run_arguments(args, parser)
+    try:
+        return _run_lessons(args, chosen, parameters, out_dir, out)
+    finally:
+        if lock is not None:
+            os.close(lock)  # another run may now use the folder
+
+
+def _run_lessons(args, chosen, parameters, out_dir, out):
+    """The body of `cmd_run`, once the arguments are checked and `out_dir`
+    locked: run `chosen`, print progress and the report, write it; return the
+    exit status."""
     tty = out.isatty()
     started = time.perf_counter()
     mode = "quick" if args.quick else "full"
     shown = lessons.lesson_parameters(None, False, parameters)  # what every lesson gets
     sizes = " and each lesson's quick sizes" if args.quick else ""
     out.write(f"Running {len(chosen)} lesson(s), {mode} mode, parameters "
-              f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {args.out}/\n")
+              f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {out_dir}/\n")
+    ignoring = script_lessons(chosen) if args.parameter else []
+    if ignoring:
+        out.write(f"note: -p does not reach {', '.join(ignoring)}: script lessons run with their default arguments\n")
     out.flush()
 
     environment, results, interrupted = {}, [], False
@@ -404,6 +456,8 @@ def _data_command(args, parser, out):
         parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}")
     setting_error = getattr(data, "SettingError", ())
     try:
+        data.offline()  # a typo in either setting is a usage error, whatever the action
+        data.quick_mode()
         if args.action == "status":
             out.write(format_status_table(data.dataset_status()) + "\n")
         elif args.action == "fetch":

@@ -24,24 +24,75 @@ class BackendError(ValueError):
     """The requested Keras backend is unknown or not installed (a usage error)."""
 
 
+def keras_config_path():
+    """Return the Path of the Keras config file the lessons' Keras will read:
+    ``$KERAS_HOME/keras.json`` (``~`` expanded, relative to this folder, as
+    the runner passes it on), else ``~/.keras/keras.json``. Raises nothing."""
+    home = os.environ.get("KERAS_HOME", "").strip()
+    home = os.path.abspath(os.path.expanduser(home)) if home else Path.home() / ".keras"
+    return Path(home) / "keras.json"
+
+
+# What Keras accepts in keras.json (keras/src/backend/config.py): it stops
+# at import on anything else, so every lesson would fail inside Keras.
+_KERAS_CONFIG_CHOICES = {"floatx": ("float16", "float32", "float64"),
+                         "image_data_format": ("channels_last", "channels_first")}
+
+
+def keras_config():
+    """Return the settings of Keras's config file (`keras_config_path`) as a
+    dict; {} when there is none.
+
+    Raises BackendError, with one line naming the file, when Keras could not
+    use it: not a regular file (a folder), unreadable, not JSON (Keras would
+    silently ignore every setting in it), not a JSON object (a list), or a
+    "backend", "floatx", "epsilon" or "image_data_format" Keras refuses.
+    """
+    path = keras_config_path()
+    if not os.path.exists(path):  # what Keras checks (a dangling link counts as none)
+        return {}
+    fix = "fix it or delete it (Keras writes a new one)"
+    if not path.is_file():
+        raise BackendError(f"the Keras config file {path} is not a regular file; {fix}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BackendError(f"the Keras config file {path} cannot be read ({exc.strerror or exc}); "
+                           f"{fix}") from None
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise BackendError(f"the Keras config file {path} is not JSON ({str(exc).splitlines()[0]}); "
+                           f"{fix}") from None
+    if not isinstance(config, dict):
+        raise BackendError(f"the Keras config file {path} holds a JSON {type(config).__name__}, "
+                           f"not an object such as {{\"backend\": \"tensorflow\"}}; {fix}")
+    wrong = [f"{key}={config[key]!r}" for key, allowed in _KERAS_CONFIG_CHOICES.items()
+             if key in config and config[key] not in allowed]
+    if "epsilon" in config and not isinstance(config["epsilon"], float):
+        wrong.append(f"epsilon={config['epsilon']!r}")
+    if "backend" in config and not (isinstance(config["backend"], str) and config["backend"]):
+        wrong.append(f"backend={config['backend']!r}")
+    if wrong:
+        raise BackendError(f"the Keras config file {path} has settings Keras refuses "
+                           f"({', '.join(wrong)}); {fix}")
+    return config
+
+
 def keras_backend(choice=None):
     """Return the name of the Keras backend lessons will run on.
 
     `choice` when given; else the environment variable KERAS_BACKEND; else the
     "backend" of Keras's config file ($KERAS_HOME/keras.json, or
     ~/.keras/keras.json); else "tensorflow" (the order Keras itself follows).
-    Raises nothing; the name is not checked (see `check_backend`).
+    The config file is checked in every case, as Keras reads it at import.
+    The name is not checked (see `check_backend`). Raises BackendError for a
+    config file Keras could not use (see `keras_config`).
     """
+    configured = keras_config().get("backend")
     if choice:
         return choice
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
-    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-    try:
-        configured = json.loads((home / "keras.json").read_text(encoding="utf-8")).get("backend")
-    except (OSError, ValueError, AttributeError):
-        configured = None
-    return configured if isinstance(configured, str) and configured else "tensorflow"
+    return configured or "tensorflow"
 
 
 def installed_backends():

@@ -89,26 +89,41 @@ def parameter_names(source):
     return names
 
 
-def check_value(value):
-    """Return `value` if it can be written into a notebook as a Python literal.
+# What a parameter's value may be made of: what a notebook reads back from
+# its repr() and the report holds as JSON (a tuple becomes a list there).
+_SCALARS = (type(None), bool, int, float, str)
+# Literals Python reads back but JSON cannot hold, and what to call them.
+_NOT_JSON = {set: "a set", frozenset: "a set", bytes: "bytes", complex: "a complex number"}
 
-    Raises ValueError for a non-finite number (inf, nan: they read back as
-    undefined names and cannot go into strict JSON), also inside a list,
-    tuple, set or dict, and for a value whose repr() does not read back as
-    the same literal (for example an arbitrary object).
+
+def check_value(value):
+    """Return `value` if it can be written into a notebook as a Python literal
+    and into the report as JSON.
+
+    Allowed: None, bools, ints, finite floats, strings, and lists, tuples and
+    dicts of them (dict keys: a scalar). Raises ValueError for a non-finite
+    number (inf, nan: they read back as undefined names and cannot go into
+    strict JSON), also inside a container; for a set, bytes, a complex number
+    or any other type JSON cannot hold; and for a value whose repr() does not
+    read back as the same literal.
     """
     def walk(item):
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"{item!r} is not a finite number")
-        if isinstance(item, complex) and not (math.isfinite(item.real) and math.isfinite(item.imag)):
+        if isinstance(item, (float, complex)) and not all(map(math.isfinite, (item.real, item.imag))):
             raise ValueError(f"{item!r} is not a finite number")
         if isinstance(item, dict):
             for key, sub in item.items():
+                if not isinstance(key, _SCALARS):
+                    raise ValueError(f"{key!r} cannot be a key: use a string or a number")
                 walk(key)
                 walk(sub)
-        elif isinstance(item, (list, tuple, set, frozenset)):
+        elif isinstance(item, (list, tuple)):
             for sub in item:
                 walk(sub)
+        elif type(item) in _NOT_JSON:
+            raise ValueError(f"{item!r} is {_NOT_JSON[type(item)]}, which the report cannot hold: "
+                             "use a number, a string, True/False/None, or a list, tuple or dict of them")
+        elif not isinstance(item, _SCALARS):
+            raise ValueError(f"{item!r} cannot be written as a Python literal")
 
     walk(value)
     text = repr(value)

@@ -2,14 +2,18 @@
 
 `build_report` gathers the lessons' results, `format_report` (with
 `format_table` and `describe_failure`) writes them as Markdown, and
-`write_report` saves both files in the out folder that `check_out_dir` checked.
+`write_report` saves both files, atomically, in the out folder that
+`check_out_dir` checked and `lock_out_dir` keeps to one run at a time.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import re
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -190,15 +194,27 @@ def next_steps(report, python="python"):
 
 
 def _strict(value):
-    """Return `value` with non-finite floats replaced by their text ("inf"),
-    so that results.json stays strict JSON whatever a lesson reported."""
+    """Return `value` as strict JSON can hold it, whatever a lesson reported:
+    non-finite floats ("inf"), sets, bytes, complex numbers and any other
+    type become their text (repr), tuples lists, and a dict key that is not a
+    string, a number, a bool or None its text too. Raises nothing."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, dict):
-        return {key: _strict(sub) for key, sub in value.items()}
+        return {_strict_key(key): _strict(sub) for key, sub in value.items()}
     if isinstance(value, (list, tuple)):
         return [_strict(sub) for sub in value]
-    return value
+    return repr(value)
+
+
+def _strict_key(key):
+    """Return a dict key as JSON can hold it: a string, a finite number, a bool
+    or None as it is; anything else (a tuple, inf) as its text."""
+    if isinstance(key, float) and not math.isfinite(key):
+        return repr(key)
+    return key if key is None or isinstance(key, (bool, int, float, str)) else repr(key)
 
 
 def check_out_dir(out_dir):
@@ -225,15 +241,74 @@ def check_out_dir(out_dir):
     return out_dir
 
 
+def lock_out_dir(out_dir):
+    """Hold an exclusive lock on the folder `out_dir` for one run.
+
+    Returns an open file descriptor (int) on the folder itself, holding a
+    ``flock`` lock, so no lock file is left behind: close it (os.close) when
+    the run ends; the lock also ends with the process, even a killed one.
+    Where the file system cannot lock, returns None (nothing to release).
+    Raises ValueError, with a one-line reason, when another run holds it.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(out_dir, os.O_RDONLY)
+    except OSError:
+        return None  # check_out_dir wrote there; a folder that cannot be opened cannot be locked
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise ValueError(f"another run is writing into {out_dir}; wait for it to end "
+                             "or choose another folder") from None
+        return None  # a file system without locks: run unlocked
+    return fd
+
+
+def _write_new(path, text):
+    """Write `text` (UTF-8) to a new temporary file beside `path`, flushed to disk.
+
+    Returns the temporary file's Path (same folder, so os.replace can put it
+    in place of `path` atomically). Raises OSError (a full disk, no
+    permission) after removing the temporary file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for a plain write
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def write_report(report, out_dir="build"):
     """Write ``out_dir/results.json`` (strict JSON) and ``out_dir/results.md``.
 
-    Returns (json_path, md_path). Raises OSError when they cannot be written.
+    Both are written in full to temporary files first and then put in place
+    together, so a failed write (a full disk) leaves the previous report as it
+    was and no temporary file. A value JSON cannot hold is written as its
+    text (see `_strict`). Returns (json_path, md_path). Raises OSError when
+    they cannot be written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "results.json"
     md_path = out_dir / "results.md"
-    json_path.write_text(json.dumps(_strict(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    md_path.write_text(format_report(report), encoding="utf-8")
+    texts = {json_path: json.dumps(_strict(report), indent=2, allow_nan=False) + "\n",
+             md_path: format_report(report)}
+    written = {}
+    try:
+        for path, text in texts.items():
+            written[path] = _write_new(path, text)
+        for path, tmp in written.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
     return json_path, md_path

@@ -41,10 +41,12 @@ def test_backend_is_the_choice_then_the_variable_then_keras_json_then_tensorflow
     assert backends.keras_backend("tensorflow") == "tensorflow"
 
 
-def test_unreadable_keras_json_means_tensorflow(clean_backend):
+def test_a_keras_json_that_is_not_json_is_refused(clean_backend):
+    # Keras would silently ignore every setting in it (test_run_arguments.py has the other cases)
     clean_backend.mkdir()
     (clean_backend / "keras.json").write_text("{not json")
-    assert backends.keras_backend() == "tensorflow"
+    with pytest.raises(backends.BackendError, match="keras.json is not JSON"):
+        backends.keras_backend()
 
 
 def test_installed_backends_include_the_two_the_course_requires():

@@ -152,11 +152,11 @@ def test_run_continues_after_a_failure_and_writes_the_report(tmp_path, monkeypat
 
 def test_run_picks_lessons_in_course_order_and_passes(tmp_path, monkeypatch, capsys, fake_env):
     monkeypatch.setattr(runner, "LESSONS", _scripts(tmp_path, ["first", "second", "third"]))
-    code = cli.main(["run", "third", "first", "third", "-p", "VERBOSE=0", "--out", str(tmp_path / "o")])
+    code = cli.main(["run", "third", "first", "third", "--out", str(tmp_path / "o")])
     assert code == 0
     report = json.loads((tmp_path / "o" / "results.json").read_text())
     assert [r["lesson"] for r in report["lessons"]] == ["first", "third"]
-    assert report["mode"] == "full" and report["parameters"] == {"VERBOSE": 0}
+    assert report["mode"] == "full" and report["parameters"] == {"VERBOSE": 2}
     assert "2 passed, 0 failed" in capsys.readouterr().out
 
 
@@ -272,6 +272,8 @@ def fake_data(monkeypatch, tmp_path):
         import_dataset=import_dataset,
         DataError=FakeDataError,
         DatasetNotFound=FakeNotFound,
+        offline=lambda: False,
+        quick_mode=lambda: False,
         calls=calls,
     )
     monkeypatch.setitem(sys.modules, "cnn_course.data", fake)
@@ -521,7 +523,7 @@ def test_timeout_must_be_a_positive_number(no_run, capsys, value):
 
 
 def test_timeout_accepts_seconds():
-    assert cli.build_parser().parse_args(["run", "--timeout", "2.5"]).timeout == 2.5
+    assert cli.build_parser().parse_args(["run", "--timeout", "30"]).timeout == 30
 
 
 def test_out_pointing_at_a_file_is_a_usage_error(no_run, capsys):

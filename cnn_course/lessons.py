@@ -139,18 +139,22 @@ def parameters_source(parameters):
     return "\n".join(lines) + "\n"
 
 
-def inject_parameters(nb, parameters):
+def inject_parameters(nb, parameters, require_cell=False):
     """Insert a code cell tagged ``injected-parameters`` after the ``parameters`` cell.
 
     Modifies `nb` in place. A previously injected cell is replaced (re-running
     an executed copy is safe). Without a ``parameters`` cell the new cell goes
-    first, as papermill does.
+    first, as papermill does; with `require_cell` (a quick run, whose sizes
+    and checkpoint name the notebook's own untagged assignments would
+    override, so it would run at full length and overwrite the full run's
+    checkpoint) that is refused instead.
 
     Returns (index of the injected cell, list of warning strings): a warning for
     each injected name the parameters cell does not assign (the name is still
     injected: a notebook may read it with ``globals().get``), and one when
     the notebook has no parameters cell.
-    Raises ValueError for invalid names or values (see `parameters_source`).
+    Raises ValueError for invalid names or values (see `parameters_source`),
+    and with `require_cell` when the notebook has no ``parameters`` cell.
     """
     source = parameters_source(parameters)
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
@@ -166,6 +170,11 @@ def inject_parameters(nb, parameters):
                 known = None
             break
     else:
+        if require_cell:
+            raise ValueError("the notebook has no cell tagged 'parameters', so its own values would "
+                             "override the quick sizes and checkpoint name (a quick run would run at full "
+                             "length and overwrite the full run's checkpoint); tag its parameters cell "
+                             "'parameters' again")
         warnings.append("the notebook has no cell tagged 'parameters'; parameters injected first")
     if known is not None:
         unknown = [name for name in parameters if name not in known]

@@ -133,9 +133,24 @@ def test_a_quick_run_refuses_a_notebook_without_its_parameters_tag(tmp_path):
     assert not (lesson.parent / "full.keras").exists()  # the full run's checkpoint was not written
 
 
+def test_a_quick_run_refuses_a_notebook_that_sets_its_checkpoint_again_later():
+    # An editor moved the checkpoint's name out of the parameters cell: the injection would be undone.
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("EPOCHS = 10", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("%matplotlib inline"),
+        nbformat.v4.new_code_cell("CHECKPOINT = 'full.keras'\nEPOCHS = min(EPOCHS, 20)"),
+    ])
+    quick = {"EPOCHS": 1, "CHECKPOINT": "full.quick.keras"}
+    with pytest.raises(ValueError, match="assigns CHECKPOINT again"):
+        lessons.inject_parameters(nb, quick, require_cell=True)
+    assert lessons.inject_parameters(nb, quick)[0] == 1  # a full run: injected after the parameters cell
+
+
 @pytest.mark.parametrize("name", [n for n, p in lessons.LESSONS.items() if p.endswith(".ipynb")])
 def test_every_lesson_without_its_tag_is_refused_in_quick_mode_only(name):
-    nb = _untagged(nbformat.read(REPO / lessons.LESSONS[name], as_version=4))
+    nb = nbformat.read(REPO / lessons.LESSONS[name], as_version=4)
+    lessons.inject_parameters(nb, lessons.lesson_parameters(name, quick=True), require_cell=True)  # as committed
+    nb = _untagged(nb)
     with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
         lessons.inject_parameters(nb, lessons.lesson_parameters(name, quick=True), require_cell=True)
     at, warnings = lessons.inject_parameters(nb, lessons.lesson_parameters(name))  # a full run: a warning

@@ -250,12 +250,12 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
         except KeyboardInterrupt:
             # Ctrl-C: the kernel is already gone (see _run_cells); keep the
             # cells run so far and stop the whole run (no HTML: stop at once).
-            nbformat.write(nb, executed_path)
+            saved = _save_or_none(lambda: nbformat.write(nb, executed_path), executed_path)
             notify(event="end", status="interrupted")
             text = "".join(texts)
             raise LessonInterrupted(_result(
                 "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
-                failed_cell=running_cell(), executed_path=str(executed_path), warnings=warnings,
+                failed_cell=running_cell(), executed_path=saved, warnings=warnings,
                 **parse_output(text))) from None
         except Exception as exc:  # a failing cell, a timeout, a dead kernel, no kernel
             error = _error_summary(exc)
@@ -286,6 +286,17 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
         warnings=warnings,
         **parse_output(text),
     )
+
+
+def _save_or_none(write, path):
+    """Call `write()`; return str(path), or None when it raised OSError (a
+    full disk): a stopped lesson must still stop the run, not become a failed
+    lesson that the run goes past. Raises nothing else than `write` does."""
+    try:
+        write()
+    except OSError:
+        return None
+    return str(path)
 
 
 class LessonInterrupted(KeyboardInterrupt):
@@ -457,11 +468,11 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
                 proc.kill()  # Popen's exit would otherwise leave it running
                 proc.wait()
                 text = "".join(lines)
-                log_path.write_text(text, encoding="utf-8")
+                saved = _save_or_none(lambda: log_path.write_text(text, encoding="utf-8"), log_path)
             notify(event="end", status="interrupted")
             raise LessonInterrupted(_result(
                 "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
-                executed_path=str(log_path), **parse_output(text))) from None
+                executed_path=saved, **parse_output(text))) from None
         finally:
             if killer is not None:
                 killer.cancel()

@@ -171,6 +171,22 @@ def test_a_script_printing_non_utf8_bytes_passes_and_its_log_is_saved(tmp_path):
     assert "before \ufffd\ufffd after" in log and "Data: odd bytes" in log
 
 
+def test_a_stop_still_stops_the_run_when_the_log_cannot_be_saved(tmp_path):
+    script = _script(tmp_path, "slow", "import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    log = tmp_path / "build" / "slow.txt"
+
+    def stop_at_first_output(event):  # Ctrl-C while the log's place is taken (as by a full disk)
+        if event["event"] == "output":
+            log.mkdir(parents=True)
+            raise KeyboardInterrupt
+
+    with pytest.raises(runner.LessonInterrupted) as stop:
+        runner.run_lesson("slow", out_dir=tmp_path / "build", progress=stop_at_first_output,
+                          lessons={"slow": script})
+    assert stop.value.result["status"] == "interrupted" and stop.value.result["executed_path"] is None
+    assert "started" in stop.value.result["text"]
+
+
 # --------------------------------------------------------------------------
 # Medium 3: a runner killed with SIGKILL leaves no script lesson running
 

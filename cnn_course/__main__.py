@@ -36,6 +36,19 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _stop_on_signals():
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt (`_raise_interrupt`),
+    except where they are ignored (``nohup`` ignores SIGHUP: a closed
+    terminal must then not stop the command). Main thread only. Returns
+    {signal: previous handler} for what it changed."""
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _raise_interrupt)
+    return previous
+
+
 def _interrupted_at_start():
     """Print "interrupted" and exit with status 130 (SystemExit): for a stop
     that came while the command was loading its modules, before `main`."""
@@ -44,9 +57,7 @@ def _interrupted_at_start():
 
 
 if __name__ == "__main__":  # from the first moment: SIGTERM and SIGHUP as Ctrl-C
-    for _name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, _name):
-            signal.signal(getattr(signal, _name), _raise_interrupt)
+    _stop_on_signals()
 
 try:  # loading these takes about a second: a stop then must not print a traceback
     from cnn_course import backends, keras_check, lessons, notebooks, reports, runner
@@ -449,15 +460,13 @@ def cmd_strip(args, parser, out):
 @contextlib.contextmanager
 def stop_signals_interrupt():
     """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C
-    does (in the main thread; elsewhere nothing changes); the previous
-    handlers are put back after it. Yields nothing; raises nothing itself."""
+    does, unless ignored (see `_stop_on_signals`; in the main thread only,
+    elsewhere nothing changes); the previous handlers are put back after it.
+    Yields nothing; raises nothing itself."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {}
-    for signum in runner.STOP_SIGNALS:
-        if signum != signal.SIGINT:
-            previous[signum] = signal.signal(signum, _raise_interrupt)
+    previous = _stop_on_signals()
     try:
         yield
     finally:

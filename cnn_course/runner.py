@@ -160,8 +160,8 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
 
     Raises FileNotFoundError when `path` does not exist, ValueError when it is
     not a valid notebook (see `read_notebook`), for invalid parameters, for a
-    quick run of a notebook without a ``parameters`` cell (its own values
-    would override the quick sizes and checkpoint name), or when the
+    quick run of a notebook without a ``parameters`` cell or that assigns a
+    quick checkpoint name again later (see `inject_parameters`), or when the
     executed copy would overwrite the source notebook,
     OSError when `out_dir` cannot be written, and `LessonInterrupted` (a
     KeyboardInterrupt holding the partial result) on Ctrl-C, after stopping

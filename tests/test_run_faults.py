@@ -283,6 +283,19 @@ def test_sigterm_or_sighup_stops_a_run_like_ctrl_c(tmp_path, signum):
     assert list((tmp_path / "tmp").iterdir()) == []  # no kernel connection file left
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_an_ignored_sighup_stays_ignored():
+    # `nohup python -m cnn_course run`: closing the terminal must not stop the run.
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with cli.stop_signals_interrupt():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # SIGTERM does stop it
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 # `python -m cnn_course data import mnist SRC`, its check made slow: it writes
 # a marker file, then sleeps, so that the test can signal it mid-import.
 SLOW_IMPORT_DRIVER = """

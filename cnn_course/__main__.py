@@ -5,28 +5,66 @@
     python -m cnn_course strip [NOTEBOOK ...]
 
 Exit status: 0 when everything passed, 1 when a lesson or a data command
-failed, 2 for a usage error (checked before anything runs), 130 when Ctrl-C
-stopped the command.
+failed, 2 for a usage error (checked before anything runs), 130 when Ctrl-C,
+SIGTERM or SIGHUP stopped the command (each is handled as Ctrl-C: what was
+running is stopped and cleaned up, "interrupted" is printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import keyword
 import math
 import os
 import re
 import shutil
+import signal
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
 
-from cnn_course import backends, keras_check, lessons, notebooks, reports, runner
-
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _raise_interrupt(signum, frame):
+    """Signal handler: raise KeyboardInterrupt, so SIGTERM and SIGHUP stop the
+    command through the same cleanup as Ctrl-C."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _stop_on_signals():
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt (`_raise_interrupt`),
+    except where they are ignored (``nohup`` ignores SIGHUP: a closed
+    terminal must then not stop the command). Main thread only. Returns
+    {signal: previous handler} for what it changed."""
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _raise_interrupt)
+    return previous
+
+
+def _interrupted_at_start():
+    """Print "interrupted" and exit with status 130 (SystemExit): for a stop
+    that came while the command was loading its modules, before `main`."""
+    print("\ninterrupted", file=sys.stderr, flush=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":  # from the first moment: SIGTERM and SIGHUP as Ctrl-C
+    _stop_on_signals()
+
+try:  # loading these takes about a second: a stop then must not print a traceback
+    from cnn_course import backends, keras_check, lessons, notebooks, reports, runner
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    _interrupted_at_start()
 
 _EPOCH_RE = re.compile(r"^Epoch (\d+)/(\d+)$")
 _STEPS_RE = re.compile(r"^\d+/\d+ - ")
@@ -491,19 +529,42 @@ def cmd_strip(args, parser, out):
     return EXIT_FAILED if failed else EXIT_OK
 
 
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C
+    does, unless ignored (see `_stop_on_signals`; in the main thread only,
+    elsewhere nothing changes); the previous handlers are put back after it.
+    Yields nothing; raises nothing itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = _stop_on_signals()
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv=None):
     """Run the command line with `argv` (default sys.argv[1:]); return the exit status.
 
-    Usage errors exit through argparse (SystemExit with status 2).
+    Usage errors exit through argparse (SystemExit with status 2). Ctrl-C,
+    SIGTERM and SIGHUP, at any moment, end the command with "interrupted" on
+    stderr and status 130, after the command's own cleanup.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return args.handler(args, args.subparser, sys.stdout)
+        with stop_signals_interrupt():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            return args.handler(args, args.subparser, sys.stdout)
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        print("\ninterrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # in the instant between main's handlers and its return
+        _interrupted_at_start()

@@ -154,18 +154,24 @@ def parameters_source(parameters):
     return "\n".join(lines) + "\n"
 
 
-def inject_parameters(nb, parameters):
+def inject_parameters(nb, parameters, require_cell=False):
     """Insert a code cell tagged ``injected-parameters`` after the ``parameters`` cell.
 
     Modifies `nb` in place. A previously injected cell is replaced (re-running
     an executed copy is safe). Without a ``parameters`` cell the new cell goes
-    first, as papermill does.
+    first, as papermill does; with `require_cell` (a quick run, whose sizes
+    and checkpoint name the notebook's own untagged assignments would
+    override, so it would run at full length and overwrite the full run's
+    checkpoint) that is refused instead, as is a later cell that assigns a
+    quick checkpoint name again.
 
     Returns (index of the injected cell, list of warning strings): a warning for
     each injected name the parameters cell does not assign (the name is still
     injected: a notebook may read it with ``globals().get``), and one when
     the notebook has no parameters cell.
-    Raises ValueError for invalid names or values (see `parameters_source`).
+    Raises ValueError for invalid names or values (see `parameters_source`),
+    and with `require_cell` when the notebook has no ``parameters`` cell or
+    a later cell assigns a quick checkpoint name (a str with ".quick.") again.
     """
     source = parameters_source(parameters)
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
@@ -181,6 +187,11 @@ def inject_parameters(nb, parameters):
                 known = None
             break
     else:
+        if require_cell:
+            raise ValueError("the notebook has no cell tagged 'parameters', so its own values would "
+                             "override the quick sizes and checkpoint name (a quick run would run at full "
+                             "length and overwrite the full run's checkpoint); tag its parameters cell "
+                             "'parameters' again")
         warnings.append("the notebook has no cell tagged 'parameters'; parameters injected first")
     if known is not None:
         unknown = [name for name in parameters if name not in known]
@@ -188,9 +199,30 @@ def inject_parameters(nb, parameters):
             warnings.append(
                 "not in the notebook's parameters cell (injected anyway): " + ", ".join(unknown)
             )
+    if require_cell:
+        _refuse_reassigned_checkpoints(nb.cells[position:], parameters)
     cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
     nb.cells.insert(position, cell)
     return position, warnings
+
+
+def _refuse_reassigned_checkpoints(cells, parameters):
+    """Raise ValueError when one of `cells` (those after the parameters cell)
+    assigns again, at top level, a name `parameters` gives a quick checkpoint
+    name (a str with ".quick."): the quick run would then write the full
+    run's checkpoint. Cells that are not valid Python (magics) are skipped.
+    Returns None."""
+    names = {name for name, value in parameters.items() if isinstance(value, str) and ".quick." in value}
+    for cell in cells:
+        if cell.cell_type != "code" or not names:
+            continue
+        try:
+            again = [name for name in parameter_names(cell.source) if name in names]
+        except SyntaxError:
+            continue
+        if again:
+            raise ValueError(f"a cell after the parameters cell assigns {', '.join(again)} again, so a quick "
+                             "run would overwrite the full run's checkpoint; assign it in the parameters cell only")
 
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings as _warnings
 from pathlib import Path
 
 import nbformat
@@ -90,6 +92,26 @@ def _kernel_env(quick=False):
     return env
 
 
+def read_notebook(path):
+    """Return the notebook at `path` as a validated nbformat v4 NotebookNode.
+
+    Raises OSError when the file cannot be read, and ValueError (one line,
+    naming the file) when it is not a notebook nbformat can read and
+    validate: empty, not JSON, a JSON list, ``"cells": 5``, a cell without
+    its required fields, not UTF-8.
+    """
+    try:
+        with _warnings.catch_warnings():  # e.g. MissingIDFieldWarning: not the student's concern
+            _warnings.simplefilter("ignore")
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
+    except OSError:
+        raise
+    except Exception as exc:  # nbformat raises AttributeError, TypeError, ValidationError, ...
+        raise ValueError(f"{path} is not a valid notebook ({_error_summary(exc)})") from None
+    return nb
+
+
 def _result(status, started, **fields):
     """Return a result dict with every key present (missing ones None)."""
     result = {
@@ -136,8 +158,11 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     (str; html_path None if rendering failed), wall_time_s (float) and warnings
     (list of str, e.g. names the parameters cell does not assign).
 
-    Raises FileNotFoundError when `path` does not exist, ValueError for invalid
-    parameters or when the executed copy would overwrite the source notebook,
+    Raises FileNotFoundError when `path` does not exist, ValueError when it is
+    not a valid notebook (see `read_notebook`), for invalid parameters, for a
+    quick run of a notebook without a ``parameters`` cell or that assigns a
+    quick checkpoint name again later (see `inject_parameters`), or when the
+    executed copy would overwrite the source notebook,
     OSError when `out_dir` cannot be written, and `LessonInterrupted` (a
     KeyboardInterrupt holding the partial result) on Ctrl-C, after stopping
     the kernel and saving the cells run so far.
@@ -157,8 +182,8 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     if executed_path == path:
         raise ValueError(f"out_dir {out_dir} is the notebook's own folder; choose another")
 
-    nb = nbformat.read(path, as_version=4)
-    injected_at, warnings = inject_parameters(nb, dict(parameters or {}))
+    nb = read_notebook(path)
+    injected_at, warnings = inject_parameters(nb, dict(parameters or {}), require_cell=quick)
     code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
     total = len(code_cells)
     state = {"current": None, "done": 0}
@@ -225,12 +250,12 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
         except KeyboardInterrupt:
             # Ctrl-C: the kernel is already gone (see _run_cells); keep the
             # cells run so far and stop the whole run (no HTML: stop at once).
-            nbformat.write(nb, executed_path)
+            saved = _save_or_none(lambda: nbformat.write(nb, executed_path), executed_path)
             notify(event="end", status="interrupted")
             text = "".join(texts)
             raise LessonInterrupted(_result(
                 "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
-                failed_cell=running_cell(), executed_path=str(executed_path), warnings=warnings,
+                failed_cell=running_cell(), executed_path=saved, warnings=warnings,
                 **parse_output(text))) from None
         except Exception as exc:  # a failing cell, a timeout, a dead kernel, no kernel
             error = _error_summary(exc)
@@ -263,6 +288,17 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     )
 
 
+def _save_or_none(write, path):
+    """Call `write()`; return str(path), or None when it raised OSError (a
+    full disk): a stopped lesson must still stop the run, not become a failed
+    lesson that the run goes past. Raises nothing else than `write` does."""
+    try:
+        write()
+    except OSError:
+        return None
+    return str(path)
+
+
 class LessonInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a lesson. ``result`` is its partial result dict (status
     "interrupted"; what it printed so far, the executed copy of the cells run)."""
@@ -272,18 +308,25 @@ class LessonInterrupted(KeyboardInterrupt):
         self.result = result
 
 
+# The signals that stop a run as Ctrl-C does (the command line turns SIGTERM
+# and SIGHUP into KeyboardInterrupt too); SIGHUP does not exist on Windows.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 @contextlib.contextmanager
 def _sigint_ignored():
-    """Ignore further Ctrl-C while cleaning up (main thread only), so that a
-    second Ctrl-C cannot leave a kernel or a half-written file behind."""
+    """Ignore further Ctrl-C (and SIGTERM, SIGHUP) while cleaning up (main
+    thread only), so that a second signal cannot leave a kernel or a
+    half-written file behind."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _cancel_pending_tasks():
@@ -340,11 +383,39 @@ def _error_summary(exc):
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
+def _die_with_parent():
+    """Return a ``preexec_fn`` that makes a child process die with this one, or None.
+
+    On Linux the child asks for SIGKILL when the thread that started it ends
+    (``prctl(PR_SET_PDEATHSIG)``), so a runner killed by SIGKILL leaves no
+    script lesson running; if the runner died before that took effect the
+    child exits at once. None where prctl is not available (other systems:
+    the child stays in the runner's process group, so Ctrl-C in a terminal
+    reaches it). Raises nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec():
+        prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
     """Run a lesson script with this interpreter and its default arguments.
 
-    The script runs with its own folder as working directory; what it prints
-    (stdout and stderr together) is saved to ``out_dir/<name>.txt`` and passed
+    The script runs with its own folder as working directory, and dies with
+    this process (see `_die_with_parent`); what it prints (stdout and stderr
+    together, read as UTF-8 with undecodable bytes replaced by U+FFFD) is
+    saved to ``out_dir/<name>.txt`` and passed
     line by line to `progress` as ``{"event": "output", "name": "stdout",
     "text": line}`` events (plus "start" and "end" events, as in
     `execute_notebook`). `timeout` is the limit in seconds for the whole script.
@@ -379,8 +450,10 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
+        encoding="utf-8",
+        errors="replace",  # a script may print any bytes: never fail reading them
         bufsize=1,
+        preexec_fn=_die_with_parent(),
     ) as proc:
         killer = threading.Timer(timeout, proc.kill) if timeout is not None else None
         if killer is not None:
@@ -395,11 +468,11 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
                 proc.kill()  # Popen's exit would otherwise leave it running
                 proc.wait()
                 text = "".join(lines)
-                log_path.write_text(text, encoding="utf-8")
+                saved = _save_or_none(lambda: log_path.write_text(text, encoding="utf-8"), log_path)
             notify(event="end", status="interrupted")
             raise LessonInterrupted(_result(
                 "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
-                executed_path=str(log_path), **parse_output(text))) from None
+                executed_path=saved, **parse_output(text))) from None
         finally:
             if killer is not None:
                 killer.cancel()
@@ -427,7 +500,8 @@ def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=No
     Returns the result dict of `execute_notebook` / `run_script` with "lesson"
     (the name) and "path" added. A missing lesson file, invalid parameters or
     an out folder that cannot be written give a "failed" result rather than an
-    exception. Raises KeyError for a name that is not in `lessons`, and
+    exception, as is any other exception the lesson raises (one line, no
+    traceback). Raises KeyError for a name that is not in `lessons`, and
     `LessonInterrupted` on Ctrl-C (its result has "lesson" and "path" too).
     """
     lessons = LESSONS if lessons is None else lessons
@@ -446,4 +520,6 @@ def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=No
         raise
     except (OSError, ValueError) as exc:  # no such file, bad parameters, out_dir not writable
         result = _result("failed", started, error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # anything else this lesson raised must not stop the others
+        result = _result("failed", started, error=_error_summary(exc))
     return {"lesson": name, "path": str(path), **result}

@@ -23,6 +23,11 @@ DEFAULTS = {"filters": "16", "kernel_size": "2", "strides": "2", "padding": "val
             "activation": "relu"}
 
 
+# The options that take a value: "--kernel-size -1x3" is read as "--kernel-size=-1x3",
+# so a negative size gets this script's message rather than argparse's.
+VALUE_FLAGS = ("--filters", "--kernel-size", "--strides", "--padding", "--activation", "--input-shape", "--stack")
+
+
 def parse_args(argv):
     """Return the command line's options; every value is still text."""
     parser = argparse.ArgumentParser(
@@ -40,7 +45,7 @@ def parse_args(argv):
                         help="trace a stack of layers instead of one (SPEC below)")
     parser.add_argument("--no-keras", action="store_true",
                         help="print the formulas' answer only, without importing TensorFlow")
-    return parser.parse_args(argv)
+    return parser.parse_args(shapes.attach_dash_values(sys.argv[1:] if argv is None else argv, VALUE_FLAGS))
 
 
 def fail(message):
@@ -76,6 +81,7 @@ def main(argv=None):
         print("\n".join(working))
         return 0
     try:
+        keras_check.check_exact(input_shape, kernel_size, strides, filters, shape, params)
         keras_check.check_fits(params)  # before TensorFlow starts
         keras = keras_check.import_keras()
         keras_check.check_activation(keras, activation, f"--activation {text['activation']}")

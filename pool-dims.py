@@ -23,6 +23,11 @@ DEFAULTS = {"pool_size": "2", "strides": None, "padding": "valid"}  # strides: t
 TYPES = ("max", "average", "global-average")
 
 
+# The options that take a value: "--kernel-size -1x3" is read as "--kernel-size=-1x3",
+# so a negative size gets this script's message rather than argparse's.
+VALUE_FLAGS = ("--pool-size", "--strides", "--padding", "--type", "--input-shape", "--stack")
+
+
 def parse_args(argv):
     """Return the command line's options; every value is still text."""
     parser = argparse.ArgumentParser(
@@ -39,7 +44,7 @@ def parse_args(argv):
                         help="trace a stack of layers instead of one (SPEC below)")
     parser.add_argument("--no-keras", action="store_true",
                         help="print the formulas' answer only, without importing TensorFlow")
-    return parser.parse_args(argv)
+    return parser.parse_args(shapes.attach_dash_values(sys.argv[1:] if argv is None else argv, VALUE_FLAGS))
 
 
 def fail(message):
@@ -82,6 +87,10 @@ def main(argv=None):
     if args.no_keras:
         print("\n".join(working))
         return 0
+    try:  # before TensorFlow starts
+        keras_check.check_exact(input_shape, shape, *(() if kind == "global-average" else (pool_size, strides)))
+    except ValueError as err:
+        return fail(err)
     keras = keras_check.import_keras()
     if kind == "global-average":
         layer = keras.layers.GlobalAveragePooling2D()

@@ -838,6 +838,23 @@ def modern_line(e):
             f"{e['images_per_s']:,.0f} images/s; whole notebook {e['wall_s'] / 60:.1f} min")
 
 
+# numpy's global seed, which keras.utils.set_random_seed sets, takes 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def seed_value(text):
+    """argparse type of --seed: returns the int; raises ArgumentTypeError
+    unless it is a whole number from 0 to MAX_SEED."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number from 0 to {MAX_SEED:,} "
+                                         "(what numpy's random seed accepts)")
+    return value
+
+
 def parse_args(argv=None):
     """Parse the command line. Returns argparse.Namespace; exits with a usage
     message on bad arguments."""
@@ -863,7 +880,8 @@ def parse_args(argv=None):
                         "batch_size=256,learning_rate=0.003,schedule=cosine,schedule_epochs=6,mixed_precision=null")
     p.add_argument("--backend", default=None, help="the Keras backend to train on: tensorflow, jax or torch "
                                                     "(default: $KERAS_BACKEND, else tensorflow)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=seed_value, default=42,
+                   help=f"random seed of the first repeat, the next get +1 (0 to {MAX_SEED:,}; default 42)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON file to write (default {DEFAULT_OUT})")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -873,6 +891,8 @@ def parse_args(argv=None):
         p.error(f"unknown model {', '.join(unknown) or '(none)'}; choose from {', '.join(MODELS)}")
     if args.repeats < 1 or (args.max_epochs is not None and args.max_epochs < 1):
         p.error("--repeats and --max-epochs must be at least 1")
+    if args.seed + args.repeats - 1 > MAX_SEED:
+        p.error(f"--seed {args.seed} with --repeats {args.repeats}: the last repeat's seed would be over {MAX_SEED:,}")
     if args.paired_rounds is None:
         args.paired_rounds = 2 if args.quick else PAIRED_ROUNDS
     elif args.paired_rounds < 0:

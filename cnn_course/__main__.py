@@ -1,7 +1,7 @@
 """The course's command line.
 
     python -m cnn_course run [LESSON ...] [--quick] [-p NAME=VALUE ...] [--out DIR] [--backend NAME]
-    python -m cnn_course data status | fetch NAME | import NAME PATH
+    python -m cnn_course data status | fetch [NAME|all] | import NAME PATH
     python -m cnn_course strip [NOTEBOOK ...]
 
 Exit status: 0 when everything passed, 1 when a lesson or a data command
@@ -171,8 +171,11 @@ def build_parser():
                                description="Find, download or import the course's datasets.")
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     status = actions.add_parser("status", help="list each dataset: where it was found, or how to get it")
-    fetch = actions.add_parser("fetch", help="download a dataset into the cache")
-    fetch.add_argument("name", metavar="NAME")
+    fetch = actions.add_parser("fetch", help="download a dataset into the cache (default: every one)",
+                               description="Download a dataset into the Keras cache and check it; with no "
+                                           "NAME, or `all`, every dataset the lessons use, in turn.")
+    fetch.add_argument("name", metavar="NAME", nargs="?", default="all",
+                       help="mnist, cifar10, dogs, vgg16, or all (the default)")
     imp = actions.add_parser("import", help="bring a local file or folder into the data folder")
     imp.add_argument("name", metavar="NAME")
     imp.add_argument("src", metavar="PATH")
@@ -490,27 +493,53 @@ def _data_command(args, parser, out):
     except ImportError as exc:
         print(f"error: the data module is not available ({exc})", file=sys.stderr)
         return EXIT_FAILED
-    if args.action in ("fetch", "import") and args.name not in data.DATASETS:
-        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}")
-    setting_error = getattr(data, "SettingError", ())
+    if args.action in ("fetch", "import") and args.name not in data.DATASETS and not (
+            args.action == "fetch" and args.name == "all"):
+        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}"
+                     + (", all" if args.action == "fetch" else ""))
     try:
         data.offline()  # a typo in either setting is a usage error, whatever the action
         data.quick_mode()
         if args.action == "status":
             out.write(format_status_table(data.dataset_status()) + "\n")
+        elif args.action == "fetch" and args.name == "all":
+            return _fetch_all(data, out)
         elif args.action == "fetch":
             out.write(f"{args.name}: {data.fetch(args.name)}\n")
         else:
             out.write(f"{args.name}: imported into {data.import_dataset(args.name, args.src)}\n")
-    except setting_error as exc:
+    except data.SettingError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except (data.DataError, data.DatasetNotFound, ValueError, OSError) as exc:
-        message = _one_line(exc) if not isinstance(exc, OSError) or exc.strerror is None else (
-            f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {_data_error_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _data_error_line(exc) -> str:
+    """The one line that says what a data error ``exc`` was (an OSError by
+    its file name and reason, anything else by its message)."""
+    if not isinstance(exc, OSError) or exc.strerror is None:
+        return _one_line(exc)
+    return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+
+
+def _fetch_all(data, out):
+    """`data fetch` (or `data fetch all`): download every dataset the lessons
+    use, one line each (a failure on stderr, and the next one goes on).
+    Returns EXIT_OK, or EXIT_FAILED when any failed. Raises DatasetNotFound
+    before any download when CNN_COURSE_OFFLINE=1, SettingError for a bad
+    CNN_COURSE_* value."""
+    failed = 0
+    for name, result in data.downloads.fetch_all():
+        if isinstance(result, Exception):
+            failed += 1
+            print(f"error: {name}: {_data_error_line(result)}", file=sys.stderr)
+        else:
+            out.write(f"{name}: {result}\n")
+            out.flush()
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_strip(args, parser, out):

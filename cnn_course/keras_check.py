@@ -32,6 +32,12 @@ MEMORY_SHARE = 0.8
 
 _PROBE_SHAPE = (1, 2, 2, 4)  # what check_activation applies an activation to
 
+# Keras works out output shapes and parameter counts with floating-point and
+# 64-bit integer arithmetic (numpy), exact only for whole numbers up to 2**53:
+# above it its answer can be off by one or overflow, and would look like a
+# mismatch with the formulas, which are exact.
+MAX_EXACT = 2**53
+
 
 # ---- memory ------------------------------------------------------------------
 
@@ -64,6 +70,32 @@ def available_memory():
         except (AttributeError, ValueError, OSError):
             return None
     return min(found)
+
+
+def _integers(value):
+    """Yield every int in ``value``: an int, or nested tuples/lists/dicts of them."""
+    if isinstance(value, dict):
+        value = value.values()
+    if isinstance(value, (tuple, list, type({}.values()))):
+        for item in value:
+            yield from _integers(item)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        yield value
+
+
+def check_exact(*sizes, what="the layer"):
+    """Refuse, before Keras is imported, sizes Keras cannot compute exactly.
+
+    ``sizes``: ints, or nested tuples, lists and dicts of them (shapes,
+    parameter counts, the rows of trace_stack). Returns None. Raises
+    ValueError, one line naming the biggest size and the limit MAX_EXACT.
+    """
+    biggest = max(_integers(sizes), default=0)
+    if biggest > MAX_EXACT:
+        raise ValueError(
+            f"{what} has a size of {biggest:,} (in its input, its output or its parameter count): "
+            f"over 2**53 = {MAX_EXACT:,}, the largest Keras computes shapes with exactly; "
+            "use smaller sizes, or --no-keras for the formulas' exact working")
 
 
 def _size(n_bytes):
@@ -242,14 +274,16 @@ def show_stack(spec, input_shape, no_keras):
 
     Prints the table (and Keras's summary); returns the exit status (0, or 1 on
     a mismatch). Raises ValueError for a bad SPEC, a layer that cannot fit its
-    input, a stack too big to build in memory, or an activation
-    `check_activation` refuses.
+    input, a stack too big to build in memory or with sizes Keras cannot
+    compute exactly (over MAX_EXACT), or an activation `check_activation` refuses.
     """
     layers = parse_stack(spec)
     rows = trace_stack(input_shape, layers)
     if no_keras:
         print(stack_table(rows))
         return 0
+    check_exact(input_shape, [layer.get(key) for layer in layers for key in ("window", "strides", "filters", "units")],
+                rows, sum(row["params"] for row in rows), what="the stack")
     check_fits(sum(row["params"] for row in rows), "the stack")
     model = build(lambda: keras_stack(input_shape, layers), "the stack")
     model.summary()

@@ -24,11 +24,13 @@ def strip_notebook(path):
 
     Cells tagged ``injected-parameters`` (left by a run) are removed too.
     The file is rewritten only when something changed, and replaced whole
-    (never left half-written). Returns True when the file changed.
+    (never left half-written) with its permissions kept; a symbolic link is
+    followed, and its target is what gets stripped (the link stays a link).
+    Returns True when the file changed.
     Raises FileNotFoundError when it
     does not exist and nbformat's errors when it is not a notebook.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))  # through a symlink: strip what it points at
     before = path.read_text(encoding="utf-8")
     nb = nbformat.reads(before, as_version=4)
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
@@ -44,14 +46,24 @@ def strip_notebook(path):
     after += "" if after.endswith("\n") else "\n"
     if after == before:
         return False
-    # Replace the file whole: an interrupted or failed write leaves the notebook as it was.
+    _replace_keeping_mode(path, after)
+    return True
+
+
+def _replace_keeping_mode(path, text):
+    """Replace the file ``path`` whole by ``text`` (UTF-8), keeping its
+    permission bits: an interrupted or failed write leaves it as it was and
+    leaves no temporary file. Returns None; raises OSError."""
+    mode = path.stat().st_mode & 0o7777
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(after, encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return True
 
 
 def tracked_notebooks(root=REPO_ROOT):

@@ -164,6 +164,26 @@ def dense_params(n_in, units):
 
 # ---- parsing the scripts' command-line values ------------------------------
 
+def attach_dash_values(argv, flags):
+    """Return argv with "FLAG VALUE" written "FLAG=VALUE" for each of ``flags``
+    whose value starts with one '-' ("--kernel-size -1x3"): argparse would
+    take such a value for an option and say only "expected one argument",
+    while the parse_* functions here say what is wrong with it."""
+    argv = list(argv)
+    out = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if (arg in flags and i + 1 < len(argv) and argv[i + 1].startswith("-")
+                and not argv[i + 1].startswith("--") and len(argv[i + 1]) > 1):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
 def parse_positive_int(text, name):
     """Return the positive integer written in text; raise ValueError naming `name` otherwise."""
     try:

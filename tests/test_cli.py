@@ -245,16 +245,15 @@ class FakeNotFound(FileNotFoundError):
     pass
 
 
+class FakeSettingError(ValueError):
+    pass
+
+
 @pytest.fixture
 def fake_data(monkeypatch, tmp_path):
-    """Install a stand-in for cnn_course.data; returns it (calls are recorded in .calls)."""
+    """Install a stand-in for cnn_course.data; returns it (calls are recorded in .calls).
+    `data fetch` is tested against the real module, in test_fetch.py."""
     calls = []
-
-    def fetch(name):
-        calls.append(("fetch", name))
-        if name == "dogs":
-            raise FakeDataError("cannot download dog images: offline (CNN_COURSE_OFFLINE=1)")
-        return tmp_path / f"{name}.npz"
 
     def import_dataset(name, src):
         calls.append(("import", name, src))
@@ -268,9 +267,9 @@ def fake_data(monkeypatch, tmp_path):
             {"name": "mnist", "found": True, "where": "/data/mnist.npz", "how": "python -m cnn_course data fetch mnist"},
             {"name": "dogs", "found": False, "where": None, "how": "python -m cnn_course data import dogs PATH"},
         ],
-        fetch=fetch,
         import_dataset=import_dataset,
         DataError=FakeDataError,
+        SettingError=FakeSettingError,
         DatasetNotFound=FakeNotFound,
         offline=lambda: False,
         quick_mode=lambda: False,
@@ -305,18 +304,16 @@ def test_data_commands_leave_onednn_on_for_the_kernels_started_later(fake_data, 
     assert seen[-1] == "1" and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
 
 
-def test_data_fetch_and_import(fake_data, tmp_path, capsys):
-    assert cli.main(["data", "fetch", "mnist"]) == 0
+def test_data_import(fake_data, tmp_path, capsys):
     assert cli.main(["data", "import", "cifar10", str(tmp_path)]) == 0
-    assert fake_data.calls == [("fetch", "mnist"), ("import", "cifar10", str(tmp_path))]
+    assert fake_data.calls == [("import", "cifar10", str(tmp_path))]
     out = capsys.readouterr().out
-    assert str(tmp_path / "mnist.npz") in out and "imported" in out
+    assert str(tmp_path / "cifar10") in out and "imported" in out
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["data", "fetch", "dogs"], "error: cannot download dog images: offline"),
         (["data", "import", "mnist", "/no/such/file.npz"], "error: no such file or folder"),
     ],
 )
@@ -328,7 +325,7 @@ def test_data_errors_are_one_clear_line(fake_data, capsys, argv, message):
 
 def test_data_unknown_name_is_a_usage_error(fake_data, capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["data", "fetch", "imagenet"])
+        cli.main(["data", "import", "imagenet", "x"])
     assert exit_.value.code == 2
     assert "valid names: mnist, cifar10, dogs, vgg16" in capsys.readouterr().err
     assert fake_data.calls == []

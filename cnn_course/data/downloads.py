@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 from .catalog import (CIFAR10_FILE, CIFAR10_SHA256, CIFAR10_URL, DATASETS, DOGS_FILE, DOGS_SHA256,
                       DOGS_URL, GET, MNIST_FILE, MNIST_SHA256, MNIST_URL, TITLES, VGG16_FILES, VGG16_URL)
@@ -13,10 +14,18 @@ from .places import keras_home, offline
 from . import dogs, files, formats, weights
 
 
-def get_file(fname: str, url: str, file_hash, subdir: str = "datasets", name: str = "NAME") -> Path:
+# What `data fetch` with no name (or `all`) downloads: every dataset the
+# lessons use that has an official URL (weights and dog-features have none).
+FETCHABLE = ("mnist", "cifar10", "dogs", "vgg16")
+
+
+def get_file(fname: str, url: str, file_hash: str | None, *, subdir: str = "datasets",
+             name: str = "NAME") -> Path:
     """Download ``url`` into the Keras cache with Keras's progress bar (or
-    reuse a copy there whose hash matches). Returns the local path. Raises
-    DatasetNotFound for a network failure, DataError for a bad download."""
+    reuse a copy there whose hash matches), saving it as ``fname`` under
+    ``subdir``; ``file_hash`` is its sha256 or md5, or None where none is
+    published. Returns the local path. Raises DatasetNotFound for a network
+    failure, DataError for a bad download."""
     import keras
 
     try:
@@ -30,11 +39,16 @@ def get_file(fname: str, url: str, file_hash, subdir: str = "datasets", name: st
                               f"`python -m cnn_course data import {name} PATH`.") from None
 
 
-def _offline_refusal(name: str) -> DatasetNotFound:
-    """The error fetch raises when downloads are switched off."""
+def _offline_refusal(name: str | None = None) -> DatasetNotFound:
+    """The error fetch raises when downloads are switched off, for dataset
+    ``name`` or (None) for every one of FETCHABLE."""
+    setting = f"CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')} is set"
+    if name is None:
+        return DatasetNotFound(
+            f"Not downloading {', '.join(FETCHABLE)}: {setting}. Get the files by other means and run "
+            "`python -m cnn_course data import NAME PATH` for each, or unset CNN_COURSE_OFFLINE.")
     return DatasetNotFound(
-        f"Not downloading {TITLES[name]}: CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')} "
-        f"is set. Get {GET[name]} by other means and run "
+        f"Not downloading {TITLES[name]}: {setting}. Get {GET[name]} by other means and run "
         f"`python -m cnn_course data import {name} PATH`, or unset CNN_COURSE_OFFLINE.")
 
 
@@ -73,10 +87,27 @@ def fetch(name: str) -> Path:
         tarball = get_file(CIFAR10_FILE, CIFAR10_URL, CIFAR10_SHA256, name="cifar10")
         return _unpack_cifar_pickles(tarball, tarball.parent / "cifar-10-batches-py")
     if name == "dogs":
-        return dogs.find_dog_images(get_file(DOGS_FILE, DOGS_SHA256, DOGS_URL, DOGS_SHA256, name="dogs"))
+        return dogs.find_dog_images(get_file(DOGS_FILE, DOGS_URL, DOGS_SHA256, name="dogs"))
     for include_top in (False, True):
         fname, md5 = VGG16_FILES[include_top]
         path = get_file(fname, VGG16_URL + fname, md5, subdir="models", name="vgg16")
         weights.check_vgg16_h5(path)
     return path.parent
 
+
+
+def fetch_all() -> Iterator[tuple[str, Path | Exception]]:
+    """Download every dataset of FETCHABLE in turn (see fetch), going on to
+    the next when one fails.
+
+    Yields (name, local path) for a success and (name, the DataError,
+    DatasetNotFound or OSError) for a failure. Raises DatasetNotFound, before
+    downloading anything, when CNN_COURSE_OFFLINE=1; SettingError for a bad
+    CNN_COURSE_* value."""
+    if offline():
+        raise _offline_refusal()
+    for name in FETCHABLE:
+        try:
+            yield name, fetch(name)
+        except (DataError, DatasetNotFound, OSError) as e:
+            yield name, e

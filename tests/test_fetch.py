@@ -1,0 +1,197 @@
+"""`python -m cnn_course data fetch`: every dataset's download, through a fake
+``keras.utils.get_file`` that checks its arguments as Keras 3 documents them.
+
+The fake refuses what Keras's own get_file would refuse (no origin, a path as
+fname) with Keras's ValueError, and stops the test (with an exception no
+``except Exception`` can hide) when the course passes something it should not:
+an origin that is not an https URL of the catalogue, a fname other than the
+file the URL names, a hash other than the one pinned in the catalogue, an
+extract/untar request (the course checks archives itself), a cache folder
+other than the Keras home. It then "downloads" by copying a small fixture.
+"""
+
+import os
+import posixpath
+import re
+import shutil
+import urllib.parse
+import zipfile
+
+import pytest
+
+from cnn_course import __main__ as cli
+from cnn_course import data
+from cnn_course.data import downloads
+from test_data import (hermetic, install_fake_keras, tar_folder, write_mnist, write_pickles,  # noqa: F401
+                       write_vgg_h5)
+
+# The hash the catalogue pins for each URL (None: none is published).
+PINNED = {
+    data.MNIST_URL: data.MNIST_SHA256,
+    data.CIFAR10_URL: data.CIFAR10_SHA256,
+    data.DOGS_URL: data.DOGS_SHA256,
+    **{data.VGG16_URL + fname: md5 for fname, md5 in data.VGG16_FILES.values()},
+}
+
+
+class BadGetFileCall(BaseException):
+    """The course called get_file with arguments it should not pass."""
+
+
+def _demand(condition, what):
+    if not condition:
+        raise BadGetFileCall(what)
+
+
+def fixtures(folder):
+    """Small stand-ins for each downloadable file, by the name Keras saves it as."""
+    tree = data.make_image_folder_standin(folder / "dogs" / "dogImages", n_classes=2,
+                                          per_split={"train": 1, "valid": 1, "test": 1}, size=(8, 8))
+    dogs_zip = folder / "dogImages.zip"
+    with zipfile.ZipFile(dogs_zip, "w") as z:
+        for path in sorted(tree.rglob("*")):
+            z.write(path, str(path.relative_to(tree.parent)))
+    return {
+        data.MNIST_FILE: write_mnist(folder / "mnist.npz", 15),
+        data.CIFAR10_FILE: tar_folder(folder / "cifar.tar.gz", write_pickles(folder / "cifar-10-batches-py", 20),
+                                      "cifar-10-batches-py"),
+        data.DOGS_FILE: dogs_zip,
+        **{fname: write_vgg_h5(folder / fname, top=top) for top, (fname, _) in data.VGG16_FILES.items()},
+    }
+
+
+def strict_get_file(files, calls):
+    """A fake keras.utils.get_file with Keras 3's signature and checks."""
+
+    def get_file(fname=None, origin=None, untar=False, md5_hash=None, file_hash=None,
+                 cache_subdir="datasets", hash_algorithm="auto", extract=False,
+                 archive_format="auto", cache_dir=None, force_download=False):
+        # What Keras 3.15's get_file itself refuses, with its errors:
+        if origin is None:
+            raise ValueError('Please specify the "origin" argument (URL of the file to download).')
+        if fname and os.sep in str(fname):
+            raise ValueError(f"Paths are no longer accepted as the `fname` argument. Received: fname={fname}")
+        # What the course must pass:
+        url = urllib.parse.urlsplit(str(origin))
+        _demand(url.scheme == "https" and url.netloc, f"origin is not an https URL: {origin!r}")
+        _demand(origin in PINNED, f"origin is not a URL of the catalogue: {origin!r}")
+        _demand(fname == posixpath.basename(url.path), f"fname {fname!r} is not the file {origin} names")
+        _demand(file_hash == PINNED[origin], f"file_hash {file_hash!r} is not the pinned {PINNED[origin]!r}")
+        _demand(file_hash is None or re.fullmatch(r"[0-9a-f]{32}|[0-9a-f]{64}", file_hash),
+                f"file_hash {file_hash!r} is neither an md5 nor a sha256")
+        _demand(hash_algorithm in ("auto", "md5", "sha256") and md5_hash is None, "hash_algorithm/md5_hash")
+        _demand(not (extract or untar), "the course unpacks and checks archives itself")
+        _demand(isinstance(cache_subdir, str) and cache_subdir in ("datasets", "models"),
+                f"cache_subdir {cache_subdir!r}")
+        _demand(cache_dir == str(data.keras_home()), f"cache_dir {cache_dir!r} is not the Keras home")
+        calls.append(fname)
+        target = data.keras_home() / cache_subdir / fname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(files[fname], target)
+        return str(target)
+
+    return get_file
+
+
+@pytest.fixture
+def online(tmp_path, monkeypatch):
+    """Downloads allowed, through the strict fake; returns the list of fnames fetched."""
+    monkeypatch.delenv("CNN_COURSE_OFFLINE")
+    calls = []
+    install_fake_keras(monkeypatch, strict_get_file(fixtures(tmp_path / "fixtures"), calls))
+    return calls
+
+
+def test_the_fake_refuses_what_keras_refuses(tmp_path):
+    get_file = strict_get_file({}, [])
+    with pytest.raises(ValueError, match="origin"):
+        get_file(fname="dogImages.zip", origin=None)
+    with pytest.raises(ValueError, match="Paths are no longer accepted"):
+        get_file(fname="a/mnist.npz", origin=data.MNIST_URL)
+    with pytest.raises(BadGetFileCall):  # the bug of issue 26: the URL and the hash swapped
+        get_file(fname=data.DOGS_FILE, origin=data.DOGS_URL, file_hash=data.DOGS_URL)
+
+
+@pytest.mark.parametrize("name", downloads.FETCHABLE)
+def test_fetch_passes_keras_what_it_documents(online, name):
+    path = data.fetch(name)
+    assert path.exists()
+    assert online  # at least one download went through the fake
+
+
+def test_fetch_dogs_downloads_the_zip_and_unpacks_it(online):
+    root = data.fetch("dogs")
+    assert online == [data.DOGS_FILE]
+    assert sorted(p.name for p in root.iterdir()) == ["test", "train", "valid"]
+
+
+def test_fetchable_is_every_dataset_with_a_url():
+    assert set(downloads.FETCHABLE) == set(data.DATASETS) - {"weights", "dog-features"}
+
+
+@pytest.mark.parametrize("name", ["weights", "dog-features"])
+def test_what_has_no_url_is_refused_without_a_download(online, name):
+    with pytest.raises(ValueError, match="cannot be fetched"):
+        data.fetch(name)
+    assert online == []
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize("name", downloads.FETCHABLE)
+def test_cli_fetch_runs_the_real_download(online, capsys, name):
+    assert cli.main(["data", "fetch", name]) == 0
+    captured = capsys.readouterr()
+    assert "error" not in captured.err and "Traceback" not in captured.err  # progress notes only
+    assert captured.out.startswith(f"{name}: ") and len(captured.out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["data", "fetch"], ["data", "fetch", "all"]])
+def test_cli_fetch_all_fetches_each_dataset_in_turn(online, capsys, argv):
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == list(downloads.FETCHABLE)
+    assert set(online) == {data.MNIST_FILE, data.CIFAR10_FILE, data.DOGS_FILE,
+                           *(f for f, _ in data.VGG16_FILES.values())}
+
+
+def test_cli_fetch_all_goes_on_after_a_failure(online, monkeypatch, capsys):
+    real = downloads.fetch
+
+    def failing_cifar(name):
+        if name == "cifar10":
+            raise data.DatasetNotFound("Could not download cifar-10-python.tar.gz: no network")
+        return real(name)
+
+    monkeypatch.setattr(downloads, "fetch", failing_cifar)
+    assert cli.main(["data", "fetch"]) == 1
+    captured = capsys.readouterr()
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == ["mnist", "dogs", "vgg16"]
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]
+    assert errors == ["error: cifar10: Could not download cifar-10-python.tar.gz: no network"]
+
+
+@pytest.mark.parametrize("argv", [["data", "fetch"], ["data", "fetch", "all"], ["data", "fetch", "dogs"]])
+def test_cli_fetch_offline_is_one_line_and_downloads_nothing(capsys, argv, monkeypatch):
+    calls = []
+    install_fake_keras(monkeypatch, lambda **kw: calls.append(kw))
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Not downloading") and "CNN_COURSE_OFFLINE=1" in err
+    assert len(err.strip().splitlines()) == 1 and calls == []
+
+
+def test_cli_fetch_with_a_bad_offline_value_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setenv("CNN_COURSE_OFFLINE", "maybe")
+    assert cli.main(["data", "fetch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: CNN_COURSE_OFFLINE=") and len(err.strip().splitlines()) == 1
+
+
+def test_cli_fetch_unknown_name_is_a_usage_error(online, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["data", "fetch", "imagenet"])
+    assert exit_.value.code == 2
+    assert "valid names: mnist, cifar10, dogs" in capsys.readouterr().err
+    assert online == []

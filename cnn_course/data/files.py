@@ -20,6 +20,7 @@ import re
 import shutil
 import stat
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -148,13 +149,21 @@ def check_source(src: Path, folder_ok: bool = True) -> None:
 
 @contextlib.contextmanager
 def named_as(staged: Path, shown):
-    """Run a check on the staged copy ``staged`` so that its errors name
-    ``shown`` (what the user gave) instead of the staging folder, which is
-    gone by the time the message is read. Raises DataError, reworded."""
+    """Run a check on the staged copy ``staged`` so that its errors and
+    warnings name ``shown`` (what the user gave) instead of the staging
+    folder, which is gone by the time the message is read. Raises DataError,
+    reworded."""
+    caught = []
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
     except DataError as e:
         raise DataError(str(e).replace(str(staged), str(shown))) from None
+    finally:
+        for w in caught:
+            warnings.warn_explicit(str(w.message).replace(str(staged), str(shown)), w.category,
+                                   w.filename, w.lineno)
 
 
 def check_not_shadowed(dest: Path, candidates) -> None:

@@ -253,3 +253,29 @@ def test_an_mnist_import_does_not_replace_a_folder_of_that_name(tmp_path, hermet
     with pytest.raises(data.DataError, match="it is a folder"):
         data.import_dataset("mnist", write_mnist(tmp_path / "mnist.npz"))
     assert (folder / "keep.txt").read_text() == "mine" and leftovers(hermetic) == []
+
+
+def test_train_speed_reads_an_encrypted_mnist_npz_as_one_clear_error(tmp_path):
+    """benchmarks/train_speed.py --mnist-npz reads through the data layer's checks."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import train_speed
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    src = encrypted(write_mnist(tmp_path / "mnist.npz"))
+    with pytest.raises(data.DataError, match="is encrypted"):
+        train_speed._read_npz(src, "mnist")
+
+
+# ------------------- High 1's sibling: what the lessons look up is not opened
+
+
+def test_a_fifo_in_the_data_folder_is_named_by_status_not_opened(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    os.mkfifo(folder / "mnist.npz")
+    os.mkfifo(folder / "DogVGG16Data.npz")
+    proc = run_cli("data", "status", CNN_COURSE_DATA=str(folder))
+    assert proc.returncode == 0
+    assert any(line.startswith("mnist") and "BROKEN" in line and "mnist.npz" in line
+               for line in proc.stdout.splitlines())

@@ -62,13 +62,14 @@ def unzip_into(zip_path: Path, target: Path) -> Path:
 def unzip_to(zip_path: Path, folder: Path) -> Path:
     """Unzip dogImages.zip into ``folder``/dogImages: into a staging folder
     first, checked there (layout, and every image decoded), and only then
-    moved in place of what was there. Returns that path. Raises DataError for a bad zip or tree, OSError when
-    ``folder`` is not writable."""
+    moved in place of what was there. Returns that path. Raises DataError
+    for a bad zip or tree (naming the zip), OSError when ``folder`` is not
+    writable."""
     dest = folder / "dogImages"
     with files.staging(folder) as work:
         print(f"Unzipping {zip_path} into {dest} (once).", file=sys.stderr)
         new = unzip_into(zip_path, work / "dogImages")
-        with files.named_as(new, f"{zip_path}:"):
+        with files.named_as(new, zip_path):
             check_dog_tree(new, decode=True)
         files.install(new, dest, work)
     return dest
@@ -151,7 +152,7 @@ def untar_to(tar_path: Path, dest: Path) -> Path:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with tar.extractfile(m) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-                with files.named_as(tree, f"{tar_path}:{prefix}"):
+                with files.named_as(tree, tar_path):
                     check_dog_tree(tree, decode=True)
                 files.install(tree, dest, work)
     except (tarfile.TarError, EOFError, zlib.error) as e:

@@ -750,14 +750,16 @@ def test_import_mnist_and_bad_input_leaves_nothing(tmp_path, hermetic, monkeypat
 
 
 def test_import_cifar_formats(tmp_path, hermetic):
-    folder = write_pickles(tmp_path / "src" / "cifar-10-batches-py", 20)
-    tarball = tar_folder(tmp_path / "cifar-10-python.tar.gz", folder, "cifar-10-batches-py")
-    assert data.import_dataset("cifar10", tarball) == hermetic / "cifar-10-batches-py"
-    assert len(data.load_cifar10()[0][0]) == 20
     tree = tar_folder(tmp_path / "jpeg.tar.gz", write_jpeg_tree(tmp_path / "tree"), ".")
     dest = data.import_dataset("cifar10", tree)
     assert dest == hermetic / "cifar10-jpeg.tar.gz"
     assert len(list(hermetic.glob("cifar10-jpeg.tar.gz.*.decoded.npz"))) == 1
+    assert len(data.load_cifar10()[0][0]) == 30
+    # the pickles come first in the search order: they take over from the JPEGs
+    folder = write_pickles(tmp_path / "src" / "cifar-10-batches-py", 20)
+    tarball = tar_folder(tmp_path / "cifar-10-python.tar.gz", folder, "cifar-10-batches-py")
+    assert data.import_dataset("cifar10", tarball) == hermetic / "cifar-10-batches-py"
+    assert len(data.load_cifar10()[0][0]) == 20
     assert data.import_dataset("cifar10", tmp_path / "src") == hermetic / "cifar-10-batches-py"
     (tmp_path / "empty").mkdir()
     with pytest.raises(data.DataError, match="not CIFAR-10"):

@@ -141,8 +141,28 @@ def test_identify_weights_files(tmp_path):
         backbones.identify_weights_file(tmp_path / "e.h5")
 
 
-def test_data_import_weights_stores_them_under_the_keras_name(home, capsys):
-    src = mobilenet_h5(home / "downloads" / "my-mobilenet.h5", 112)
+@pytest.fixture(scope="module")
+def real_mobilenet(tmp_path_factory):
+    """A real MobileNetV2 (alpha 0.35, no top) weights file in Keras's .h5
+    layout, random weights: what `data import weights` must load."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from cnn_course.keras_check import import_keras
+
+    keras = import_keras()
+    model = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=0.35, input_shape=(96, 96, 3))
+    path = tmp_path_factory.mktemp("weights") / "mobilenet.h5"
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    keras.backend.clear_session()
+    return path
+
+
+def test_data_import_weights_stores_them_under_the_keras_name(home, capsys, real_mobilenet):
+    src = home / "downloads" / "my-mobilenet.h5"
+    src.parent.mkdir()
+    src.write_bytes(real_mobilenet.read_bytes())
     assert main(["data", "import", "weights", str(src)]) == 0
     dest = home / "data" / MOBILENET_NOTOP
     assert dest.is_file() and f"imported into {dest}" in capsys.readouterr().out
@@ -154,6 +174,46 @@ def test_data_import_weights_stores_them_under_the_keras_name(home, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert sorted(p.name for p in (home / "data").iterdir()) == [MOBILENET_NOTOP]  # nothing else left
+
+
+def test_weights_that_do_not_load_into_their_model_do_not_replace_good_ones(home, real_mobilenet):
+    """Issue 26, high 9: right layer names, a 5x5 Conv1 kernel (the real one is 3x3)."""
+    import h5py
+
+    dest = data.import_dataset("weights", real_mobilenet)
+    before = dest.read_bytes()
+    bad = home / "bad.h5"
+    bad.write_bytes(before)
+    with h5py.File(bad, "a") as f:
+        kernel = str(f["Conv1"].attrs["weight_names"][0])
+        del f["Conv1"][kernel]
+        f["Conv1"].create_dataset(kernel, data=np.zeros((5, 5, 3, 16), np.float32))
+    with pytest.raises(data.DataError, match=r"bad.h5: does not load into MobileNetV2 \(alpha 0.35\) "
+                                             r"without the top: .*\(5, 5, 3, 16\)"):
+        data.import_dataset("weights", bad)
+    assert dest.read_bytes() == before
+    assert sorted(p.name for p in dest.parent.iterdir()) == [MOBILENET_NOTOP]
+
+
+def test_weights_with_an_external_link_are_refused(home, real_mobilenet):
+    """Issue 26, high 9: a stub whose layers are links into another file."""
+    import h5py
+
+    stub = home / "stub.h5"
+    with h5py.File(real_mobilenet, "r") as real, h5py.File(stub, "w") as f:
+        for key, value in real.attrs.items():
+            f.attrs[key] = value
+        for name in real:
+            f[name] = h5py.ExternalLink(str(real_mobilenet), name)
+    with pytest.raises(data.DataError, match="stub.h5: /Conv1 is a link to .*mobilenet.h5"):
+        data.import_dataset("weights", stub)
+    vgg = home / "vgg.h5"
+    with h5py.File(vgg, "w") as f:
+        f.attrs["layer_names"] = [b"block1_conv1"]
+        f["block1_conv1"] = h5py.ExternalLink(str(real_mobilenet), "Conv1")
+    with pytest.raises(data.DataError, match="is a link to"):
+        data.import_dataset("vgg16", vgg)
+    assert list((home / "data").iterdir()) == []
 
 
 def test_data_status_says_how_to_get_missing_weights_and_fetch_refuses_them(home, capsys):
@@ -241,7 +301,7 @@ def test_data_import_dog_features_checks_and_names_the_file(home, capsys):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"keys": ("train", "valid", "testing")}, "no test array"),
+    ({"keys": ("train", "valid", "testing")}, "missing arrays test"),
     ({"dtype": np.int32}, "expected floating-point features"),
     ({"shape": (7, 7)}, "expected floating-point features of shape"),
     ({"shape": (5, 5, 512)}, "neither VGG16's (7, 7, 512) nor ResNet50's (1, 1, 2048)"),

@@ -204,7 +204,7 @@ def test_ctrl_c_during_an_import_keeps_the_old_copy_and_leaves_nothing(tmp_path,
 def test_stale_temporaries_of_dead_processes_are_swept(tmp_path, hermetic):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale_file = hermetic / f".tmp-{dead.pid}-cifar10-jpeg.abc.decoded.npz"
+    stale_file = hermetic / f".tmp-cnn-course-{dead.pid}-cifar10-jpeg.abc.decoded.npz"
     stale_file.write_bytes(b"x" * 100)
     stale_dir = hermetic / f".tmp-cnn-course-{dead.pid}-xyz"
     (stale_dir / "dogImages").mkdir(parents=True)
@@ -212,9 +212,13 @@ def test_stale_temporaries_of_dead_processes_are_swept(tmp_path, hermetic):
     mine.mkdir()
     foreign = hermetic / f".tmp-{dead.pid}-someone-elses"  # not a name of ours: kept
     foreign.write_text("x")
+    # issue 26, also noticed: named like a decode cache's temporary, but this
+    # program never makes such names now: a user's file, kept
+    users = hermetic / f".tmp-{dead.pid}-mine.decoded.npz"
+    users.write_text("x")
     data.import_dataset("mnist", write_mnist(tmp_path / "mnist.npz"))
     assert not stale_file.exists() and not stale_dir.exists()
-    assert mine.exists() and foreign.exists()
+    assert mine.exists() and foreign.exists() and users.exists()
 
 
 # ------------------------------------------------------- 6. size limits

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .errors import DataError, DatasetNotFound
 from . import files, places
-from .weights import check_h5_signature
+from .errors import one_line
+from .weights import check_h5_signature, check_no_external_links
 
 BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -193,13 +194,15 @@ def identify_weights_file(path):
     """Return (backbone, include_top, alpha) of a Keras ``.h5`` weights file, read from its layers.
 
     alpha is None except for MobileNetV2. Raises DataError (one line) for a
-    file that is not readable HDF5 or not the weights of one of BACKBONES.
+    file that is not readable HDF5, links to another file, or is not the
+    weights of one of BACKBONES.
     """
     path = Path(path)
     try:
         import h5py
 
         with h5py.File(path, "r") as f:
+            check_no_external_links(f, path)
             names = [n.decode() if isinstance(n, bytes) else str(n)
                      for n in f.attrs.get("layer_names", [])]
             width = None
@@ -207,6 +210,8 @@ def identify_weights_file(path):
                 group = f["block_16_project"]
                 kernel = [group[k] for k in group.attrs.get("weight_names", [])]
                 width = int(kernel[0].shape[-1]) if kernel else None
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(f"{path}: not a readable Keras .h5 weights file ({type(e).__name__})") from None
     for backbone, layer in _FIRST_LAYER.items():
@@ -240,12 +245,34 @@ def found_weights():
     return found
 
 
+def check_loads(path, backbone, include_top, alpha):
+    """Load the weights file `path` into the model it is named for, as a
+    lesson will: ``keras.applications.<backbone>(weights=path)``, so every
+    layer's shapes must match. Returns None. Raises DataError (one line)
+    naming the file and Keras's reason."""
+    from ..keras_check import import_keras
+
+    keras = import_keras()
+    build = getattr(keras.applications, backbone)
+    kwargs = {"alpha": alpha} if backbone == "MobileNetV2" else {}
+    try:
+        build(weights=str(path), include_top=include_top, **kwargs)
+    except Exception as e:
+        raise DataError(f"{path}: does not load into {describe(backbone, alpha)} "
+                        f"{'with' if include_top else 'without'} the top: {one_line(e)[:300]}") from None
+    finally:
+        keras.backend.clear_session()
+
+
 def import_weights(src, dest_dir):
     """Copy the weights file `src` into `dest_dir` under the name Keras looks for; return that Path.
 
     The file is checked first (`identify_weights_file`); a MobileNetV2 file
     keeps the input size of its name when it has a Keras name, else 224.
-    Raises DataError for a file that is not such weights (nothing is copied).
+    The copy must load into the model it is named for (`check_loads`) before
+    it replaces anything. Raises DataError for a file that is not such
+    weights, or that a file earlier in `weights_folders` would hide
+    (nothing is copied).
     """
     src = Path(src)
     if src.is_dir():
@@ -256,6 +283,14 @@ def import_weights(src, dest_dir):
     match = _NAME_RE.match(src.name)
     size = int(match.group(4)) if match and match.group(4) else 224
     dest = Path(dest_dir) / weights_file_name(backbone, include_top, alpha or 1.0, size)
+    files.check_not_shadowed(dest, [folder / dest.name for _, folder in weights_folders()])
+
+    def check(path):
+        identify_weights_file(path)
+        check_loads(path, backbone, include_top, alpha)
+
     if src.resolve() != dest.resolve():
-        files.install_copy(src, dest, identify_weights_file)
+        files.install_copy(src, dest, check)
+    else:
+        check(dest)
     return dest

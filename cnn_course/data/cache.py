@@ -14,7 +14,7 @@ import numpy as np
 from .catalog import CIFAR10_CLASSES
 from .errors import one_line
 from .places import keras_cache_dir
-from . import files, formats, places, trees
+from . import files, formats, images, places, trees
 
 
 _CACHE_VERSION = 1
@@ -74,7 +74,7 @@ def read_cache(source: Path):
             continue
         if len(a["bad"]):
             warnings.warn(f"{source}: skipped {len(a['bad'])} unusable image(s) when it was decoded: "
-                          f"{'; '.join(map(str, a['bad']))}", stacklevel=3)
+                          f"{images.a_few(list(a['bad']))}", stacklevel=3)
         return train, test, path
     return None
 

@@ -98,6 +98,7 @@ GET = {
 # files, and the JPEG copies in the course's shared data folder.
 MiB = 2**20
 MAX_NPZ_ARRAY_BYTES = 512 * MiB       # one array of mnist.npz (real: x_train is 45 MiB)
+MAX_DOG_FEATURES_BYTES = 4096 * MiB   # one split of DogVGG16Data.npz (real: train is 639 MiB)
 MAX_CIFAR_PICKLE_BYTES = 64 * MiB     # one CIFAR-10 batch (real: 30 MiB)
 MAX_CIFAR_IMAGE_BYTES = 1 * MiB       # one CIFAR-10 JPEG (real: at most 1.1 KiB)
 MAX_CIFAR_TREE_BYTES = 2048 * MiB     # all images of a CIFAR-10 JPEG tarball (real: 53 MiB)

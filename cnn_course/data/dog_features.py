@@ -13,14 +13,13 @@ it; `original_dog_features` checks that before using them.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .catalog import SPLITS
+from .catalog import MAX_DOG_FEATURES_BYTES, SPLITS
 from .errors import DataError
-from . import files, places
+from . import files, formats, places
 
 # backbone -> (file name, the per-photo shapes its features may have)
 DOG_FEATURE_FILES = {
@@ -32,42 +31,41 @@ ORIGINAL_COUNTS = {"train": 6680, "valid": 835, "test": 836}  # photos in the or
 _MODEL_NAMES = {"vgg16": "VGG16", "resnet50": "ResNet50"}  # keras.applications model.name -> backbone
 
 
-def check_dog_features(path) -> tuple[str, dict]:
+def check_dog_features(path, read=False) -> tuple[str, dict]:
     """Check an original-course features file; return (backbone, {split: shape}).
 
-    Raises DataError (one line) for a file that is not a readable ``.npz``,
-    lacks one of the keys train/valid/test, holds arrays that are not 4-D
-    floating point or have no rows, or whose per-photo shapes differ between
-    splits or fit no backbone of DOG_FEATURE_FILES. The row counts are checked
-    against the photos when the features are used (`original_dog_features`):
-    the original files have 6,680 / 835 / 836.
+    The checks read the arrays' headers only (`formats.npz_members`); with
+    `read` every array is also decompressed once, one at a time, to check
+    that its data is whole. Raises DataError (one line) for a file that is
+    not a readable ``.npz``, has an encrypted member, lacks one of the keys
+    train/valid/test, holds an array over MAX_DOG_FEATURES_BYTES (stored or
+    declared), arrays that are not 4-D floating point or have no rows, or
+    whose per-photo shapes differ between splits or fit no backbone of
+    DOG_FEATURE_FILES. The row counts are checked against the photos when the
+    features are used (`original_dog_features`): the original files have
+    6,680 / 835 / 836.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            missing = [s for s in SPLITS if s not in stored.files]
-            if missing:
-                raise DataError(f"{path}: no {', '.join(missing)} array (expected the keys "
-                                f"train, valid and test, as in DogVGG16Data.npz)")
-            arrays = {s: stored[s] for s in SPLITS}
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
-    shapes = {s: a.shape for s, a in arrays.items()}
-    for split, array in arrays.items():
-        if array.ndim != 4 or not np.issubdtype(array.dtype, np.floating) or len(array) == 0:
-            raise DataError(f"{path}: {split} is {array.dtype} of shape {array.shape}; expected "
+    found = formats.npz_members(path, SPLITS, MAX_DOG_FEATURES_BYTES)
+    shapes = {s: tuple(shape) for s, (shape, _) in found.items()}
+    per_photo = shapes["train"][1:]
+    for split, (shape, dtype) in found.items():
+        if len(shape) != 4 or not np.issubdtype(dtype, np.floating) or shape[0] == 0:
+            raise DataError(f"{path}: {split} is {dtype} of shape {tuple(shape)}; expected "
                             "floating-point features of shape (photos, rows, columns, channels)")
-        if array.shape[1:] != arrays["train"].shape[1:]:
-            raise DataError(f"{path}: {split} has features of shape {array.shape[1:]}, "
-                            f"train of {arrays['train'].shape[1:]}")
-    per_photo = arrays["train"].shape[1:]
+        if shapes[split][1:] != per_photo:
+            raise DataError(f"{path}: {split} has features of shape {shapes[split][1:]}, "
+                            f"train of {per_photo}")
     for backbone, (_, allowed) in DOG_FEATURE_FILES.items():
         if per_photo in allowed:
-            return backbone, shapes
-    raise DataError(f"{path}: features of shape {per_photo} per photo are neither VGG16's (7, 7, 512) "
-                    "nor ResNet50's (1, 1, 2048)")
+            break
+    else:
+        raise DataError(f"{path}: features of shape {per_photo} per photo are neither VGG16's (7, 7, 512) "
+                        "nor ResNet50's (1, 1, 2048)")
+    if read:
+        for split in SPLITS:
+            formats.read_npz(path, (split,), MAX_DOG_FEATURES_BYTES)
+    return backbone, shapes
 
 
 def find_dog_features(backbone) -> Path | None:
@@ -151,13 +149,17 @@ def import_dog_features(src, dest_dir) -> Path:
 
     Returns the Path written (DogVGG16Data.npz or DogResnet50Data.npz, chosen
     by the features' shape). Raises DataError as `check_dog_features`, and for
-    a folder (nothing is copied then).
+    a folder or a special file (nothing is copied then).
     """
     src = Path(src)
     if src.is_dir():
         raise DataError(f"{src}: a folder; give the file itself (DogVGG16Data.npz or DogResnet50Data.npz)")
-    backbone, _ = check_dog_features(src)
+    files.check_source(src, folder_ok=False)
+    backbone, _ = check_dog_features(src)  # the headers: fails early, before copying
     dest = Path(dest_dir) / DOG_FEATURE_FILES[backbone][0]
+    files.check_not_shadowed(dest, [folder / dest.name for folder in places.data_dirs()])
     if src.resolve() != dest.resolve():
-        files.install_copy(src, dest, check_dog_features)
+        files.install_copy(src, dest, lambda p: check_dog_features(p, read=True))
+    else:
+        check_dog_features(dest, read=True)
     return dest

@@ -17,14 +17,15 @@ from pathlib import Path, PurePosixPath
 from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES, MiB
 from .errors import DataError, DatasetNotFound, one_line
 from .places import quick_mode
-from . import cache, files, places, standins, trees
+from . import cache, files, images, places, standins, trees
 
 
 def unzip_into(zip_path: Path, target: Path) -> Path:
     """Unzip dogImages.zip into the new folder ``target`` (its train/,
     valid/, test/ directly inside). Members are checked before anything is
-    written: names that lead out of ``target``, a photo over MAX_PHOTO_BYTES
-    and a total over MAX_DOGS_ZIP_BYTES are refused. Returns target. Raises
+    written: names that lead out of ``target``, links, encrypted or
+    duplicate members, a photo over MAX_PHOTO_BYTES and a total over
+    MAX_DOGS_ZIP_BYTES are refused. Returns target. Raises
     DataError for those, a corrupt zip or one without train/; OSError when
     ``target`` cannot be written."""
     try:
@@ -34,9 +35,13 @@ def unzip_into(zip_path: Path, target: Path) -> Path:
             prefix = "dogImages/" if tops == {"dogImages"} else ""
             if not any(m.filename.startswith(prefix + "train/") for m in members):
                 raise DataError(f"{zip_path}: no train/ folder inside (expected dogImages/train/<breed>/)")
-            total = 0
+            total, seen = 0, set()
             for m in members:
-                files.check_member(zip_path, m.filename, m.file_size, MAX_PHOTO_BYTES, "one dog photo")
+                files.check_zip_member(zip_path, m, MAX_PHOTO_BYTES, "one dog photo")
+                if m.filename in seen:
+                    raise DataError(f"{zip_path}: member {m.filename} appears twice; "
+                                    "refusing an archive whose copies could differ")
+                seen.add(m.filename)
                 total += m.file_size
             if total > MAX_DOGS_ZIP_BYTES:
                 raise DataError(f"{zip_path}: unpacks to {total / MiB:.0f} MiB, over the "
@@ -56,29 +61,40 @@ def unzip_into(zip_path: Path, target: Path) -> Path:
 
 def unzip_to(zip_path: Path, folder: Path) -> Path:
     """Unzip dogImages.zip into ``folder``/dogImages: into a staging folder
-    first, checked there, and only then moved in place of what was there.
-    Returns that path. Raises DataError for a bad zip or tree, OSError when
-    ``folder`` is not writable."""
+    first, checked there (layout, and every image decoded), and only then
+    moved in place of what was there. Returns that path. Raises DataError
+    for a bad zip or tree (naming the zip), OSError when ``folder`` is not
+    writable."""
     dest = folder / "dogImages"
     with files.staging(folder) as work:
         print(f"Unzipping {zip_path} into {dest} (once).", file=sys.stderr)
         new = unzip_into(zip_path, work / "dogImages")
-        check_dog_tree(new)
+        with files.named_as(new, zip_path):
+            check_dog_tree(new, decode=True)
         files.install(new, dest, work)
     return dest
 
 
-def check_dog_tree(root: Path) -> Path:
+def check_dog_tree(root: Path, decode: bool = False) -> Path:
     """Check a dogImages tree: train/, valid/ and test/ with the same breed
-    folders, none empty, no links out of or around it. Returns root. Raises
-    DataError."""
+    folders, none empty, no links out of or around it; with ``decode``, also
+    every image decoded, as the lessons will (each within MAX_PHOTO_BYTES and
+    MAX_PHOTO_PIXELS, read from its header first, so time and memory are
+    bounded). Returns root. Raises DataError; for images that cannot be
+    decoded, it says how many and names a few."""
     missing = [s for s in SPLITS if not (root / s).is_dir()]
     if missing:
         raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder "
                         "(expected train/, valid/ and test/ with one folder per breed)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trees.load_image_folder(root, shuffle=False)
+        listing = trees.load_image_folder(root, shuffle=False)
+    if decode:
+        paths = [p for split in listing.values() for p in split["paths"]]
+        bad = images.undecodable(paths, "one dog photo")
+        if bad:
+            raise DataError(f"{root}: {len(bad)} of {len(paths)} images cannot be used: "
+                            f"{images.a_few(bad)}")
     return root
 
 
@@ -102,7 +118,8 @@ def untar_to(tar_path: Path, dest: Path) -> Path:
     one folder such as ``dogImages/``) into the folder ``dest``: into a
     staging folder beside it first, checked there (members as in
     :func:`unzip_into`: no names leading out, no links, each photo at most
-    MAX_PHOTO_BYTES, all at most MAX_DOGS_ZIP_BYTES; then the tree's layout),
+    MAX_PHOTO_BYTES, all at most MAX_DOGS_ZIP_BYTES; then the tree's layout
+    and every image decoded),
     and only then moved in place of what was there. Returns ``dest``. Raises
     DataError for an unreadable tarball, a refused member or a bad tree;
     OSError when ``dest``'s folder is not writable."""
@@ -135,7 +152,8 @@ def untar_to(tar_path: Path, dest: Path) -> Path:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with tar.extractfile(m) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-                check_dog_tree(tree)
+                with files.named_as(tree, tar_path):
+                    check_dog_tree(tree, decode=True)
                 files.install(tree, dest, work)
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise DataError(f"{tar_path}: not a readable tar archive, truncated or corrupt ({one_line(e)})") from None

@@ -18,7 +18,10 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path, PurePosixPath
 
 from .errors import DataError
@@ -26,9 +29,10 @@ from .places import data_dirs
 from . import places
 
 TEMP_PREFIX = ".tmp-cnn-course-"
-# Temporary names of this package, now and before: ".tmp-cnn-course-<pid>-..."
-# and the decode cache's older ".tmp-<pid>-....decoded.npz".
-_TEMP_NAME = re.compile(r"^\.tmp-cnn-course-(\d+)-|^\.tmp-(\d+)-.*\.decoded\.npz$")
+# Temporary names of this package: ".tmp-cnn-course-<pid>-..." (staging
+# folders, and the decode cache's files while they are written). Nothing else
+# is ever swept, whatever it is called.
+_TEMP_NAME = re.compile(r"^\.tmp-cnn-course-(\d+)-")
 
 
 def pid_alive(pid: int) -> bool:
@@ -57,7 +61,7 @@ def sweep_stale(folder: Path) -> list[Path]:
         return removed
     for entry in entries:
         m = _TEMP_NAME.match(entry.name)
-        if not m or pid_alive(int(m.group(1) or m.group(2))):
+        if not m or pid_alive(int(m.group(1))):
             continue
         try:
             remove(Path(entry.path))
@@ -93,7 +97,10 @@ def install(new: Path, dest: Path, work: Path) -> Path:
     file system as ``dest``) in place of ``dest``. A file replaces a file
     atomically; otherwise the old ``dest`` is moved into ``work`` first (and
     removed with it) and put back if the second rename fails or is
-    interrupted. Returns dest. Raises OSError."""
+    interrupted. Returns dest. Raises DataError when ``dest`` is of another
+    kind than ``new`` (a folder where a file goes, or the other way round:
+    see :func:`check_same_kind`), OSError."""
+    check_same_kind(new.is_dir(), dest)
     real_dir = dest.is_dir() and not dest.is_symlink()
     if not (dest.exists() or dest.is_symlink()) or (new.is_file() and not real_dir):
         os.replace(new, dest)
@@ -108,15 +115,99 @@ def install(new: Path, dest: Path, work: Path) -> Path:
     return dest
 
 
+def check_same_kind(is_dir: bool, dest: Path) -> None:
+    """Refuse to replace ``dest`` with something of another kind: a folder
+    (``is_dir``) where a file is, a file where a folder is, or anything where
+    a special file (a FIFO, a device) is. Nothing there passes. Returns None.
+    Raises DataError naming ``dest``."""
+    try:
+        mode = dest.stat().st_mode
+    except OSError:  # nothing there (or a dangling link, which is replaced)
+        return
+    if stat.S_ISDIR(mode) != is_dir or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        found = "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else "a special file"
+        raise DataError(f"refusing to replace {dest}: it is {found}, and the import is "
+                        f"{'a folder' if is_dir else 'a file'}; move it away first")
+
+
+def check_source(src: Path, folder_ok: bool = True) -> None:
+    """Check that ``src`` is a regular file (or, with ``folder_ok``, a
+    folder), links followed, before anything opens it: a FIFO would block and
+    a device such as /dev/zero would be read without end. Returns None.
+    Raises DataError naming ``src``."""
+    try:
+        mode = src.stat().st_mode
+    except OSError as e:
+        raise DataError(f"{src}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{src}: a folder; give the file itself")
+    raise DataError(f"{src}: not a regular file{' or folder' if folder_ok else ''} "
+                    "(a FIFO, socket or device); give the dataset's file itself")
+
+
+@contextlib.contextmanager
+def named_as(staged: Path, shown):
+    """Run a check on the staged copy ``staged`` so that its errors and
+    warnings name ``shown`` (what the user gave) instead of the staging
+    folder, which is gone by the time the message is read. Raises DataError,
+    reworded."""
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    except DataError as e:
+        raise DataError(str(e).replace(str(staged), str(shown))) from None
+    finally:
+        for w in caught:
+            warnings.warn_explicit(str(w.message).replace(str(staged), str(shown)), w.category,
+                                   w.filename, w.lineno)
+
+
+def check_not_shadowed(dest: Path, candidates) -> None:
+    """Refuse an import into ``dest`` that the lessons would not read:
+    ``candidates`` are the paths they look at, in order, and one before
+    ``dest`` holds something, so it would still win. Returns None. Raises
+    DataError naming both."""
+    order = [Path(os.path.abspath(c)) for c in candidates]
+    target = Path(os.path.abspath(dest))
+    if target not in order:
+        return
+    for earlier in order[:order.index(target)]:
+        if earlier.exists() or earlier.is_symlink():
+            raise DataError(f"refusing to import into {dest}: the lessons would still read {earlier}, "
+                            "which comes before it in the search order; move or remove that first")
+
+
+def check_zip_member(archive: Path, info: zipfile.ZipInfo, limit: int, what: str) -> None:
+    """Check one zip member before it is read: not encrypted, not a link or
+    special file (zip "symlinks" would be written out as text files), then
+    :func:`check_member`'s checks. Raises DataError naming the archive and
+    the member."""
+    if info.flag_bits & 0x1:
+        raise DataError(f"{archive}: member {info.filename} is encrypted; "
+                        "give an archive without a password")
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no type recorded (not made on Unix)
+    is_file = kind in (0, stat.S_IFREG, stat.S_IFDIR)
+    check_member(archive, info.filename, info.file_size, limit, what, is_file=is_file)
+
+
 def install_copy(src: Path, dest: Path, check=None) -> Path:
     """Copy the file ``src`` to ``dest`` through a staging folder beside it,
     call ``check(copy)`` when given, then replace ``dest`` atomically, so a
     failed check or an interruption leaves ``dest`` as it was. Returns dest.
-    Raises what ``check`` raises, OSError."""
+    Raises what ``check`` raises (its messages name ``src``, not the
+    copy), DataError when ``src`` is not a regular file or ``dest`` is a
+    folder, OSError."""
+    check_source(src, folder_ok=False)
+    check_same_kind(False, dest)
     with staging(dest.parent) as work:
         new = copy_file(src, work / dest.name)
         if check is not None:
-            check(new)
+            with named_as(new, src):
+                check(new)
         install(new, dest, work)
     return dest
 
@@ -195,8 +286,11 @@ def tree_files(root: Path) -> list[Path]:
                 found.append(path)
             elif entry.is_dir(follow_symlinks=False):
                 stack.append(path)
-            else:
+            elif entry.is_file(follow_symlinks=False):
                 found.append(path)
+            else:
+                raise DataError(f"{path}: not a regular file (a FIFO, socket or device); "
+                                "dataset trees must hold real files")
     return sorted(found)
 
 
@@ -211,6 +305,9 @@ def check_link(path: Path, top: Path) -> None:
     if target.is_dir():
         raise DataError(f"{path}: a symbolic link to a folder; dataset trees must hold real "
                         "folders (links to folders are not followed)")
+    if not target.is_file():
+        raise DataError(f"{path}: a symbolic link to {target}, not a regular file; "
+                        "dataset trees must hold real files")
     if not target.is_relative_to(top):
         raise DataError(f"{path}: a symbolic link to {target}, outside {top}; "
                         "dataset trees must hold their own files")

@@ -60,8 +60,9 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
 
     Returns {key: (shape, dtype)} read from the array headers. Raises
     DataError naming the file for a truncated or corrupt file, a single
-    .npy array, a missing key, an object array or an array over the limit
-    (``max_bytes``; None: MAX_NPZ_ARRAY_BYTES)."""
+    .npy array, a missing key, an encrypted member, an object array or an
+    array over the limit (``max_bytes``; None: MAX_NPZ_ARRAY_BYTES), stored
+    or declared by its header's shape."""
     keys = tuple(keys)
     max_bytes = MAX_NPZ_ARRAY_BYTES if max_bytes is None else max_bytes
     try:
@@ -75,6 +76,7 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
                 if infos[k].file_size > max_bytes:
                     raise DataError(f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the "
                                     f"{max_bytes / MiB:.0f} MiB limit for one array of this dataset")
+                files.check_zip_member(path, infos[k], max_bytes, "one array of this dataset")
                 with z.open(infos[k]) as f:
                     version = np.lib.format.read_magic(f)
                     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -83,6 +85,11 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
                 if dtype.hasobject:
                     raise DataError(f"{path}: array {k} holds Python objects, not numbers; "
                                     "refusing to unpickle it")
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize  # exact, no overflow
+                if declared > max_bytes:
+                    raise DataError(f"{path}: array {k} declares shape {shape} of {dtype}, "
+                                    f"{declared / MiB:.0f} MiB, over the {max_bytes / MiB:.0f} MiB "
+                                    "limit for one array of this dataset")
                 out[k] = (shape, dtype)
             return out
     except DataError:

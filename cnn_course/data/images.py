@@ -184,22 +184,40 @@ def decode_many(sources, shape, names, max_pixels, max_bytes, what):
     return x, bad
 
 
+def undecodable(paths, what="a photo") -> list[str]:
+    """Decode every image file in ``paths`` (with a small thread pool, within
+    decode_one's limits for ``what``) and keep nothing. Returns "<file>
+    <reason>" for each one that cannot be used, in ``paths``' order. Raises
+    nothing."""
+
+    def reason(path):
+        img = decode_one(path, what=what)
+        return f"{path} {img}" if isinstance(img, str) else None
+
+    with ThreadPoolExecutor(_workers()) as pool:
+        return [r for r in pool.map(reason, paths) if r is not None]
+
+
+def a_few(items, shown=5) -> str:
+    """Return the first ``shown`` of ``items`` joined by "; ", and how many
+    more there are, so a message stays one readable line."""
+    more = f"; and {len(items) - shown} more" if len(items) > shown else ""
+    return "; ".join(map(str, items[:shown])) + more
+
+
 BAD_IMAGE_LIMIT = 0.01  # more than this fraction unreadable -> DataError
 
 
 def report_bad_images(bad, total: int, source) -> None:
-    """Warn about a few unusable images (``bad``: "<file> <reason>" strings,
-    each named, with the count); raise DataError when more than 1% of
-    ``total`` are bad."""
+    """Warn about unusable images (``bad``: "<file> <reason>" strings; the
+    count, and a few named); raise DataError when more than 1% of ``total``
+    are bad."""
     if not bad:
         return
-    listing = "; ".join(bad)
     if len(bad) > BAD_IMAGE_LIMIT * total:
-        shown = "; ".join(bad[:20])
-        more = f"; and {len(bad) - 20} more" if len(bad) > 20 else ""
         raise DataError(f"{source}: {len(bad)} of {total} images are unusable "
-                        f"(more than {BAD_IMAGE_LIMIT:.0%}): {shown}{more}")
-    warnings.warn(f"{source}: skipped {len(bad)} unusable image(s) of {total}: {listing}",
+                        f"(more than {BAD_IMAGE_LIMIT:.0%}): {a_few(bad)}")
+    warnings.warn(f"{source}: skipped {len(bad)} unusable image(s) of {total}: {a_few(bad)}",
                   stacklevel=3)
 
 

@@ -25,11 +25,13 @@ def _import_cifar10(src: Path, dest_dir: Path) -> Path:
         raise DataError(f"{src} is not CIFAR-10 data: expected {GET['cifar10']}")
     if kind in ("pickles", "pickles-tar"):
         dest = dest_dir / "cifar-10-batches-py"
+        files.check_not_shadowed(dest, places.candidates("cifar10"))
         same = files.same_or_nested(src, dest)  # also refuses a tarball inside dest
         batches = formats.cifar_pickles_in_tar(src) if kind == "pickles-tar" else formats.pickles_in_folder(src)
         formats.cifar_from_batches(batches, src)
         return dest if same else files.write_pickles_folder(batches, dest)
     dest = dest_dir / ("cifar10-jpeg" if kind == "tree" else "cifar10-jpeg.tar.gz")
+    files.check_not_shadowed(dest, places.candidates("cifar10"))
     if files.same_or_nested(src, dest):
         cache.load_cifar_tree(dest, kind)  # checks it, and leaves the decode cache
         return dest
@@ -39,7 +41,8 @@ def _import_cifar10(src: Path, dest_dir: Path) -> Path:
             files.copy_tree(src, new)
         else:
             files.copy_file(src, new)
-        train, test, bad = trees.decode_cifar_tree(new, kind)  # the check
+        with files.named_as(new, src):
+            train, test, bad = trees.decode_cifar_tree(new, kind)  # the check
         files.install(new, dest, work)
     # name skipped images by where they are now, not where they were checked
     cache.write_cache(dest, train, test, [b.replace(str(new), str(dest), 1) for b in bad])
@@ -53,6 +56,7 @@ def _import_dogs(src: Path, dest_dir: Path) -> Path:
     if kind is None:
         raise DataError(f"{src} is not the dog images: expected {GET['dogs']}")
     dest = dest_dir / "dogImages"
+    files.check_not_shadowed(dest, places.candidates("dogs"))
     if kind == "zip":
         return dogs.unzip_to(src, dest_dir)
     if kind == "tar":
@@ -62,7 +66,8 @@ def _import_dogs(src: Path, dest_dir: Path) -> Path:
     dogs.check_dog_tree(src)  # fails early, before copying anything
     with files.staging(dest_dir) as work:
         new = files.copy_tree(src, work / dest.name)
-        dogs.check_dog_tree(new)
+        with files.named_as(new, src):
+            dogs.check_dog_tree(new, decode=True)
         files.install(new, dest, work)
     return dest
 
@@ -84,7 +89,9 @@ def _import_mnist(src: Path, dest_dir: Path) -> Path:
             raise DataError(f"{src}: no {MNIST_FILE} in this folder")
         src = src / MNIST_FILE
     formats.check_mnist_npz(src)  # fails early, before copying anything
-    return _import_file(src, dest_dir / MNIST_FILE, formats.read_mnist_npz)
+    dest = dest_dir / MNIST_FILE
+    files.check_not_shadowed(dest, places.candidates("mnist"))
+    return _import_file(src, dest, formats.read_mnist_npz)
 
 
 def _import_vgg16(src: Path, dest_dir: Path) -> Path:
@@ -92,6 +99,7 @@ def _import_vgg16(src: Path, dest_dir: Path) -> Path:
         raise DataError(f"{src}: expected a VGG16 .h5 weights file")
     top = weights.check_vgg16_h5(src, check_hash=False)
     dest = dest_dir / VGG16_FILES[top][0]
+    files.check_not_shadowed(dest, places.candidates("vgg16", dest.name))
     return _import_file(src, dest, lambda p: weights.check_vgg16_h5(p, expected_top=top))
 
 
@@ -122,12 +130,16 @@ def import_dataset(name: str, src) -> Path:
     ResNet50 or MobileNetV2, with or without the top (stored under the name
     Keras looks for). dog-features: the original course's DogVGG16Data.npz or
     DogResnet50Data.npz (checked for keys, shapes and dtype).
+    The lessons read the new copy from the path returned: an import that a
+    copy earlier in the search order would hide is refused.
     Raises ValueError for an unknown name, DatasetNotFound when ``src`` does
-    not exist, DataError when it is not the dataset or fails the checks (then
-    nothing is left behind)."""
+    not exist, DataError when it is not a regular file or folder (a FIFO or
+    a device is never opened), is not the dataset, fails the checks, or
+    would be hidden (then nothing is left behind)."""
     if name not in IMPORTERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     src = Path(src).expanduser()
     if not src.exists():
         raise DatasetNotFound(f"{src}: no such file or folder")
+    files.check_source(src)
     return IMPORTERS[name](src, files.writable_import_dir())

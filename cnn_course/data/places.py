@@ -116,6 +116,13 @@ def search_places(name: str) -> list[tuple[str, Path]]:
     return places
 
 
+def candidates(name: str, file_name: str | None = None) -> list[Path]:
+    """Return every path looked at for dataset ``name`` (or for the file
+    ``file_name`` in its places), in the search order of :func:`find`."""
+    names = (file_name,) if file_name else NAMES[name]
+    return [folder / n for _, folder in search_places(name) for n in names]
+
+
 def import_dir() -> Path:
     """Return where fetched-by-hand files should go: ``data_dirs()[0]``."""
     return data_dirs()[0]

@@ -30,6 +30,25 @@ def check_h5_signature(path: Path) -> None:
         raise DataError(f"{path}: not an HDF5 file (no HDF5 signature at its start), so not Keras weights")
 
 
+def check_no_external_links(f, path: Path) -> None:
+    """Refuse an HDF5 file (``f``, open with h5py) that reaches into other
+    files: an external link makes a small stub read any file as its weights.
+    Walks every group without following links. Returns None. Raises
+    DataError naming the file and the link."""
+    import h5py
+
+    groups = [f]
+    while groups:
+        group = groups.pop()
+        for name in group:
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise DataError(f"{path}: {group.name.rstrip('/')}/{name} is a link to {link.filename}; "
+                                "refusing weights that read other files")
+            if isinstance(link, h5py.HardLink) and isinstance(group.get(name), h5py.Group):
+                groups.append(group[name])
+
+
 def file_md5(path: Path) -> str:
     """Return the md5 hex digest of a file. Raises OSError."""
     h = hashlib.md5()
@@ -57,8 +76,8 @@ def check_known_hash(path: Path, fname: str) -> None:
 def check_vgg16_h5(path: Path, check_hash: bool = True, expected_top: bool | None = None) -> bool:
     """Check that ``path`` holds Keras VGG16 weights: the HDF5 signature, a
     readable file with VGG16's layers and, with ``check_hash``, the md5 of
-    the official file (KNOWN_MD5). ``expected_top`` (when not None) is
-    whether it must have the classifier.
+    the official file (KNOWN_MD5), and no link to another file.
+    ``expected_top`` (when not None) is whether it must have the classifier.
 
     Returns True when it has the classifier (fc1/fc2/predictions), False when
     not. Raises DataError naming the file and what is wrong."""
@@ -67,7 +86,10 @@ def check_vgg16_h5(path: Path, check_hash: bool = True, expected_top: bool | Non
         import h5py
 
         with h5py.File(path, "r") as f:
+            check_no_external_links(f, path)
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])]
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(f"{path}: not a readable HDF5 weights file, truncated or corrupt "
                         f"({one_line(e)})") from None

@@ -1,0 +1,281 @@
+"""The data layer's imports under attack, second round (issue 26): what an
+import reads, what it accepts in place of a good copy, and what it says.
+
+Each test names the defect of issue 26 it guards against; each was checked
+by removing its guard: it fails then.
+"""
+
+import os
+import stat
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_course import data
+from test_data import hermetic, jpeg_bytes, tar_folder, write_jpeg_tree, write_mnist, write_pickles  # noqa: F401
+from test_data_guards import dog_tree, leftovers, snapshot
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*argv, timeout=60, **env):
+    """`python -m cnn_course ARGV`; a command still running after `timeout`
+    seconds fails the test (TimeoutExpired) instead of hanging it."""
+    return subprocess.run([sys.executable, "-m", "cnn_course", *argv], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO), **env), timeout=timeout)
+
+
+def one_error_line(proc):
+    """The one `error: ...` line of a failed command (asserted to be one)."""
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+def encrypted(zip_path):
+    """Mark every member of a zip as encrypted (the flag zipfile reads), as
+    a zip made with a password has it."""
+    raw = bytearray(Path(zip_path).read_bytes())
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = raw.find(signature)
+        while start >= 0:
+            raw[start + flag_at] |= 0x1
+            start = raw.find(signature, start + 4)
+    Path(zip_path).write_bytes(bytes(raw))
+    return zip_path
+
+
+def dogs_zip(path, members):
+    """A dogImages.zip holding {name: bytes} (ZipInfo names for special members)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as z:
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name, and writes it
+        for name, payload in members:
+            z.writestr(name, payload)
+    return path
+
+
+def good_dog_members(breeds=("001.A", "002.B")):
+    return [(f"dogImages/{s}/{b}/{i}.jpg", jpeg_bytes([40 * i, 90, 30 * k], (8, 8)))
+            for s in ("train", "valid", "test") for k, b in enumerate(breeds) for i in range(2)]
+
+
+# ------------------------------ High 1: a special file as the import source
+
+
+@pytest.mark.parametrize("name", ["mnist", "dog-features", "weights", "dogs", "cifar10"])
+def test_a_fifo_as_the_source_is_refused_without_opening_it(tmp_path, name):
+    fifo = tmp_path / "source"
+    os.mkfifo(fifo)
+    proc = run_cli("data", "import", name, str(fifo), CNN_COURSE_DATA=str(tmp_path / "data"))
+    assert "not a regular file" in one_error_line(proc) and str(fifo) in proc.stderr
+
+
+def test_a_device_as_the_source_is_refused_without_reading_it(tmp_path):
+    proc = run_cli("data", "import", "mnist", "/dev/zero", CNN_COURSE_DATA=str(tmp_path / "data"))
+    assert "/dev/zero: not a regular file" in one_error_line(proc)
+
+
+def test_a_fifo_in_a_tree_is_refused_not_copied(tmp_path, hermetic):
+    tree = dog_tree(tmp_path / "dogImages")
+    os.mkfifo(tree / "train" / "notes")
+    with pytest.raises(data.DataError, match="notes: not a regular file"):
+        data.import_dataset("dogs", tree)
+    assert not (hermetic / "dogImages").exists() and leftovers(hermetic) == []
+
+
+# -------------------------------------------- High 2: encrypted zip members
+
+
+def test_encrypted_npz_members_are_one_line(tmp_path, hermetic):
+    src = encrypted(write_mnist(tmp_path / "mnist.npz"))
+    with pytest.raises(data.DataError, match="x_train.npy is encrypted"):
+        data.import_dataset("mnist", src)
+    with pytest.raises(data.DataError, match="encrypted"):
+        data.load_mnist(src)  # what benchmarks/train_speed.py --mnist-npz calls
+    features = np.zeros((2, 7, 7, 512), np.float32)
+    npz = tmp_path / "DogVGG16Data.npz"
+    np.savez(npz, train=features, valid=features, test=features)
+    with pytest.raises(data.DataError, match="encrypted"):
+        data.import_dataset("dog-features", encrypted(npz))
+    assert list(hermetic.iterdir()) == []
+
+
+def test_an_encrypted_dogs_zip_is_one_line_and_keeps_the_old_tree(tmp_path, hermetic):
+    dest = data.import_dataset("dogs", dogs_zip(tmp_path / "good.zip", good_dog_members()))
+    before = snapshot(dest)
+    with pytest.raises(data.DataError, match="is encrypted"):
+        data.import_dataset("dogs", encrypted(dogs_zip(tmp_path / "enc.zip", good_dog_members())))
+    assert snapshot(dest) == before and leftovers(hermetic) == []
+
+
+# ----------------------------------------- High 3: dog-features' size limit
+
+
+def npy_declaring(shape):
+    """The bytes of an .npy whose header declares `shape` (float32) but
+    which holds almost no data."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue() + b"\0" * 64
+
+
+def test_dog_features_declaring_a_huge_shape_are_refused_before_allocating(tmp_path, hermetic):
+    npz = tmp_path / "DogVGG16Data.npz"
+    small = np.zeros((2, 7, 7, 512), np.float32)
+    np.savez(npz, valid=small, test=small)
+    with zipfile.ZipFile(npz, "a") as z:
+        z.writestr("train.npy", npy_declaring((10**9, 7, 7, 512)))
+    with pytest.raises(data.DataError, match=r"train declares shape .*over the 4096 MiB limit"):
+        data.import_dataset("dog-features", npz)
+    assert list(hermetic.iterdir()) == []
+
+
+def test_dog_features_over_the_limit_as_stored_are_refused(tmp_path, hermetic, monkeypatch):
+    monkeypatch.setattr(data.dog_features, "MAX_DOG_FEATURES_BYTES", 100_000)
+    big = np.zeros((20, 7, 7, 512), np.float32)  # 2 MB
+    npz = tmp_path / "DogVGG16Data.npz"
+    np.savez_compressed(npz, train=big, valid=big[:2], test=big[:2])  # a few KiB: a deflate bomb in small
+    with pytest.raises(data.DataError, match="over the 0 MiB limit"):
+        data.import_dataset("dog-features", npz)
+
+
+# -------------------- High 9: shallow checks must not replace a good copy
+
+
+def test_a_dogs_zip_of_junk_images_does_not_replace_a_good_tree(tmp_path, hermetic):
+    dest = data.import_dataset("dogs", dogs_zip(tmp_path / "good.zip", good_dog_members()))
+    before = snapshot(dest)
+    junk = [(name, b"not a JPEG at all") for name, _ in good_dog_members()]
+    with pytest.raises(data.DataError, match=r"12 of 12 images cannot be used: .*is not a readable image"):
+        data.import_dataset("dogs", dogs_zip(tmp_path / "junk.zip", junk))
+    assert snapshot(dest) == before and leftovers(hermetic) == []
+
+
+def test_a_dogs_tree_of_junk_images_does_not_replace_a_good_tree(tmp_path, hermetic):
+    dest = data.import_dataset("dogs", dog_tree(tmp_path / "good" / "dogImages"))
+    before = snapshot(dest)
+    bad = dog_tree(tmp_path / "bad" / "dogImages")
+    for f in bad.rglob("*.*"):
+        if f.is_file():
+            f.write_bytes(b"junk")
+    with pytest.raises(data.DataError, match="cannot be used"):
+        data.import_dataset("dogs", bad)
+    assert snapshot(dest) == before and leftovers(hermetic) == []
+
+
+def symlink_member(name, target):
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # Unix, where the mode bits say "link"
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info, target
+
+
+@pytest.mark.parametrize("extra, match", [
+    ([("dogImages/train/001.A/0.jpg", b"junk")], "appears twice"),  # a junk second copy
+    ([symlink_member("dogImages/train/001.A/9.jpg", "/etc/passwd")], "a link or special file"),
+])
+def test_duplicate_and_symlink_zip_members_are_refused(tmp_path, hermetic, extra, match):
+    zip_path = dogs_zip(tmp_path / "dogImages.zip", good_dog_members() + extra)
+    with pytest.raises(data.DataError, match=match):
+        data.import_dataset("dogs", zip_path)
+    assert not (hermetic / "dogImages").exists() and leftovers(hermetic) == []
+
+
+# ----------------- Medium 1: an import the lessons would not read is refused
+
+
+def test_a_jpeg_import_hidden_by_the_pickles_is_refused(tmp_path, hermetic):
+    write_pickles(hermetic / "cifar-10-batches-py")
+    tarball = tar_folder(tmp_path / "cifar10-jpeg.tar.gz",
+                         write_jpeg_tree(tmp_path / "jpeg", per_class={"train": 1, "test": 1}), "cifar10-jpeg")
+    with pytest.raises(data.DataError, match=r"the lessons would still read .*cifar-10-batches-py"):
+        data.import_dataset("cifar10", tarball)
+    assert not (hermetic / "cifar10-jpeg.tar.gz").exists()
+
+
+def test_an_import_into_the_repo_folder_hidden_by_the_data_folder_is_refused(tmp_path, hermetic, monkeypatch):
+    shared = tmp_path / "shared"
+    old = write_mnist(shared / "mnist.npz", 12)
+    monkeypatch.setenv("CNN_COURSE_DATA", str(shared))
+    # CNN_COURSE_DATA read-only: the import goes to the repo's data folder
+    monkeypatch.setattr(data.files, "writable_import_dir", lambda: hermetic)
+    with pytest.raises(data.DataError, match=f"the lessons would still read {old}"):
+        data.import_dataset("mnist", write_mnist(tmp_path / "new" / "mnist.npz", 20))
+    assert not (hermetic / "mnist.npz").exists()
+
+
+# ----------------------- Low 2: messages name the user's file, and a few images
+
+
+def test_errors_found_in_the_staged_copy_name_the_users_file(tmp_path, hermetic):
+    src = write_mnist(tmp_path / "mine.npz", 12, x_train=np.zeros((12, 28, 28), np.float32))
+    with pytest.raises(data.DataError) as caught:
+        data.import_dataset("mnist", src)
+    assert "dtype float32" in str(caught.value) and str(src) in str(caught.value)
+    assert ".tmp-cnn-course" not in str(caught.value)
+    no_valid = [(n, b) for n, b in good_dog_members() if "/valid/" not in n]
+    zip_path = dogs_zip(tmp_path / "dogImages.zip", no_valid)
+    with pytest.raises(data.DataError) as caught:
+        data.import_dataset("dogs", zip_path)
+    assert "no valid/" in str(caught.value) and str(zip_path) in str(caught.value)
+    assert ".tmp-cnn-course" not in str(caught.value)
+
+
+def test_many_bad_images_are_counted_and_a_few_named(tmp_path, hermetic):
+    tree = write_jpeg_tree(tmp_path / "jpeg", per_class={"train": 70, "test": 1})
+    bad = sorted((tree / "train").rglob("*.jpg"))[:7]  # 1% of 700: skipped with a warning
+    for f in bad:
+        f.write_bytes(b"junk")
+    with pytest.warns(UserWarning, match="skipped 7 unusable image") as caught:
+        data.import_dataset("cifar10", tree)
+    message = next(str(w.message) for w in caught if "skipped 7" in str(w.message))
+    named = [f for f in bad if str(f) in message]
+    assert 0 < len(named) < len(bad) and f"and {len(bad) - len(named)} more" in message
+    assert ".tmp-cnn-course" not in message
+
+
+# ------------------------ Low 14: never replace a folder with a file
+
+
+def test_an_mnist_import_does_not_replace_a_folder_of_that_name(tmp_path, hermetic):
+    folder = hermetic / "mnist.npz"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(data.DataError, match="it is a folder"):
+        data.import_dataset("mnist", write_mnist(tmp_path / "mnist.npz"))
+    assert (folder / "keep.txt").read_text() == "mine" and leftovers(hermetic) == []
+
+
+def test_train_speed_reads_an_encrypted_mnist_npz_as_one_clear_error(tmp_path):
+    """benchmarks/train_speed.py --mnist-npz reads through the data layer's checks."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import train_speed
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    src = encrypted(write_mnist(tmp_path / "mnist.npz"))
+    with pytest.raises(data.DataError, match="is encrypted"):
+        train_speed._read_npz(src, "mnist")
+
+
+# ------------------- High 1's sibling: what the lessons look up is not opened
+
+
+def test_a_fifo_in_the_data_folder_is_named_by_status_not_opened(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    os.mkfifo(folder / "mnist.npz")
+    os.mkfifo(folder / "DogVGG16Data.npz")
+    proc = run_cli("data", "status", CNN_COURSE_DATA=str(folder))
+    assert proc.returncode == 0
+    assert any(line.startswith("mnist") and "BROKEN" in line and "mnist.npz" in line
+               for line in proc.stdout.splitlines())

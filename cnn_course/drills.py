@@ -129,7 +129,12 @@ def _ask_until_parsed(ask, prompt, say):
     hint with `say` after each one it cannot. EOFError and KeyboardInterrupt propagate."""
     while True:
         try:
-            return parse_answer(ask(prompt))
+            line = ask(prompt)
+        except NotImplementedError:  # IPython's StdinNotImplementedError: a notebook run headless
+            say("\nThis notebook cannot read input() here: run the quiz in Jupyter, Colab or a terminal.")
+            raise EOFError from None
+        try:
+            return parse_answer(line)
         except ValueError as err:
             say(f"  {err}")
 
@@ -150,14 +155,15 @@ def _mark(answer, truth):
     return " and ".join(f"the {what}" for what in wrong)
 
 
-def run_quiz(n=5, seed=None, kinds=KINDS, use_keras=True, ask=input, say=print):
+def run_quiz(n=5, seed=None, kinds=KINDS, use_keras=True, ask=None, say=print):
     """Ask `n` random layers of `kinds` and check each answer; print the score at the end.
 
     `seed` repeats a quiz (None draws one and says it). `ask(prompt)` returns
-    a line (input by default); `say(text)` prints. With `use_keras` the right
+    a line (None: the builtin input(), looked up when called, so a notebook's
+    or a test's own input() is used); `say(text)` prints. With `use_keras` the right
     answers come from Keras building each layer, else from the formulas.
-    Ctrl-D (EOFError), Ctrl-C (KeyboardInterrupt) or a front end with no
-    keyboard (NotImplementedError, Jupyter run headless) end it early.
+    Ctrl-D (EOFError), Ctrl-C (KeyboardInterrupt) or a notebook with no
+    keyboard (IPython's StdinNotImplementedError, run headless) end it early.
     Returns (right, asked, how it ended: 'done', 'eof' or 'interrupted').
     Raises ValueError for an n below 1 or an unknown kind.
     """
@@ -169,6 +175,7 @@ def run_quiz(n=5, seed=None, kinds=KINDS, use_keras=True, ask=input, say=print):
     if seed is None:
         seed = random.SystemRandom().randrange(10**6)
     rng = random.Random(seed)
+    ask = input if ask is None else ask
     right = asked = 0
     ended = "done"
     say(f"Shape quiz: {n} layer(s), seed {seed} (the same seed asks the same layers).")
@@ -198,11 +205,25 @@ def run_quiz(n=5, seed=None, kinds=KINDS, use_keras=True, ask=input, say=print):
         ended = "eof"
     except KeyboardInterrupt:
         ended = "interrupted"
-    except NotImplementedError:  # IPython's StdinNotImplementedError: no keyboard to ask
-        ended = "eof"
-        say("This front end cannot read input(): run the quiz in Jupyter, Colab or a terminal.")
     say("\n" + score_line(right, asked, n))
     return right, asked, ended
+
+
+def quiz_command(count, seed, kind, use_keras=True):
+    """Run the quiz of conv-dims.py or pool-dims.py (`kind` 'conv' or 'pool').
+
+    count and seed are the text of --quiz and --seed (seed may be None).
+    Returns the exit status: 0, or 130 when Ctrl-C ended it. Raises ValueError,
+    naming the option, unless count is a positive integer and seed an integer.
+    """
+    n = shapes.parse_positive_int(count, "--quiz")
+    if seed is not None:
+        try:
+            seed = int(seed.strip())
+        except ValueError:
+            raise ValueError(f"--seed {seed}: must be a whole number") from None
+    _, _, ended = run_quiz(n, seed, (kind,), use_keras)
+    return 130 if ended == "interrupted" else 0
 
 
 def shape_quiz(n=5, seed=None, kind="both"):

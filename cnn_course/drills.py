@@ -105,12 +105,12 @@ def right_answer(input_shape, layer, keras=None):
 def parse_answer(text):
     """Return (shape, parameters) from a typed answer like "16 16 8 224".
 
-    Spaces, commas, 'x' and parentheses separate the numbers, and a leading
+    Spaces, commas, parentheses and an 'x' between digits separate the numbers, and a leading
     None (Keras's batch dimension) is ignored, so "(None, 16, 16, 8), 224"
     works too. Raises ValueError with a one-line hint unless it is four whole
     numbers.
     """
-    tokens = [t for t in re.split(r"[\s,()\[\]x×]+", text.strip().lower()) if t]
+    tokens = [t for t in re.split(r"[\s,()\[\]]+|(?<=\d)[x×](?=\d)", text.strip().lower()) if t]
     if tokens[:1] == ["none"]:
         tokens = tokens[1:]
     if not tokens:

@@ -105,10 +105,10 @@ def right_answer(input_shape, layer, keras=None):
 def parse_answer(text):
     """Return (shape, parameters) from a typed answer like "16 16 8 224".
 
-    Spaces, commas, parentheses and an 'x' between digits separate the numbers, and a leading
-    None (Keras's batch dimension) is ignored, so "(None, 16, 16, 8), 224"
-    works too. Raises ValueError with a one-line hint unless it is four whole
-    numbers.
+    Spaces, commas, parentheses and an 'x' between digits separate the
+    numbers, and a leading None (Keras's batch dimension) is ignored, so
+    "(None, 16, 16, 8), 224" works too. Raises ValueError with a one-line hint
+    unless it is four whole numbers.
     """
     tokens = [t for t in re.split(r"[\s,()\[\]]+|(?<=\d)[x×](?=\d)", text.strip().lower()) if t]
     if tokens[:1] == ["none"]:
@@ -136,7 +136,7 @@ def _ask_until_parsed(ask, prompt, say):
         try:
             return parse_answer(line)
         except ValueError as err:
-            say(f"  {err}")
+            say(f"   {err}")
 
 
 # ---- the quiz -----------------------------------------------------------------------
@@ -160,8 +160,9 @@ def run_quiz(n=5, seed=None, kinds=KINDS, use_keras=True, ask=None, say=print):
 
     `seed` repeats a quiz (None draws one and says it). `ask(prompt)` returns
     a line (None: the builtin input(), looked up when called, so a notebook's
-    or a test's own input() is used); `say(text)` prints. With `use_keras` the right
-    answers come from Keras building each layer, else from the formulas.
+    or a test's own input() is used); `say(text)` prints. With `use_keras`
+    the right answers come from Keras building each layer, else from the
+    formulas.
     Ctrl-D (EOFError), Ctrl-C (KeyboardInterrupt) or a notebook with no
     keyboard (IPython's StdinNotImplementedError, run headless) end it early.
     Returns (right, asked, how it ended: 'done', 'eof' or 'interrupted').

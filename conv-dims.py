@@ -15,17 +15,19 @@ is refused before Keras starts; --no-keras still works it out.
 import argparse
 import sys
 
-from cnn_course import keras_check, shapes
+from cnn_course import drills, keras_check, shapes
 
 PROG = "conv-dims.py"
 # The lesson's layer: Conv2D(filters=16, kernel_size=2, strides=2, padding='valid', activation='relu')
 DEFAULTS = {"filters": "16", "kernel_size": "2", "strides": "2", "padding": "valid",
             "activation": "relu"}
+INPUT_SHAPE = "200,200,1"  # the lesson's input, unless --input-shape is given
 
 
 # The options that take a value: "--kernel-size -1x3" is read as "--kernel-size=-1x3",
 # so a negative size gets this script's message rather than argparse's.
-VALUE_FLAGS = ("--filters", "--kernel-size", "--strides", "--padding", "--activation", "--input-shape", "--stack")
+VALUE_FLAGS = ("--filters", "--kernel-size", "--strides", "--padding", "--activation", "--input-shape", "--stack",
+               "--quiz", "--seed")
 
 
 def parse_args(argv):
@@ -39,10 +41,14 @@ def parse_args(argv):
     parser.add_argument("--padding", metavar="valid|same", help="(default valid)")
     parser.add_argument("--activation", metavar="NAME",
                         help="relu, sigmoid, ... or none (default relu): one that keeps the shape")
-    parser.add_argument("--input-shape", metavar="H,W,D", default="200,200,1",
+    parser.add_argument("--input-shape", metavar="H,W,D",
                         help="(default 200,200,1)")
     parser.add_argument("--stack", metavar="SPEC",
                         help="trace a stack of layers instead of one (SPEC below)")
+    parser.add_argument("--quiz", metavar="N", nargs="?", const="5",
+                        help="ask N random layers (default 5): you predict the output shape and "
+                             "parameters, Keras checks; Ctrl-D stops")
+    parser.add_argument("--seed", metavar="S", help="with --quiz: the same S asks the same layers")
     parser.add_argument("--no-keras", action="store_true",
                         help="print the formulas' answer only, without importing TensorFlow")
     return parser.parse_args(shapes.attach_dash_values(sys.argv[1:] if argv is None else argv, VALUE_FLAGS))
@@ -54,10 +60,25 @@ def fail(message):
     return 2
 
 
+def quiz(args):
+    """Run --quiz (drills.quiz_command) and return its exit status: 0, or 130 after Ctrl-C.
+
+    Raises ValueError for --seed without --quiz, a layer option beside it, or a bad N or S.
+    """
+    if args.quiz is None:
+        raise ValueError("--seed goes with --quiz: it repeats a quiz's layers")
+    given = [name for name in (*DEFAULTS, "input_shape", "stack") if getattr(args, name) is not None]
+    if given:
+        raise ValueError("--quiz draws its own layers; leave out --" + given[0].replace("_", "-"))
+    return drills.quiz_command(args.quiz, args.seed, "conv", use_keras=not args.no_keras)
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
-        input_shape = shapes.parse_input_shape(args.input_shape)
+        if args.quiz is not None or args.seed is not None:
+            return quiz(args)
+        input_shape = shapes.parse_input_shape(INPUT_SHAPE if args.input_shape is None else args.input_shape)
         if args.stack is not None:
             given = [name for name in DEFAULTS if getattr(args, name) is not None]
             if given:

@@ -15,17 +15,19 @@ Keras builds the layer and prints its summary; then the formulas
 import argparse
 import sys
 
-from cnn_course import keras_check, shapes
+from cnn_course import drills, keras_check, shapes
 
 PROG = "pool-dims.py"
 # The lesson's layer: MaxPooling2D(pool_size=2, strides=2) on a 100 x 100 x 15 input.
 DEFAULTS = {"pool_size": "2", "strides": None, "padding": "valid"}  # strides: the pool size
 TYPES = ("max", "average", "global-average")
+INPUT_SHAPE = "100,100,15"  # the lesson's input, unless --input-shape is given
 
 
 # The options that take a value: "--kernel-size -1x3" is read as "--kernel-size=-1x3",
 # so a negative size gets this script's message rather than argparse's.
-VALUE_FLAGS = ("--pool-size", "--strides", "--padding", "--type", "--input-shape", "--stack")
+VALUE_FLAGS = ("--pool-size", "--strides", "--padding", "--type", "--input-shape", "--stack",
+               "--quiz", "--seed")
 
 
 def parse_args(argv):
@@ -38,10 +40,14 @@ def parse_args(argv):
                         help="N or HxW (default: the pool size, as in Keras)")
     parser.add_argument("--padding", metavar="valid|same", help="(default valid)")
     parser.add_argument("--type", metavar="|".join(TYPES), default="max", help="(default max)")
-    parser.add_argument("--input-shape", metavar="H,W,D", default="100,100,15",
+    parser.add_argument("--input-shape", metavar="H,W,D",
                         help="(default 100,100,15)")
     parser.add_argument("--stack", metavar="SPEC",
                         help="trace a stack of layers instead of one (SPEC below)")
+    parser.add_argument("--quiz", metavar="N", nargs="?", const="5",
+                        help="ask N random layers (default 5): you predict the output shape and "
+                             "parameters, Keras checks; Ctrl-D stops")
+    parser.add_argument("--seed", metavar="S", help="with --quiz: the same S asks the same layers")
     parser.add_argument("--no-keras", action="store_true",
                         help="print the formulas' answer only, without importing TensorFlow")
     return parser.parse_args(shapes.attach_dash_values(sys.argv[1:] if argv is None else argv, VALUE_FLAGS))
@@ -53,10 +59,26 @@ def fail(message):
     return 2
 
 
+def quiz(args):
+    """Run --quiz (drills.quiz_command) and return its exit status: 0, or 130 after Ctrl-C.
+
+    Raises ValueError for --seed without --quiz, a layer option beside it, or a bad N or S.
+    """
+    if args.quiz is None:
+        raise ValueError("--seed goes with --quiz: it repeats a quiz's layers")
+    given = [name for name in (*DEFAULTS, "input_shape", "stack") if getattr(args, name) is not None]
+    given += ["type"] if args.type != "max" else []
+    if given:
+        raise ValueError("--quiz draws its own layers; leave out --" + given[0].replace("_", "-"))
+    return drills.quiz_command(args.quiz, args.seed, "pool", use_keras=not args.no_keras)
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
-        input_shape = shapes.parse_input_shape(args.input_shape)
+        if args.quiz is not None or args.seed is not None:
+            return quiz(args)
+        input_shape = shapes.parse_input_shape(INPUT_SHAPE if args.input_shape is None else args.input_shape)
         given = [name for name in DEFAULTS if getattr(args, name) is not None]
         if args.stack is not None:
             if given or args.type != "max":

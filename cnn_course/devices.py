@@ -103,7 +103,7 @@ def _split_jax_cpu(count):
     return count
 
 
-def alternate_throughput(runs, rounds=3, warmup=2):
+def alternate_throughput(runs, rounds=3, warmup=2, per_round=False):
     """Measure how many images per second each of several training runs gets, taking turns.
 
     `runs` maps a name to a function that trains for a while and returns how
@@ -112,8 +112,11 @@ def alternate_throughput(runs, rounds=3, warmup=2):
     in the given order on even rounds and reversed on odd ones (ABBA), so
     that all meet the same machine load.
 
-    Returns {name: median images per second over the rounds}. Raises
-    ValueError when `runs` is empty or `rounds` < 1, and whatever a run raises.
+    Returns {name: median images per second over the rounds}, or with
+    `per_round` {name: [images per second of each round, in round order]}
+    (for `cnn_course.timing.paired_ratio`, which takes the speed-up as the
+    median of the per-round ratios). Raises ValueError when `runs` is empty
+    or `rounds` < 1, and whatever a run raises.
     """
     import statistics
     import time
@@ -129,4 +132,6 @@ def alternate_throughput(runs, rounds=3, warmup=2):
             started = time.perf_counter()
             images = runs[name]()
             rates[name].append(images / (time.perf_counter() - started))
+    if per_round:
+        return rates
     return {name: statistics.median(values) for name, values in rates.items()}

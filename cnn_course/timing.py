@@ -109,8 +109,28 @@ def compare(plain, lever, rounds):
     """
     plain(), lever()  # warm-up: builds and compiles the training steps
     values = alternate({"plain": plain, "lever": lever}, rounds)
-    ratios = [b / a for a, b in zip(values["plain"], values["lever"])]
-    return {"plain": statistics.median(values["plain"]), "lever": statistics.median(values["lever"]),
+    return paired_ratio(values["plain"], values["lever"])
+
+
+def paired_ratio(plain, lever):
+    """Summarise rates measured in alternating rounds: the speed-up is the median of the per-round ratios.
+
+    ``plain`` and ``lever`` are the rates (e.g. images/s) of the same rounds,
+    in the same order: round i's ratio is ``lever[i] / plain[i]``, two chunks
+    that ran side by side under the same load. The median of these ratios is
+    fairer than the ratio of the two medians when the load changes between
+    rounds. The training-speed and data-parallel lessons both use it.
+
+    Returns dict(plain, lever: median rates, ratio: median of the per-round
+    ratios, ratios: all of them, in round order). Raises ValueError when the
+    lists are empty or of different lengths, or a plain rate is not positive.
+    """
+    if not plain or len(plain) != len(lever):
+        raise ValueError(f"need the same number of rounds (at least 1) for both, got {len(plain)} and {len(lever)}")
+    if min(plain) <= 0:
+        raise ValueError(f"a plain rate must be positive to divide by, got {min(plain)}")
+    ratios = [b / a for a, b in zip(plain, lever)]
+    return {"plain": statistics.median(plain), "lever": statistics.median(lever),
             "ratio": statistics.median(ratios), "ratios": ratios}
 
 
@@ -304,10 +324,10 @@ def thread_rows(rates, default):
     for threads, values in rates.items():
         if threads == default:
             continue
-        ratios = [v / d for v, d in zip(values, rates[default])]
+        measured = paired_ratio(rates[default], values)
         rows.append({"lever": "threads", "setting": f"{threads} (against {default})",
-                     "plain": statistics.median(rates[default]), "images_per_s": statistics.median(values),
-                     "ratio": statistics.median(ratios), "ratios": ratios})
+                     "plain": measured["plain"], "images_per_s": measured["lever"],
+                     "ratio": measured["ratio"], "ratios": measured["ratios"]})
     return rows
 
 

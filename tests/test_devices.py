@@ -102,3 +102,14 @@ def test_alternate_throughput_takes_turns_and_reports_images_per_second():
         devices.alternate_throughput({}, rounds=1)
     with pytest.raises(ValueError):
         devices.alternate_throughput({"a": run("a", 1)}, rounds=0)
+
+
+def test_alternate_throughput_per_round_gives_each_round_for_the_median_ratio():
+    from cnn_course import timing
+
+    images = {"one": iter([10] * 2 + [100, 100, 100]), "all": iter([10] * 2 + [200, 200, 200])}
+    rates = devices.alternate_throughput({name: (lambda it=it: next(it)) for name, it in images.items()},
+                                         rounds=3, warmup=2, per_round=True)
+    assert set(rates) == {"one", "all"} and all(len(values) == 3 for values in rates.values())
+    measured = timing.paired_ratio(rates["one"], rates["all"])
+    assert measured["ratios"] == [a / o for o, a in zip(rates["one"], rates["all"])]

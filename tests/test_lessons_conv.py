@@ -134,3 +134,18 @@ def test_quick_run_never_reads_a_full_runs_checkpoint_and_full_never_a_quick_one
 
 def test_committed_notebook_is_a_lesson():
     check_committed(CONV, "conv-visualization")
+
+
+def test_fallback_trains_lesson_3s_cnn_with_lesson_3s_settings():
+    """Without lesson 3's checkpoint, lesson 7 trains that CNN with lesson 3's optimiser settings."""
+    from lesson_checks import parameters_cell, read
+
+    lesson_3 = {}
+    exec(parameters_cell(read(REPO / runner.LESSONS["cifar10-cnn"])).source, {}, lesson_3)  # noqa: S102
+    fallback = [c.source for c in read(REPO / runner.LESSONS["conv-visualization"]).cells
+                if c.cell_type == "code" and "cnn.fit(" in c.source]
+    assert len(fallback) == 1
+    rate = re.search(r"Adam\(learning_rate=([\d.e-]+)\)", fallback[0])
+    batch = re.search(r"batch_size=(\d+)", fallback[0])
+    assert rate and float(rate.group(1)) == lesson_3["LEARNING_RATE"], "not lesson 3's optimiser and learning rate"
+    assert batch and int(batch.group(1)) == lesson_3["BATCH_SIZE"], "not lesson 3's batch size"

@@ -135,3 +135,15 @@ def test_mnist_mlp_full_run_reaches_98_percent(shared_data, tmp_path, monkeypatc
 @pytest.mark.parametrize("lesson", list(LESSONS))
 def test_committed_notebook_is_a_lesson(lesson):
     check_committed(notebook(lesson), lesson)
+
+
+def test_augmentation_exercise_1_names_the_checkpoint_path_lesson_3_writes():
+    """Exercise 1 of lesson 4 gives PLAIN_CNN_CHECKPOINT as a path from lesson 4's folder to lesson 3's file."""
+    from lesson_checks import read
+
+    exercises = read(notebook("cifar10-augmentation")).cells[-1].source
+    written = re.search(r'`CHECKPOINT = "([^"]+)"`', exercises)
+    read_back = re.search(r'`PLAIN_CNN_CHECKPOINT = "([^"]+)"`', exercises)
+    assert written and read_back, "exercise 1 must spell out both assignments"
+    lesson_3_file = notebook("cifar10-cnn").parent / written.group(1)  # lesson 3 writes into its own folder
+    assert (notebook("cifar10-augmentation").parent / read_back.group(1)).resolve() == lesson_3_file.resolve()

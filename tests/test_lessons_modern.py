@@ -188,6 +188,13 @@ def test_learning_rate_warms_up_over_23_percent_of_the_steps_then_falls_to_7_per
     assert type(schedule).from_config(schedule.get_config()).get_config() == schedule.get_config()
 
 
+def test_learning_rate_stays_at_its_end_past_the_last_step():
+    # a training cell run again went on past total_steps, where the straight line turned negative
+    schedule = _notebook_definitions("WarmupThenDecay")["WarmupThenDecay"](1.3, 1000)
+    for step in (1000, 1500, 5000):
+        assert float(schedule(step)) == pytest.approx(0.07 * 1.3, rel=1e-4)
+
+
 @pytest.mark.parametrize("widths, parameters", [((64, 256, 256), 1_973_944), ((64, 128, 256), 1_162_168)])
 def test_widths_set_each_group_and_the_parameter_count(widths, parameters):
     # The lesson's default, and the narrower network of exercise 5 that the text times.

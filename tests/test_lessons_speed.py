@@ -67,7 +67,7 @@ def test_every_lever_has_a_row_with_positive_speeds_and_a_ratio_or_a_reason(quic
     assert list(rows) == LEVERS
     skipped = {lever: row.split("skipped: ", 1)[1] for lever, row in rows.items() if "skipped: " in row}
     if backend == "jax":
-        assert skipped == {"jit_compile": "Keras on JAX always compiles the step with XLA",
+        assert skipped == {"jit_compile": "Keras on JAX compiles with XLA by default",
                            "threads": "a TensorFlow setting; the backend is jax"}
     else:
         assert set(skipped) <= {"threads"}  # only on a one-core machine

@@ -167,3 +167,14 @@ def test_a_failing_thread_subprocess_is_one_clear_error(tmp_path):
             "batch_size": 16, "chunks": 1}
     with pytest.raises(RuntimeError, match=r"timing subprocess for 1 thread\(s\) failed \(exit 1\): .*missing"):
         timing._run_child(spec)
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios_not_the_ratio_of_medians():
+    # a load that changes between rounds: the medians' ratio (150 / 150 = 1) hides a lever faster in 2 of 3 rounds
+    measured = timing.paired_ratio([100.0, 300.0, 150.0], [150.0, 200.0, 300.0])
+    assert measured["ratios"] == [1.5, 200 / 300, 2.0]
+    assert measured["ratio"] == 1.5
+    assert measured["plain"] == 150.0 and measured["lever"] == 200.0
+    for plain, lever in (([], []), ([1.0], [1.0, 2.0]), ([0.0], [1.0])):
+        with pytest.raises(ValueError):
+            timing.paired_ratio(plain, lever)

@@ -129,7 +129,9 @@ def measure_precision(model, data, rounds=6, budget_s=6.0):
     ``predict_on_batch`` (for a model that only infers). Each
     model first runs two steps (compiling), then the two alternate (ABBA) for
     ``rounds`` rounds, stopping early once ``budget_s`` seconds are spent
-    (at least two rounds).
+    (at least two rounds). The models' variables (weights, and the state of
+    random layers such as dropout and augmentation) are put back afterwards,
+    so a layer the builder reuses from outside comes out unchanged.
 
     Returns dict(float32_s, mixed_bfloat16_s: median seconds per step,
     speedup: float32_s / mixed_bfloat16_s, rounds). Raises whatever the model
@@ -158,15 +160,22 @@ def measure_precision(model, data, rounds=6, budget_s=6.0):
             net.train_on_batch(x, y)  # returns Python floats: the step has finished
         return time.perf_counter() - started
 
-    for net in built.values():
-        step(net), step(net)  # build and compile
+    # A layer the builder shares between its models (lesson 4's augmentation)
+    # must come out of the timing as it went in: its weights and random state.
+    kept = {id(v): (v, keras.ops.copy(v.value)) for net in built.values() for v in net.variables}
     times = {policy: [] for policy in built}
-    started = time.perf_counter()
-    for r in range(rounds):
-        for policy in (list(built) if r % 2 == 0 else list(built)[::-1]):
-            times[policy].append(step(built[policy]))
-        if r >= 1 and time.perf_counter() - started > budget_s:
-            break
+    try:
+        for net in built.values():
+            step(net), step(net)  # build and compile
+        started = time.perf_counter()
+        for r in range(rounds):
+            for policy in (list(built) if r % 2 == 0 else list(built)[::-1]):
+                times[policy].append(step(built[policy]))
+            if r >= 1 and time.perf_counter() - started > budget_s:
+                break
+    finally:
+        for variable, value in kept.values():
+            variable.assign(value)
     f32, bf16 = statistics.median(times["float32"]), statistics.median(times["mixed_bfloat16"])
     return {"float32_s": f32, "mixed_bfloat16_s": bf16, "speedup": f32 / bf16,
             "rounds": len(times["float32"])}

@@ -227,3 +227,23 @@ def test_choosing_after_the_seed_leaves_the_lessons_random_numbers_alone(machine
     keras.utils.set_random_seed(7)
     speed.precision_policy(model=build, data=data, verbose=False)
     assert all(np.array_equal(a, b) for a, b in zip(build().get_weights(), expected, strict=True))
+
+
+def test_measuring_leaves_a_layer_shared_by_the_builder_unchanged():
+    """Lesson 4's builder reuses its `augment` model: timing must not advance its random state
+    (nor train a shared layer's weights), or a measured run would train differently from a cached one."""
+    keras = pytest.importorskip("keras")
+    augment = keras.Sequential([keras.layers.RandomFlip("horizontal")], name="augment")
+    shared = keras.layers.Dense(4, activation="relu")
+
+    def build():
+        return keras.Sequential([keras.Input((2, 2, 1)), augment, keras.layers.Flatten(), shared,
+                                 keras.layers.Dense(2, activation="softmax", dtype="float32")])
+
+    build()  # builds the shared Dense layer
+    before = [keras.ops.convert_to_numpy(v) for v in augment.variables + shared.variables]
+    assert before, "the augmentation keeps a random state"
+    x = np.random.default_rng(0).random((8, 2, 2, 1), dtype="float32")
+    speed.measure_precision(build, (x, np.eye(2)[np.arange(8) % 2]), rounds=2, budget_s=0)
+    after = [keras.ops.convert_to_numpy(v) for v in augment.variables + shared.variables]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

@@ -5,8 +5,9 @@ batch of their data, so that 16-bit mixed precision is used only where it
 measured faster and plain float32 elsewhere. 16-bit maths is not faster
 everywhere: it depends on the processor, the backend and the model (measured
 in issue 12: on an Intel Xeon with avx512_bf16 and no AMX, VGG16 ran at 3.1
-images/s in mixed bfloat16 against 4.4 in float32; the AMD EPYC of issue 25
-ran the modern CNN 1.73x faster in mixed bfloat16). So "auto" measures (given
+images/s in mixed bfloat16 against 4.4 in float32; issue 25 reports the modern
+CNN faster in mixed bfloat16 on an AMD EPYC with avx512_bf16 and no AMX, where
+the unmeasured rule picks float32). So "auto" measures (given
 the model: a few training steps in float32 and in mixed_bfloat16, the verdict
 cached per machine, backend and model) or, without a model or in a quick run,
 picks conservatively. It prints one line saying which it chose and why. The

@@ -77,8 +77,8 @@ ORIGINAL = {
 # The lesson pipeline on a CPU, as the notebooks run it (chosen by measurement,
 # see benchmarks/README.md): large batches with larger learning rates (the MLP's
 # decaying to 0 over its 10 epochs), bfloat16 mixed precision where
-# precision_policy("auto") picks it unmeasured (TensorFlow on a CPU with AMX),
-# one-hot labels as the lessons teach.
+# precision_policy("auto") picks it for the lesson's model (measured on a batch,
+# the verdict cached; unmeasured in a quick run), one-hot labels as the lessons teach.
 # The MLP scales a float32 copy of the images before training, as the MNIST
 # lesson shows; the CNN keeps uint8 images and scales them in its first layer.
 LESSON_CPU = {
@@ -441,29 +441,54 @@ def _epoch_clock(t0, target, stop_at_target):
     return EpochClock()
 
 
-def pipeline_settings(model, pipeline, on_gpu=False, overrides=None):
+def lesson_precision(model, settings, quick):
+    """Return the dtype policy precision_policy("auto") picks on this CPU for
+    the lesson's ``model`` with ``settings``, as the notebooks call it: given
+    the model's builder and a batch, measured once and cached; unmeasured
+    (and without importing Keras) when ``quick``.
+
+    Returns "mixed_bfloat16" or None (float32). Raises what Keras raises."""
+    from cnn_course.backends import keras_backend
+    from cnn_course.speed import choose_precision, unmeasured_cpu_precision
+
+    if quick:
+        policy = unmeasured_cpu_precision(keras_backend())[0]
+    else:
+        import keras
+
+        shape = (28, 28) if model == "mnist_mlp" else (32, 32, 3)
+        bs = settings["batch_size"]
+        x = np.zeros((bs, *shape), "float32" if settings["inputs"] == "float32" else "uint8")
+        y = keras.utils.to_categorical(np.arange(bs) % 10, 10)
+        # the notebooks' softmax layer computes in float32 whatever the policy; a
+        # Normalization layer (adapted on data) is timed as the Rescaling it replaces
+        built = dict(settings, mixed_precision="mixed_bfloat16",
+                     scaling="centred" if settings["scaling"] == "normalization" else settings["scaling"])
+        policy, _ = choose_precision(model=lambda: build_model(model, built), data=(x, y), quick=False)
+    return "mixed_bfloat16" if policy == "mixed_bfloat16" else None
+
+
+def pipeline_settings(model, pipeline, on_gpu=False, overrides=None, quick=True):
     """Return the settings of one pipeline: the original's, or the lesson's
     for a CPU or (``on_gpu``) a GPU, with ``overrides`` applied to the lesson.
+    The lesson's precision on a CPU is `lesson_precision`'s (not measured
+    with ``quick``, nor when ``overrides`` name mixed_precision).
 
     The dict holds batch_size, optimizer, learning_rate (and schedule),
     inputs ("float32": scaled to [0, 1] before training; "uint8": scaled by
     the model's first layer), scaling (that layer), mixed_precision,
     jit_compile, steps_per_execution and a readable ``data`` line.
     Raises UsageError for overrides naming an unknown input or scaling."""
-    from cnn_course.backends import keras_backend
-    from cnn_course.speed import unmeasured_cpu_precision
-
     if pipeline == "original":
         return dict(ORIGINAL[model], inputs="float32", scaling=None, mixed_precision=None,
                     jit_compile="auto", steps_per_execution=1,
                     data="float32 arrays in [0, 1], one-hot labels")
     if on_gpu:
-        settings = dict(LESSON_GPU[model], mixed_precision="mixed_float16", jit_compile=True)
+        settings, bf16 = dict(LESSON_GPU[model], mixed_precision="mixed_float16", jit_compile=True), False
     else:
         settings = dict(LESSON_CPU[model])
-        # as precision_policy("auto") decides in the notebooks, per backend
-        bf16 = settings.pop("bf16") and unmeasured_cpu_precision(keras_backend())[0] == "mixed_bfloat16"
-        settings.update(mixed_precision="mixed_bfloat16" if bf16 else None, jit_compile="auto")
+        bf16 = settings.pop("bf16")
+        settings.update(mixed_precision=None, jit_compile="auto")
     settings.update(overrides or {})
     if settings.get("normalize_on"):
         settings.update(inputs="uint8", scaling="normalization")
@@ -471,6 +496,9 @@ def pipeline_settings(model, pipeline, on_gpu=False, overrides=None):
             settings["inputs"] == "uint8" and settings["scaling"] not in ("rescale", "centred", "normalization")):
         raise UsageError("--lesson takes inputs=float32, or inputs=uint8 with scaling=rescale or "
                          "scaling=centred (or normalize_on=N)")
+    if not on_gpu and bf16 and "mixed_precision" not in (overrides or {}):
+        # as precision_policy("auto") decides in the notebooks, per backend and model
+        settings["mixed_precision"] = lesson_precision(model, settings, quick)
     if settings["inputs"] == "float32":
         data = "float32 arrays in [0, 1]"
     else:
@@ -534,7 +562,7 @@ def train_once(spec):
     model, pipeline = spec["model"], spec["pipeline"]
     gpu = gpu_name()
     on_gpu = pipeline == "lesson" and (gpu is not None or spec.get("gpu_path", False))
-    settings = pipeline_settings(model, pipeline, on_gpu, spec.get("lesson_overrides"))
+    settings = pipeline_settings(model, pipeline, on_gpu, spec.get("lesson_overrides"), spec["quick"])
     target = TASKS[model]["target"]
     stop = d["real"] and not spec["quick"]
     epochs = spec["max_epochs"]
@@ -605,7 +633,7 @@ def paired_throughput(spec):
     model = spec["model"]
     prepared = {}
     for pipeline in PIPELINES:
-        settings = pipeline_settings(model, pipeline, False, spec.get("lesson_overrides"))
+        settings = pipeline_settings(model, pipeline, False, spec.get("lesson_overrides"), spec["quick"])
         prepared[pipeline] = (settings["batch_size"], prepare(model, pipeline, settings, d, False, spec["seed"]))
     lcm = math.lcm(*(bs for bs, _ in prepared.values()))
     n = min(len(d["x_train"]), spec["chunk_images"])

@@ -1,19 +1,24 @@
 """What makes training fast on the machine at hand, on any Keras backend.
 
-The lessons call ``precision_policy()`` so that one parameter, ``PRECISION``,
-picks 16-bit mixed precision only where it is faster and plain float32
-elsewhere. 16-bit maths is not faster everywhere: it depends on the processor
-and on the backend (measured in issue 12: on an Intel Xeon with avx512_bf16 and
-no AMX, VGG16 ran at 3.1 images/s in mixed bfloat16 against 4.4 in float32).
-So "auto" either measures (given the model: a few training steps in float32
-and in mixed_bfloat16, the verdict cached per machine, backend and model) or,
-without a model, picks conservatively. It prints one line saying which it
-chose and why. The training benchmark uses the same functions.
+The lessons call ``precision_policy()`` with their model's builder and a
+batch of their data, so that 16-bit mixed precision is used only where it
+measured faster and plain float32 elsewhere. 16-bit maths is not faster
+everywhere: it depends on the processor, the backend and the model (measured
+in issue 12: on an Intel Xeon with avx512_bf16 and no AMX, VGG16 ran at 3.1
+images/s in mixed bfloat16 against 4.4 in float32; issue 25 reports the modern
+CNN faster in mixed bfloat16 on an AMD EPYC with avx512_bf16 and no AMX, where
+the unmeasured rule picks float32). So "auto" measures (given
+the model: a few training steps in float32 and in mixed_bfloat16, the verdict
+cached per machine, backend and model) or, without a model or in a quick run,
+picks conservatively. It prints one line saying which it chose and why. The
+training benchmark uses the same functions.
 """
 
+import contextlib
 import json
 import os
 import platform
+import random
 import statistics
 import tempfile
 import time
@@ -117,18 +122,21 @@ def backend_version():
 def measure_precision(model, data, rounds=6, budget_s=6.0):
     """Time training steps of ``model()`` in float32 and in mixed_bfloat16, alternating.
 
-    ``model`` is a function that builds and compiles the model (it is called
-    once under each dtype policy; the global policy is restored afterwards);
-    ``data`` is a batch ``(x, y)``: one ``train_on_batch`` is one step, or with
-    ``y`` None one ``predict_on_batch`` (for a model that only infers). Each
+    ``model`` is a function that builds the model (it is called once under
+    each dtype policy; the global policy is restored afterwards); a model it
+    returns uncompiled is compiled for the timing with Adam and cross-entropy
+    (`_compile_for_timing`), as a lesson's would be. ``data`` is a batch
+    ``(x, y)``: one ``train_on_batch`` is one step, or with ``y`` None one
+    ``predict_on_batch`` (for a model that only infers). Each
     model first runs two steps (compiling), then the two alternate (ABBA) for
     ``rounds`` rounds, stopping early once ``budget_s`` seconds are spent
-    (at least two rounds).
+    (at least two rounds). The models' variables (weights, and the state of
+    random layers such as dropout and augmentation) are put back afterwards,
+    so a layer the builder reuses from outside comes out unchanged.
 
     Returns dict(float32_s, mixed_bfloat16_s: median seconds per step,
-    speedup: float32_s / mixed_bfloat16_s, rounds). Raises ValueError when
-    ``model()`` returns an uncompiled model and ``y`` is given; whatever the
-    model raises.
+    speedup: float32_s / mixed_bfloat16_s, rounds). Raises whatever the model
+    raises.
     """
     import keras
 
@@ -141,8 +149,9 @@ def measure_precision(model, data, rounds=6, budget_s=6.0):
             built[policy] = model()
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    if y is not None and not all(getattr(m, "compiled", True) for m in built.values()):
-        raise ValueError("model() must return a compiled model to time its training steps")
+    if y is not None:
+        for net in built.values():
+            _compile_for_timing(net, y)
 
     def step(net):
         started = time.perf_counter()
@@ -152,18 +161,38 @@ def measure_precision(model, data, rounds=6, budget_s=6.0):
             net.train_on_batch(x, y)  # returns Python floats: the step has finished
         return time.perf_counter() - started
 
-    for net in built.values():
-        step(net), step(net)  # build and compile
+    # A layer the builder shares between its models (lesson 4's augmentation)
+    # must come out of the timing as it went in: its weights and random state.
+    kept = {id(v): (v, keras.ops.copy(v.value)) for net in built.values() for v in net.variables}
     times = {policy: [] for policy in built}
-    started = time.perf_counter()
-    for r in range(rounds):
-        for policy in (list(built) if r % 2 == 0 else list(built)[::-1]):
-            times[policy].append(step(built[policy]))
-        if r >= 1 and time.perf_counter() - started > budget_s:
-            break
+    try:
+        for net in built.values():
+            step(net), step(net)  # build and compile
+        started = time.perf_counter()
+        for r in range(rounds):
+            for policy in (list(built) if r % 2 == 0 else list(built)[::-1]):
+                times[policy].append(step(built[policy]))
+            if r >= 1 and time.perf_counter() - started > budget_s:
+                break
+    finally:
+        for variable, value in kept.values():
+            variable.assign(value)
     f32, bf16 = statistics.median(times["float32"]), statistics.median(times["mixed_bfloat16"])
     return {"float32_s": f32, "mixed_bfloat16_s": bf16, "speedup": f32 / bf16,
             "rounds": len(times["float32"])}
+
+
+def _compile_for_timing(net, y):
+    """Compile ``net`` for timing its training steps, unless it is compiled already.
+
+    Adam and categorical cross-entropy for one-hot labels ``y`` (2-D), sparse
+    categorical cross-entropy for class numbers: what the lessons train with
+    (the optimizer's share of a step is small whichever it is). Returns
+    nothing; raises what Keras raises.
+    """
+    if not getattr(net, "compiled", False):
+        loss = "categorical_crossentropy" if getattr(y, "ndim", 1) == 2 else "sparse_categorical_crossentropy"
+        net.compile(optimizer="adam", loss=loss)
 
 
 def model_signature(model, data):
@@ -228,6 +257,38 @@ def _write_cache(path, entries):
     return True
 
 
+def _cached_verdict(entries, key):
+    """Return the cached entry for ``key`` when it is a usable verdict, else None.
+
+    An entry written by another version, or damaged by hand, is ignored (and
+    replaced once measured again). Raises nothing.
+    """
+    entry = entries.get(key)
+    if (isinstance(entry, dict) and entry.get("policy") in ("float32", "mixed_bfloat16")
+            and all(isinstance(entry.get(field), str) for field in ("reason", "date"))):
+        return entry
+    return None
+
+
+@contextlib.contextmanager
+def _random_state_kept():
+    """Keep Python's and NumPy's global random state across the ``with`` block.
+
+    Measuring builds models, and Keras draws their initial weights' seeds from
+    Python's ``random`` (after ``keras.utils.set_random_seed``); so a lesson
+    that seeded before choosing its precision starts from the same weights
+    whether the verdict was measured or read from the cache. Yields nothing.
+    """
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 # --------------------------------------------------------------------------
 # Choosing
 
@@ -248,7 +309,7 @@ def unmeasured_cpu_precision(backend, cpuinfo="/proc/cpuinfo"):
     return "float32", f"bfloat16 can be slower than float32 {why}"
 
 
-def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo"):
+def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo", quick=None):
     """Decide the dtype policy "auto" stands for; return (policy name, reason).
 
     - a GPU: "mixed_float16" (its 16-bit units);
@@ -259,11 +320,14 @@ def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo")
       least MIN_SPEEDUP times faster than float32. The verdict is cached in
       ``cache`` (default `cache_path()`) per CPU (model and flags), backend and
       its version, and model (`model_signature`), so it is measured once;
-    - otherwise conservatively (`unmeasured_cpu_precision`): "mixed_bfloat16"
-      only with TensorFlow on a CPU with AMX bfloat16 units, else "float32".
+    - otherwise, or in a quick run (``quick``; None reads ``CNN_COURSE_QUICK``),
+      which must not spend its time measuring, conservatively
+      (`unmeasured_cpu_precision`): "mixed_bfloat16" only with TensorFlow on
+      a CPU with AMX bfloat16 units, else "float32".
 
     ``reason`` is a short text for people ("measured 1.62x faster than float32
-    on this CPU"). Raises what ``model`` raises.
+    on this CPU"). Raises what ``model`` raises; SettingError (from
+    `cnn_course.data.quick_mode`) for a CNN_COURSE_QUICK that is not true/false.
     """
     gpu = gpu_name()
     if gpu:
@@ -271,6 +335,11 @@ def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo")
     backend, version = backend_version()
     if model is None or data is None or not cpu_has_bf16(cpuinfo):
         return unmeasured_cpu_precision(backend, cpuinfo)
+    from cnn_course.data import quick_mode
+
+    if quick_mode(quick):
+        policy, reason = unmeasured_cpu_precision(backend, cpuinfo)
+        return policy, f"quick run, not measured: {reason}"
 
     import keras
 
@@ -279,8 +348,8 @@ def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo")
     key = " | ".join([cpu_model(cpuinfo), " ".join(flags), f"os.cpu_count()={os.cpu_count()}",
                       f"keras {keras.__version__} on {backend} {version}", model_signature(model, data)])
     entries = _read_cache(path)
-    if key in entries:
-        entry = entries[key]
+    entry = _cached_verdict(entries, key)
+    if entry is not None:
         return entry["policy"], f"{entry['reason']} on {entry['date']}; cached in {path}"
     result = measure_precision(model, data)
     speedup = result["speedup"]
@@ -302,14 +371,17 @@ def precision_policy(choice="auto", model=None, data=None, verbose=True):
     there; conservatively otherwise), and, with ``verbose``, one line says
     which it chose and why, e.g.
     ``Precision: mixed_bfloat16 (measured 1.62x faster than float32 on this CPU with jax)``.
-    Call it before ``keras.utils.set_random_seed``: measuring builds models.
+    Measuring builds models, but Python's and NumPy's random state are kept,
+    so it may come after ``keras.utils.set_random_seed``: a measured and a
+    cached verdict leave the same random numbers for the lesson's model.
     Raises ValueError for a name not in POLICIES; what ``model`` raises.
     """
     if choice not in POLICIES:
         raise ValueError(f"PRECISION must be one of {', '.join(map(repr, POLICIES))}, not {choice!r}")
     if choice != "auto":
         return choice
-    policy, reason = choose_precision(model, data)
+    with _random_state_kept():
+        policy, reason = choose_precision(model, data)
     if verbose:
         print(f"Precision: {policy} ({reason})")
     return policy

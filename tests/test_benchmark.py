@@ -197,7 +197,10 @@ def test_lesson_pipeline_is_what_the_notebooks_run(model, notebooks):
         params, text = _parameters(notebook)
         assert params["BATCH_SIZE"] == lesson["batch_size"], notebook
         assert params["LEARNING_RATE"] == lesson["learning_rate"], notebook
-        assert params["PRECISION"] == "auto" and lesson["bf16"], notebook
+        # no PRECISION parameter: precision_policy measures the lesson's model, as the benchmark does
+        assert "PRECISION" not in params and lesson["bf16"], notebook
+        assert "precision_policy(model=build_model, data=(x_train[:BATCH_SIZE], y_train_onehot[:BATCH_SIZE]))" in text
+        assert text.index("precision_policy(model=build_model") < text.index("model = build_model()"), notebook
         assert params.get("STEPS_PER_EXECUTION", 1) == lesson["steps_per_execution"], notebook
         if "STEPS_PER_EXECUTION" in params:
             assert "steps_per_execution=STEPS_PER_EXECUTION" in text, notebook
@@ -215,6 +218,31 @@ def test_lesson_pipeline_is_what_the_notebooks_run(model, notebooks):
 
 # --------------------------------------------------------------------------
 # Checked before training; nothing measured is lost
+
+
+@pytest.mark.parametrize("measured, expected", [("mixed_bfloat16", "mixed_bfloat16"), ("float32", None)])
+def test_lesson_precision_is_chosen_on_the_lessons_model_as_in_the_notebooks(monkeypatch, measured, expected):
+    """The lesson pipeline's precision is what precision_policy measures for the notebook's model
+    and batch (issue 25: the unmeasured rule left the AMD EPYC in float32); a quick run does not measure."""
+    from cnn_course import speed
+
+    calls = []
+
+    def choose(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo", quick=None):
+        net = model()
+        calls.append((net.name, net.layers[-1].dtype_policy.name, data[0].shape, data[1].shape))
+        return measured, "fake"
+
+    monkeypatch.setattr(speed, "choose_precision", choose)
+    settings = train_speed.pipeline_settings("mnist_mlp", "lesson", quick=False)
+    assert settings["mixed_precision"] == expected
+    assert calls == [("mnist_mlp", "float32", (1024, 28, 28), (1024, 10))]
+    cnn = train_speed.pipeline_settings("cifar10_cnn", "lesson", quick=False)
+    assert cnn["mixed_precision"] == expected and calls[-1][0] == "cifar10_cnn" and calls[-1][2] == (512, 32, 32, 3)
+    assert train_speed.pipeline_settings("mnist_mlp", "lesson", overrides={"mixed_precision": None},
+                                         quick=False)["mixed_precision"] is None
+    train_speed.pipeline_settings("mnist_mlp", "lesson", quick=True)
+    assert len(calls) == 2
 
 
 def test_out_that_cannot_be_written_is_refused_before_training(tmp_path):

@@ -40,14 +40,16 @@ def test_cpu_flags_are_read_from_cpuinfo(cpu, tmp_path):
 def machine(monkeypatch, cpu, tmp_path):
     """Return a function that fakes the machine: GPU name, cpuinfo text, backend."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("CNN_COURSE_QUICK", raising=False)
+    real = speed.choose_precision
 
     def fake(gpu=None, cpuinfo=PLAIN, backend="tensorflow"):
         path = cpu(cpuinfo)
         monkeypatch.setattr(speed, "gpu_name", lambda: gpu)
         monkeypatch.setattr(speed, "backend_version", lambda: (backend, "9.9"))
-        real = speed.choose_precision
         monkeypatch.setattr(speed, "choose_precision",
-                            lambda model=None, data=None, cache=None, cpuinfo=path: real(model, data, cache, cpuinfo))
+                            lambda model=None, data=None, cache=None, cpuinfo=path, quick=None:
+                            real(model, data, cache, cpuinfo, quick))
     return fake
 
 
@@ -74,12 +76,16 @@ def test_explicit_policy_is_kept_silently_and_unknown_refused(capsys):
         speed.precision_policy("half")
 
 
-def _fake_measure(monkeypatch, speedup, calls):
+def _fake_measure(monkeypatch, speedup, calls, build=False):
+    """Replace measure_precision by one that returns ``speedup`` (and, with ``build``, builds the model twice)."""
     def measure(model, data, rounds=6, budget_s=6.0):
         calls.append(1)
+        if build:
+            model(), model()
         return {"float32_s": 1.0, "mixed_bfloat16_s": 1.0 / speedup, "speedup": speedup, "rounds": rounds}
     monkeypatch.setattr(speed, "measure_precision", measure)
-    monkeypatch.setattr(speed, "model_signature", lambda model, data: "tiny:42")
+    if not build:
+        monkeypatch.setattr(speed, "model_signature", lambda model, data: "tiny:42")
 
 
 @pytest.mark.parametrize("speedup, expected, why", [
@@ -152,5 +158,92 @@ def test_measure_precision_times_both_policies_and_restores_the_global_one():
     assert result["speedup"] == pytest.approx(result["float32_s"] / result["mixed_bfloat16_s"])
     signature = speed.model_signature(build, (x, y))
     assert "Dense,Dense" in signature and ":train:(32, 8)" in signature
-    with pytest.raises(ValueError, match="compiled model"):
-        speed.measure_precision(lambda: keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]), (x, y))
+
+
+@pytest.mark.parametrize("labels", ["one-hot", "class numbers"])
+def test_measure_precision_times_a_lessons_uncompiled_model(labels):
+    """The lessons give their builder before they compile: it is compiled for the timing."""
+    keras = pytest.importorskip("keras")
+
+    def build():
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                                 keras.layers.Dense(2, activation="softmax", dtype="float32")])
+
+    x = np.random.default_rng(0).random((32, 8), dtype="float32")
+    y = np.arange(32) % 2 if labels == "class numbers" else np.eye(2)[np.arange(32) % 2]
+    result = speed.measure_precision(build, (x, y), rounds=2, budget_s=0)
+    assert result["float32_s"] > 0 and result["mixed_bfloat16_s"] > 0 and result["rounds"] == 2
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_a_quick_run_does_not_measure_and_says_so(machine, monkeypatch, capsys):
+    machine(None, BF16_ONLY, "tensorflow")
+    calls = []
+    _fake_measure(monkeypatch, 1.6, calls)
+    monkeypatch.setenv("CNN_COURSE_QUICK", "1")
+    assert speed.precision_policy(model=lambda: None, data=(np.zeros((2, 3)), None)) == "float32"
+    line, = capsys.readouterr().out.splitlines()
+    assert line.startswith("Precision: float32 (quick run, not measured: ") and "without AMX" in line
+    assert calls == [] and not speed.cache_path().exists()
+
+
+@pytest.mark.parametrize("damage", ["not json", "a list", "an entry without its fields", "an unknown policy"])
+def test_a_damaged_cache_is_measured_again_and_rewritten(machine, monkeypatch, capsys, damage):
+    machine(None, BF16_ONLY, "jax")
+    calls = []
+    _fake_measure(monkeypatch, 1.6, calls)
+    data = (np.zeros((2, 3)), None)
+    assert speed.precision_policy(model=lambda: None, data=data) == "mixed_bfloat16"
+    path = speed.cache_path()
+    (key, entry), = json.loads(path.read_text()).items()
+    path.write_bytes({"not json": b"\xff{\x00 half a file",
+                      "a list": b"[1, 2, 3]",
+                      "an entry without its fields": json.dumps({key: {"policy": "float32"}}).encode(),
+                      "an unknown policy": json.dumps({key: dict(entry, policy="int4")}).encode()}[damage])
+    capsys.readouterr()
+    assert speed.precision_policy(model=lambda: None, data=data) == "mixed_bfloat16"
+    assert calls == [1, 1]
+    line, = capsys.readouterr().out.splitlines()
+    assert line == "Precision: mixed_bfloat16 (measured 1.60x faster than float32 on this CPU with jax)"
+    assert json.loads(path.read_text())[key]["policy"] == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_choosing_after_the_seed_leaves_the_lessons_random_numbers_alone(machine, monkeypatch, cached):
+    """A lesson seeds, then chooses its precision (building models), then builds its model:
+    the same starting weights as without the choice, measured or cached."""
+    keras = pytest.importorskip("keras")
+    machine(None, BF16_ONLY, "jax")
+    _fake_measure(monkeypatch, 1.6, [], build=True)
+
+    def build():
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.2), keras.layers.Dense(3)])
+
+    data = (np.zeros((2, 4), dtype="float32"), np.zeros((2, 3), dtype="float32"))
+    if cached:
+        speed.precision_policy(model=build, data=data, verbose=False)
+    keras.utils.set_random_seed(7)
+    expected = [w.copy() for w in build().get_weights()]
+    keras.utils.set_random_seed(7)
+    speed.precision_policy(model=build, data=data, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(build().get_weights(), expected, strict=True))
+
+
+def test_measuring_leaves_a_layer_shared_by_the_builder_unchanged():
+    """Lesson 4's builder reuses its `augment` model: timing must not advance its random state
+    (nor train a shared layer's weights), or a measured run would train differently from a cached one."""
+    keras = pytest.importorskip("keras")
+    augment = keras.Sequential([keras.layers.RandomFlip("horizontal")], name="augment")
+    shared = keras.layers.Dense(4, activation="relu")
+
+    def build():
+        return keras.Sequential([keras.Input((2, 2, 1)), augment, keras.layers.Flatten(), shared,
+                                 keras.layers.Dense(2, activation="softmax", dtype="float32")])
+
+    build()  # builds the shared Dense layer
+    before = [keras.ops.convert_to_numpy(v) for v in augment.variables + shared.variables]
+    assert before, "the augmentation keeps a random state"
+    x = np.random.default_rng(0).random((8, 2, 2, 1), dtype="float32")
+    speed.measure_precision(build, (x, np.eye(2)[np.arange(8) % 2]), rounds=2, budget_s=0)
+    after = [keras.ops.convert_to_numpy(v) for v in augment.variables + shared.variables]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

@@ -128,8 +128,10 @@ def _read_npz(path, dataset):
     from cnn_course import data
 
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"no such file: {path}")
+    if not path.is_file():
+        raise UsageError(f"{path}: not a regular file (a folder, FIFO, socket or device)")
     if not zipfile.is_zipfile(path):  # else NumPy tries it as a pickle and says so
         raise data.DataError(f"{path}: not an .npz file (an .npz is a zip archive of arrays)")
     if dataset == "mnist":

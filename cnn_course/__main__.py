@@ -349,6 +349,8 @@ def check_run_arguments(args, parser):
         from cnn_course import data
         data.offline()
         data.quick_mode()
+        data.places.env_data_dir()  # CNN_COURSE_DATA and KERAS_HOME: a file, or ~user of no user
+        data.places.keras_home()
     except ValueError as exc:
         parser.error(_one_line(exc))
     try:  # last, as it creates the folder
@@ -498,8 +500,10 @@ def _data_command(args, parser, out):
         parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}"
                      + (", all" if args.action == "fetch" else ""))
     try:
-        data.offline()  # a typo in either setting is a usage error, whatever the action
+        data.offline()  # a typo in any setting is a usage error, whatever the action
         data.quick_mode()
+        data.places.env_data_dir()
+        data.places.keras_home()
         if args.action == "status":
             out.write(format_status_table(data.dataset_status()) + "\n")
         elif args.action == "fetch" and args.name == "all":

@@ -156,7 +156,7 @@ def format_report(report):
     total = _minutes(report.get("wall_time_s"))
     totals = f"{report['passed']} passed, {report['failed']} failed"
     if report.get("interrupted"):
-        totals += ", interrupted (Ctrl-C)"
+        totals += ", interrupted (Ctrl-C or a stop signal)"
         if report.get("not_run"):
             totals += f"; not run: {', '.join(report['not_run'])}"
     parts.append(f"{totals}, total wall time {total}.")
@@ -223,15 +223,18 @@ def check_out_dir(out_dir):
     Creates the folder (and its parents) when missing and writes and removes
     a probe file in it. Returns the folder as an absolute Path. Raises
     ValueError, with a one-line reason, when it is a file, lies inside one,
-    or cannot be written.
+    starts with ``~user`` of no user, or cannot be written (a name too long, say).
     """
-    out_dir = Path(out_dir).expanduser().absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir} is a file, not a folder")
-    inside = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
-    if inside is not None:
-        raise ValueError(f"{out_dir} would lie inside {inside}, which is a file")
     try:
+        out_dir = Path(out_dir).expanduser().absolute()
+    except RuntimeError:
+        raise ValueError(f"{str(out_dir).split('/', 1)[0]} is the home folder of no user on this machine") from None
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"{out_dir} is a file, not a folder")
+        inside = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
+        if inside is not None:
+            raise ValueError(f"{out_dir} would lie inside {inside}, which is a file")
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):
             pass

@@ -254,7 +254,7 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
             notify(event="end", status="interrupted")
             text = "".join(texts)
             raise LessonInterrupted(_result(
-                "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
+                "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C or a stop signal)", text=text,
                 failed_cell=running_cell(), executed_path=saved, warnings=warnings,
                 **parse_output(text))) from None
         except Exception as exc:  # a failing cell, a timeout, a dead kernel, no kernel
@@ -471,7 +471,7 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
                 saved = _save_or_none(lambda: log_path.write_text(text, encoding="utf-8"), log_path)
             notify(event="end", status="interrupted")
             raise LessonInterrupted(_result(
-                "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C)", text=text,
+                "interrupted", started, error="KeyboardInterrupt: interrupted (Ctrl-C or a stop signal)", text=text,
                 executed_path=saved, **parse_output(text))) from None
         finally:
             if killer is not None:

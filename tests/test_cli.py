@@ -438,7 +438,7 @@ def _assert_interrupted(done, out_dir, lesson, not_run):
     report = json.loads((out_dir / "results.json").read_text())
     assert report["interrupted"] is True and report["not_run"] == not_run
     assert [(r["lesson"], r["status"]) for r in report["lessons"]] == [(lesson, "interrupted")]
-    assert "interrupted (Ctrl-C); not run: " + ", ".join(not_run) in (out_dir / "results.md").read_text()
+    assert "interrupted (Ctrl-C or a stop signal); not run: " + ", ".join(not_run) in (out_dir / "results.md").read_text()
     assert list(done.scratch.iterdir()) == []  # no kernel connection file or other temporary left
 
 
@@ -452,7 +452,7 @@ def test_ctrl_c_stops_a_notebook_run_and_its_kernel(tmp_path):
     kernel = int(pid_file.read_text())
     _wait_for(lambda: _process_gone(kernel), 10, f"kernel process {kernel} to end")
     assert not (out_dir / "after.txt").exists()  # the next lesson never started
-    assert "## Interrupted\n\n- **slow**: cell 4 `import time`: KeyboardInterrupt: interrupted (Ctrl-C)" in (
+    assert "## Interrupted\n\n- **slow**: cell 4 `import time`: KeyboardInterrupt: interrupted (Ctrl-C or a stop signal)" in (
         out_dir / "results.md").read_text()
     executed = nbformat.read(out_dir / "slow.ipynb", as_version=4)  # the cells run so far are kept
     assert any("slow fixture" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))

@@ -84,10 +84,11 @@ def describe(backbone, alpha):
 
 
 def weights_folders():
-    """Return the (label, folder) places searched for weights files, in order. Raises nothing."""
+    """Return the (label, folder) places searched for weights files, in order.
+    Raises SettingError for a ``~user`` path variable naming no user."""
     found = []
     env = os.environ.get("CNN_COURSE_DATA")
-    roots = ([("$CNN_COURSE_DATA", Path(env).expanduser())] if env else []) + \
+    roots = ([("$CNN_COURSE_DATA", places.user_path(env, "CNN_COURSE_DATA"))] if env else []) + \
         [("the repo's data folder", places.REPO_DATA_DIR)]
     for label, root in roots:
         found += [(label, root), (label, root / "keras-models"), (label, root / "models")]

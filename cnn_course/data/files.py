@@ -334,7 +334,8 @@ def safe_member_path(dest: Path, name: str) -> Path:
     Raises DataError."""
     target = (dest / name).resolve()
     if not target.is_relative_to(dest.resolve()) or target == dest.resolve():
-        raise DataError(f"refusing to unpack {name}: it points outside {dest}")
+        # not naming `dest`: it is a staging folder, gone by the time the user reads this
+        raise DataError(f"refusing to unpack member {name}: it points outside the archive's folder")
     return target
 
 

@@ -138,7 +138,7 @@ def import_dataset(name: str, src) -> Path:
     would be hidden (then nothing is left behind)."""
     if name not in IMPORTERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    src = Path(src).expanduser()
+    src = places.user_path(src, "the path")
     if not src.exists():
         raise DatasetNotFound(f"{src}: no such file or folder")
     files.check_source(src)

@@ -20,6 +20,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_DATA_DIR = Path(os.environ.get("CNN_COURSE_REPO_DATA") or REPO_ROOT / "data")
 
 
+def user_path(text: str, what: str) -> Path:
+    """Return Path(text) with a leading ``~`` or ``~user`` expanded.
+
+    Raises SettingError, naming `what` (e.g. "CNN_COURSE_DATA"), when
+    ``~user`` names no user of this machine (where Path.expanduser raises
+    RuntimeError)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        user = str(text).split(os.sep, 1)[0]
+        raise SettingError(f"{what}={text}: {user} is the home folder of no user on this machine; "
+                           "give the folder's full path") from None
+
+
 def env_data_dir() -> Path | None:
     """Return the folder ``$CNN_COURSE_DATA`` names, as an absolute path (a
     relative value is taken from the current folder, once, here; pass the
@@ -28,7 +42,7 @@ def env_data_dir() -> Path | None:
     env = os.environ.get("CNN_COURSE_DATA", "").strip()
     if not env:
         return None
-    folder = Path(env).expanduser().absolute()
+    folder = user_path(env, "CNN_COURSE_DATA").absolute()
     if folder.exists() and not folder.is_dir():
         raise SettingError(f"CNN_COURSE_DATA={env} names a file ({folder}), not a folder; "
                            "point it at the folder that holds the datasets")
@@ -50,10 +64,11 @@ def data_dirs() -> list[Path]:
 
 def keras_home() -> Path:
     """Return the Keras home folder as Keras picks it: ``$KERAS_HOME``, else
-    ``~/.keras`` (``/tmp/.keras`` when the home folder is not writable)."""
+    ``~/.keras`` (``/tmp/.keras`` when the home folder is not writable).
+    Raises SettingError when ``$KERAS_HOME`` starts with an unknown ``~user``."""
     env = os.environ.get("KERAS_HOME")
     if env:
-        return Path(env).expanduser()
+        return user_path(env, "KERAS_HOME")
     home = Path("~").expanduser()
     return (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
 

@@ -162,7 +162,10 @@ def _check_cheaply(name: str, kind: str, source: Path) -> None:
         dogs.check_dog_tree(source)
     elif kind == "zip":
         with zipfile.ZipFile(source) as z:
-            z.infolist()
+            for info in z.infolist():  # the directory only: what loading would refuse at once
+                if info.flag_bits & 0x1:
+                    raise DataError(f"{source}: member {info.filename} is encrypted; "
+                                    "give an archive without a password")
 
 
 def _status_found(name: str) -> tuple[str, str | None, str]:

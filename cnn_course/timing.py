@@ -264,7 +264,8 @@ def verdict(name, ratio, baseline):
     """
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
         raise ValueError(f"a speed ratio must be a positive number, not {ratio!r}")
-    word = ("faster" if ratio >= 1 + NOISE else "slower" if ratio <= 1 - NOISE
+    shown = round(ratio, 2)  # the word follows the figure printed: 1.0496 reads "1.05x: faster"
+    word = ("faster" if shown >= 1 + NOISE else "slower" if shown <= 1 - NOISE
             else f"about the same (within {NOISE:.0%}, the noise of a shared machine)")
     return f"on this machine, {name} trained at {ratio:.2f}x {baseline}'s speed: {word}"
 

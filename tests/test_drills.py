@@ -113,7 +113,9 @@ def test_ctrl_d_ends_the_quiz_with_the_score_so_far(env):
 
 
 def test_ctrl_c_ends_the_quiz_with_the_score_and_status_130(env):
+    # a child of a background job starts with SIGINT ignored (as CI may run us): put it back
     proc = subprocess.Popen([sys.executable, POOL, "--quiz", "4", "--no-keras"], cwd=REPO, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = ""

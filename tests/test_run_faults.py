@@ -226,8 +226,10 @@ def test_a_killed_runner_leaves_no_script_lesson_running(tmp_path):
 def test_a_stop_in_the_first_second_prints_interrupted_not_a_traceback(tmp_path, signum):
     codes = []
     for delay in (0.3, 0.5, 0.8):
+        # SIG_DFL: a child of a background job starts with SIGINT ignored (as CI may run us)
         proc = subprocess.Popen([sys.executable, "-m", "cnn_course", "data", "status"], cwd=tmp_path,
                                 env=_env(tmp_path), stdin=subprocess.DEVNULL,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
         proc.send_signal(signum)

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from cnn_course import __main__ as cli
-from cnn_course import backends, lessons, reports, runner
+from cnn_course import lessons, reports, runner
+from test_cli import fake_env  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-FAKE_ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "tensorflow",
-            "backend_version": "2.21.0", "device": "CPU"}
 STAND_IN_MNIST = ("STAND-IN for MNIST: scikit-learn digits resized to 28x28, 1797 train / 200 test "
                   "(real MNIST not found; `python -m cnn_course data fetch mnist` gets it)")
 STAND_IN_WEIGHTS = ("STAND-IN: random weights for MobileNetV2 (mobilenet.h5 not found; "
@@ -29,11 +28,6 @@ def _lesson_script(folder, name, data, accuracy):
     path = folder / f"{name}.py"
     path.write_text(f"print({'Data: ' + data!r})\nprint('Test accuracy: {accuracy:.2f}%')\n", encoding="utf-8")
     return str(path)
-
-
-@pytest.fixture
-def fake_env(monkeypatch):
-    monkeypatch.setattr(backends, "environment_info", lambda: dict(FAKE_ENV))
 
 
 def _run(tmp_path, monkeypatch, capsys, lessons_data, *args):

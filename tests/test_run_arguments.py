@@ -16,52 +16,10 @@ import pytest
 
 from cnn_course import __main__ as cli
 from cnn_course import backends, lessons, reports, runner
+from test_cli import FAKE_ENV, _scripts, _usage_error, fake_env, no_run  # noqa: F401 (fixtures)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-FAKE_ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "tensorflow",
-            "backend_version": "2.21.0", "device": "CPU"}
-
-
-def _scripts(folder, names):
-    """Write one tiny script per name; return the registry {name: path}."""
-    registry = {}
-    for name in names:
-        path = folder / f"{name}.py"
-        path.write_text(f"print('{name} ran')\n", encoding="utf-8")
-        registry[name] = str(path)
-    return registry
-
-
-@pytest.fixture
-def fake_env(monkeypatch):
-    """Skip the (slow) environment probe: the report gets FAKE_ENV."""
-    monkeypatch.setattr(backends, "environment_info", lambda: dict(FAKE_ENV))
-
-
-@pytest.fixture
-def no_run(monkeypatch, tmp_path):
-    """A registry of one script lesson, and a probe that fails the test if called."""
-    monkeypatch.setattr(runner, "LESSONS", _scripts(tmp_path, ["dims"]))
-
-    def probe(timeout=120):
-        raise AssertionError("the environment probe ran before the arguments were checked")
-
-    monkeypatch.setattr(backends, "environment_info", probe)
-    return tmp_path
-
-
-def _usage_error(argv, capsys):
-    """Run the command line, expecting a usage error; return its one stderr line."""
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(argv)
-    assert exit_.value.code == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert "Traceback" not in captured.err and captured.out == ""
-    return lines[-1]
-
-
 def _leftovers(folder):
     """The temporary files a report write could leave in `folder` (sorted names)."""
     return sorted(p.name for p in Path(folder).iterdir() if p.name.endswith(".tmp"))

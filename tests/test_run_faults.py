@@ -21,6 +21,7 @@ import pytest
 
 from cnn_course import __main__ as cli
 from cnn_course import backends, lessons, runner
+from test_cli import _wait_for
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -45,14 +46,6 @@ def _gone(pid):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-def _wait_for(condition, seconds, what):
-    """Poll `condition` every 0.05 s; fail the test after `seconds` saying `what`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _env(tmp_path):

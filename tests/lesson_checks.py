@@ -92,11 +92,28 @@ def check_executed(result):
     return text
 
 
+def install_cell_source():
+    """Return what every lesson's first code cell holds: installing the course's
+    helper package where it is missing (Colab), from the repository that
+    pyproject.toml's [project.urls] names."""
+    import tomllib
+
+    url = tomllib.loads((lessons.REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["urls"]["Repository"]
+    return ("# Colab, or any Python without the course's helpers: install them (once).\n"
+            "import importlib.util\n"
+            "\n"
+            'if importlib.util.find_spec("cnn_course") is None:\n'
+            f'    %pip install --quiet "cnn-course @ git+{url}"')
+
+
 def check_committed(path, lesson):
-    """Assert the committed notebook's shape: stripped, a small parameters cell and no quick-mode
-    scaffolding, imports in one cell, and an exercises section at the end."""
+    """Assert the committed notebook's shape: stripped, the install cell first, a small parameters
+    cell and no quick-mode scaffolding, imports in one cell, and an exercises section at the end."""
     nb = read(path)
     code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == install_cell_source(), "the first code cell installs the course's helpers"
+    code = code[1:]  # its import is the install's, not the lesson's
     assert all(c.outputs == [] and c.execution_count is None for c in code), "notebook is not stripped"
     knobs = lessons.parameter_names(parameters_cell(nb).source)
     assert len(knobs) <= 8, f"{len(knobs)} knobs in the parameters cell: {knobs}"

@@ -2,14 +2,14 @@
 #   make run    set up, then run every lesson in quick mode and print the report
 #   make test   set up, then run the test suite
 # Setup creates .venv in the repo on first use and reinstalls only when
-# requirements*.txt or pyproject.toml change.
+# pyproject.toml, requirements-dev.txt or constraints.txt change.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run full test setup gpu gpu-jax lab bench clean
+.PHONY: run full test setup constraints gpu gpu-jax lab bench clean
 
 run: $(STAMP)
 	$(PY) -m cnn_course run --quick
@@ -22,12 +22,13 @@ test: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): pyproject.toml requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; this is " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
+	@# The package (editable) with both backends and Jupyter Lab, and the test tools,
+	@# at the versions the tests passed with (constraints.txt; see `make constraints`).
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[tensorflow,jax,lab]" -r requirements-dev.txt
 	@# Jupyter's kernel for this venv: TensorFlow's C++ log lines (absl, oneDNN,
 	@# cpu_feature_guard) go to the terminal, not into the notebooks' cells; the
 	@# runner starts its kernels with the same setting.
@@ -35,6 +36,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@mkdir -p $(VENV)/etc/ipython
 	@echo "c.IPKernelApp.capture_fd_output = False  # C++ libraries' stderr stays out of the cells" > $(VENV)/etc/ipython/ipython_kernel_config.py
 	@touch $(STAMP)
+
+# Record the versions installed in .venv as constraints.txt (after a passing
+# `make test`, when pyproject.toml's ranges or a new release should move them).
+constraints: $(STAMP)
+	$(PY) tools/record_constraints.py
 
 # Swap the CPU-only TensorFlow for the CUDA build (Linux with an NVIDIA GPU).
 gpu: $(STAMP)

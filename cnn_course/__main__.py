@@ -328,6 +328,8 @@ def check_run_arguments(args, parser):
     or CNN_COURSE_QUICK, an empty ``--out``, an out folder that is a file or
     cannot be written, or one another run is writing into.
     """
+    if not lessons.IN_CHECKOUT:
+        parser.error(lessons.NOT_IN_CHECKOUT)
     known = runner.LESSONS
     unknown = [name for name in args.lessons if name not in known]
     if unknown:
@@ -548,6 +550,9 @@ def _fetch_all(data, out):
 
 def cmd_strip(args, parser, out):
     """Strip the given notebooks (default: the repository's); return the exit status."""
+    if not args.notebooks and not lessons.IN_CHECKOUT:  # never every notebook in site-packages
+        parser.error("no notebook named, and the installed cnn-course package holds no lessons: "
+                     "name the notebooks to strip")
     paths = [Path(p) for p in args.notebooks] or notebooks.tracked_notebooks()
     changed = failed = 0
     for path in paths:

@@ -18,6 +18,12 @@ from pathlib import Path
 import nbformat
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The lessons live in the course's checkout, beside this package. Installed from
+# a wheel (pip, Colab) REPO_ROOT is site-packages, which holds no lessons.
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
+NOT_IN_CHECKOUT = ("the lessons are not part of the installed cnn-course package: run this command in a "
+                   "checkout of the course (git clone its repository), or open a lesson's notebook in "
+                   "Jupyter or Colab and run it there")
 
 # Lesson name -> path relative to the repository root, in the order they run.
 # conv-visualization comes after cifar10-cnn: it reuses that lesson's checkpoint.

@@ -89,7 +89,7 @@ def weights_folders():
     found = []
     env = os.environ.get("CNN_COURSE_DATA")
     roots = ([("$CNN_COURSE_DATA", places.user_path(env, "CNN_COURSE_DATA"))] if env else []) + \
-        [("the repo's data folder", places.REPO_DATA_DIR)]
+        [(places.REPO_DATA_LABEL, places.REPO_DATA_DIR)]
     for label, root in roots:
         found += [(label, root), (label, root / "keras-models"), (label, root / "models")]
     found.append(("the Keras models cache", places.keras_home() / "models"))

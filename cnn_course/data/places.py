@@ -15,9 +15,10 @@ from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES
 from .errors import DataError, DatasetNotFound, SettingError, tar_detail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The test suite sets CNN_COURSE_REPO_DATA to an empty folder, so that data a
-# user imported into data/ never changes what the tests see; nobody else needs it.
-REPO_DATA_DIR = Path(os.environ.get("CNN_COURSE_REPO_DATA") or REPO_ROOT / "data")
+# True in the course's checkout (an editable install too); False when installed
+# from a wheel (Colab, `pip install`), where REPO_ROOT is site-packages.
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
+REPO_DATA_LABEL = "the repo's data folder" if IN_CHECKOUT else "the course's data folder"
 
 
 def user_path(text: str, what: str) -> Path:
@@ -79,6 +80,25 @@ def keras_cache_dir() -> Path:
     return keras_home() / "datasets"
 
 
+def course_data_dir() -> Path:
+    """Return the course's own data folder: the repo's ``data/`` in a checkout;
+    installed from a wheel, ``cnn-course`` in the Keras home (never inside
+    site-packages); ``$CNN_COURSE_REPO_DATA`` when set (the test suite points
+    it at an empty folder, so that data a user imported into data/ never
+    changes what the tests see; nobody else needs it). Raises nothing."""
+    if os.environ.get("CNN_COURSE_REPO_DATA"):
+        return Path(os.environ["CNN_COURSE_REPO_DATA"])
+    if IN_CHECKOUT:
+        return REPO_ROOT / "data"
+    try:
+        return keras_home() / "cnn-course"
+    except SettingError:  # a ~user of no user in KERAS_HOME: reported where the Keras cache is used
+        return Path("/tmp/.keras/cnn-course")
+
+
+REPO_DATA_DIR = course_data_dir()  # read once, at import; tests and benchmarks replace it
+
+
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("", "0", "false", "no", "off")
 
@@ -123,7 +143,7 @@ def search_places(name: str) -> list[tuple[str, Path]]:
     env = env_data_dir()
     if env:
         places.append(("$CNN_COURSE_DATA", env))
-    places.append(("the repo's data folder", REPO_DATA_DIR))
+    places.append((REPO_DATA_LABEL, REPO_DATA_DIR))
     if name == "vgg16":
         places.append(("the Keras models cache", keras_home() / "models"))
     else:

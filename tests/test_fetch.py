@@ -22,6 +22,7 @@ import pytest
 from cnn_course import __main__ as cli
 from cnn_course import data
 from cnn_course.data import downloads
+from cnn_course.data.catalog import TITLES
 from test_data import (hermetic, install_fake_keras, tar_folder, write_mnist, write_pickles,  # noqa: F401
                        write_vgg_h5)
 
@@ -195,3 +196,46 @@ def test_cli_fetch_unknown_name_is_a_usage_error(online, capsys):
     assert exit_.value.code == 2
     assert "valid names: mnist, cifar10, dogs" in capsys.readouterr().err
     assert online == []
+
+
+# A full (not quick) lesson run where a dataset is on no local place: as in a plain
+# Keras script, Keras downloads it (issue 21: a fresh Colab runtime has none).
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_a_full_lesson_downloads_its_dataset_through_keras(online, name, capsys):
+    (x_train, _), (x_test, _) = data.load_lesson_data(name, quick=False)[0]
+    assert online == [{"mnist": data.MNIST_FILE, "cifar10": data.CIFAR10_FILE}[name]]
+    out = capsys.readouterr().out
+    assert out.startswith(f"Data: {TITLES[name]} (real, {len(x_train)} train / {len(x_test)} test")
+    assert "downloaded" in out and "STAND-IN" not in out
+
+
+def test_a_full_lesson_downloads_the_dog_images_through_keras(online, capsys):
+    root, description = data.load_dog_images(quick=False)
+    assert online == [data.DOGS_FILE]
+    assert sorted(p.name for p in root.iterdir()) == ["test", "train", "valid"]
+    assert description.startswith("Dog-breed images (real, ")
+    assert capsys.readouterr().out == f"Data: {description}\n"
+    assert data.load_dog_images(quick=False)[0] == root and online == [data.DOGS_FILE]  # found, not fetched again
+
+
+def test_offline_a_full_lesson_without_dog_images_says_nothing_was_downloaded(capsys):
+    with pytest.raises(data.DatasetNotFound, match="dogImages.zip") as caught:
+        data.load_dog_images(quick=False)
+    assert str(caught.value).splitlines()[-1] == "Nothing was downloaded because CNN_COURSE_OFFLINE=1."
+    assert capsys.readouterr().out == ""
+
+
+def test_a_failed_dog_images_download_says_where_to_get_them(monkeypatch):
+    monkeypatch.delenv("CNN_COURSE_OFFLINE")
+
+    def no_network(fname=None, origin=None, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    install_fake_keras(monkeypatch, no_network)
+    with pytest.raises(data.DatasetNotFound) as caught:
+        data.load_dog_images(quick=False)
+    text = str(caught.value)
+    assert "dogImages.zip" in text and data.DOGS_URL in text
+    assert text.splitlines()[-1].startswith("The download failed: Could not download dogImages.zip")

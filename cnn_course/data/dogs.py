@@ -208,6 +208,22 @@ def find_dog_images(path=None) -> Path:
     return root
 
 
+def _download_dogs(missing: DatasetNotFound) -> Path:
+    """Download dogImages.zip through Keras into its cache and return the
+    unpacked tree's root, as a plain Keras script gets its dataset. Raises
+    ``missing`` with a line added when CNN_COURSE_OFFLINE is set or the
+    download fails; DataError for a corrupt download."""
+    from . import downloads  # downloads imports this module
+
+    if places.offline():
+        raise DatasetNotFound(f"{missing}\nNothing was downloaded because "
+                              f"CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}.") from None
+    try:
+        return downloads.fetch("dogs")
+    except DatasetNotFound as e:
+        raise DatasetNotFound(f"{missing}\nThe download failed: {e}") from None
+
+
 def _dog_standin_root(seed: int) -> Path:
     """Build (once) the generated dog-images stand-in for ``seed`` in the
     temp folder and return its root. It is built under a temporary name and
@@ -234,26 +250,31 @@ def load_dog_images(path=None, quick=None, seed=0):
 
     The real ``dogImages`` tree (or ``dogImages.zip``) is found with
     :func:`find_dog_images` (``path``, then the data folders, then the Keras
-    cache; never downloaded). When it is missing and ``quick`` is true, a
+    cache). When it is missing and ``quick`` is true, a
     small generated tree of the same layout (colour-and-stripe images, one
     colour per class; :func:`make_image_folder_standin` with ``seed``) is
-    built once in the temp folder and used instead. Prints exactly one line
-    ``Data: <description>``; a stand-in says ``STAND-IN`` in it.
+    built once in the temp folder and used instead; when not quick,
+    ``dogImages.zip`` is downloaded through Keras (`downloads.fetch`, about
+    1 GB) unless CNN_COURSE_OFFLINE is set, as MNIST and CIFAR-10 are.
+    Prints exactly one line ``Data: <description>``; a stand-in says
+    ``STAND-IN`` in it.
 
     Returns (root Path of the train/valid/test tree, description). Raises
-    DatasetNotFound (not quick and not found) naming dogImages.zip, its URL
-    and where to put it; DataError for a corrupt zip or an incomplete tree;
-    OSError when the stand-in cannot be written."""
+    DatasetNotFound (not quick, not found, and not downloaded) naming
+    dogImages.zip, its URL and where to put it; DataError for a corrupt zip
+    or download, or an incomplete tree; OSError when the stand-in cannot be written."""
     quick = quick_mode(quick)
     title = TITLES["dogs"]
     try:
         root = find_dog_images(path)
         real = True
-    except DatasetNotFound:
+    except DatasetNotFound as missing:
         if not quick:
-            raise
-        root = _dog_standin_root(seed)
-        real = False
+            root = _download_dogs(missing)
+            real = True
+        else:
+            root = _dog_standin_root(seed)
+            real = False
     counts, n_classes = trees.count_image_tree(root)
     split_counts = " / ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
     if real:

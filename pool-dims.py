@@ -111,9 +111,9 @@ def main(argv=None):
         return 0
     try:  # before TensorFlow starts
         keras_check.check_exact(input_shape, shape, *(() if kind == "global-average" else (pool_size, strides)))
+        keras = keras_check.import_keras()  # a missing backend: one line saying what to install
     except ValueError as err:
         return fail(err)
-    keras = keras_check.import_keras()
     if kind == "global-average":
         layer = keras.layers.GlobalAveragePooling2D()
     elif kind == "average":

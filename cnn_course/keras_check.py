@@ -169,10 +169,21 @@ def quiet_tensorflow():
 def import_keras():
     """Return the keras module, imported inside `quiet_tensorflow`.
 
-    Raises ImportError when Keras is not installed.
+    Raises ImportError when Keras is not installed; when Keras is but the
+    package of its backend is not (``pip install cnn-course`` without an
+    extra), `cnn_course.backends.BackendError` (a ValueError), one line
+    saying what to install.
     """
     with quiet_tensorflow():
-        import keras
+        try:
+            import keras
+        except ImportError as exc:
+            if exc.name == "keras":
+                raise
+            from cnn_course import backends
+
+            backends.check_backend(backends.keras_backend())  # raises, naming what to install
+            raise
     return keras
 
 

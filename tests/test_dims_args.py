@@ -3,10 +3,13 @@ what they could only get wrong (issue 26): sizes Keras cannot compute exactly
 (low 12), and negative sizes that argparse used to take for an option (low 15).
 Every refusal comes before Keras is imported, so these runs are quick."""
 
+import subprocess
+import sys
+
 import pytest
 
 from cnn_course import keras_check
-from test_dims_scripts import CONV, POOL, env, run  # noqa: F401
+from test_dims_scripts import CONV, POOL, REPO, env, run  # noqa: F401
 
 HUGE = str(2**63)  # 9223372036854775808
 
@@ -48,3 +51,20 @@ def test_check_exact_allows_up_to_the_limit():
     keras_check.check_exact((keras_check.MAX_EXACT, 2, 1), [{"shape": (1, 1), "params": 5}])
     with pytest.raises(ValueError, match="over 2\\*\\*53"):
         keras_check.check_exact((2, 2, 1), [{"shape": (1, 1), "params": keras_check.MAX_EXACT + 1}])
+
+
+# Keras installed without its backend (`pip install cnn-course` with no extra): one
+# line naming what to install, not Keras's traceback. A `None` in sys.modules makes
+# the backend's package look absent to Keras and to the check alike.
+BLOCKED = "import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; " \
+          "runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
+@pytest.mark.parametrize("script", [CONV, POOL])
+def test_keras_without_its_backend_is_one_line_saying_what_to_install(env, script):
+    done = subprocess.run([sys.executable, "-c", BLOCKED, script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"{script}: error: the Keras backend 'tensorflow' is not installed in this Python ({sys.executable}); "
+        "install it (pip install tensorflow, or see README.md, \"Keras backends and GPUs\") or choose another"]

@@ -72,7 +72,7 @@ def shared_data():
 # --------------------------------------------------------------------------
 # Every lesson on TensorFlow; on the other backends, what differs by backend
 
-# TensorFlow and JAX are both in requirements.txt, so both are always tested
+# TensorFlow and JAX are both installed by `make setup` (pyproject.toml's extras), so both are always tested
 # (a missing one shows as skipped, never silently absent); PyTorch is tested
 # where it happens to be installed (its registry wheel carries CUDA: README.md).
 #

@@ -84,11 +84,13 @@ def venv(wheel, tmp_path_factory):
     # The libraries the tests run with, by link: everything but cnn_course and .pth files.
     deps = tmp / "deps"
     deps.mkdir()
-    ours = Path(sysconfig.get_paths()["purelib"])
-    for entry in ours.iterdir():
-        if entry.name.startswith(("cnn_course", "__editable__")) or entry.suffix == ".pth":
-            continue
-        (deps / entry.name).symlink_to(entry)
+    paths = sysconfig.get_paths()
+    for ours in dict.fromkeys(Path(paths[key]) for key in ("purelib", "platlib")):
+        for entry in ours.iterdir():
+            if (entry.name.startswith(("cnn_course", "__editable__")) or entry.suffix == ".pth"
+                    or (deps / entry.name).exists()):
+                continue
+            (deps / entry.name).symlink_to(entry)
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
     (site / "course_deps.pth").write_text(f"{deps}\n")

@@ -308,7 +308,8 @@ def visited(served, browser):
     """
     base, out, runs, kind = served
     seen = {}
-    for html in sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html")):
+    pages = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html"))
+    for html in [p for p in pages if not p.startswith("_static/")]:  # the theme's template parts are no pages
         problems = []
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")

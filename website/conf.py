@@ -33,9 +33,12 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints", "_notebooks"]
 suppress_warnings = ["myst.header"]  # lessons may skip a heading level
 
 html_theme = "sphinx_book_theme"
+html_favicon = "favicon.svg"  # else the browser asks for /favicon.ico, which is not there (a 404)
 html_copy_source = False  # "Download notebook" on each lesson page serves the committed notebook
 html_show_sourcelink = False
 html_last_updated_fmt = None
+# The theme logs a console error for an unset mode ("Got invalid theme mode: .").
+html_context = {"default_mode": "auto"}
 html_theme_options = {
     "repository_url": REPOSITORY_URL,
     "repository_branch": "main",

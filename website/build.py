@@ -447,10 +447,8 @@ def build_site(runs_dir=RUNS_DIR, out_dir=SITE_DIR, src_dir=None, quiet=True):
         done = subprocess.run(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
         if done.returncode != 0:
             raise SiteError(f"Sphinx could not build the site (exit status {done.returncode}; its messages are above)")
-        old = None
         if out_dir.exists():
-            old = work / "previous"
-            os.replace(out_dir, old)
+            os.replace(out_dir, work / "previous")  # removed with `work`
         os.replace(work / "html", out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,7 @@
 # The course's two commands (see README.md):
 #   make run    set up, then run every lesson in quick mode and print the report
 #   make test   set up, then run the test suite
+#   make site   set up, then build the course website into build/site/ (executes nothing)
 # Setup creates .venv in the repo on first use and reinstalls only when
 # pyproject.toml, requirements-dev.txt or constraints.txt change.
 
@@ -9,7 +10,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run full test setup constraints gpu gpu-jax lab bench clean
+.PHONY: run full test setup site site-refresh constraints gpu gpu-jax lab bench clean
 
 run: $(STAMP)
 	$(PY) -m cnn_course run --quick
@@ -21,6 +22,14 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 setup: $(STAMP)
+
+# The website: each lesson with the outputs of its recorded full run (website/runs/).
+site: $(STAMP)
+	$(PY) website/build.py build
+
+# Run lessons at full length and record them for the site: make site-refresh [LESSONS="a b"]
+site-refresh: $(STAMP)
+	$(PY) website/build.py refresh $(LESSONS)
 
 $(STAMP): pyproject.toml requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; this is " + sys.version.split()[0])'

@@ -58,7 +58,7 @@ QUICK_PARAMETERS = {
         "PLAIN_CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
     },
     "bottleneck-features": {"N_PHOTOS": 2},
-    "transfer-learning": {"IMAGE_SIZE": 64, "N_IMAGES": 100, "EPOCHS": 2,
+    "transfer-learning": {"N_IMAGES": 100, "EPOCHS": 2, "FINE_TUNE_EPOCHS": 1,
                           "CHECKPOINT": "transfer_learning.quick.keras"},
     "conv-visualization": {
         "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras", "N_TRAIN": 500, "EPOCHS": 1,

@@ -43,7 +43,7 @@ The package's modules, in the order a reader needs them:
 
 ``REPO_DATA_DIR`` is read from ``cnn_course.data.places`` when it is used:
 to point the repo's data folder elsewhere (tests, benchmarks), set
-``cnn_course.data.places.REPO_DATA_DIR``.
+``cnn_course.data.lookup.REPO_DATA_DIR``.
 
 Heavy libraries (Keras, OpenCV, Pillow, scikit-learn) are imported inside the
 functions that need them, so ``import cnn_course.data`` stays fast.
@@ -55,22 +55,26 @@ from .catalog import (
     VGG16_FILES, VGG16_URL,
 )
 from .errors import DataError, DatasetNotFound, SettingError
-from .places import (
+from .lookup import (
     REPO_DATA_DIR, REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode,
 )
 from .formats import write_cifar10_pickles
 from .images import read_images
-from .photos import SAMPLE_PHOTOS, load_sample_photos
-from .trees import load_image_folder
+from .images import SAMPLE_PHOTOS, load_sample_photos
+from .image_folders import load_image_folder
 from .lessons import load_cifar10, load_lesson_data, load_mnist, standin_note
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
 from .dogs import find_dog_images, load_dog_images
 from .weights import vgg16_weights
 from .backbones import BACKBONES, backbone_weights, found_weights
 from .dog_features import original_dog_features
+from . import install, lookup
 from .downloads import fetch
 from .importing import import_dataset
 from .status import dataset_status
+
+# The modules' former names, still used by cnn_course/__main__.py, features.py and benchmarks/.
+places, files = lookup, install
 
 __all__ = [
     "CIFAR10_CLASSES", "CIFAR10_FILE", "CIFAR10_PICKLES", "CIFAR10_SHA256", "CIFAR10_URL",

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from .errors import DataError, DatasetNotFound
-from . import files, places
+from . import install, lookup
 from .errors import one_line
 from .weights import check_h5_signature, check_no_external_links
 
@@ -88,11 +88,11 @@ def weights_folders():
     Raises SettingError for a ``~user`` path variable naming no user."""
     found = []
     env = os.environ.get("CNN_COURSE_DATA")
-    roots = ([("$CNN_COURSE_DATA", places.user_path(env, "CNN_COURSE_DATA"))] if env else []) + \
-        [("the repo's data folder", places.REPO_DATA_DIR)]
+    roots = ([("$CNN_COURSE_DATA", lookup.user_path(env, "CNN_COURSE_DATA"))] if env else []) + \
+        [("the repo's data folder", lookup.REPO_DATA_DIR)]
     for label, root in roots:
         found += [(label, root), (label, root / "keras-models"), (label, root / "models")]
-    found.append(("the Keras models cache", places.keras_home() / "models"))
+    found.append(("the Keras models cache", lookup.keras_home() / "models"))
     return found
 
 
@@ -136,12 +136,12 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
     if path is not None:
         check_h5_signature(path)  # a damaged file is named here, not deep inside Keras
         weights, description = str(path), f"{what} (real, from {path})"
-    elif not places.quick_mode(quick) and not places.offline():
+    elif not lookup.quick_mode(quick) and not lookup.offline():
         weights = "imagenet"
-        description = f"{what} (real; Keras downloads {name} into {places.keras_home() / 'models'})"
+        description = f"{what} (real; Keras downloads {name} into {lookup.keras_home() / 'models'})"
     elif not required:
         weights, description = None, f"{what}: not found ({name}), so this step is left out"
-    elif places.quick_mode(quick):
+    elif lookup.quick_mode(quick):
         weights = None
         description = (f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; "
                        f"`python -m cnn_course data import weights FILE` brings it in)")
@@ -176,7 +176,7 @@ def install_class_index():
     `weights_folders`, it is copied in. Returns True when it is there now or
     Keras may download it (not offline), False otherwise. Raises nothing.
     """
-    target = places.keras_home() / "models" / CLASS_INDEX_FILE
+    target = lookup.keras_home() / "models" / CLASS_INDEX_FILE
     if target.is_file():
         return True
     for _, folder in weights_folders():
@@ -184,11 +184,11 @@ def install_class_index():
         try:
             read_class_index(candidate)
             target.parent.mkdir(parents=True, exist_ok=True)
-            files.install_copy(candidate, target, read_class_index)
+            install.install_copy(candidate, target, read_class_index)
             return True
         except (ValueError, OSError):
             continue
-    return not places.offline()
+    return not lookup.offline()
 
 
 def identify_weights_file(path):
@@ -284,14 +284,14 @@ def import_weights(src, dest_dir):
     match = _NAME_RE.match(src.name)
     size = int(match.group(4)) if match and match.group(4) else 224
     dest = Path(dest_dir) / weights_file_name(backbone, include_top, alpha or 1.0, size)
-    files.check_not_shadowed(dest, [folder / dest.name for _, folder in weights_folders()])
+    install.check_not_shadowed(dest, [folder / dest.name for _, folder in weights_folders()])
 
     def check(path):
         identify_weights_file(path)
         check_loads(path, backbone, include_top, alpha)
 
     if src.resolve() != dest.resolve():
-        files.install_copy(src, dest, check)
+        install.install_copy(src, dest, check)
     else:
         check(dest)
     return dest

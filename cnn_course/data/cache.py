@@ -13,8 +13,8 @@ import numpy as np
 
 from .catalog import CIFAR10_CLASSES
 from .errors import one_line
-from .places import keras_cache_dir
-from . import files, formats, images, places, trees
+from .lookup import keras_cache_dir
+from . import formats, image_folders, images, install, lookup
 
 
 _CACHE_VERSION = 1
@@ -24,13 +24,13 @@ def _source_key(source: Path) -> str:
     """Return a short hash of a source's size and modification time (for a
     folder: the count, total size and latest mtime of its files), so a
     changed source gets a new cache. Raises DataError for a folder holding
-    links out of or around it (see files.tree_files)."""
+    links out of or around it (see install.tree_files)."""
     if source.is_file():
         st = source.stat()
         sig = f"{st.st_size}:{st.st_mtime_ns}"
     else:
         count = size = latest = 0
-        for f in files.tree_files(source):
+        for f in install.tree_files(source)[0]:
             st = f.stat()
             count, size, latest = count + 1, size + st.st_size, max(latest, st.st_mtime_ns)
         sig = f"{count}:{size}:{latest}"
@@ -48,7 +48,7 @@ def cache_dirs(source: Path) -> list[Path]:
     """Folders for a source's decode cache, most preferred first: the repo's
     data folder (git-ignored; keeps shared or read-only source folders
     clean), the source's own folder, then the Keras cache."""
-    dirs = [places.REPO_DATA_DIR] if places.REPO_DATA_DIR.is_dir() else []
+    dirs = [lookup.REPO_DATA_DIR] if lookup.REPO_DATA_DIR.is_dir() else []
     for d in (source.parent, keras_cache_dir()):
         if d not in dirs:
             dirs.append(d)
@@ -60,7 +60,7 @@ def read_cache(source: Path):
     None when there is none. A damaged cache is reported and ignored."""
     _, name = _cache_name(source)
     for d in cache_dirs(source):
-        files.sweep_stale(d)
+        install.sweep_stale(d)
         path = d / name
         if not path.is_file():
             continue
@@ -88,22 +88,13 @@ def write_cache(source: Path, train, test, bad) -> Path | None:
     for d in cache_dirs(source):
         try:
             d.mkdir(parents=True, exist_ok=True)
-            tmp = files.temp_name(d, name)
-        except OSError:
-            continue
-        try:
-            with open(tmp, "wb") as f:  # not mkstemp: keep the umask's permissions
+            with install.temp_file(d, name) as (tmp, f):
                 np.savez(f, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1],
                          bad=np.asarray(bad, dtype=str))
-            os.replace(tmp, d / name)
-        except BaseException as e:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-            if isinstance(e, OSError):
-                continue
-            raise
+                f.flush()
+                os.replace(tmp, d / name)
+        except OSError:
+            continue
         for old in d.glob(f"{prefix}*.decoded.npz"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -122,7 +113,7 @@ def load_cifar_tree(source: Path, kind: str):
         return cached[0], cached[1], f"JPEG copy, decoded cache {cached[2]}"
     print(f"Decoding the CIFAR-10 JPEG images in {source} once; the arrays are cached "
           "for later loads.", file=sys.stderr)
-    train, test, bad = trees.decode_cifar_tree(source, kind)
+    train, test, bad = image_folders.decode_cifar_tree(source, kind)
     path = write_cache(source, train, test, bad)
     return train, test, f"JPEG copy, decoded{f' and cached in {path}' if path else ''}"
 

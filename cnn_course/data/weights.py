@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .catalog import VGG16_FILES, VGG16_URL
 from .errors import DataError, DatasetNotFound, one_line
-from .places import keras_home, offline, quick_mode
-from . import places
+from .lookup import keras_home, offline, quick_mode
+from . import lookup
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -108,7 +108,7 @@ def find_vgg16(include_top: bool) -> tuple[Path | None, list[str]]:
     """Return (path of the weights file or None, places looked)."""
     fname = VGG16_FILES[include_top][0]
     looked = []
-    for label, folder in places.search_places("vgg16"):
+    for label, folder in lookup.search_places("vgg16"):
         looked.append(f"{folder / fname} ({label})")
         if (folder / fname).is_file():
             return folder / fname, looked
@@ -140,7 +140,7 @@ def vgg16_weights(include_top=True, quick=None):
         lines = [f"The VGG16 ImageNet weights {fname} were not found. Looked in, in order:"]
         lines += [f"  {i}. {p}" for i, p in enumerate(looked, 1)]
         lines.append(f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}.")
-        lines.append(f"Get {fname} ({VGG16_URL}{fname}) and put it in {places.import_dir()} or "
+        lines.append(f"Get {fname} ({VGG16_URL}{fname}) and put it in {lookup.import_dir()} or "
                      f"{keras_home() / 'models'}; or run `python -m cnn_course data fetch vgg16`, or "
                      "`python -m cnn_course data import vgg16 PATH`.")
         raise DatasetNotFound("\n".join(lines))

@@ -14,7 +14,7 @@ import numpy as np
 from .catalog import (CIFAR10_CLASSES, MAX_CIFAR_IMAGE_BYTES, MAX_CIFAR_SIDE, MAX_CIFAR_TREE_BYTES,
                       SPLITS, MiB)
 from .errors import DataError, DatasetNotFound, tar_detail
-from . import files, formats, images
+from . import formats, images, install
 
 
 def _tree_entries(names_by_split: dict, source) -> dict:
@@ -92,7 +92,7 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
     for split in SPLITS:
         folder = root / split
         if folder.is_symlink():
-            files.check_link(folder, top)  # a link to a folder: refused
+            install.check_link(folder, top)  # a link to a folder: refused
         if not folder.is_dir():
             continue
         classes = {}
@@ -100,7 +100,7 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
             if entry.name.startswith("."):
                 continue
             if entry.is_symlink():
-                files.check_link(Path(entry.path), top)  # refuses links to folders
+                install.check_link(Path(entry.path), top)  # refuses links to folders
             if not entry.is_dir(follow_symlinks=False):
                 skipped.append(Path(entry.path))
                 continue
@@ -109,7 +109,7 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
                 if f.name.startswith("."):
                     continue
                 if f.is_symlink():
-                    files.check_link(Path(f.path), top)  # only files inside the tree pass
+                    install.check_link(Path(f.path), top)  # only files inside the tree pass
                 if f.is_file() and images.is_image_name(f.name):
                     found.append(Path(f.path))
                 else:
@@ -149,7 +149,7 @@ def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image
     try:
         with tarfile.open(path) as tar:
             for member in tar:
-                files.check_member(path, member.name, 0, max_member, what,
+                install.check_member(path, member.name, 0, max_member, what,
                                    is_file=member.isfile() or member.isdir())
                 parts = PurePosixPath(member.name).parts
                 if any(p.startswith(".") and p != "." for p in parts):
@@ -167,7 +167,7 @@ def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image
                 if len(rest) != 2 or not images.is_image_name(rest[1]):
                     skipped.append(member.name)
                     continue
-                files.check_member(path, member.name, member.size, max_member, what)
+                install.check_member(path, member.name, member.size, max_member, what)
                 total += member.size
                 if total > max_total:
                     raise DataError(f"{path}: its images add up to over the {max_total / MiB:.0f} MiB "

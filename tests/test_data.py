@@ -48,7 +48,7 @@ def hermetic(tmp_path, monkeypatch):
     monkeypatch.setattr(data.lookup, "REPO_DATA_DIR", repo_data)
     # The tests' tiny VGG16 files are not the official ones: no md5 to match
     # (test_vgg16_weights_with_the_wrong_md5_are_refused puts it back).
-    monkeypatch.setattr(data.weights, "KNOWN_MD5", {})
+    monkeypatch.setattr(data.backbones, "KNOWN_MD5", {})
     monkeypatch.delenv("CNN_COURSE_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("CNN_COURSE_OFFLINE", "1")

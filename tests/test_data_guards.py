@@ -403,10 +403,10 @@ def test_corrupt_vgg16_weights_in_the_keras_cache_are_named(hermetic):
 
 def test_vgg16_weights_with_the_wrong_md5_are_refused(hermetic, monkeypatch):
     path = write_vgg_h5(hermetic / data.VGG16_FILES[False][0], top=False)
-    monkeypatch.setattr(data.weights, "KNOWN_MD5", {path.name: "0" * 32})
+    monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: "0" * 32})
     with pytest.raises(data.DataError, match="is not the md5 0{32} of the official"):
         data.vgg16_weights(include_top=False)
-    monkeypatch.setattr(data.weights, "KNOWN_MD5", {path.name: data.weights.file_md5(path)})
+    monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: data.backbones.file_md5(path)})
     assert data.vgg16_weights(include_top=False)[0] == str(path)
 
 

@@ -21,27 +21,24 @@ asked for, and whatever uses one says ``STAND-IN`` in its ``Data:`` line.
 
 The package's modules, in the order a reader needs them:
 
-- ``errors``: DataError and DatasetNotFound;
-- ``catalog``: dataset names, file names, URLs and hashes;
-- ``places``: where datasets are looked for, and the environment switches;
+- ``errors``: DataError, DatasetNotFound and SettingError;
+- ``catalog``: dataset names, file names, URLs, hashes and size limits;
+- ``lookup``: where datasets are looked for, and the environment switches;
 - ``formats``: reading and checking mnist.npz and the CIFAR-10 pickles;
-- ``images``: decoding image files, with size limits;
-- ``photos``: a few photos to look at;
-- ``trees``: image trees ``<split>/<class>/<image>`` in folders and tarballs;
+- ``images``: decoding image files within size limits, and sample photos;
+- ``image_folders``: image trees ``<split>/<class>/<image>`` in folders and tarballs;
 - ``cache``: the decode cache of CIFAR-10 JPEG trees;
-- ``files``: writing into the data folders safely;
+- ``install``: staging, atomic installs and safe unpacking into the data folders;
 - ``lessons``: the MNIST and CIFAR-10 loaders the lessons call;
 - ``dogs``: the dog-breed images;
-- ``weights``: the VGG16 weights;
-- ``backbones``: the ImageNet weights of any lesson backbone (VGG16,
-  ResNet50, MobileNetV2), found in the data folders, their ``keras-models/``
-  or ``models/`` subfolders and the Keras models cache;
+- ``backbones``: the ImageNet weights of the lesson backbones (VGG16,
+  ResNet50, MobileNetV2) and the ``vgg16`` dataset;
 - ``dog_features``: the original course's precomputed dog features;
 - ``standins``: labelled stand-ins for quick runs;
 - ``downloads``, ``importing``, ``status``: ``python -m cnn_course data
   fetch``, ``import`` and ``status``.
 
-``REPO_DATA_DIR`` is read from ``cnn_course.data.places`` when it is used:
+``REPO_DATA_DIR`` is read from ``cnn_course.data.lookup`` when it is used:
 to point the repo's data folder elsewhere (tests, benchmarks), set
 ``cnn_course.data.lookup.REPO_DATA_DIR``.
 
@@ -65,8 +62,7 @@ from .image_folders import load_image_folder
 from .lessons import load_cifar10, load_lesson_data, load_mnist, standin_note
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
 from .dogs import find_dog_images, load_dog_images
-from .weights import vgg16_weights
-from .backbones import BACKBONES, backbone_weights, found_weights
+from .backbones import BACKBONES, backbone_weights, found_weights, vgg16_weights
 from .dog_features import original_dog_features
 from . import install, lookup
 from .downloads import fetch

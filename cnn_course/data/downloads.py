@@ -11,7 +11,7 @@ from .catalog import (CIFAR10_FILE, CIFAR10_SHA256, CIFAR10_URL, DATASETS, DOGS_
                       DOGS_URL, GET, MNIST_FILE, MNIST_SHA256, MNIST_URL, TITLES, VGG16_FILES, VGG16_URL)
 from .errors import DataError, DatasetNotFound, one_line
 from .lookup import keras_home, offline
-from . import dogs, formats, install, weights
+from . import backbones, dogs, formats, install
 
 
 # What `data fetch` with no name (or `all`) downloads: every dataset the
@@ -91,7 +91,7 @@ def fetch(name: str) -> Path:
     for include_top in (False, True):
         fname, md5 = VGG16_FILES[include_top]
         path = get_file(fname, VGG16_URL + fname, md5, subdir="models", name="vgg16")
-        weights.check_vgg16_h5(path)
+        backbones.check_vgg16_h5(path)
     return path.parent
 
 

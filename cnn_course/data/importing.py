@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .catalog import DATASETS, GET, MNIST_FILE, VGG16_FILES
 from .errors import DataError, DatasetNotFound
-from . import backbones, cache, dog_features, dogs, formats, image_folders, install, lookup, weights
+from . import backbones, cache, dog_features, dogs, formats, image_folders, install, lookup
 
 
 def _import_cifar10(src: Path, dest_dir: Path) -> Path:
@@ -95,10 +95,10 @@ def _import_mnist(src: Path, dest_dir: Path) -> Path:
 def _import_vgg16(src: Path, dest_dir: Path) -> Path:
     if not src.is_file():
         raise DataError(f"{src}: expected a VGG16 .h5 weights file")
-    top = weights.check_vgg16_h5(src, check_hash=False)
+    top = backbones.check_vgg16_h5(src, check_hash=False)
     dest = dest_dir / VGG16_FILES[top][0]
     install.check_not_shadowed(dest, lookup.candidates("vgg16", dest.name))
-    return _import_file(src, dest, lambda p: weights.check_vgg16_h5(p, expected_top=top))
+    return _import_file(src, dest, lambda p: backbones.check_vgg16_h5(p, expected_top=top))
 
 
 # name -> importer(src, dest_dir) returning where the copy went. A new dataset

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from .catalog import CIFAR10_PICKLES, DATASETS, GET, MAX_CIFAR_PICKLE_BYTES, MiB, SPLITS
 from .errors import DataError, one_line, tar_detail
-from . import backbones, dog_features, dogs, formats, image_folders, lookup, weights
+from . import backbones, dog_features, dogs, formats, image_folders, lookup
 
 # How long `data status` may spend listing one tarball's members (the real
 # CIFAR-10 tarball is listed in a second, the course's JPEG copy of 60,000
@@ -41,11 +41,11 @@ def _status_vgg16(name: str) -> tuple[str, str | None, str]:
     (signature, layers, md5 of the official file)."""
     hits = []
     for top in (False, True):
-        path = weights.find_vgg16(top)[0]
+        path = backbones.find_vgg16(top)[0]
         if path is None:
             continue
         try:
-            weights.check_vgg16_h5(path, expected_top=top)
+            backbones.check_vgg16_h5(path, expected_top=top)
         except DataError as e:
             return "broken", str(path), f"broken: {e}; {_how(name)}"
         hits.append(path)
@@ -204,7 +204,7 @@ def _first_broken(paths, check) -> str | None:
 
 def _check_h5(path: Path) -> None:
     """Check cheaply that ``path`` is an HDF5 file h5py can open. Raises DataError."""
-    weights.check_h5_signature(path)
+    backbones.check_h5_signature(path)
     try:
         import h5py
 

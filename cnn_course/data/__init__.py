@@ -26,10 +26,10 @@ The package's modules, in the order a reader needs them:
 - ``lookup``: where datasets are looked for, and the environment switches;
 - ``formats``: reading and checking mnist.npz and the CIFAR-10 pickles;
 - ``images``: decoding image files within size limits, and sample photos;
-- ``image_folders``: image trees ``<split>/<class>/<image>`` in folders and tarballs;
-- ``cache``: the decode cache of CIFAR-10 JPEG trees;
+- ``image_folders``: image trees ``<split>/<class>/<image>`` in folders and
+  tarballs, and the decode cache of CIFAR-10 JPEG trees;
 - ``install``: staging, atomic installs and safe unpacking into the data folders;
-- ``lessons``: the MNIST and CIFAR-10 loaders the lessons call;
+- ``loaders``: the MNIST and CIFAR-10 loaders the lessons call;
 - ``dogs``: the dog-breed images;
 - ``backbones``: the ImageNet weights of the lesson backbones (VGG16,
   ResNet50, MobileNetV2) and the ``vgg16`` dataset;
@@ -59,7 +59,7 @@ from .formats import write_cifar10_pickles
 from .images import read_images
 from .images import SAMPLE_PHOTOS, load_sample_photos
 from .image_folders import load_image_folder
-from .lessons import load_cifar10, load_lesson_data, load_mnist, standin_note
+from .loaders import load_cifar10, load_lesson_data, load_mnist, standin_note
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
 from .dogs import find_dog_images, load_dog_images
 from .backbones import BACKBONES, backbone_weights, found_weights, vgg16_weights

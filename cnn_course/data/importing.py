@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .catalog import DATASETS, GET, MNIST_FILE, VGG16_FILES
 from .errors import DataError, DatasetNotFound
-from . import backbones, cache, dog_features, dogs, formats, image_folders, install, lookup
+from . import backbones, dog_features, dogs, formats, image_folders, install, lookup
 
 
 def _import_cifar10(src: Path, dest_dir: Path) -> Path:
@@ -33,7 +33,7 @@ def _import_cifar10(src: Path, dest_dir: Path) -> Path:
     dest = dest_dir / ("cifar10-jpeg" if kind == "tree" else "cifar10-jpeg.tar.gz")
     install.check_not_shadowed(dest, lookup.candidates("cifar10"))
     if install.same_or_nested(src, dest):
-        cache.load_cifar_tree(dest, kind)  # checks it, and leaves the decode cache
+        image_folders.load_cifar_tree(dest, kind)  # checks it, and leaves the decode cache
         return dest
     with install.staging(dest_dir) as work:
         new = work / dest.name
@@ -45,7 +45,7 @@ def _import_cifar10(src: Path, dest_dir: Path) -> Path:
             train, test, bad = image_folders.decode_cifar_tree(new, kind)  # the check
         install.install(new, dest, work)
     # name skipped images by where they are now, not where they were checked
-    cache.write_cache(dest, train, test, [b.replace(str(new), str(dest), 1) for b in bad])
+    image_folders.write_cache(dest, train, test, [b.replace(str(new), str(dest), 1) for b in bad])
     return dest
 
 

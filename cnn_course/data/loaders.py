@@ -8,7 +8,7 @@ import os
 from .catalog import TITLES
 from .errors import DatasetNotFound
 from .lookup import offline, quick_mode
-from . import cache, downloads, formats, lookup, standins
+from . import downloads, formats, image_folders, lookup, standins
 
 
 def load_named(name: str, path=None, download: bool = True):
@@ -34,7 +34,7 @@ def load_named(name: str, path=None, download: bool = True):
     elif kind == "pickles-tar":
         train, test = formats.cifar_from_batches(formats.cifar_pickles_in_tar(source), source)
     else:
-        train, test, note = cache.load_cifar_tree(source, kind)
+        train, test, note = image_folders.load_cifar_tree(source, kind)
     return (train, test), source, note
 
 

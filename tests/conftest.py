@@ -28,7 +28,7 @@ os.environ.update(
     CNN_COURSE_OFFLINE="1",
     KERAS_HOME=str(_session_home / "keras"),
     CNN_COURSE_DATA=str(_session_home / "data"),
-    CNN_COURSE_REPO_DATA=str(_session_home / "repo-data"),  # not the checkout's data/: see data/places.py
+    CNN_COURSE_REPO_DATA=str(_session_home / "repo-data"),  # not the checkout's data/: see data/lookup.py
     MPLBACKEND="Agg",
     TF_CPP_MIN_LOG_LEVEL="2",
     http_proxy=_CLOSED_PORT,

@@ -45,10 +45,10 @@ def install_fake_keras(monkeypatch, get_file):
 def hermetic(tmp_path, monkeypatch):
     repo_data = tmp_path / "repo_data"
     repo_data.mkdir()
-    monkeypatch.setattr(data.places, "REPO_DATA_DIR", repo_data)
+    monkeypatch.setattr(data.lookup, "REPO_DATA_DIR", repo_data)
     # The tests' tiny VGG16 files are not the official ones: no md5 to match
     # (test_vgg16_weights_with_the_wrong_md5_are_refused puts it back).
-    monkeypatch.setattr(data.weights, "KNOWN_MD5", {})
+    monkeypatch.setattr(data.backbones, "KNOWN_MD5", {})
     monkeypatch.delenv("CNN_COURSE_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("CNN_COURSE_OFFLINE", "1")
@@ -227,7 +227,7 @@ def test_offline_error_lists_every_place_and_what_to_do(tmp_path, monkeypatch):
         with pytest.raises(data.DatasetNotFound) as err:
             data.load_mnist(tmp_path / "given.npz")
     msg = str(err.value)
-    order = [str(tmp_path / "given.npz"), str(tmp_path / "env"), str(data.places.REPO_DATA_DIR),
+    order = [str(tmp_path / "given.npz"), str(tmp_path / "env"), str(data.lookup.REPO_DATA_DIR),
              str(data.keras_cache_dir())]
     positions = [msg.index(p) for p in order]
     assert positions == sorted(positions)
@@ -358,7 +358,7 @@ def test_jpeg_cache_is_used_and_renewed_when_the_source_changes(tmp_path, monkey
         raise AssertionError("decoded again")
 
     with monkeypatch.context() as m:
-        m.setattr(data.trees, "decode_cifar_tree", no_decoding)
+        m.setattr(data.image_folders, "decode_cifar_tree", no_decoding)
         second = data.load_cifar10(tarball)
     np.testing.assert_array_equal(first[0][0], second[0][0])
     np.testing.assert_array_equal(first[0][1], second[0][1])
@@ -367,7 +367,7 @@ def test_jpeg_cache_is_used_and_renewed_when_the_source_changes(tmp_path, monkey
     tar_folder(tarball, root, ".")
     os.utime(tarball, ns=(10**18, 10**18))
     assert len(data.load_cifar10(tarball)[0][0]) == 40
-    assert len(list(data.places.REPO_DATA_DIR.glob("cifar10-jpeg.tar.gz.*.decoded.npz"))) == 1
+    assert len(list(data.lookup.REPO_DATA_DIR.glob("cifar10-jpeg.tar.gz.*.decoded.npz"))) == 1
 
 
 def test_jpeg_order_is_repeatable(tmp_path, hermetic):
@@ -524,7 +524,7 @@ def test_find_dog_images_folder_and_zip(tmp_path, hermetic, monkeypatch):
     root = data.find_dog_images()
     assert root == hermetic / "dogImages"
     assert len(data.load_image_folder(root)["train"]["paths"]) == 2
-    monkeypatch.setattr(data.dogs, "unzip_to", lambda *a: pytest.fail("unzipped twice"))
+    monkeypatch.setattr(data.dogs, "unpack_to", lambda *a: pytest.fail("unzipped twice"))
     assert data.find_dog_images() == root
 
 

@@ -22,7 +22,7 @@ def home(tmp_path, monkeypatch):
     for name in ("data", "repo-data", "keras"):
         (tmp_path / name).mkdir()
     monkeypatch.setenv("CNN_COURSE_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    monkeypatch.setattr(data.lookup, "REPO_DATA_DIR", tmp_path / "repo-data")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("CNN_COURSE_OFFLINE", "1")
     monkeypatch.delenv("CNN_COURSE_QUICK", raising=False)

@@ -135,7 +135,7 @@ def cli_code(tmp_path, argv, patch=""):
         "signal.signal(signal.SIGINT, signal.default_int_handler)",
         "from pathlib import Path",
         "from cnn_course import data",
-        f"data.places.REPO_DATA_DIR = Path({str(tmp_path / 'repo_data')!r})",
+        f"data.lookup.REPO_DATA_DIR = Path({str(tmp_path / 'repo_data')!r})",
         textwrap.dedent(patch),
         "from cnn_course.__main__ import main",
         f"sys.exit(main({argv!r}))",
@@ -193,7 +193,7 @@ def test_ctrl_c_during_an_import_keeps_the_old_copy_and_leaves_nothing(tmp_path,
         def stuck(*args, **kwargs):
             print("READY", flush=True)
             time.sleep(60)
-        data.trees.decode_cifar_tree = stuck
+        data.image_folders.decode_cifar_tree = stuck
     """
     code, err = start_interruptible(tmp_path, patch, ["data", "import", "cifar10", str(new)], env)
     assert code == 130, err
@@ -202,6 +202,10 @@ def test_ctrl_c_during_an_import_keeps_the_old_copy_and_leaves_nothing(tmp_path,
 
 
 def test_stale_temporaries_of_dead_processes_are_swept(tmp_path, hermetic):
+    """A temporary whose flock no process holds is a killed process's: swept.
+    One whose flock is held (here, by this test) is still being written: kept."""
+    import fcntl
+
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale_file = hermetic / f".tmp-cnn-course-{dead.pid}-cifar10-jpeg.abc.decoded.npz"
@@ -210,13 +214,18 @@ def test_stale_temporaries_of_dead_processes_are_swept(tmp_path, hermetic):
     (stale_dir / "dogImages").mkdir(parents=True)
     mine = hermetic / f".tmp-cnn-course-{os.getpid()}-busy"  # a live process's: kept
     mine.mkdir()
+    held = os.open(mine, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
     foreign = hermetic / f".tmp-{dead.pid}-someone-elses"  # not a name of ours: kept
     foreign.write_text("x")
     # issue 26, also noticed: named like a decode cache's temporary, but this
     # program never makes such names now: a user's file, kept
     users = hermetic / f".tmp-{dead.pid}-mine.decoded.npz"
     users.write_text("x")
-    data.import_dataset("mnist", write_mnist(tmp_path / "mnist.npz"))
+    try:
+        data.import_dataset("mnist", write_mnist(tmp_path / "mnist.npz"))
+    finally:
+        os.close(held)
     assert not stale_file.exists() and not stale_dir.exists()
     assert mine.exists() and foreign.exists() and users.exists()
 
@@ -238,7 +247,7 @@ def test_zip_member_over_the_limit_is_refused_before_writing(tmp_path, hermetic,
 
 
 def test_tar_member_over_the_limit_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(data.trees, "MAX_CIFAR_IMAGE_BYTES", 4096)
+    monkeypatch.setattr(data.image_folders, "MAX_CIFAR_IMAGE_BYTES", 4096)
     tree = write_jpeg_tree(tmp_path / "tree", per_class={"train": 1, "test": 1})
     (tree / "train" / "cat" / "big.jpg").write_bytes(b"\xff\xd8" + b"\0" * 10_000)
     tarball = tar_folder(tmp_path / "cifar10-jpeg.tar.gz", tree, ".")
@@ -259,12 +268,16 @@ def png_header(width, height):
 
 def test_huge_image_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
     huge = tmp_path / "huge.png"
-    huge.write_bytes(png_header(20000, 20000))
+    huge.write_bytes(png_header(20000, 20000))  # past Pillow's own bomb limit: no size shown
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header(8000, 8000))
     import cv2
 
     monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a 20000x20000 image"))
-    with pytest.raises(data.DataError, match=r"huge.png is 20000x20000 pixels, over the limit of 50 megapixels"):
+    with pytest.raises(data.DataError, match=r"huge.png is over [0-9.]+ megapixels, over the limit of 50 megapixels"):
         next(data.read_images([huge], size=(8, 8)))
+    with pytest.raises(data.DataError, match=r"big.png is 8000x8000 pixels, over the limit of 50 megapixels"):
+        next(data.read_images([big], size=(8, 8)))
     with pytest.raises(data.DataError, match="over the limit of 50 megapixels"):
         data.load_sample_photos(huge)
 
@@ -282,9 +295,20 @@ def test_npz_array_over_the_limit_is_refused(tmp_path, monkeypatch):
         data.load_mnist(write_mnist(tmp_path / "mnist.npz"))
 
 
+def gif_bytes(width, height):
+    """A whole GIF of width x height, written by Pillow."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buf, "GIF")
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize("header, size", [
     (png_header(640, 480), (640, 480)),
-    (b"GIF89a\x80\x02\xe0\x01" + b"\0" * 30, (640, 480)),
+    (gif_bytes(640, 480), (640, 480)),
 ])
 def test_header_sizes(header, size):
     assert data.images.header_size(np.frombuffer(header, np.uint8)) == size
@@ -379,10 +403,10 @@ def test_corrupt_vgg16_weights_in_the_keras_cache_are_named(hermetic):
 
 def test_vgg16_weights_with_the_wrong_md5_are_refused(hermetic, monkeypatch):
     path = write_vgg_h5(hermetic / data.VGG16_FILES[False][0], top=False)
-    monkeypatch.setattr(data.weights, "KNOWN_MD5", {path.name: "0" * 32})
+    monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: "0" * 32})
     with pytest.raises(data.DataError, match="is not the md5 0{32} of the official"):
         data.vgg16_weights(include_top=False)
-    monkeypatch.setattr(data.weights, "KNOWN_MD5", {path.name: data.weights.file_md5(path)})
+    monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: data.backbones.file_md5(path)})
     assert data.vgg16_weights(include_top=False)[0] == str(path)
 
 

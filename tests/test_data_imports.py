@@ -207,7 +207,7 @@ def test_an_import_into_the_repo_folder_hidden_by_the_data_folder_is_refused(tmp
     old = write_mnist(shared / "mnist.npz", 12)
     monkeypatch.setenv("CNN_COURSE_DATA", str(shared))
     # CNN_COURSE_DATA read-only: the import goes to the repo's data folder
-    monkeypatch.setattr(data.files, "writable_import_dir", lambda: hermetic)
+    monkeypatch.setattr(data.install, "writable_import_dir", lambda: hermetic)
     with pytest.raises(data.DataError, match=f"the lessons would still read {old}"):
         data.import_dataset("mnist", write_mnist(tmp_path / "new" / "mnist.npz", 20))
     assert not (hermetic / "mnist.npz").exists()

@@ -27,7 +27,7 @@ def real_env(tmp_path_factory):
     moved to temporary folders; downloads off."""
     tmp = tmp_path_factory.mktemp("real")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data.places, "REPO_DATA_DIR", tmp / "repo_data")
+        mp.setattr(data.lookup, "REPO_DATA_DIR", tmp / "repo_data")
         (tmp / "repo_data").mkdir()
         mp.setenv("CNN_COURSE_DATA", str(SHARED))
         mp.setenv("KERAS_HOME", str(tmp / "keras_home"))
@@ -74,7 +74,7 @@ def test_real_cifar_from_the_jpeg_copy(cifar, real_env):
 @pytest.mark.slow
 def test_real_cifar_second_load_comes_from_the_cache(cifar, monkeypatch, capsys):
     ((x_train, y_train), (x_test, y_test)), _ = cifar
-    monkeypatch.setattr(data.trees, "decode_cifar_tree", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(data.image_folders, "decode_cifar_tree", lambda *a: pytest.fail("decoded again"))
     (x2, y2), (x3, y3) = data.load_cifar10()
     assert np.array_equal(x2, x_train)
     assert np.array_equal(y3, y_test)

@@ -21,7 +21,7 @@ def offline_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     (tmp_path / "data").mkdir()
     (tmp_path / "keras").mkdir()
-    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    monkeypatch.setattr(data.lookup, "REPO_DATA_DIR", tmp_path / "repo-data")
     return tmp_path
 
 
@@ -72,7 +72,7 @@ def pass_of(model, calls=None):
 def cache_home(tmp_path, monkeypatch):
     """A writable CNN_COURSE_DATA (the feature cache goes into its features/) and no repo data folder."""
     monkeypatch.setenv("CNN_COURSE_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    monkeypatch.setattr(data.lookup, "REPO_DATA_DIR", tmp_path / "repo-data")
     return tmp_path / "data" / "features"
 
 
@@ -142,7 +142,7 @@ def test_a_read_only_data_folder_is_never_written(images, tmp_path, monkeypatch,
     shared.mkdir()
     shared.chmod(0o555)  # like ../shared/data: read-only, even for root
     monkeypatch.setenv("CNN_COURSE_DATA", str(shared))
-    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    monkeypatch.setattr(data.lookup, "REPO_DATA_DIR", tmp_path / "repo-data")
     try:
         assert features.feature_cache_dir() == tmp_path / "repo-data" / "features"
         model = tiny_model()
@@ -176,7 +176,7 @@ def test_a_missing_image_is_a_data_error_and_nothing_is_cached(images, tmp_path,
 def test_example_photos_are_dog_photos_of_different_breeds_when_found(tmp_path, monkeypatch, capsys):
     root = data.make_image_folder_standin(tmp_path / "data" / "dogImages", n_classes=5)
     monkeypatch.setenv("CNN_COURSE_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr(data.places, "REPO_DATA_DIR", tmp_path / "repo-data")
+    monkeypatch.setattr(data.lookup, "REPO_DATA_DIR", tmp_path / "repo-data")
     photos, names = features.example_photos(n=3, seed=1)
     assert len(photos) == 3 and len(set(names)) == 3
     assert all(p.dtype == np.uint8 and p.ndim == 3 for p in photos)

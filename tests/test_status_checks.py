@@ -69,7 +69,7 @@ def test_good_pickles_and_tarballs_are_found(hermetic, tmp_path, protocol):
     data.write_cifar10_pickles(hermetic / "cifar-10-batches-py", (x, y), (x, y), protocol=protocol)
     assert row("cifar10")["status"] == "found"
     tar_folder(tmp_path / "t" / data.CIFAR10_FILE, hermetic / "cifar-10-batches-py", "cifar-10-batches-py")
-    data.places.REPO_DATA_DIR = tmp_path / "t"  # hermetic's monkeypatch restores it
+    data.lookup.REPO_DATA_DIR = tmp_path / "t"  # hermetic's monkeypatch restores it
     r = row("cifar10")
     assert r["status"] == "found" and r["where"] == str(tmp_path / "t" / data.CIFAR10_FILE), r
 

@@ -21,29 +21,26 @@ asked for, and whatever uses one says ``STAND-IN`` in its ``Data:`` line.
 
 The package's modules, in the order a reader needs them:
 
-- ``errors``: DataError and DatasetNotFound;
-- ``catalog``: dataset names, file names, URLs and hashes;
-- ``places``: where datasets are looked for, and the environment switches;
+- ``errors``: DataError, DatasetNotFound and SettingError;
+- ``catalog``: dataset names, file names, URLs, hashes and size limits;
+- ``lookup``: where datasets are looked for, and the environment switches;
 - ``formats``: reading and checking mnist.npz and the CIFAR-10 pickles;
-- ``images``: decoding image files, with size limits;
-- ``photos``: a few photos to look at;
-- ``trees``: image trees ``<split>/<class>/<image>`` in folders and tarballs;
-- ``cache``: the decode cache of CIFAR-10 JPEG trees;
-- ``files``: writing into the data folders safely;
-- ``lessons``: the MNIST and CIFAR-10 loaders the lessons call;
+- ``images``: decoding image files within size limits, and sample photos;
+- ``image_folders``: image trees ``<split>/<class>/<image>`` in folders and
+  tarballs, and the decode cache of CIFAR-10 JPEG trees;
+- ``install``: staging, atomic installs and safe unpacking into the data folders;
+- ``loaders``: the MNIST and CIFAR-10 loaders the lessons call;
 - ``dogs``: the dog-breed images;
-- ``weights``: the VGG16 weights;
-- ``backbones``: the ImageNet weights of any lesson backbone (VGG16,
-  ResNet50, MobileNetV2), found in the data folders, their ``keras-models/``
-  or ``models/`` subfolders and the Keras models cache;
+- ``backbones``: the ImageNet weights of the lesson backbones (VGG16,
+  ResNet50, MobileNetV2) and the ``vgg16`` dataset;
 - ``dog_features``: the original course's precomputed dog features;
 - ``standins``: labelled stand-ins for quick runs;
 - ``downloads``, ``importing``, ``status``: ``python -m cnn_course data
   fetch``, ``import`` and ``status``.
 
-``REPO_DATA_DIR`` is read from ``cnn_course.data.places`` when it is used:
+``REPO_DATA_DIR`` is read from ``cnn_course.data.lookup`` when it is used:
 to point the repo's data folder elsewhere (tests, benchmarks), set
-``cnn_course.data.places.REPO_DATA_DIR``.
+``cnn_course.data.lookup.REPO_DATA_DIR``.
 
 Heavy libraries (Keras, OpenCV, Pillow, scikit-learn) are imported inside the
 functions that need them, so ``import cnn_course.data`` stays fast.
@@ -55,22 +52,25 @@ from .catalog import (
     VGG16_FILES, VGG16_URL,
 )
 from .errors import DataError, DatasetNotFound, SettingError
-from .places import (
+from .lookup import (
     REPO_DATA_DIR, REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode,
 )
 from .formats import write_cifar10_pickles
 from .images import read_images
-from .photos import SAMPLE_PHOTOS, load_sample_photos
-from .trees import load_image_folder
-from .lessons import load_cifar10, load_lesson_data, load_mnist, standin_note
+from .images import SAMPLE_PHOTOS, load_sample_photos
+from .image_folders import load_image_folder
+from .loaders import load_cifar10, load_lesson_data, load_mnist, standin_note
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
 from .dogs import find_dog_images, load_dog_images
-from .weights import vgg16_weights
-from .backbones import BACKBONES, backbone_weights, found_weights
+from .backbones import BACKBONES, backbone_weights, found_weights, vgg16_weights
 from .dog_features import original_dog_features
+from . import install, lookup
 from .downloads import fetch
 from .importing import import_dataset
 from .status import dataset_status
+
+# The modules' former names, still used by cnn_course/__main__.py, features.py and benchmarks/.
+places, files = lookup, install
 
 __all__ = [
     "CIFAR10_CLASSES", "CIFAR10_FILE", "CIFAR10_PICKLES", "CIFAR10_SHA256", "CIFAR10_URL",

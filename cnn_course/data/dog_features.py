@@ -19,7 +19,7 @@ import numpy as np
 
 from .catalog import MAX_DOG_FEATURES_BYTES, SPLITS
 from .errors import DataError
-from . import files, formats, places
+from . import formats, install, lookup
 
 # backbone -> (file name, the per-photo shapes its features may have)
 DOG_FEATURE_FILES = {
@@ -72,12 +72,12 @@ def find_dog_features(backbone) -> Path | None:
     """Return the original course's features file for `backbone` in the data folders, or None.
 
     Looks for DogVGG16Data.npz or DogResnet50Data.npz in each of
-    `places.data_dirs`; None for another backbone. Raises nothing.
+    `lookup.data_dirs`; None for another backbone. Raises nothing.
     """
     if backbone not in DOG_FEATURE_FILES:
         return None
     name = DOG_FEATURE_FILES[backbone][0]
-    for folder in places.data_dirs():
+    for folder in lookup.data_dirs():
         if (folder / name).is_file():
             return folder / name
     return None
@@ -154,12 +154,12 @@ def import_dog_features(src, dest_dir) -> Path:
     src = Path(src)
     if src.is_dir():
         raise DataError(f"{src}: a folder; give the file itself (DogVGG16Data.npz or DogResnet50Data.npz)")
-    files.check_source(src, folder_ok=False)
+    install.check_source(src, folder_ok=False)
     backbone, _ = check_dog_features(src)  # the headers: fails early, before copying
     dest = Path(dest_dir) / DOG_FEATURE_FILES[backbone][0]
-    files.check_not_shadowed(dest, [folder / dest.name for folder in places.data_dirs()])
+    install.check_not_shadowed(dest, [folder / dest.name for folder in lookup.data_dirs()])
     if src.resolve() != dest.resolve():
-        files.install_copy(src, dest, lambda p: check_dog_features(p, read=True))
+        install.install_copy(src, dest, lambda p: check_dog_features(p, read=True))
     else:
         check_dog_features(dest, read=True)
     return dest

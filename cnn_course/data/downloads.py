@@ -10,8 +10,8 @@ from typing import Iterator
 from .catalog import (CIFAR10_FILE, CIFAR10_SHA256, CIFAR10_URL, DATASETS, DOGS_FILE, DOGS_SHA256,
                       DOGS_URL, GET, MNIST_FILE, MNIST_SHA256, MNIST_URL, TITLES, VGG16_FILES, VGG16_URL)
 from .errors import DataError, DatasetNotFound, one_line
-from .places import keras_home, offline
-from . import dogs, files, formats, weights
+from .lookup import keras_home, offline
+from . import backbones, dogs, formats, install
 
 
 # What `data fetch` with no name (or `all`) downloads: every dataset the
@@ -57,7 +57,7 @@ def _unpack_cifar_pickles(tarball: Path, dest: Path) -> Path:
     folder ``dest``. Returns dest; raises DataError."""
     batches = formats.cifar_pickles_in_tar(tarball)
     formats.cifar_from_batches(batches, tarball)  # check before writing anything
-    return files.write_pickles_folder(batches, dest)
+    return install.write_files(batches, dest)
 
 
 def fetch(name: str) -> Path:
@@ -66,7 +66,7 @@ def fetch(name: str) -> Path:
 
     Returns the local file or folder: mnist.npz; the cifar-10-batches-py
     folder; the dogImages folder; the Keras models folder holding both VGG16
-    weight files. Raises DatasetNotFound when CNN_COURSE_OFFLINE=1 or the
+    weight install. Raises DatasetNotFound when CNN_COURSE_OFFLINE=1 or the
     download fails (one clear sentence), DataError when what arrived is
     corrupt, ValueError for an unknown name."""
     if name not in DATASETS:
@@ -91,7 +91,7 @@ def fetch(name: str) -> Path:
     for include_top in (False, True):
         fname, md5 = VGG16_FILES[include_top]
         path = get_file(fname, VGG16_URL + fname, md5, subdir="models", name="vgg16")
-        weights.check_vgg16_h5(path)
+        backbones.check_vgg16_h5(path)
     return path.parent
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .catalog import CIFAR10_CLASSES, CIFAR10_PICKLES, MAX_CIFAR_PICKLE_BYTES, MAX_NPZ_ARRAY_BYTES, MiB
 from .errors import DataError, one_line, tar_detail
-from . import files
+from . import install
 
 
 def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
@@ -76,7 +76,7 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
                 if infos[k].file_size > max_bytes:
                     raise DataError(f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the "
                                     f"{max_bytes / MiB:.0f} MiB limit for one array of this dataset")
-                files.check_zip_member(path, infos[k], max_bytes, "one array of this dataset")
+                install.check_zip_member(path, infos[k], max_bytes, "one array of this dataset")
                 with z.open(infos[k]) as f:
                     version = np.lib.format.read_magic(f)
                     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -235,7 +235,7 @@ def cifar_pickles_in_tar(path: Path) -> dict:
             for member in tar:
                 base = PurePosixPath(member.name).name
                 wanted = base in CIFAR10_PICKLES or base == "batches.meta"
-                files.check_member(path, member.name, member.size if wanted else 0,
+                install.check_member(path, member.name, member.size if wanted else 0,
                                    MAX_CIFAR_PICKLE_BYTES, "one CIFAR-10 batch",
                                    is_file=member.isfile() or member.isdir())
                 if member.isfile() and wanted:

@@ -1,5 +1,6 @@
 """Decoding image files to RGB arrays (OpenCV, Pillow as a fallback) on a
-small thread pool, after checking their size from the header."""
+small thread pool, after checking their size from the header (Pillow), and
+a few photos to look at (scikit-learn's two sample photos, or the user's)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import IMAGE_EXTENSIONS, MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, MiB
-from .errors import DataError
+from .errors import DataError, DatasetNotFound
 
 
 def is_image_name(name: str) -> bool:
@@ -21,28 +22,10 @@ def is_image_name(name: str) -> bool:
 
 
 def header_size(buf) -> tuple[int, int] | None:
-    """Return (width, height) read from an image's header (PNG, JPEG, GIF,
-    BMP, WebP; others through Pillow, which reads only the header), without
-    decoding it; None when the header cannot be read. Raises nothing."""
-    b = bytes(memoryview(buf)[:32]) if len(buf) else b""
-    if b.startswith(b"\x89PNG\r\n\x1a\n") and len(b) >= 24:
-        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
-    if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
-        return int.from_bytes(b[6:8], "little"), int.from_bytes(b[8:10], "little")
-    if b.startswith(b"BM") and len(b) >= 26:
-        return (abs(int.from_bytes(b[18:22], "little", signed=True)),
-                abs(int.from_bytes(b[22:26], "little", signed=True)))
-    if b.startswith(b"\xff\xd8"):
-        return _jpeg_size(memoryview(buf))
-    if b[:4] == b"RIFF" and b[8:12] == b"WEBP" and len(b) >= 30:
-        chunk = b[12:16]
-        if chunk == b"VP8X":
-            return int.from_bytes(b[24:27], "little") + 1, int.from_bytes(b[27:30], "little") + 1
-        if chunk == b"VP8 ":
-            return int.from_bytes(b[26:28], "little") & 0x3FFF, int.from_bytes(b[28:30], "little") & 0x3FFF
-        if chunk == b"VP8L":
-            bits = int.from_bytes(b[21:25], "little")
-            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    """Return (width, height) of the image in ``buf`` (bytes or a uint8 array)
+    from its header, through Pillow's lazy ``Image.open`` (nothing decoded);
+    None when Pillow cannot read it. Raises PIL.Image.DecompressionBombError
+    for an image over twice ``Image.MAX_IMAGE_PIXELS``."""
     from PIL import Image
 
     try:
@@ -51,75 +34,53 @@ def header_size(buf) -> tuple[int, int] | None:
             with Image.open(io.BytesIO(bytes(memoryview(buf)))) as im:
                 return im.size
     except Image.DecompressionBombError:
-        return (2**31, 1)  # Pillow refuses even to open it: far too big
+        raise
     except Exception:
         return None
-
-
-def _jpeg_size(b) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame marker, or None."""
-    i, n = 2, len(b)
-    while i + 9 < n:
-        if b[i] != 0xFF:
-            return None
-        marker = b[i + 1]
-        if marker == 0xFF:
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            i += 2
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return (b[i + 7] << 8) | b[i + 8], (b[i + 5] << 8) | b[i + 6]
-        i += 2 + ((b[i + 2] << 8) | b[i + 3])
-    return None
 
 
 def decode_one(src, size=None, max_pixels=None, max_bytes=None, what="a photo"):
     """Decode one image (bytes or a Path) to RGB uint8 (H, W, 3), resized to
     ``size`` (height, width) when given. A file over ``max_bytes`` or an
-    image over ``max_pixels`` (read from its header, before decoding) is
-    refused (None: MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS); ``what`` names whose
-    limits they are in the message.
+    image over ``max_pixels`` (from its header, before decoding) is refused
+    (None: MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS); ``what`` names whose limits.
 
-    Returns the array, or a string saying what is wrong."""
+    Returns the array, or a string saying what is wrong. Raises nothing."""
     import cv2
+    from PIL import Image
 
     max_pixels = MAX_PHOTO_PIXELS if max_pixels is None else max_pixels
     max_bytes = MAX_PHOTO_BYTES if max_bytes is None else max_bytes
-
     try:
-        if isinstance(src, Path):
-            n = src.stat().st_size
-            if n > max_bytes:
-                return f"is {n / MiB:.1f} MiB, over the {max_bytes / MiB:.0f} MiB limit for {what}"
-            buf = np.fromfile(src, np.uint8)
-        else:
-            buf = np.frombuffer(src, np.uint8)
+        if isinstance(src, Path) and src.stat().st_size > max_bytes:
+            return f"is {src.stat().st_size / MiB:.1f} MiB, over the {max_bytes / MiB:.0f} MiB limit for {what}"
+        buf = np.fromfile(src, np.uint8) if isinstance(src, Path) else np.frombuffer(src, np.uint8)
     except OSError as e:
         return f"cannot be read ({e.strerror or e})"
     if buf.size > max_bytes:
         return f"is {buf.size / MiB:.1f} MiB, over the {max_bytes / MiB:.0f} MiB limit for {what}"
-    wh = header_size(buf)
-    if wh is not None and wh[0] * wh[1] > max_pixels:
-        return (f"is {wh[0]}x{wh[1]} pixels, over the limit of {_pixels(max_pixels)} for {what}; "
-                "not decoded")
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size and wh is not None else None
+    if not buf.size:
+        return "is empty (0 bytes)"
+    limit = f"over the limit of {_pixels(max_pixels)} for {what}; not decoded"
+    try:
+        wh = header_size(buf)
+    except Image.DecompressionBombError:  # over 2 * Image.MAX_IMAGE_PIXELS, far over ours
+        return f"is over {_pixels(2 * Image.MAX_IMAGE_PIXELS)}, {limit}"
+    if wh is None:
+        return "is not a readable image"
+    if wh[0] * wh[1] > max_pixels:
+        return f"is {wh[0]}x{wh[1]} pixels, {limit}"
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is not None:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     else:
-        try:  # formats OpenCV lacks (GIF on some builds): try Pillow
-            from PIL import Image
-
+        try:  # formats OpenCV lacks (GIF on some builds)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 with Image.open(io.BytesIO(buf.tobytes())) as im:
-                    if im.size[0] * im.size[1] > max_pixels:
-                        return (f"is {im.size[0]}x{im.size[1]} pixels, over the limit of "
-                                f"{_pixels(max_pixels)} for {what}; not decoded")
                     img = np.asarray(im.convert("RGB"))
         except Exception:
-            return "is not a readable image" if buf.size else "is empty (0 bytes)"
+            return "is not a readable image"
     if size is not None and img.shape[:2] != tuple(size):
         h, w = size
         # Area averaging only where bilinear would alias (shrinking over 2x):
@@ -260,3 +221,62 @@ def _batches(paths, size, batch_size):
                 ahead.append(pool.submit(batch, starts[nxt]))
             yield ahead[k].result()
             ahead[k] = None
+
+
+SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn, no download
+
+
+def _photo_files(item: Path) -> list[Path]:
+    """Return the image files ``item`` names: itself, or for a folder its
+    image files (by extension, hidden ones left out) sorted by name. Raises
+    DatasetNotFound when ``item`` does not exist, DataError for a folder
+    without images."""
+    if not item.exists():
+        raise DatasetNotFound(f"{item}: no such file or folder")
+    if not item.is_dir():
+        return [item]
+    files = sorted((p for p in item.iterdir()
+                    if p.is_file() and not p.name.startswith(".") and is_image_name(p.name)),
+                   key=lambda p: p.name)
+    if not files:
+        raise DataError(f"{item}: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def load_sample_photos(paths=None):
+    """Load a few photos to look at, each at its own size.
+
+    ``paths`` is an image file or a folder, or a list of them; a folder
+    gives its image files (by extension, see IMAGE_EXTENSIONS) in name order.
+    With ``paths`` None, scikit-learn's two bundled sample photos
+    (SAMPLE_PHOTOS: china.jpg, a temple, and flower.jpg) are used; nothing is
+    downloaded. Prints exactly one line ``Data: <description>``.
+
+    Returns (photos, names, description): a list of RGB uint8 arrays
+    (H, W, 3), their file names, and the description. Raises DatasetNotFound
+    naming a path that does not exist, DataError naming a folder without
+    images or a file that cannot be read as an image."""
+    if paths is None:
+        from sklearn.datasets import load_sample_image
+
+        names = list(SAMPLE_PHOTOS)
+        photos = [np.ascontiguousarray(load_sample_image(name), dtype=np.uint8) for name in names]
+        where = "scikit-learn"
+    else:
+        items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        if not items:
+            raise DataError("load_sample_photos: an empty list of paths")
+        files = [f for item in items for f in _photo_files(Path(item).expanduser())]
+        photos = []
+        for f in files:
+            img = decode_one(f)
+            if isinstance(img, str):
+                raise DataError(f"{f} {img}")
+            photos.append(img)
+        names = [f.name for f in files]
+        where = ", ".join(str(Path(item).expanduser()) for item in items)
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    description = f"{len(names)} photo{'s' if len(names) != 1 else ''} from {where}: {shown}"
+    print(f"Data: {description}")
+    return photos, names, description
+

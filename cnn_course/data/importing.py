@@ -3,7 +3,7 @@ a dataset into the data folder.
 
 Every import builds the new copy in a staging folder beside its
 destination, checks it there, and only then puts it in place of the old one
-(see files.staging and files.install): a failed or interrupted import keeps
+(see install.staging and install.install): a failed or interrupted import keeps
 what was there and leaves nothing behind. Importing what is already in
 place (source = destination) only checks it.
 """
@@ -14,61 +14,59 @@ from pathlib import Path
 
 from .catalog import DATASETS, GET, MNIST_FILE, VGG16_FILES
 from .errors import DataError, DatasetNotFound
-from . import backbones, cache, dog_features, dogs, files, formats, places, trees, weights
+from . import backbones, dog_features, dogs, formats, image_folders, install, lookup
 
 
 def _import_cifar10(src: Path, dest_dir: Path) -> Path:
-    kind = places.detect("cifar10", src)
+    kind = lookup.detect("cifar10", src)
     if kind is None and src.is_dir() and (src / "cifar-10-batches-py").is_dir():
         src, kind = src / "cifar-10-batches-py", "pickles"
     if kind is None:
         raise DataError(f"{src} is not CIFAR-10 data: expected {GET['cifar10']}")
     if kind in ("pickles", "pickles-tar"):
         dest = dest_dir / "cifar-10-batches-py"
-        files.check_not_shadowed(dest, places.candidates("cifar10"))
-        same = files.same_or_nested(src, dest)  # also refuses a tarball inside dest
+        install.check_not_shadowed(dest, lookup.candidates("cifar10"))
+        same = install.same_or_nested(src, dest)  # also refuses a tarball inside dest
         batches = formats.cifar_pickles_in_tar(src) if kind == "pickles-tar" else formats.pickles_in_folder(src)
         formats.cifar_from_batches(batches, src)
-        return dest if same else files.write_pickles_folder(batches, dest)
+        return dest if same else install.write_files(batches, dest)
     dest = dest_dir / ("cifar10-jpeg" if kind == "tree" else "cifar10-jpeg.tar.gz")
-    files.check_not_shadowed(dest, places.candidates("cifar10"))
-    if files.same_or_nested(src, dest):
-        cache.load_cifar_tree(dest, kind)  # checks it, and leaves the decode cache
+    install.check_not_shadowed(dest, lookup.candidates("cifar10"))
+    if install.same_or_nested(src, dest):
+        image_folders.load_cifar_tree(dest, kind)  # checks it, and leaves the decode cache
         return dest
-    with files.staging(dest_dir) as work:
+    with install.staging(dest_dir) as work:
         new = work / dest.name
         if kind == "tree":
-            files.copy_tree(src, new)
+            install.copy_tree(src, new)
         else:
-            files.copy_file(src, new)
-        with files.named_as(new, src):
-            train, test, bad = trees.decode_cifar_tree(new, kind)  # the check
-        files.install(new, dest, work)
+            install.copy_file(src, new)
+        with install.named_as(new, src):
+            train, test, bad = image_folders.decode_cifar_tree(new, kind)  # the check
+        install.install(new, dest, work)
     # name skipped images by where they are now, not where they were checked
-    cache.write_cache(dest, train, test, [b.replace(str(new), str(dest), 1) for b in bad])
+    image_folders.write_cache(dest, train, test, [b.replace(str(new), str(dest), 1) for b in bad])
     return dest
 
 
 def _import_dogs(src: Path, dest_dir: Path) -> Path:
-    kind = places.detect("dogs", src)
+    kind = lookup.detect("dogs", src)
     if kind is None and (src / "dogImages").is_dir():
         src, kind = src / "dogImages", "tree"
     if kind is None:
         raise DataError(f"{src} is not the dog images: expected {GET['dogs']}")
     dest = dest_dir / "dogImages"
-    files.check_not_shadowed(dest, places.candidates("dogs"))
-    if kind == "zip":
-        return dogs.unzip_to(src, dest_dir)
-    if kind == "tar":
-        return dogs.untar_to(src, dest)
-    if files.same_or_nested(src, dest):
+    install.check_not_shadowed(dest, lookup.candidates("dogs"))
+    if kind in ("zip", "tar"):
+        return dogs.unpack_to(src, dest)
+    if install.same_or_nested(src, dest):
         return dogs.check_dog_tree(dest)
     dogs.check_dog_tree(src)  # fails early, before copying anything
-    with files.staging(dest_dir) as work:
-        new = files.copy_tree(src, work / dest.name)
-        with files.named_as(new, src):
+    with install.staging(dest_dir) as work:
+        new = install.copy_tree(src, work / dest.name)
+        with install.named_as(new, src):
             dogs.check_dog_tree(new, decode=True)
-        files.install(new, dest, work)
+        install.install(new, dest, work)
     return dest
 
 
@@ -76,10 +74,10 @@ def _import_file(src: Path, dest: Path, check) -> Path:
     """Copy one file to ``dest`` through a staging folder, check the copy
     with ``check(path)``, then replace ``dest`` atomically. Importing ``dest``
     itself only checks it. Returns dest. Raises DataError, OSError."""
-    if files.same_or_nested(src, dest):
+    if install.same_or_nested(src, dest):
         check(dest)
         return dest
-    files.install_copy(src, dest, check)
+    install.install_copy(src, dest, check)
     return dest
 
 
@@ -90,17 +88,17 @@ def _import_mnist(src: Path, dest_dir: Path) -> Path:
         src = src / MNIST_FILE
     formats.check_mnist_npz(src)  # fails early, before copying anything
     dest = dest_dir / MNIST_FILE
-    files.check_not_shadowed(dest, places.candidates("mnist"))
+    install.check_not_shadowed(dest, lookup.candidates("mnist"))
     return _import_file(src, dest, formats.read_mnist_npz)
 
 
 def _import_vgg16(src: Path, dest_dir: Path) -> Path:
     if not src.is_file():
         raise DataError(f"{src}: expected a VGG16 .h5 weights file")
-    top = weights.check_vgg16_h5(src, check_hash=False)
+    top = backbones.check_vgg16_h5(src, check_hash=False)
     dest = dest_dir / VGG16_FILES[top][0]
-    files.check_not_shadowed(dest, places.candidates("vgg16", dest.name))
-    return _import_file(src, dest, lambda p: weights.check_vgg16_h5(p, expected_top=top))
+    install.check_not_shadowed(dest, lookup.candidates("vgg16", dest.name))
+    return _import_file(src, dest, lambda p: backbones.check_vgg16_h5(p, expected_top=top))
 
 
 # name -> importer(src, dest_dir) returning where the copy went. A new dataset
@@ -138,8 +136,8 @@ def import_dataset(name: str, src) -> Path:
     would be hidden (then nothing is left behind)."""
     if name not in IMPORTERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    src = places.user_path(src, "the path")
+    src = lookup.user_path(src, "the path")
     if not src.exists():
         raise DatasetNotFound(f"{src}: no such file or folder")
-    files.check_source(src)
-    return IMPORTERS[name](src, files.writable_import_dir())
+    install.check_source(src)
+    return IMPORTERS[name](src, install.writable_import_dir())

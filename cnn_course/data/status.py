@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from .catalog import CIFAR10_PICKLES, DATASETS, GET, MAX_CIFAR_PICKLE_BYTES, MiB, SPLITS
 from .errors import DataError, one_line, tar_detail
-from . import backbones, dog_features, dogs, formats, places, trees, weights
+from . import backbones, dog_features, dogs, formats, image_folders, lookup
 
 # How long `data status` may spend listing one tarball's members (the real
 # CIFAR-10 tarball is listed in a second, the course's JPEG copy of 60,000
@@ -32,7 +32,7 @@ class NotChecked(Exception):
 
 
 def _how(name: str) -> str:
-    return (f"get {GET[name]} into {places.import_dir()}, or run `python -m cnn_course data fetch {name}` "
+    return (f"get {GET[name]} into {lookup.import_dir()}, or run `python -m cnn_course data fetch {name}` "
             f"or `python -m cnn_course data import {name} PATH`")
 
 
@@ -41,11 +41,11 @@ def _status_vgg16(name: str) -> tuple[str, str | None, str]:
     (signature, layers, md5 of the official file)."""
     hits = []
     for top in (False, True):
-        path = weights.find_vgg16(top)[0]
+        path = backbones.find_vgg16(top)[0]
         if path is None:
             continue
         try:
-            weights.check_vgg16_h5(path, expected_top=top)
+            backbones.check_vgg16_h5(path, expected_top=top)
         except DataError as e:
             return "broken", str(path), f"broken: {e}; {_how(name)}"
         hits.append(path)
@@ -157,7 +157,7 @@ def _check_cheaply(name: str, kind: str, source: Path) -> None:
     elif kind == "tree" and name == "cifar10":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            trees.load_image_folder(source, shuffle=False)
+            image_folders.load_image_folder(source, shuffle=False)
     elif kind == "tree":
         dogs.check_dog_tree(source)
     elif kind == "zip":
@@ -169,12 +169,12 @@ def _check_cheaply(name: str, kind: str, source: Path) -> None:
 
 
 def _status_found(name: str) -> tuple[str, str | None, str]:
-    """(status, where, how) for a dataset found by places.find, checked
+    """(status, where, how) for a dataset found by lookup.find, checked
     cheaply (see _check_cheaply)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kind, source, _ = places.find(name)
+            kind, source, _ = lookup.find(name)
     except (DataError, OSError) as e:
         return "broken", None, f"broken: {one_line(e)}; {_how(name)}"
     if kind is None:
@@ -204,7 +204,7 @@ def _first_broken(paths, check) -> str | None:
 
 def _check_h5(path: Path) -> None:
     """Check cheaply that ``path`` is an HDF5 file h5py can open. Raises DataError."""
-    weights.check_h5_signature(path)
+    backbones.check_h5_signature(path)
     try:
         import h5py
 
@@ -219,7 +219,7 @@ def _status_weights(name: str) -> tuple[str, str | None, str]:
     backbone), each checked to be a readable HDF5 file."""
     found = backbones.found_weights()
     if not found:
-        return "missing", None, (f"none found; get {GET[name]} into {places.import_dir()}, or run "
+        return "missing", None, (f"none found; get {GET[name]} into {lookup.import_dir()}, or run "
                              "`python -m cnn_course data import weights FILE`")
     reason = _first_broken(found, _check_h5)
     if reason:
@@ -228,7 +228,7 @@ def _status_weights(name: str) -> tuple[str, str | None, str]:
 
 
 def _how_weights(name: str) -> str:
-    return f"get {GET[name]} into {places.import_dir()}, or run `python -m cnn_course data import weights FILE`"
+    return f"get {GET[name]} into {lookup.import_dir()}, or run `python -m cnn_course data import weights FILE`"
 
 
 def _check_features_npz(path: Path) -> None:

@@ -7,25 +7,25 @@ import os
 
 from .catalog import TITLES
 from .errors import DatasetNotFound
-from .places import offline, quick_mode
-from . import cache, downloads, formats, places, standins
+from .lookup import offline, quick_mode
+from . import downloads, formats, image_folders, lookup, standins
 
 
 def load_named(name: str, path=None, download: bool = True):
     """Find, load and check MNIST or CIFAR-10. Returns (data, source, note).
     Raises DataError, DatasetNotFound."""
-    kind, source, looked = places.find(name, path)
+    kind, source, looked = lookup.find(name, path)
     note = ""
     if kind is None:
         if not download:
-            raise places.not_found(name, looked, "No download was tried.")
+            raise lookup.not_found(name, looked, "No download was tried.")
         if offline():
-            raise places.not_found(name, looked, "Nothing was downloaded because CNN_COURSE_OFFLINE="
+            raise lookup.not_found(name, looked, "Nothing was downloaded because CNN_COURSE_OFFLINE="
                                            f"{os.environ.get('CNN_COURSE_OFFLINE')}.")
         try:
             source = downloads.fetch(name)
         except DatasetNotFound as e:
-            raise places.not_found(name, looked, f"The download failed: {e}") from None
+            raise lookup.not_found(name, looked, f"The download failed: {e}") from None
         kind, note = ("npz" if name == "mnist" else "pickles"), "downloaded"
     if kind == "npz":
         train, test = formats.read_mnist_npz(source)
@@ -34,7 +34,7 @@ def load_named(name: str, path=None, download: bool = True):
     elif kind == "pickles-tar":
         train, test = formats.cifar_from_batches(formats.cifar_pickles_in_tar(source), source)
     else:
-        train, test, note = cache.load_cifar_tree(source, kind)
+        train, test, note = image_folders.load_cifar_tree(source, kind)
     return (train, test), source, note
 
 

@@ -107,12 +107,14 @@ def _notebook_definitions(*names):
     """Define the named functions and classes of the committed notebook (only those) and return them."""
     nb = nbformat.read(MODERN, as_version=4)
     import keras
+    from IPython.core.inputtransformer2 import TransformerManager
 
     namespace = {"np": np, "keras": keras}
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        tree = ast.parse(cell.source)
+        # IPython's own transform first: the install cell's `%pip` line is not Python.
+        tree = ast.parse(TransformerManager().transform_cell(cell.source))
         defs = [node for node in tree.body
                 if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names]
         if defs:

@@ -316,7 +316,10 @@ def test_transfer_last_block_names_a_layer_of_every_backbone():
     """LAST_BLOCK, read from the committed notebook, names a layer of each backbone it lists,
     so fine-tuning any of them finds where its last block starts."""
     keras = pytest.importorskip("keras")
-    source = "\n".join(c.source for c in nbformat.read(TRANSFER, as_version=4).cells if c.cell_type == "code")
+    from IPython.core.inputtransformer2 import TransformerManager  # the install cell's %pip is not Python
+
+    source = "\n".join(TransformerManager().transform_cell(c.source)
+                       for c in nbformat.read(TRANSFER, as_version=4).cells if c.cell_type == "code")
     assignment = next(node for node in ast.parse(source).body
                       if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "LAST_BLOCK")
     last_block = ast.literal_eval(assignment.value)

@@ -57,7 +57,7 @@ def build_report(results, environment, quick, parameters, wall_time_s=None, not_
     }
 
 
-def _minutes(seconds):
+def format_minutes(seconds):
     """Return seconds as "m:ss" ("-" for None)."""
     if seconds is None:
         return "-"
@@ -116,7 +116,7 @@ def format_table(report):
             short_data(r.get("data")).replace("|", "/"),
             "-" if r.get("epochs") is None else str(r["epochs"]),
             "-" if accuracy is None else f"{accuracy:.2f}%" + (" (stand-in)" if used_stand_in(r) else ""),
-            _minutes(r.get("wall_time_s")),
+            format_minutes(r.get("wall_time_s")),
         ])
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     right = {3, 4, 5}
@@ -153,7 +153,7 @@ def format_report(report):
             parts += [f"## {title}", ""]
             parts += [f"- **{r['lesson']}**: {describe_failure(r)}" for r in stopped]
             parts.append("")
-    total = _minutes(report.get("wall_time_s"))
+    total = format_minutes(report.get("wall_time_s"))
     totals = f"{report['passed']} passed, {report['failed']} failed"
     if report.get("interrupted"):
         totals += ", interrupted (Ctrl-C or a stop signal)"

@@ -51,6 +51,7 @@ if str(REPO_ROOT) not in sys.path:  # `python website/build.py` from a checkout 
     sys.path.insert(0, str(REPO_ROOT))
 
 from cnn_course.lessons import INJECTED_TAG, LESSONS  # noqa: E402
+from cnn_course.reports import format_minutes  # noqa: E402
 
 RUNS_DIR = WEBSITE / "runs"
 SITE_DIR = REPO_ROOT / "build" / "site"
@@ -208,14 +209,6 @@ def sha256_file(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _minutes(seconds):
-    """Return seconds as "m:ss" ("-" for None)."""
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def format_accuracy(row):
     """Return a row's test accuracy as the home page shows it: "97.83%", "-"
     when the lesson reports none; "(stand-in)" follows a stand-in's number."""
@@ -267,7 +260,7 @@ def _page_header(name, path, row, repo_url, recorded):
         accuracy = format_accuracy(row)
         lines.append(
             f"The outputs below come from a recorded {mode} of this lesson on {row.get('date', '?')}, "
-            f"on {format_machine(row)}: wall time {_minutes(row.get('wall_time_s'))}"
+            f"on {format_machine(row)}: wall time {format_minutes(row.get('wall_time_s'))}"
             + (f", test accuracy {accuracy}." if accuracy != "-" else "."))
     else:
         lines += ["```{admonition} No recorded run yet", ":class: warning",
@@ -353,7 +346,7 @@ def home_page(rows, titles, title):
             continue
         epochs = "-" if row.get("epochs") is None else str(row["epochs"])
         lines.append(f"| {link} | {_md_cell_text(format_accuracy(row))} | {epochs} | "
-                     f"{_minutes(row.get('wall_time_s'))} | {_md_cell_text(format_machine(row, versions=False))} | "
+                     f"{format_minutes(row.get('wall_time_s'))} | {_md_cell_text(format_machine(row, versions=False))} | "
                      f"{_md_cell_text(row.get('date', '?'))} |")
     quick = [name for name, row in rows.items() if row.get("mode") != "full"]
     lines += ["", "Each row is generated from the lesson's recorded run (`website/runs/results.json`, "

@@ -1,16 +1,16 @@
-"""The course's lessons, their quick-mode sizes, and the parameters injected into them.
+"""The course's lessons, their quick-mode sizes, and writing parameters into a notebook.
 
 `LESSONS` names each lesson's notebook or script, in course order, and
 `QUICK_PARAMETERS` each notebook's small sizes for ``run --quick``.
-`lesson_parameters` returns what one lesson gets, and `inject_parameters`
-puts it into a notebook as a code cell after its ``parameters`` cell (the
-papermill convention); `parameters_source` and `check_value` refuse what
-cannot be written there as Python.
+`lesson_parameters` returns what one lesson gets; `inject_parameters` writes it
+as a code cell after the notebook's ``parameters`` cell (papermill's
+convention), refusing what cannot be written there as Python (`check_value`).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import keyword
 import math
 from pathlib import Path
@@ -72,49 +72,29 @@ QUICK_PARAMETERS = {
 INJECTED_TAG = "injected-parameters"
 
 
-# --------------------------------------------------------------------------
-# Parameters
-
-
 def parameter_names(source):
-    """Return the names a parameters cell assigns at top level, in order.
-
-    Raises SyntaxError when the cell is not valid Python.
-    """
-    names = []
+    """Return the names `source` (a cell) assigns at top level, in order. Raises SyntaxError."""
+    names = {}
     for node in ast.parse(source).body:
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
-            targets = [node.target]
-        for target in targets:
-            for sub in ast.walk(target):
-                if isinstance(sub, ast.Name) and sub.id not in names:
-                    names.append(sub.id)
-    return names
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in getattr(node, "targets", None) or [node.target]:
+                names.update(dict.fromkeys(sub.id for sub in ast.walk(target) if isinstance(sub, ast.Name)))
+    return list(names)
 
 
-# What a parameter's value may be made of: what a notebook reads back from
-# its repr() and the report holds as JSON (a tuple becomes a list there).
+# What a parameter's value may be made of: what a notebook reads back from its
+# repr() and the report holds as JSON (a tuple becomes a list there).
 _SCALARS = (type(None), bool, int, float, str)
-# Literals Python reads back but JSON cannot hold, and what to call them.
 _NOT_JSON = {set: "a set", frozenset: "a set", bytes: "bytes", complex: "a complex number"}
 
 
 def check_value(value):
-    """Return `value` if it can be written into a notebook as a Python literal
-    and into the report as JSON.
-
-    Allowed: None, bools, ints, finite floats, strings, and lists, tuples and
-    dicts of them (dict keys: a scalar). Raises ValueError for a non-finite
-    number (inf, nan: they read back as undefined names and cannot go into
-    strict JSON), also inside a container; for a set, bytes, a complex number
-    or any other type JSON cannot hold; and for a value whose repr() does not
-    read back as the same literal.
-    """
+    """Return `value` when a notebook can read it back from its repr() and the
+    report can hold it as JSON: None, bools, ints, finite floats, strings, and
+    lists, tuples and dicts (scalar keys) of them. Raises ValueError saying
+    what is wrong otherwise (inf and nan, also inside a container, included)."""
     def walk(item):
-        if isinstance(item, (float, complex)) and not all(map(math.isfinite, (item.real, item.imag))):
+        if isinstance(item, (float, complex)) and not (math.isfinite(item.real) and math.isfinite(item.imag)):
             raise ValueError(f"{item!r} is not a finite number")
         if isinstance(item, dict):
             for key, sub in item.items():
@@ -132,22 +112,19 @@ def check_value(value):
             raise ValueError(f"{item!r} cannot be written as a Python literal")
 
     walk(value)
-    text = repr(value)
     try:
-        same = ast.literal_eval(text) == value
+        same = ast.literal_eval(repr(value)) == value
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         same = False
     if not same:
-        raise ValueError(f"{text} cannot be written as a Python literal")
+        raise ValueError(f"{value!r} cannot be written as a Python literal")
     return value
 
 
 def parameters_source(parameters):
-    """Return the source of the injected cell: one ``NAME = repr(value)`` line each.
-
-    Raises ValueError when a name is not a valid Python identifier (keywords
-    such as ``class`` included), or when a value is refused by `check_value`.
-    """
+    """Return the injected cell's source, one ``NAME = repr(value)`` line each.
+    Raises ValueError for a name that is no identifier or a keyword, or a
+    value `check_value` refuses."""
     lines = ["# Parameters injected by cnn_course.runner"]
     for name, value in parameters.items():
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
@@ -160,90 +137,52 @@ def parameters_source(parameters):
     return "\n".join(lines) + "\n"
 
 
+def _tagged(cell, tag):
+    return tag in cell.get("metadata", {}).get("tags", [])
+
+
 def inject_parameters(nb, parameters, require_cell=False):
-    """Insert a code cell tagged ``injected-parameters`` after the ``parameters`` cell.
+    """Insert, in place, a code cell tagged ``injected-parameters`` after the
+    ``parameters`` cell of `nb`, replacing an earlier injected cell.
 
-    Modifies `nb` in place. A previously injected cell is replaced (re-running
-    an executed copy is safe). Without a ``parameters`` cell the new cell goes
-    first, as papermill does; with `require_cell` (a quick run, whose sizes
-    and checkpoint name the notebook's own untagged assignments would
-    override, so it would run at full length and overwrite the full run's
-    checkpoint) that is refused instead, as is a later cell that assigns a
-    quick checkpoint name again.
-
-    Returns (index of the injected cell, list of warning strings): a warning for
-    each injected name the parameters cell does not assign (the name is still
-    injected: a notebook may read it with ``globals().get``), and one when
-    the notebook has no parameters cell.
-    Raises ValueError for invalid names or values (see `parameters_source`),
-    and with `require_cell` when the notebook has no ``parameters`` cell or
-    a later cell assigns a quick checkpoint name (a str with ".quick.") again.
+    Without a ``parameters`` cell the new cell goes first, with a warning.
+    `require_cell` (a quick run: the notebook's own values would undo its
+    sizes and quick checkpoint name, and the full run's checkpoint would be
+    overwritten) refuses that instead, and a later cell that assigns a quick
+    checkpoint's name (a str with ".quick.") again. Returns (the injected
+    cell's index, warnings), warning also of names the parameters cell does
+    not assign (injected anyway). Raises ValueError for those refusals and
+    for what `parameters_source` refuses.
     """
     source = parameters_source(parameters)
-    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    nb.cells = [c for c in nb.cells if not _tagged(c, INJECTED_TAG)]
+    at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and _tagged(c, "parameters")), None)
     warnings = []
-    position = 0
-    known = None
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
-            position = i + 1
-            try:
-                known = parameter_names(cell.source)
-            except SyntaxError:
-                known = None
-            break
-    else:
-        if require_cell:
-            raise ValueError("the notebook has no cell tagged 'parameters', so its own values would "
-                             "override the quick sizes and checkpoint name (a quick run would run at full "
-                             "length and overwrite the full run's checkpoint); tag its parameters cell "
-                             "'parameters' again")
+    if at is None and require_cell:
+        raise ValueError("the notebook has no cell tagged 'parameters', so its own values would override the "
+                         "quick sizes and checkpoint name (a quick run would run at full length and overwrite "
+                         "the full run's checkpoint); tag its parameters cell 'parameters' again")
+    if at is None:
         warnings.append("the notebook has no cell tagged 'parameters'; parameters injected first")
-    if known is not None:
-        unknown = [name for name in parameters if name not in known]
-        if unknown:
-            warnings.append(
-                "not in the notebook's parameters cell (injected anyway): " + ", ".join(unknown)
-            )
-    if require_cell:
-        _refuse_reassigned_checkpoints(nb.cells[position:], parameters)
-    cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
-    nb.cells.insert(position, cell)
-    return position, warnings
-
-
-def _refuse_reassigned_checkpoints(cells, parameters):
-    """Raise ValueError when one of `cells` (those after the parameters cell)
-    assigns again, at top level, a name `parameters` gives a quick checkpoint
-    name (a str with ".quick."): the quick run would then write the full
-    run's checkpoint. Cells that are not valid Python (magics) are skipped.
-    Returns None."""
-    names = {name for name, value in parameters.items() if isinstance(value, str) and ".quick." in value}
-    for cell in cells:
-        if cell.cell_type != "code" or not names:
-            continue
-        try:
-            again = [name for name in parameter_names(cell.source) if name in names]
-        except SyntaxError:
-            continue
-        if again:
-            raise ValueError(f"a cell after the parameters cell assigns {', '.join(again)} again, so a quick "
-                             "run would overwrite the full run's checkpoint; assign it in the parameters cell only")
-
+    else:
+        with contextlib.suppress(SyntaxError):
+            unknown = [name for name in parameters if name not in parameter_names(nb.cells[at].source)]
+            if unknown:
+                warnings.append("not in the notebook's parameters cell (injected anyway): " + ", ".join(unknown))
+    at = 0 if at is None else at + 1
+    checkpoints = {name for name, value in parameters.items() if isinstance(value, str) and ".quick." in value}
+    for cell in [c for c in nb.cells[at:] if c.cell_type == "code"] if require_cell and checkpoints else []:
+        with contextlib.suppress(SyntaxError):  # magics are not Python
+            again = [name for name in parameter_names(cell.source) if name in checkpoints]
+            if again:
+                raise ValueError(f"a cell after the parameters cell assigns {', '.join(again)} again, so a quick "
+                                 "run would overwrite the full run's checkpoint; assign it in the parameters cell only")
+    nb.cells.insert(at, nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]}))
+    return at, warnings
 
 
 def lesson_parameters(name, quick=False, overrides=None):
-    """Return the parameters to inject into lesson `name`.
-
-    VERBOSE=2 (one line per epoch), then, when `quick`, the lesson's
-    `QUICK_PARAMETERS`, then `overrides` (the user's ``-p`` values), later
-    ones winning. Raises nothing; an unknown name simply has no quick sizes.
-    """
-    parameters = {"VERBOSE": 2}
-    if quick:
-        parameters.update(QUICK_PARAMETERS.get(name, {}))
-    parameters.update(overrides or {})
-    return parameters
-
-
-# Paths the kernels and scripts read from the environment. Kernels run in
+    """Return the parameters for lesson `name`: VERBOSE=2 (one line per epoch),
+    then with `quick` its `QUICK_PARAMETERS`, then `overrides` (the user's
+    ``-p``), later ones winning. Raises nothing."""
+    return {"VERBOSE": 2, **(QUICK_PARAMETERS.get(name, {}) if quick else {}), **(overrides or {})}

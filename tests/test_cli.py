@@ -299,7 +299,7 @@ def test_data_commands_leave_onednn_on_for_the_kernels_started_later(fake_data, 
     assert cli.main(["data", "status"]) == 0
     assert seen == ["0"]  # set while the command runs
     assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
-    assert "TF_ENABLE_ONEDNN_OPTS" not in runner._kernel_env()
+    assert "TF_ENABLE_ONEDNN_OPTS" not in backends.lesson_env()
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # a setting of the user's own stays as it was
     assert cli.main(["data", "status"]) == 0
     assert seen[-1] == "1" and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"

@@ -284,14 +284,14 @@ def test_relative_data_paths_reach_kernels_and_scripts_absolute(tmp_path, monkey
     monkeypatch.chdir(start)
     monkeypatch.setenv("CNN_COURSE_DATA", "data")
     monkeypatch.setenv("KERAS_HOME", "./keras/../data")
-    env = runner._kernel_env()
+    env = backends.lesson_env()
     assert env["CNN_COURSE_DATA"] == env["KERAS_HOME"] == str(start / "data")
     result = runner.run_script(script, tmp_path / "out")
     assert result["status"] == "passed", result["error"]
     assert f"CNN_COURSE_DATA {start / 'data'} True" in result["text"]
     assert f"KERAS_HOME {start / 'data'} True" in result["text"]
     monkeypatch.setenv("CNN_COURSE_DATA", "/already/absolute")
-    assert runner._kernel_env()["CNN_COURSE_DATA"] == "/already/absolute"
+    assert backends.lesson_env()["CNN_COURSE_DATA"] == "/already/absolute"
 
 
 def test_an_out_dir_that_cannot_be_written_is_a_failed_result(tmp_path):
@@ -465,5 +465,5 @@ def test_quick_parameters_are_injected_under_the_users_values():
 
 def test_quick_runs_tell_the_kernel_that_stand_ins_are_allowed(monkeypatch):
     monkeypatch.delenv("CNN_COURSE_QUICK", raising=False)
-    assert runner._kernel_env(quick=True)["CNN_COURSE_QUICK"] == "1"
-    assert "CNN_COURSE_QUICK" not in runner._kernel_env(quick=False)
+    assert backends.lesson_env(quick=True)["CNN_COURSE_QUICK"] == "1"
+    assert "CNN_COURSE_QUICK" not in backends.lesson_env(quick=False)

@@ -31,60 +31,44 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _raise_interrupt(signum, frame):
-    """Signal handler: raise KeyboardInterrupt, so SIGTERM and SIGHUP stop the
-    command through the same cleanup as Ctrl-C."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _stop_on_signals():
-    """Make SIGTERM and SIGHUP raise KeyboardInterrupt (`_raise_interrupt`),
-    except where they are ignored (``nohup`` ignores SIGHUP: a closed
-    terminal must then not stop the command). Main thread only. Returns
-    {signal: previous handler} for what it changed."""
-    previous = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        signum = getattr(signal, name, None)
-        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, _raise_interrupt)
-    return previous
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt, except where they are
+    ignored (``nohup``: a closed terminal must not stop the command). Main
+    thread only. Returns {signal: previous handler} for what it changed."""
+    signals = (getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+    return {signum: signal.signal(signum, _raise_interrupt)
+            for signum in signals if signal.getsignal(signum) is not signal.SIG_IGN}
 
 
-def _interrupted_at_start():
-    """Print "interrupted" and exit with status 130 (SystemExit): for a stop
-    that came while the command was loading its modules, before `main`."""
+def _interrupted():
+    """Print "interrupted"; return the exit status 130."""
     print("\ninterrupted", file=sys.stderr, flush=True)
-    sys.exit(EXIT_INTERRUPTED)
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # from the first moment: SIGTERM and SIGHUP as Ctrl-C
     _stop_on_signals()
-
 try:  # loading these takes about a second: a stop then must not print a traceback
     from cnn_course import backends, keras_check, lessons, notebooks, reports, runner
 except KeyboardInterrupt:
     if __name__ != "__main__":
         raise
-    _interrupted_at_start()
+    sys.exit(_interrupted())
 
+# The longest --timeout: 30 days, far below what threading's and asyncio's timers hold.
+MAX_TIMEOUT_S = 30 * 24 * 3600
 _EPOCH_RE = re.compile(r"^Epoch (\d+)/(\d+)$")
 _STEPS_RE = re.compile(r"^\d+/\d+ - ")
-_SHOWN_PREFIXES = ("Data:", "Weights:")
-
-
-# --------------------------------------------------------------------------
-# Arguments
 
 
 def parse_parameter(text):
-    """Parse one ``-p NAME=VALUE`` into (name, value).
-
-    VALUE is read with ast.literal_eval (so 3, 0.5, True, None, "a", [1, 2]
-    keep their type); anything else is kept as the raw string.
-    Raises ValueError when there is no "=", NAME is not a Python identifier
-    or is a keyword (``class``), or VALUE is not finite (``1e999``) or not
-    something the report can hold as JSON (a set, bytes, a complex number;
-    see `lessons.check_value`).
-    """
+    """Return (name, value) for one ``-p NAME=VALUE``: VALUE read as a Python
+    literal (3, 0.5, True, None, "a", [1, 2]), else kept as the raw string.
+    Raises ValueError for no "=", a NAME that is no identifier or a keyword,
+    or a value `lessons.check_value` refuses (not finite, a set, bytes, ...)."""
     name, sep, raw = text.partition("=")
     name = name.strip()
     if not sep:
@@ -96,24 +80,15 @@ def parse_parameter(text):
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         value = raw
     try:
-        lessons.check_value(value)
+        return name, lessons.check_value(value)
     except ValueError as exc:
         raise ValueError(f"-p {text!r}: {exc}") from None
-    return name, value
-
-
-# The longest --timeout: 30 days. Far above any lesson, and far below what
-# the timers of threading and asyncio can hold (1e10 s overflows them).
-MAX_TIMEOUT_S = 30 * 24 * 3600
 
 
 def positive_seconds(text):
-    """Parse ``--timeout SECONDS``: a number above 0 and at most `MAX_TIMEOUT_S`.
-
-    Returns whole seconds (int), a fraction rounded up (2.5 -> 3): the
-    notebook client counts in whole seconds. Raises argparse.ArgumentTypeError
-    otherwise (argparse prints it in one line, exit 2).
-    """
+    """Return ``--timeout`` as whole seconds (int; a fraction rounded up, as
+    the notebook client counts whole seconds). Raises
+    argparse.ArgumentTypeError unless above 0 and at most `MAX_TIMEOUT_S`."""
     try:
         seconds = float(text)
     except ValueError:
@@ -127,37 +102,26 @@ def positive_seconds(text):
 
 def build_parser():
     """Return the argparse parser of the command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m cnn_course",
-        description="Run the Keras CNN course's lessons headless and manage its datasets.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m cnn_course",
+                                     description="Run the Keras CNN course's lessons headless and manage its datasets.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
     names = textwrap.fill(", ".join(runner.LESSONS), 76, initial_indent="  ", subsequent_indent="  ",
                           break_on_hyphens=False)
     run = commands.add_parser(
-        "run",
-        help="execute lessons and write the report",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Execute lessons (default: all, in course order), save each executed notebook\n"
-            "and its HTML under the out folder, and write results.json and results.md there.\n"
-            f"Lessons:\n{names}"
-        ),
+        "run", help="execute lessons and write the report", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Execute lessons (default: all, in course order), save each executed notebook\nand its "
+                    f"HTML under the out folder, and write results.json and results.md there.\nLessons:\n{names}",
         epilog="examples:\n  python -m cnn_course run --quick\n"
                "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256\n"
-               "  python -m cnn_course run --quick --backend jax",
-    )
+               "  python -m cnn_course run --quick --backend jax")
     run.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to run (default: all)")
-    run.add_argument("--quick", action="store_true", help="a smoke run: each lesson's small sizes (QUICK_PARAMETERS in cnn_course/lessons.py), "
-                          "labelled stand-in data where the real data is missing")
-    run.add_argument(
-        "-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-        help="set a notebook parameter (repeatable); VALUE is a Python literal (a number, string, "
-             "True/False/None, or a list, tuple or dict of them) or else a string. VERBOSE=2 is set "
-             "unless given. The script lessons (conv-dims, pool-dims) take no parameters: -p is "
-             "refused when only they are chosen, and a note names them otherwise",
-    )
+    run.add_argument("--quick", action="store_true", help="a smoke run: each lesson's small sizes (QUICK_PARAMETERS "
+                     "in cnn_course/lessons.py), labelled stand-in data where the real data is missing")
+    run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a notebook parameter (repeatable); VALUE is a Python literal (a number, string, "
+                          "True/False/None, or a list, tuple or dict of them) or else a string. VERBOSE=2 is set "
+                          "unless given. The script lessons (conv-dims, pool-dims) take no parameters: -p is "
+                          "refused when only they are chosen, and a note names them otherwise")
     run.add_argument("--out", default="build", metavar="DIR",
                      help="where outputs and the report go (default: build); one run at a time per folder")
     run.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
@@ -182,151 +146,127 @@ def build_parser():
     for sub in (status, fetch, imp):
         sub.set_defaults(handler=cmd_data, subparser=sub)
 
-    strip = commands.add_parser(
-        "strip",
-        help="clear notebook outputs in place (diff-friendly commits)",
-        description="Clear outputs, execution counts and transient metadata of notebooks in place. "
-                    "Default: every notebook in the repository that git tracks or would track.",
-    )
+    strip = commands.add_parser("strip", help="clear notebook outputs in place (diff-friendly commits)",
+                                description="Clear outputs, execution counts and transient metadata of notebooks "
+                                            "in place. Default: every notebook in the repository that git tracks "
+                                            "or would track.")
     strip.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     strip.set_defaults(handler=cmd_strip, subparser=strip)
     return parser
 
 
 # --------------------------------------------------------------------------
-# Progress on the console
-
-
-def _clock(seconds):
-    """Return seconds as "m:ss" (rounded, as in the report)."""
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+# run
 
 
 def compact_epoch(epoch_line, steps_line):
-    """Return one short line for a Keras verbose=2 epoch.
-
-    "Epoch 3/10" + "469/469 - 2s - 4ms/step - accuracy: 0.97 - loss: 0.1"
-    becomes "epoch 3/10  2s - accuracy: 0.97 - loss: 0.1".
-    """
-    parts = steps_line.strip().split(" - ")[1:]
-    parts = [p for p in parts if not p.endswith("/step")]
+    """Return one short line for a Keras verbose=2 epoch: "Epoch 3/10" and
+    "469/469 - 2s - 4ms/step - accuracy: 0.97" give "epoch 3/10  2s - accuracy: 0.97"."""
+    parts = [p for p in steps_line.strip().split(" - ")[1:] if not p.endswith("/step")]
     return f"{epoch_line.strip().replace('Epoch', 'epoch')}  " + " - ".join(parts)
 
 
 def console_progress(label, out, tty):
-    """Return (progress, finish) callbacks that show one lesson's progress on `out`.
+    """Return (progress, finish): callbacks that show one lesson's progress on `out`.
 
-    With a TTY, one line is redrawn in place (cells done/total, elapsed time,
-    the current cell's first line) and refreshed every second; otherwise one
-    plain line is printed per cell. Either way Keras's epoch lines (VERBOSE=2:
-    one line per epoch; a single-epoch fit is recognised by its val_ metrics)
-    and the "Data:"/"Weights:" lines are printed compactly as they arrive.
-    `progress(event)` takes the runner's events; `finish(text)` stops the
-    display and prints `text` as the lesson's last line.
+    `progress(event)` takes the runner's events: on a TTY one status line
+    (cell k/n, elapsed time, the cell's first line) is redrawn in place and
+    every second; otherwise one line is printed per cell. Keras's epoch lines
+    (compacted; a one-epoch fit is known by its val_ metrics) and the
+    "Data:"/"Weights:" lines are printed as they arrive. `finish(text)` stops
+    the display and prints `text` as the lesson's last line.
     """
     state = {"total": 0, "cell": 0, "line": "starting", "epoch": None}
-    partial = {}  # stream name -> the unfinished last line
-    started = time.perf_counter()
-    lock = threading.Lock()
-    stop = threading.Event()
+    partial = {}  # stream name -> its unfinished last line
+    started, lock, stop = time.perf_counter(), threading.Lock(), threading.Event()
 
     def status():
-        width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
-        elapsed = _clock(time.perf_counter() - started)
-        return f"{label}  cell {state['cell']}/{state['total']}  {elapsed}  {state['line']}"[:width]
+        elapsed = reports.format_minutes(time.perf_counter() - started)
+        line = f"{label}  cell {state['cell']}/{state['total']}  {elapsed}  {state['line']}"
+        return line[:max(shutil.get_terminal_size((100, 20)).columns - 1, 20)] if tty else line
 
-    def write(text, redraw=True):
+    def write(text="", redraw=True):  # a line of its own; on a TTY, then the status line again
         with lock:
-            if tty:
-                out.write("\r\x1b[K" + text + "\n" + (status() if redraw else ""))
-            else:
+            if tty and not stop.is_set():
+                out.write("\r\x1b[K" + (text + "\n" if text else "") + (status() if redraw else ""))
+            elif text:
                 out.write(text + "\n")
             out.flush()
 
-    def show_output(name, text):
+    def show(name, text):
         lines = (partial.get(name, "") + text).split("\n")
         partial[name] = lines.pop()
-        for line in lines:
-            line = line.rsplit("\r", 1)[-1].rstrip()
+        for line in (line.rsplit("\r", 1)[-1].rstrip() for line in lines):
             if _EPOCH_RE.match(line):
                 state["epoch"] = line
             elif state["epoch"] and _STEPS_RE.match(line):
                 write("    " + compact_epoch(state["epoch"], line))
                 state["epoch"] = None
-            elif _STEPS_RE.match(line) and " - val_" in line:
-                # Keras prints no "Epoch 1/1" header when fit runs a single epoch
+            elif _STEPS_RE.match(line) and " - val_" in line:  # no "Epoch 1/1" header for a single epoch
                 write("    " + compact_epoch("Epoch 1/1", line))
-            elif line.startswith(_SHOWN_PREFIXES):
+            elif line.startswith(("Data:", "Weights:")):
                 write("    " + line)
 
     def progress(event):
-        kind = event["event"]
-        if kind == "start":
+        if event["event"] == "start":
             state["total"] = event["total"]
-        elif kind == "cell":
+        elif event["event"] == "cell":
             state["cell"], state["line"] = event["done"] + 1, event["first_line"]
-            if tty:
-                with lock:
-                    out.write("\r\x1b[K" + status())
-                    out.flush()
-            else:
-                write(f"{label}  cell {state['cell']}/{state['total']}  "
-                      f"{_clock(time.perf_counter() - started)}  {state['line']}")
-        elif kind == "output":
-            show_output(event.get("name", "stdout"), event["text"])
+            write() if tty else write(status())
+        elif event["event"] == "output":
+            show(event.get("name", "stdout"), event["text"])
 
     def tick():
         while not stop.wait(1.0):
-            with lock:
-                if stop.is_set():
-                    break
-                out.write("\r\x1b[K" + status())
-                out.flush()
+            write()
 
     if tty:
         threading.Thread(target=tick, daemon=True).start()
 
     def finish(text):
         stop.set()
-        write(text, redraw=False)
+        with lock:
+            out.write(("\r\x1b[K" if tty else "") + text + "\n")
+            out.flush()
 
     return progress, finish
 
 
 def lesson_summary(result):
     """Return the one-line outcome of a lesson: status, time, accuracy or failure."""
-    text = f"{result['status']:>6}  {_clock(result['wall_time_s'] or 0)}"
+    text = f"{result['status']:>6}  {reports.format_minutes(result['wall_time_s'] or 0)}"
     if result["status"] != "passed":
         return text.replace("failed", "FAILED") + "  " + reports.describe_failure(result)
     if result.get("test_accuracy") is not None:
         text += f"  Test accuracy {result['test_accuracy']:.2f}%"
-        if reports.used_stand_in(result):
-            text += " (stand-in)"
+        text += " (stand-in)" if reports.used_stand_in(result) else ""
     return text
 
 
-# --------------------------------------------------------------------------
-# Commands
-
-
 def script_lessons(names):
-    """Return the lessons among `names` that are scripts, not notebooks (list,
-    in the given order): they run with their default arguments, without -p."""
+    """Return the lessons among `names` that are scripts (list, in order): run without -p."""
     return [name for name in names if Path(runner.LESSONS[name]).suffix != ".ipynb"]
+
+
+def _check_settings():
+    """Raise ValueError (SettingError) for a bad CNN_COURSE_* or KERAS_HOME
+    setting: the lessons read them, so a typo stops the command at once."""
+    from cnn_course import data
+
+    for check in (data.offline, data.quick_mode, data.data_dirs, data.keras_home):
+        check()
 
 
 def check_run_arguments(args, parser):
     """Check `run`'s arguments before anything runs; return (lessons, parameters, out folder, lock).
 
-    `lessons` are the chosen names in course order, `parameters` the ``-p``
-    values as a dict, the out folder an absolute Path (created if missing),
-    `lock` what `reports.lock_out_dir` returned: close it (os.close) when the
-    run ends, unless it is None.
+    `lessons`: the chosen names in course order; `parameters`: the ``-p``
+    values; the out folder: an absolute Path, created; `lock`: from
+    `reports.lock_out_dir`, to close (os.close) when the run ends, or None.
     Exits through ``parser.error`` (status 2, one line) for an unknown lesson,
-    a bad ``-p``, ``-p`` given only to script lessons, a bad CNN_COURSE_OFFLINE
-    or CNN_COURSE_QUICK, an empty ``--out``, an out folder that is a file or
-    cannot be written, or one another run is writing into.
+    a bad ``-p`` or ``-p`` given to script lessons only, a bad setting
+    (`_check_settings`), and an out folder that is empty, a file, not
+    writable or in use by another run.
     """
     if not lessons.IN_CHECKOUT:
         parser.error(lessons.NOT_IN_CHECKOUT)
@@ -337,7 +277,6 @@ def check_run_arguments(args, parser):
     chosen = [name for name in known if name in args.lessons] if args.lessons else list(known)
     try:
         parameters = dict(parse_parameter(text) for text in args.parameter)
-        lessons.parameters_source(parameters)  # what will be injected must be valid Python
     except ValueError as exc:
         parser.error(str(exc))
     scripts = script_lessons(chosen)
@@ -347,24 +286,19 @@ def check_run_arguments(args, parser):
                      "arguments: drop -p (or run the script yourself with its options, see its --help)")
     if not args.out:
         parser.error("--out: must name a folder (an empty name is no folder)")
-    try:  # the lessons read them: a typo stops the run here, not in a lesson's cell
-        from cnn_course import data
-        data.offline()
-        data.quick_mode()
-        data.places.env_data_dir()  # CNN_COURSE_DATA and KERAS_HOME: a file, or ~user of no user
-        data.places.keras_home()
+    try:
+        _check_settings()
     except ValueError as exc:
         parser.error(_one_line(exc))
     try:  # last, as it creates the folder
         out_dir = reports.check_out_dir(args.out)
-        lock = reports.lock_out_dir(out_dir)
+        return chosen, parameters, out_dir, reports.lock_out_dir(out_dir)
     except ValueError as exc:
         parser.error(f"--out {args.out}: {exc}")
-    return chosen, parameters, out_dir, lock
 
 
 def cmd_run(args, parser, out):
-    """Run the chosen lessons, print progress and the report; return the exit status.
+    """Run the chosen lessons, print progress and the report, write it; return the exit status.
 
     Ctrl-C stops the whole run at once: the running lesson's kernel or script
     is killed, "interrupted" is printed, the report of what ran is written,
@@ -384,12 +318,8 @@ def cmd_run(args, parser, out):
 
 
 def _run_lessons(args, chosen, parameters, out_dir, out):
-    """The body of `cmd_run`, once the arguments are checked and `out_dir`
-    locked: run `chosen`, print progress and the report, write it; return the
-    exit status."""
-    tty = out.isatty()
-    started = time.perf_counter()
-    mode = "quick" if args.quick else "full"
+    """`cmd_run` once its arguments are checked and `out_dir` locked."""
+    started, mode = time.perf_counter(), "quick" if args.quick else "full"
     shown = lessons.lesson_parameters(None, False, parameters)  # what every lesson gets
     sizes = " and each lesson's quick sizes" if args.quick else ""
     out.write(f"Running {len(chosen)} lesson(s), {mode} mode, parameters "
@@ -398,7 +328,6 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
     if ignoring:
         out.write(f"note: -p does not reach {', '.join(ignoring)}: script lessons run with their default arguments\n")
     out.flush()
-
     environment, results, interrupted = {}, [], False
     try:
         environment = backends.environment_info()
@@ -406,7 +335,7 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
                   f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n")
         for number, name in enumerate(chosen, 1):
             label = f"[{number}/{len(chosen)}] {name}"
-            progress, finish = console_progress(label, out, tty)
+            progress, finish = console_progress(label, out, out.isatty())
             try:
                 result = runner.run_lesson(name, parameters, out_dir, progress=progress,
                                            timeout=args.timeout, quick=args.quick)
@@ -423,7 +352,6 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
         interrupted = True
         out.flush()
         print("interrupted", file=sys.stderr, flush=True)
-
     ran = {r["lesson"] for r in results}
     report = reports.build_report(results, environment, args.quick, shown,
                                   wall_time_s=round(time.perf_counter() - started, 1),
@@ -437,42 +365,36 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
         return EXIT_INTERRUPTED if interrupted else EXIT_FAILED
     out.write(f"Report: {md_path} and {json_path}\n")
     steps = "" if interrupted else reports.next_steps(report, python=python_command())
-    if steps:
-        out.write("\n" + steps)
+    out.write("\n" + steps if steps else "")
     out.flush()
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if report["failed"] == 0 else EXIT_FAILED
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK if report["failed"] == 0 else EXIT_FAILED
 
 
 def python_command():
-    """Return how the user can start this interpreter from the current folder:
-    a relative path for a virtual environment below it (".venv/bin/python"),
-    else "python"."""
+    """Return how to start this interpreter from the current folder: "python",
+    or a virtual environment's python (relative when below this folder)."""
     if sys.prefix == sys.base_prefix:
         return "python"
     venv_python = Path(sys.prefix) / "bin" / "python"
-    try:
+    with contextlib.suppress(ValueError):
         return str(venv_python.relative_to(Path.cwd()))
-    except ValueError:
-        return str(venv_python)
+    return str(venv_python)
+
+
+# --------------------------------------------------------------------------
+# data and strip
 
 
 def format_status_table(rows):
-    """Return `data status` rows as an aligned text table (str): one line per
-    dataset, its status (found, MISSING or BROKEN) and where it is or how to
-    get it (for a broken one, what is wrong)."""
-    lines = []
-    header = ("Dataset", "Status", "Where / how to get it")
-    table = [header]
+    """Return `data status` rows as an aligned text table: each dataset, its
+    status (found, MISSING or BROKEN) and where it is or how to get it."""
+    table = [("Dataset", "Status", "Where / how to get it")]
     for r in rows:
         status = r.get("status") or ("found" if r["found"] else "missing")
         shown = "found" if status == "found" else status.upper()
         table.append((r["name"], shown, _one_line(r["where"] if status == "found" else r["how"])))
     widths = [max(len(row[i]) for row in table) for i in range(2)]
-    for row in table:
-        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip())
-    return "\n".join(lines)
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in table)
 
 
 def _one_line(text) -> str:
@@ -480,72 +402,50 @@ def _one_line(text) -> str:
     return "; ".join(s.strip() for s in str(text).splitlines() if s.strip())
 
 
-def cmd_data(args, parser, out):
-    """Run `data status|fetch|import`; return the exit status: 0, 1 for a
-    data error (not found, unusable, not writable), 2 for a usage error (an
-    unknown dataset, a bad CNN_COURSE_* setting). Errors are one line."""
-    # fetch and import may import Keras only to download or read a file: keep
-    # TensorFlow's start-up notices off the screen (no model runs here).
-    with keras_check.quiet_tensorflow():
-        return _data_command(args, parser, out)
-
-
-def _data_command(args, parser, out):
-    """The body of `cmd_data`."""
-    try:
-        from cnn_course import data
-    except ImportError as exc:
-        print(f"error: the data module is not available ({exc})", file=sys.stderr)
-        return EXIT_FAILED
-    if args.action in ("fetch", "import") and args.name not in data.DATASETS and not (
-            args.action == "fetch" and args.name == "all"):
-        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}"
-                     + (", all" if args.action == "fetch" else ""))
-    try:
-        data.offline()  # a typo in any setting is a usage error, whatever the action
-        data.quick_mode()
-        data.places.env_data_dir()
-        data.places.keras_home()
-        if args.action == "status":
-            out.write(format_status_table(data.dataset_status()) + "\n")
-        elif args.action == "fetch" and args.name == "all":
-            return _fetch_all(data, out)
-        elif args.action == "fetch":
-            out.write(f"{args.name}: {data.fetch(args.name)}\n")
-        else:
-            out.write(f"{args.name}: imported into {data.import_dataset(args.name, args.src)}\n")
-    except data.SettingError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except (data.DataError, data.DatasetNotFound, ValueError, OSError) as exc:
-        print(f"error: {_data_error_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
 def _data_error_line(exc) -> str:
-    """The one line that says what a data error ``exc`` was (an OSError by
-    its file name and reason, anything else by its message)."""
+    """The one line that says what a data error was (an OSError by its file and reason)."""
     if not isinstance(exc, OSError) or exc.strerror is None:
         return _one_line(exc)
     return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
 
 
-def _fetch_all(data, out):
-    """`data fetch` (or `data fetch all`): download every dataset the lessons
-    use, one line each (a failure on stderr, and the next one goes on).
-    Returns EXIT_OK, or EXIT_FAILED when any failed. Raises DatasetNotFound
-    before any download when CNN_COURSE_OFFLINE=1, SettingError for a bad
-    CNN_COURSE_* value."""
-    failed = 0
-    for name, result in data.downloads.fetch_all():
-        if isinstance(result, Exception):
-            failed += 1
-            print(f"error: {name}: {_data_error_line(result)}", file=sys.stderr)
-        else:
-            out.write(f"{name}: {result}\n")
-            out.flush()
-    return EXIT_FAILED if failed else EXIT_OK
+def cmd_data(args, parser, out):
+    """Run `data status|fetch|import`; return the exit status: 0, 1 for a data
+    error (not found, unusable, not writable), 2 for a usage error (an unknown
+    dataset, a bad setting). Errors are one line."""
+    from cnn_course import data
+
+    if args.action in ("fetch", "import") and args.name not in data.DATASETS and not (
+            args.action == "fetch" and args.name == "all"):
+        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}"
+                     + (", all" if args.action == "fetch" else ""))
+    # fetch and import may import Keras to download or read a file: no TensorFlow start-up notices
+    with keras_check.quiet_tensorflow():
+        try:
+            _check_settings()  # a typo in any setting is a usage error, whatever the action
+            if args.action == "status":
+                out.write(format_status_table(data.dataset_status()) + "\n")
+            elif args.action == "fetch" and args.name == "all":
+                failed = 0
+                for name, result in data.downloads.fetch_all():  # one line each; a failure does not stop it
+                    if isinstance(result, Exception):
+                        failed += 1
+                        print(f"error: {name}: {_data_error_line(result)}", file=sys.stderr)
+                    else:
+                        out.write(f"{name}: {result}\n")
+                        out.flush()
+                return EXIT_FAILED if failed else EXIT_OK
+            elif args.action == "fetch":
+                out.write(f"{args.name}: {data.fetch(args.name)}\n")
+            else:
+                out.write(f"{args.name}: imported into {data.import_dataset(args.name, args.src)}\n")
+        except data.SettingError as exc:
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        except (data.DataError, data.DatasetNotFound, ValueError, OSError) as exc:
+            print(f"error: {_data_error_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
+    return EXIT_OK
 
 
 def cmd_strip(args, parser, out):
@@ -570,13 +470,10 @@ def cmd_strip(args, parser, out):
 @contextlib.contextmanager
 def stop_signals_interrupt():
     """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C
-    does, unless ignored (see `_stop_on_signals`; in the main thread only,
-    elsewhere nothing changes); the previous handlers are put back after it.
-    Yields nothing; raises nothing itself."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = _stop_on_signals()
+    does, unless ignored (`_stop_on_signals`; main thread only); the previous
+    handlers are put back after it."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = _stop_on_signals() if main_thread else {}
     try:
         yield
     finally:
@@ -587,22 +484,20 @@ def stop_signals_interrupt():
 def main(argv=None):
     """Run the command line with `argv` (default sys.argv[1:]); return the exit status.
 
-    Usage errors exit through argparse (SystemExit with status 2). Ctrl-C,
+    Usage errors exit through argparse (SystemExit, status 2). Ctrl-C,
     SIGTERM and SIGHUP, at any moment, end the command with "interrupted" on
-    stderr and status 130, after the command's own cleanup.
+    stderr and status 130, after the command's own clean-up.
     """
     try:
         with stop_signals_interrupt():
-            parser = build_parser()
-            args = parser.parse_args(argv)
+            args = build_parser().parse_args(argv)
             return args.handler(args, args.subparser, sys.stdout)
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return _interrupted()
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # in the instant between main's handlers and its return
-        _interrupted_at_start()
+        sys.exit(_interrupted())

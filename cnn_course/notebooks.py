@@ -1,8 +1,4 @@
-"""Keeping the lesson notebooks diff-friendly in git.
-
-`strip_notebook` clears a notebook's outputs and execution counts;
-`tracked_notebooks` lists the notebooks of the repository.
-"""
+"""Stripping notebooks' outputs for git: `strip_notebook`, and `tracked_notebooks` to find them."""
 
 from __future__ import annotations
 
@@ -15,74 +11,48 @@ import nbformat
 from .lessons import INJECTED_TAG, REPO_ROOT
 
 
-_TRANSIENT_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime")
-_TRANSIENT_NOTEBOOK_METADATA = ("widgets", "papermill")
-
-
 def strip_notebook(path):
-    """Clear outputs, execution counts and transient metadata of a notebook in place.
+    """Clear a notebook's outputs, execution counts, transient metadata and
+    injected parameters cell, in place; return True when the file changed.
 
-    Cells tagged ``injected-parameters`` (left by a run) are removed too.
-    The file is rewritten only when something changed, and replaced whole
-    (never left half-written) with its permissions kept; a symbolic link is
-    followed, and its target is what gets stripped (the link stays a link).
-    Returns True when the file changed.
-    Raises FileNotFoundError when it
-    does not exist and nbformat's errors when it is not a notebook.
+    The file is replaced whole (never half-written, no temporary left) with
+    its permissions kept; a symbolic link's target is stripped. Raises
+    FileNotFoundError, and nbformat's errors for a file that is no notebook.
     """
-    path = Path(os.path.realpath(path))  # through a symlink: strip what it points at
+    path = Path(os.path.realpath(path))
     before = path.read_text(encoding="utf-8")
     nb = nbformat.reads(before, as_version=4)
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
     for cell in nb.cells:
-        for key in _TRANSIENT_CELL_METADATA:
+        for key in ("execution", "collapsed", "scrolled", "ExecuteTime"):
             cell.metadata.pop(key, None)
         if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    for key in _TRANSIENT_NOTEBOOK_METADATA:
+            cell.outputs, cell.execution_count = [], None
+    for key in ("widgets", "papermill"):
         nb.metadata.pop(key, None)
-    after = nbformat.writes(nb)
-    after += "" if after.endswith("\n") else "\n"
+    after = nbformat.writes(nb).rstrip("\n") + "\n"
     if after == before:
         return False
-    _replace_keeping_mode(path, after)
-    return True
-
-
-def _replace_keeping_mode(path, text):
-    """Replace the file ``path`` whole by ``text`` (UTF-8), keeping its
-    permission bits: an interrupted or failed write leaves it as it was and
-    leaves no temporary file. Returns None; raises OSError."""
-    mode = path.stat().st_mode & 0o7777
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(text)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), path.stat().st_mode & 0o7777)
+            f.write(after)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return True
 
 
 def tracked_notebooks(root=REPO_ROOT):
-    """Return the .ipynb files under `root` that git tracks or would track (sorted Paths).
-
-    Untracked notebooks that are not git-ignored count (a new lesson is stripped
-    before its first commit); ignored ones (build/) do not. Falls back to every .ipynb under `root` outside hidden folders, build/
-    and tests/ when git is unavailable.
-    """
+    """Return the .ipynb files under `root` that git tracks or would track
+    (sorted Paths; git-ignored ones such as build/ left out); without git,
+    every one outside hidden folders, build/ and tests/."""
     root = Path(root)
     try:
-        done = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.ipynb"],
-            cwd=root, capture_output=True, text=True, check=True,
-        )
+        done = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.ipynb"],
+                              cwd=root, capture_output=True, text=True, check=True)
         return sorted({root / name for name in done.stdout.split("\0") if name})
     except (OSError, subprocess.CalledProcessError):
-        skip = {"build", "tests"}
-        return sorted(
-            p for p in root.rglob("*.ipynb")
-            if not any(part.startswith(".") or part in skip for part in p.relative_to(root).parts[:-1])
-        )
+        return sorted(p for p in root.rglob("*.ipynb") if not any(
+            part.startswith(".") or part in ("build", "tests") for part in p.relative_to(root).parts[:-1]))

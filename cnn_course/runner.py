@@ -1,10 +1,10 @@
 """Running a lesson headless: a notebook in a fresh kernel, or a script.
 
 `run_lesson` runs one of `LESSONS` by name: a notebook through
-`execute_notebook` (parameters injected after its ``parameters`` cell by
-`cnn_course.lessons`; the executed copy and its HTML saved), a script through
-`run_script`. `parse_output` reads the lines every lesson prints (``Data:``,
-``Epochs run: N``, ``Test accuracy: NN.NN%``) into the result.
+`execute_notebook` (parameters injected by `cnn_course.lessons`; the executed
+copy and its HTML saved), a script through `run_script`. `parse_output` reads
+the lines every lesson prints (``Data:``, ``Epochs run: N``, ``Test accuracy:
+NN.NN%``) into the result.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import warnings as _warnings
 from pathlib import Path
 
 import nbformat
+from jupyter_core.utils import ensure_event_loop, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError
 
@@ -58,26 +59,8 @@ def first_line(source):
     return next((line.strip() for line in source.splitlines() if line.strip()), "")
 
 
-def read_notebook(path):
-    """Return the notebook at `path`, read as nbformat v4 and validated.
-
-    Raises OSError when it cannot be read, ValueError (one line, naming the
-    file) when it is not a valid notebook (empty, not JSON, not UTF-8, ...).
-    """
-    try:
-        with _warnings.catch_warnings():  # e.g. MissingIDFieldWarning: not the student's concern
-            _warnings.simplefilter("ignore")
-            nb = nbformat.read(path, as_version=4)
-            nbformat.validate(nb)
-    except OSError:
-        raise
-    except Exception as exc:  # nbformat raises AttributeError, TypeError, ValidationError, ...
-        raise ValueError(f"{path} is not a valid notebook ({_error_summary(exc)})") from None
-    return nb
-
-
 def _result(status, started, text="", **fields):
-    """Return a result dict with every key present, what `text` holds parsed (`parse_output`)."""
+    """Return a result dict with every key present, and what `text` holds (`parse_output`)."""
     return {"status": status, "error": None, "failed_cell": None, "text": text, "executed_path": None,
             "html_path": None, "warnings": [], **parse_output(text), **fields,
             "wall_time_s": round(time.perf_counter() - started, 2)}
@@ -92,145 +75,57 @@ class LessonInterrupted(KeyboardInterrupt):
 
 
 class _LessonClient(NotebookClient):
-    """A NotebookClient that also passes printed text to `notify` as it arrives
-    (one Keras line per epoch), not only when the cell ends."""
+    """A NotebookClient that tells `progress` of each code cell and of printed
+    text as it arrives (one Keras line per epoch), and keeps that text."""
 
-    def __init__(self, nb, notify, **kwargs):
-        super().__init__(nb, **kwargs)
-        self.notify, self.texts = notify, []
+    def __init__(self, nb, progress, **kwargs):
+        super().__init__(nb, on_cell_start=self._cell_started, **kwargs)
+        self.progress, self.texts, self.running = progress, [], None
+        self.code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
+
+    def _cell_started(self, cell, cell_index):
+        if cell_index in self.code_cells:
+            self.running = cell_index
+            self.progress({"event": "cell", "done": self.code_cells.index(cell_index),
+                           "total": len(self.code_cells), "first_line": first_line(cell.source)})
 
     def output(self, outs, msg, display_id, cell_index):
         if msg["msg_type"] == "stream":
             self.texts.append(msg["content"]["text"])
-            self.notify(event="output", name=msg["content"]["name"], text=msg["content"]["text"])
+            self.progress({"event": "output", "name": msg["content"]["name"], "text": msg["content"]["text"]})
         return super().output(outs, msg, display_id, cell_index)
 
+    def run(self, env, log):
+        """Start the kernel (`setup_kernel`), execute every cell, stop the kernel.
 
-def execute_notebook(path, parameters=None, out_dir="build", progress=None, timeout=None, quick=False):
-    """Execute a notebook in a fresh kernel, with `parameters` injected; save it and its HTML.
-
-    The kernel (``python3``, this interpreter) runs in the notebook's folder
-    with `lesson_env(quick)`. The executed copy goes to ``out_dir/<name>.ipynb``
-    and ``<name>.html``, also when a cell fails; what the kernel process
-    prints, to ``<name>.kernel.log``. `progress(event)` gets ``{"event":
-    "start", "total": n}``, ``{"event": "cell", "done": k, "total": n,
-    "first_line": str}`` before each code cell, ``{"event": "output", "name":
-    "stdout"|"stderr", "text": str}`` as the kernel prints, and ``{"event":
-    "end", "status": str}``. `timeout`: seconds per cell (None: no limit).
-
-    Returns a dict: status ("passed"/"failed"), error ("Name: message"),
-    failed_cell ({"index": in the source notebook, None for the injected
-    cell; "executed_index"; "first_line"}), data, epochs, test_accuracy,
-    text (all printed text), executed_path, html_path (None if rendering
-    failed), wall_time_s and warnings. A failing cell, a timeout or a dead
-    kernel is a "failed" result. Raises FileNotFoundError, ValueError (a
-    damaged notebook, bad parameters, see `inject_parameters`; `out_dir` the
-    notebook's own folder), OSError (`out_dir` not writable), and
-    `LessonInterrupted` on Ctrl-C after stopping the kernel and saving the
-    cells run so far.
-    """
-    started = time.perf_counter()
-    path, out_dir = Path(path).resolve(), Path(out_dir).resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no notebook at {path}")
-    executed_path = out_dir / path.name
-    html_path, log_path = executed_path.with_suffix(".html"), executed_path.with_suffix(".kernel.log")
-    if executed_path == path:
-        raise ValueError(f"out_dir {out_dir} is the notebook's own folder; choose another")
-    nb = read_notebook(path)
-    injected_at, warnings = inject_parameters(nb, dict(parameters or {}), require_cell=quick)
-    code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
-    running = []
-
-    def notify(**event):
-        if progress is not None:
-            progress(event)
-
-    def on_cell_start(cell, cell_index):
-        if cell_index in code_cells:
-            running[:] = [cell_index]
-            notify(event="cell", done=code_cells.index(cell_index), total=len(code_cells),
-                   first_line=first_line(cell.source))
-
-    def failed_cell():  # the cell that was running, None before the first one
-        if not running:
-            return None
-        at = running[0]
-        return {"index": None if at == injected_at else at - (at > injected_at), "executed_index": at,
-                "first_line": first_line(nb.cells[at].source)}
-
-    # --log-level: no kernel start-up warnings on our console. capture_fd_output=False: what C++
-    # libraries write to stderr (TensorFlow's oneDNN and cpu_feature_guard lines) goes to the kernel
-    # log, not into the cells; `make setup` gives Jupyter's kernels the same setting.
-    client = _LessonClient(nb, notify, timeout=timeout, kernel_name="python3", on_cell_start=on_cell_start,
-                           extra_arguments=["--log-level=ERROR", "--IPKernelApp.capture_fd_output=False"],
-                           resources={"metadata": {"path": str(path.parent)}})
-    notify(event="start", total=len(code_cells))
-    error = None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
+        Unlike `execute`, whose SIGINT handler turns Ctrl-C into a failed
+        cell, Ctrl-C kills the kernel at once and raises KeyboardInterrupt.
+        Raises what nbclient raises for a failing cell, a timeout or a dead kernel.
+        """
         try:
-            _run_cells(client, lesson_env(quick), log)
-        except KeyboardInterrupt:  # the kernel is gone: keep the cells run so far, stop at once (no HTML)
-            saved = _save_or_none(lambda: nbformat.write(nb, executed_path), executed_path)
-            notify(event="end", status="interrupted")
-            raise LessonInterrupted(_result("interrupted", started, "".join(client.texts), error=INTERRUPTED,
-                                            failed_cell=failed_cell(), executed_path=saved,
-                                            warnings=warnings)) from None
-        except Exception as exc:  # a failing cell, a timeout, a dead kernel, no kernel
-            error = _error_summary(exc)
-            if not isinstance(exc, CellTimeoutError) and not getattr(exc, "ename", None):
-                error += f" (kernel log: {log_path})"  # e.g. the kernel died or did not start
-    nbformat.write(nb, executed_path)
-    try:
-        from nbconvert import HTMLExporter
-
-        html_path.write_text(HTMLExporter().from_notebook_node(nb)[0], encoding="utf-8")
-    except Exception as exc:  # a rendering problem must not hide the run's result
-        warnings.append(f"no HTML rendering: {_error_summary(exc)}")
-        html_path = None
-    status = "failed" if error else "passed"
-    notify(event="end", status=status)
-    return _result(status, started, "".join(client.texts), error=error, failed_cell=failed_cell() if error else None,
-                   executed_path=str(executed_path), html_path=html_path and str(html_path), warnings=warnings)
-
-
-def _run_cells(client, env, log):
-    """Start `client`'s kernel (nbclient's `setup_kernel`), execute every cell, stop the kernel.
-
-    Unlike ``NotebookClient.execute``, whose SIGINT handler turns Ctrl-C into
-    a failed cell, Ctrl-C here kills the kernel at once and raises
-    KeyboardInterrupt. Raises what nbclient raises for a failing cell, a
-    timeout or a dead kernel.
-    """
-    try:
-        with client.setup_kernel(env=env, stdout=log, stderr=log):
-            try:
-                for index, cell in enumerate(client.nb.cells):
-                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                client.set_widgets_metadata()
-            except KeyboardInterrupt:
-                client.shutdown_kernel = "immediate"  # setup_kernel's clean-up then kills it at once
-                with _signals_ignored():
-                    _cancel_pending_tasks()
-                raise
-    except KeyboardInterrupt:  # also while the kernel was starting, or during the clean-up
-        with _signals_ignored():
-            _cancel_pending_tasks()
-            if client.kc is not None:
-                client.kc.stop_channels()
-            if client.km is not None and client.km.has_kernel:
-                from jupyter_core.utils import run_sync
-
-                run_sync(client.km.shutdown_kernel)(now=True)  # also removes its connection file
-        raise
+            with self.setup_kernel(env=env, stdout=log, stderr=log):
+                try:
+                    for index, cell in enumerate(self.nb.cells):
+                        self.execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
+                    self.set_widgets_metadata()
+                except KeyboardInterrupt:
+                    self.shutdown_kernel = "immediate"  # setup_kernel's clean-up then kills it at once
+                    with _signals_ignored():
+                        _cancel_pending_tasks()
+                    raise
+        except KeyboardInterrupt:  # also while the kernel was starting, or during the clean-up
+            with _signals_ignored():
+                _cancel_pending_tasks()
+                if self.kc is not None:
+                    self.kc.stop_channels()
+                if self.km is not None and self.km.has_kernel:
+                    run_sync(self.km.shutdown_kernel)(now=True)  # also removes its connection file
+            raise
 
 
 def _cancel_pending_tasks():
     """Cancel what an interrupted nbclient call left on this thread's event loop
     (else each pending task logs "Task exception was never retrieved")."""
-    from jupyter_core.utils import ensure_event_loop
-
     loop = ensure_event_loop()
     pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
     for task in pending:
@@ -243,10 +138,8 @@ def _cancel_pending_tasks():
 def _signals_ignored():
     """Ignore Ctrl-C, SIGTERM and SIGHUP within the block (main thread only), so
     that a second signal cannot leave a kernel or a half-written file behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    main = threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS} if main else {}
     try:
         yield
     finally:
@@ -272,10 +165,89 @@ def _error_summary(exc):
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
+def execute_notebook(path, parameters=None, out_dir="build", progress=None, timeout=None, quick=False):
+    """Execute a notebook in a fresh kernel, with `parameters` injected; save it and its HTML.
+
+    The kernel (``python3``, this interpreter) runs in the notebook's folder
+    with `lesson_env(quick)`. The executed copy goes to ``out_dir/<name>.ipynb``
+    and ``.html``, also when a cell fails; what the kernel process prints, to
+    ``.kernel.log``. `progress(event)` gets ``{"event": "start", "total": n}``,
+    ``{"event": "cell", "done": k, "total": n, "first_line": str}`` before
+    each code cell, ``{"event": "output", "name": "stdout"|"stderr", "text":
+    str}`` as the kernel prints, and ``{"event": "end", "status": str}``.
+    `timeout`: seconds per cell (None: no limit).
+
+    Returns a dict: status ("passed"/"failed"), error ("Name: message"),
+    failed_cell ({"index": in the source notebook, None for the injected
+    cell; "executed_index"; "first_line"}), data, epochs, test_accuracy,
+    text (all printed text), executed_path, html_path (None if rendering
+    failed), wall_time_s and warnings. A failing cell, a timeout or a dead
+    kernel is a "failed" result. Raises FileNotFoundError, ValueError (a
+    damaged notebook, bad parameters, `out_dir` the notebook's own folder),
+    OSError (`out_dir` not writable), and `LessonInterrupted` on Ctrl-C after
+    stopping the kernel and saving the cells run so far.
+    """
+    started = time.perf_counter()
+    path, out_dir = Path(path).resolve(), Path(out_dir).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no notebook at {path}")
+    executed_path = out_dir / path.name
+    html_path, log_path = executed_path.with_suffix(".html"), executed_path.with_suffix(".kernel.log")
+    if executed_path == path:
+        raise ValueError(f"out_dir {out_dir} is the notebook's own folder; choose another")
+    try:
+        with _warnings.catch_warnings():  # e.g. MissingIDFieldWarning: not the student's concern
+            _warnings.simplefilter("ignore")
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
+    except OSError:
+        raise
+    except Exception as exc:  # empty, not JSON, not UTF-8, "cells": 5, ...: nbformat raises many kinds
+        raise ValueError(f"{path} is not a valid notebook ({_error_summary(exc)})") from None
+    injected_at, warnings = inject_parameters(nb, dict(parameters or {}), require_cell=quick)
+    # --log-level: no kernel start-up warnings on our console. capture_fd_output=False: what C++
+    # libraries write to stderr (TensorFlow's oneDNN and cpu_feature_guard lines) goes to the kernel
+    # log, not into the cells; `make setup` gives Jupyter's kernels the same setting.
+    client = _LessonClient(nb, progress or (lambda event: None), timeout=timeout, kernel_name="python3",
+                           extra_arguments=["--log-level=ERROR", "--IPKernelApp.capture_fd_output=False"],
+                           resources={"metadata": {"path": str(path.parent)}})
+
+    def result(status, **fields):
+        client.progress({"event": "end", "status": status})
+        at = client.running  # the cell that was running when it failed or stopped
+        cell = None if at is None or status == "passed" else {
+            "index": None if at == injected_at else at - (at > injected_at), "executed_index": at,
+            "first_line": first_line(nb.cells[at].source)}
+        return _result(status, started, "".join(client.texts), failed_cell=cell, warnings=warnings, **fields)
+
+    client.progress({"event": "start", "total": len(client.code_cells)})
+    error = None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        try:
+            client.run(lesson_env(quick), log)
+        except KeyboardInterrupt:  # the kernel is gone: keep the cells run so far, stop at once (no HTML)
+            saved = _save_or_none(lambda: nbformat.write(nb, executed_path), executed_path)
+            raise LessonInterrupted(result("interrupted", error=INTERRUPTED, executed_path=saved)) from None
+        except Exception as exc:  # a failing cell, a timeout, a dead kernel, no kernel
+            error = _error_summary(exc)
+            if not isinstance(exc, CellTimeoutError) and not getattr(exc, "ename", None):
+                error += f" (kernel log: {log_path})"  # e.g. the kernel died or did not start
+    nbformat.write(nb, executed_path)
+    try:
+        from nbconvert import HTMLExporter
+
+        html_path.write_text(HTMLExporter().from_notebook_node(nb)[0], encoding="utf-8")
+    except Exception as exc:  # a rendering problem must not hide the run's result
+        warnings.append(f"no HTML rendering: {_error_summary(exc)}")
+        html_path = None
+    return result("failed" if error else "passed", error=error, executed_path=str(executed_path),
+                  html_path=html_path and str(html_path))
+
+
 def _die_with_parent():
-    """Return a ``preexec_fn`` that makes a child die with this process (Linux's
-    ``prctl(PR_SET_PDEATHSIG)``, so a runner killed by SIGKILL leaves no script
-    running), or None where prctl is not available. Raises nothing."""
+    """Return a ``preexec_fn`` by which a child dies with this process, even by SIGKILL
+    (Linux's ``prctl(PR_SET_PDEATHSIG)``), or None where prctl is not available."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -308,15 +280,9 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
     if not path.is_file():
         raise FileNotFoundError(f"no script at {path}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / (path.stem + ".txt")
-
-    def notify(**event):
-        if progress is not None:
-            progress(event)
-
-    notify(event="start", total=1)
-    notify(event="cell", done=0, total=1, first_line=f"python {path.name}")
-    lines = []
+    log_path, lines, progress = out_dir / (path.stem + ".txt"), [], progress or (lambda event: None)
+    progress({"event": "start", "total": 1})
+    progress({"event": "cell", "done": 0, "total": 1, "first_line": f"python {path.name}"})
     with subprocess.Popen([sys.executable, str(path)], cwd=path.parent, env=lesson_env(quick),
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           encoding="utf-8", errors="replace", bufsize=1, preexec_fn=_die_with_parent()) as proc:
@@ -326,14 +292,14 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
         try:
             for line in proc.stdout:
                 lines.append(line)
-                notify(event="output", name="stdout", text=line)
+                progress({"event": "output", "name": "stdout", "text": line})
             code = proc.wait()
         except KeyboardInterrupt:
             with _signals_ignored():
                 proc.kill()  # Popen's exit would otherwise wait for it
                 proc.wait()
                 saved = _save_or_none(lambda: log_path.write_text("".join(lines), encoding="utf-8"), log_path)
-            notify(event="end", status="interrupted")
+            progress({"event": "end", "status": "interrupted"})
             raise LessonInterrupted(_result("interrupted", started, "".join(lines), error=INTERRUPTED,
                                             executed_path=saved)) from None
         finally:
@@ -346,7 +312,7 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
         error = f"TimeoutError: {path.name} ran over {timeout} s"
     elif code != 0:
         error = last[-1] if last else f"exit status {code}"
-    notify(event="end", status="failed" if error else "passed")
+    progress({"event": "end", "status": "failed" if error else "passed"})
     return _result("failed" if error else "passed", started, "".join(lines), error=error,
                    executed_path=str(log_path))
 

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -342,3 +343,28 @@ def test_sigterm_during_an_import_keeps_the_old_copy_and_leaves_no_temporary(tmp
     assert err.strip() == "interrupted" and "imported" not in out, (out, err)
     assert sorted(p.name for p in data_dir.iterdir()) == ["mnist.npz"]  # no temporary folder left
     assert (data_dir / "mnist.npz").read_bytes() == old
+
+
+# --------------------------------------------------------------------------
+# Ctrl-C while the kernel is starting: the kernel is stopped through
+# jupyter_client's public API, and its connection file removed
+
+
+def test_ctrl_c_while_the_kernel_starts_leaves_no_kernel_or_connection_file(tmp_path, monkeypatch):
+    runtime = tmp_path / "runtime"  # where the kernel's connection file goes (a temporary file)
+    runtime.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(runtime))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    started = []
+
+    def interrupted_start(client):  # Ctrl-C after the kernel process started, before its client is ready
+        started.append(client.km.provisioner.process.pid)
+        assert Path(client.km.connection_file).parent == runtime and Path(client.km.connection_file).exists()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner._LessonClient, "start_new_kernel_client", interrupted_start)
+    with pytest.raises(runner.LessonInterrupted) as stop:
+        runner.execute_notebook(FIXTURES / "passing.ipynb", {}, tmp_path / "build")
+    assert stop.value.result["status"] == "interrupted" and stop.value.result["failed_cell"] is None
+    _wait_for(lambda: _gone(started[0]), 10, f"kernel process {started[0]} to end")
+    assert list(runtime.iterdir()) == []

@@ -167,15 +167,10 @@ def compact_epoch(epoch_line, steps_line):
 
 
 def console_progress(label, out, tty):
-    """Return (progress, finish): callbacks that show one lesson's progress on `out`.
-
-    `progress(event)` takes the runner's events: on a TTY one status line
-    (cell k/n, elapsed time, the cell's first line) is redrawn in place and
-    every second; otherwise one line is printed per cell. Keras's epoch lines
-    (compacted; a one-epoch fit is known by its val_ metrics) and the
-    "Data:"/"Weights:" lines are printed as they arrive. `finish(text)` stops
-    the display and prints `text` as the lesson's last line.
-    """
+    """Return (progress, finish): `progress(event)` shows the runner's events on
+    `out` (on a TTY a status line redrawn every second, else a line per cell;
+    Keras's epoch lines compacted and "Data:"/"Weights:" lines as they come);
+    `finish(text)` stops it and prints `text` as the lesson's last line."""
     state = {"total": 0, "cell": 0, "line": "starting", "epoch": None}
     partial = {}  # stream name -> its unfinished last line
     started, lock, stop = time.perf_counter(), threading.Lock(), threading.Event()
@@ -258,16 +253,11 @@ def _check_settings():
 
 
 def check_run_arguments(args, parser):
-    """Check `run`'s arguments before anything runs; return (lessons, parameters, out folder, lock).
-
-    `lessons`: the chosen names in course order; `parameters`: the ``-p``
-    values; the out folder: an absolute Path, created; `lock`: from
-    `reports.lock_out_dir`, to close (os.close) when the run ends, or None.
-    Exits through ``parser.error`` (status 2, one line) for an unknown lesson,
-    a bad ``-p`` or ``-p`` given to script lessons only, a bad setting
-    (`_check_settings`), and an out folder that is empty, a file, not
-    writable or in use by another run.
-    """
+    """Return (chosen lessons in course order, ``-p`` values, out folder created,
+    its lock from `reports.lock_out_dir`, to os.close unless None), checked
+    before anything runs; else exit through ``parser.error`` (status 2, one
+    line): an unknown lesson, a bad ``-p`` or one for scripts only, a bad
+    setting, an out folder that is empty, a file, not writable or in use."""
     if not lessons.IN_CHECKOUT:
         parser.error(lessons.NOT_IN_CHECKOUT)
     known = runner.LESSONS
@@ -299,11 +289,8 @@ def check_run_arguments(args, parser):
 
 def cmd_run(args, parser, out):
     """Run the chosen lessons, print progress and the report, write it; return the exit status.
-
-    Ctrl-C stops the whole run at once: the running lesson's kernel or script
-    is killed, "interrupted" is printed, the report of what ran is written,
-    and the status is 130.
-    """
+    Ctrl-C stops the whole run at once: the lesson's kernel or script is killed,
+    the report of what ran written, "interrupted" printed, and the status is 130."""
     try:  # before anything runs: the lessons' kernels and scripts inherit KERAS_BACKEND
         os.environ["KERAS_BACKEND"] = backends.check_backend(backends.keras_backend(args.backend))
     except backends.BackendError as exc:
@@ -483,11 +470,8 @@ def stop_signals_interrupt():
 
 def main(argv=None):
     """Run the command line with `argv` (default sys.argv[1:]); return the exit status.
-
-    Usage errors exit through argparse (SystemExit, status 2). Ctrl-C,
-    SIGTERM and SIGHUP, at any moment, end the command with "interrupted" on
-    stderr and status 130, after the command's own clean-up.
-    """
+    Usage errors exit through argparse (SystemExit, status 2); Ctrl-C, SIGTERM
+    and SIGHUP end it with "interrupted" and 130, after its own clean-up."""
     try:
         with stop_signals_interrupt():
             args = build_parser().parse_args(argv)

@@ -168,24 +168,22 @@ def _error_summary(exc):
 def execute_notebook(path, parameters=None, out_dir="build", progress=None, timeout=None, quick=False):
     """Execute a notebook in a fresh kernel, with `parameters` injected; save it and its HTML.
 
-    The kernel (``python3``, this interpreter) runs in the notebook's folder
-    with `lesson_env(quick)`. The executed copy goes to ``out_dir/<name>.ipynb``
-    and ``.html``, also when a cell fails; what the kernel process prints, to
-    ``.kernel.log``. `progress(event)` gets ``{"event": "start", "total": n}``,
-    ``{"event": "cell", "done": k, "total": n, "first_line": str}`` before
-    each code cell, ``{"event": "output", "name": "stdout"|"stderr", "text":
-    str}`` as the kernel prints, and ``{"event": "end", "status": str}``.
-    `timeout`: seconds per cell (None: no limit).
+    The kernel (``python3``, this interpreter, `lesson_env(quick)`) runs in the
+    notebook's folder; the executed copy goes to ``out_dir/<name>.ipynb`` and
+    ``.html`` (also after a failure), the kernel process's own output to
+    ``.kernel.log``. `progress(event)` gets {"event": "start", "total"},
+    {"event": "cell", "done", "total", "first_line"} before each code cell,
+    {"event": "output", "name", "text"} as the kernel prints, and {"event":
+    "end", "status"}. `timeout`: seconds per cell (None: no limit).
 
-    Returns a dict: status ("passed"/"failed"), error ("Name: message"),
-    failed_cell ({"index": in the source notebook, None for the injected
-    cell; "executed_index"; "first_line"}), data, epochs, test_accuracy,
-    text (all printed text), executed_path, html_path (None if rendering
-    failed), wall_time_s and warnings. A failing cell, a timeout or a dead
-    kernel is a "failed" result. Raises FileNotFoundError, ValueError (a
+    Returns a dict: status ("passed"/"failed"; a failing cell, a timeout or a
+    dead kernel fails), error ("Name: message"), failed_cell ({"index" in the
+    source notebook, None for the injected cell, "executed_index",
+    "first_line"}), data, epochs, test_accuracy, text, executed_path,
+    html_path, wall_time_s, warnings. Raises FileNotFoundError, ValueError (a
     damaged notebook, bad parameters, `out_dir` the notebook's own folder),
-    OSError (`out_dir` not writable), and `LessonInterrupted` on Ctrl-C after
-    stopping the kernel and saving the cells run so far.
+    OSError, and `LessonInterrupted` on Ctrl-C, the kernel stopped and the
+    cells run so far saved.
     """
     started = time.perf_counter()
     path, out_dir = Path(path).resolve(), Path(out_dir).resolve()

@@ -351,8 +351,8 @@ def check_run_arguments(args, parser):
         from cnn_course import data
         data.offline()
         data.quick_mode()
-        data.places.env_data_dir()  # CNN_COURSE_DATA and KERAS_HOME: a file, or ~user of no user
-        data.places.keras_home()
+        data.lookup.env_data_dir()  # CNN_COURSE_DATA and KERAS_HOME: a file, or ~user of no user
+        data.lookup.keras_home()
     except ValueError as exc:
         parser.error(_one_line(exc))
     try:  # last, as it creates the folder
@@ -504,8 +504,8 @@ def _data_command(args, parser, out):
     try:
         data.offline()  # a typo in any setting is a usage error, whatever the action
         data.quick_mode()
-        data.places.env_data_dir()
-        data.places.keras_home()
+        data.lookup.env_data_dir()
+        data.lookup.keras_home()
         if args.action == "status":
             out.write(format_status_table(data.dataset_status()) + "\n")
         elif args.action == "fetch" and args.name == "all":
@@ -538,7 +538,7 @@ def _fetch_all(data, out):
     before any download when CNN_COURSE_OFFLINE=1, SettingError for a bad
     CNN_COURSE_* value."""
     failed = 0
-    for name, result in data.downloads.fetch_all():
+    for name, result in data.fetch_all():
         if isinstance(result, Exception):
             failed += 1
             print(f"error: {name}: {_data_error_line(result)}", file=sys.stderr)

@@ -268,7 +268,7 @@ def fake_data(monkeypatch, tmp_path):
             {"name": "dogs", "found": False, "where": None, "how": "python -m cnn_course data import dogs PATH"},
         ],
         import_dataset=import_dataset,
-        places=types.SimpleNamespace(env_data_dir=lambda: None, keras_home=lambda: tmp_path / "keras"),
+        lookup=types.SimpleNamespace(env_data_dir=lambda: None, keras_home=lambda: tmp_path / "keras"),
         DataError=FakeDataError,
         SettingError=FakeSettingError,
         DatasetNotFound=FakeNotFound,

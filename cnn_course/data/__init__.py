@@ -42,5 +42,5 @@ __all__ = [
     "load_digits28", "make_cifar10_standin", "make_image_folder_standin", "find_dog_images",
     "load_cifar10", "load_dog_images", "load_lesson_data", "load_mnist", "standin_note", "BACKBONES",
     "backbone_weights", "found_weights", "vgg16_weights", "original_dog_features", "dataset_status",
-    "fetch", "fetch_all", "import_dataset",
+    "fetch", "fetch_all", "import_dataset", "backbones", "images", "install", "lookup",
 ]

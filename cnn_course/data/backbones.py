@@ -123,12 +123,12 @@ def vgg16_weights(include_top=True, quick=None):
 
 
 def read_class_index(path):
-    """The 1,000 ImageNet class names of a class-index JSON file; ValueError for anything else."""
+    """The 1,000 ImageNet class names of a class-index JSON file; DataError (a ValueError) for anything else."""
     try:
         index = json.loads(Path(path).read_text(encoding="utf-8"))
         return [index[str(i)][1] for i in range(1000)]
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"{path} is not an ImageNet class index ({exc})") from None
+        raise DataError(f"{path} is not an ImageNet class index ({exc})") from None
 
 
 def install_class_index():
@@ -260,11 +260,3 @@ def import_weights(src, dest_dir, backbone=None, load=True):
     else:
         check(dest)
     return dest
-
-
-def check_class_index(path: Path) -> None:
-    """Check a class index file holds the 1,000 ImageNet names (Keras checked its md5). Raises DataError."""
-    try:
-        read_class_index(path)
-    except ValueError as e:
-        raise DataError(str(e)) from None

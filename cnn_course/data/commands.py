@@ -1,6 +1,6 @@
-"""``python -m cnn_course data fetch|import|status``: downloads through Keras (pinned hashes, checked
-before use), bringing local copies into the data folder (built and checked in a staging folder, then
-put in place atomically: a failed import keeps the old copy), and what is found where (cheap checks)."""
+"""``python -m cnn_course data fetch|import|status``: downloads through Keras (pinned hashes, checked before
+use), local copies brought into the data folder (checked in a staging folder, then put in place
+atomically: a failed import keeps the old copy), and what is found where (cheap checks)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from .catalog import (CIFAR10_FILE, CIFAR10_PICKLES, CIFAR10_SHA256, CIFAR10_URL, CLASS_INDEX_MD5, CLASS_INDEX_URL,
-                      DATASETS, DOGS_FILE, DOGS_SHA256, DOGS_URL, GET, LESSON_ALPHA, LESSON_BACKBONE, MNIST_FILE,
-                      MNIST_SHA256, MNIST_URL, SPLITS, TITLES, VGG16_FILES, VGG16_URL)
+                      DATASETS, DOGS_FILE, DOGS_SHA256, DOGS_URL, GET, LESSON_ALPHA, LESSON_BACKBONE,
+                      MAX_DOGS_ZIP_BYTES, MNIST_FILE, MNIST_SHA256, MNIST_URL, SPLITS, TITLES, VGG16_FILES, VGG16_URL)
 from .errors import DataError, DatasetNotFound, one_line
 from . import backbones, dog_features, formats, image_folders, install, loaders, lookup
 
@@ -33,8 +33,8 @@ def get_file(fname: str, url: str, file_hash: str | None, name: str, subdir: str
     except ValueError as e:
         raise DataError(f"the download of {url} is corrupt or incomplete ({one_line(e)})") from None
     except Exception as e:  # Keras wraps HTTPError/URLError in a plain Exception
-        raise DatasetNotFound(f"Could not download {fname} from {url}: {one_line(e)}. Check the network, or get "
-                              f"the file by other means and run `python -m cnn_course data import {name} PATH`.") from None
+        raise DatasetNotFound(f"Could not download {fname} from {url}: {one_line(e)}. Check the network, or get the "
+                              f"file by other means and run `python -m cnn_course data import {name} PATH`.") from None
 
 
 def _get_weights(backbone: str, url: str, alpha=None, hashes=None) -> Path:
@@ -45,6 +45,11 @@ def _get_weights(backbone: str, url: str, alpha=None, hashes=None) -> Path:
         if backbones.identify_weights_file(path) != (backbone, top, alpha):
             raise DataError(f"{path}: not the {backbones.describe(backbone, alpha)} weights it is named for")
     return path.parent
+
+
+def _offline(what: str, how: str) -> DatasetNotFound:
+    return DatasetNotFound(f"Not downloading {what}: CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')} is set. "
+                           f"Get {how}, or unset CNN_COURSE_OFFLINE.")
 
 
 def fetch(name: str) -> Path:
@@ -58,9 +63,8 @@ def fetch(name: str) -> Path:
         raise ValueError("dog-features cannot be fetched: the original course's features are not online; "
                          "`data import dog-features FILE` brings in a copy")
     if lookup.offline():
-        raise DatasetNotFound(f"Not downloading {TITLES[name]}: CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}"
-                              f" is set. Get {GET[name]} by other means and run "
-                              f"`python -m cnn_course data import {name} PATH`, or unset CNN_COURSE_OFFLINE.")
+        raise _offline(TITLES[name], f"{GET[name]} by other means and run "
+                       f"`python -m cnn_course data import {name} PATH`")
     if name == "mnist":
         path = get_file(MNIST_FILE, MNIST_URL, MNIST_SHA256, name)
         formats.read_mnist_npz(path)
@@ -75,7 +79,7 @@ def fetch(name: str) -> Path:
     if name == "vgg16":
         return _get_weights("VGG16", VGG16_URL, hashes={top: md5 for top, (_, md5) in VGG16_FILES.items()})
     folder = _get_weights(LESSON_BACKBONE, backbones.BASE_URLS[LESSON_BACKBONE], LESSON_ALPHA)
-    backbones.check_class_index(get_file(backbones.CLASS_INDEX_FILE, CLASS_INDEX_URL, CLASS_INDEX_MD5, name, "models"))
+    backbones.read_class_index(get_file(backbones.CLASS_INDEX_FILE, CLASS_INDEX_URL, CLASS_INDEX_MD5, name, "models"))
     return folder
 
 
@@ -83,9 +87,8 @@ def fetch_all() -> Iterator[tuple[str, Path | Exception]]:
     """fetch() each of FETCHABLE in turn, yielding (name, path) or (name, the error) and going on.
     Raises DatasetNotFound before downloading anything when CNN_COURSE_OFFLINE is set."""
     if lookup.offline():
-        raise DatasetNotFound(f"Not downloading {', '.join(FETCHABLE)}: CNN_COURSE_OFFLINE="
-                              f"{os.environ.get('CNN_COURSE_OFFLINE')} is set. Get the files by other means and run "
-                              "`python -m cnn_course data import NAME PATH` for each, or unset CNN_COURSE_OFFLINE.")
+        raise _offline(", ".join(FETCHABLE), "the files by other means and run "
+                       "`python -m cnn_course data import NAME PATH` for each")
     for name in FETCHABLE:
         try:
             yield name, fetch(name)
@@ -96,15 +99,6 @@ def fetch_all() -> Iterator[tuple[str, Path | Exception]]:
 # ---------------------------------------------------------------- data import
 
 
-def _import_file(src: Path, dest: Path, check) -> Path:
-    """Copy one file to ``dest`` through a staging folder, ``check`` the copy, replace atomically."""
-    if install.same_or_nested(src, dest):
-        check(dest)
-    else:
-        install.install_copy(src, dest, check)
-    return dest
-
-
 def _import_mnist(src: Path, dest_dir: Path) -> Path:
     if src.is_dir():
         if not (src / MNIST_FILE).is_file():
@@ -113,7 +107,10 @@ def _import_mnist(src: Path, dest_dir: Path) -> Path:
     formats.check_mnist_npz(src)  # fails early, before copying anything
     dest = dest_dir / MNIST_FILE
     install.check_not_shadowed(dest, lookup.candidates("mnist"))
-    return _import_file(src, dest, formats.read_mnist_npz)
+    if install.same_or_nested(src, dest):
+        formats.read_mnist_npz(dest)
+        return dest
+    return install.install_copy(src, dest, formats.read_mnist_npz)
 
 
 def _import_cifar10(src: Path, dest_dir: Path) -> Path:
@@ -227,16 +224,16 @@ def _check_cheaply(name: str, kind: str, source: Path) -> None:
     elif kind == "tree":
         loaders.check_dog_tree(source)
     elif kind == "zip":
-        with zipfile.ZipFile(source) as z:
+        with zipfile.ZipFile(source) as z:  # the directory only: what unpacking would refuse at once
             for info in z.infolist():
-                if info.flag_bits & 0x1:
-                    raise DataError(f"{source}: member {info.filename} is encrypted; give an archive without a password")
+                install.check_zip_member(source, info, MAX_DOGS_ZIP_BYTES, "the dog images")
 
 
 def _how(name: str) -> str:
     fetch = f"`python -m cnn_course data fetch {name}` or " if name != "dog-features" else ""
     path = "FILE" if name in ("weights", "dog-features") else "PATH"
-    return f"get {GET[name]} into {lookup.import_dir()}, or run {fetch}`python -m cnn_course data import {name} {path}`"
+    return (f"get {GET[name]} into {lookup.data_dirs()[0]}, or run {fetch}"
+            f"`python -m cnn_course data import {name} {path}`")
 
 
 def _status(name: str, paths, check) -> tuple[str, str | None, str]:

@@ -145,16 +145,11 @@ def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image
 
 
 def count_image_tree(root: Path) -> tuple[dict, int]:
-    """({split: number of images}, number of classes in the first split) of ``root``, nothing decoded."""
-    counts, n_classes = {}, None
-    for split in SPLITS:
-        if not (root / split).is_dir():
-            continue
-        classes = [e for e in _scan(root / split) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
-        n_classes = len(classes) if n_classes is None else n_classes
-        counts[split] = sum(1 for c in classes for f in _scan(c.path)
-                            if not f.name.startswith(".") and f.is_file() and images.is_image_name(f.name))
-    return counts, n_classes or 0
+    """({split: number of images}, number of classes) of the tree ``root`` (load_image_folder's listing)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        listing = load_image_folder(root, shuffle=False)
+    return {s: len(v["paths"]) for s, v in listing.items()}, len(next(iter(listing.values()))["classes"])
 
 
 def decode_cifar_tree(source: Path, kind: str):

@@ -1,10 +1,7 @@
-"""Putting data in place safely: staging folders and one atomic install (a failed or interrupted
-command keeps the old copy and leaves nothing behind), copies that follow no links out of a tree,
-and archives read or unpacked within size limits.
-
-Temporaries are named ``.tmp-cnn-course-*`` and hold an exclusive ``flock`` while they exist; they
-are removed on every way out, Ctrl-C included, and one whose lock is free (its process was killed)
-is swept away the next time its folder is written."""
+"""Putting data in place safely: staging folders and one atomic install (a failed or interrupted command
+keeps the old copy), copies that follow no link out of a tree, archives read within size limits.
+Temporaries (``.tmp-cnn-course-*``) hold a ``flock``: removed on every way out, Ctrl-C included, or,
+once their process is gone, the next time their folder is written."""
 
 from __future__ import annotations
 
@@ -40,7 +37,7 @@ def sweep_stale(folder: Path) -> list[Path]:
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                remove(Path(entry.path))
+                shutil.rmtree(entry.path) if entry.is_dir() else os.unlink(entry.path)
                 removed.append(Path(entry.path))
             except OSError:  # locked: its process still works on it
                 pass
@@ -173,14 +170,6 @@ def same_or_nested(src: Path, dest: Path) -> bool:
     return False
 
 
-def remove(path: Path) -> None:
-    """Delete a file or folder if it exists."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def may_write(folder: Path) -> bool:
     """Whether files may be written in ``folder`` (or its nearest existing parent); a folder without
     write bits (a shared r-x copy) counts as read-only even for root."""
@@ -256,16 +245,12 @@ def copy_file(src: Path, dest: Path) -> Path:
 
 
 def copy_tree(src: Path, dest: Path) -> Path:
-    """Copy the folder ``src`` (empty folders included, links as tree_files) to the new ``dest``."""
-    found, folders = tree_files(src)
-    for folder in [src] + folders:
-        (dest / folder.relative_to(src)).mkdir(parents=True, exist_ok=True)
-    for f in found:
-        try:
-            shutil.copy2(f, dest / f.relative_to(src))
-        except PermissionError as e:
-            raise DataError(f"{f}: cannot be read ({e.strerror})") from None
-    return dest
+    """Copy the folder ``src`` (checked by tree_files: links only to files inside) to the new ``dest``."""
+    tree_files(src)
+    try:
+        return Path(shutil.copytree(src, dest))
+    except shutil.Error as e:
+        raise DataError(f"{e.args[0][0][0]}: cannot be read ({e.args[0][0][2]})") from None
 
 
 def write_files(contents: dict, dest: Path) -> Path:
@@ -342,7 +327,8 @@ def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what
                     check_member(archive, name, size, max_member, what, is_file=m.isfile())
             if len(set(names)) < len(names):
                 twice = next(n for n in names if names.count(n) > 1)
-                raise DataError(f"{archive}: member {twice} appears twice; refusing an archive whose copies could differ")
+                raise DataError(f"{archive}: member {twice} appears twice; "
+                                "refusing an archive whose copies could differ")
             total = sum(size for _, size in sized)
             if total > max_total:
                 raise DataError(f"{archive}: unpacks to {total / 2**20:.0f} MiB, over the "

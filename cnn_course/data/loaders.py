@@ -193,7 +193,8 @@ def load_dog_images(path=None, quick=None, seed=0):
         if quick:
             root, real = _dog_standin_root(seed), False
         else:
-            root = _download("dogs", lambda line: DatasetNotFound(f"{missing}\n{line}"))
+            where = str(missing)
+            root = _download("dogs", lambda line: DatasetNotFound(f"{where}\n{line}"))
     counts, n_classes = image_folders.count_image_tree(root)
     split_counts = " / ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
     if real:

@@ -98,28 +98,22 @@ def quick_mode(quick=None) -> bool:
 
 
 def search_places(name: str) -> list[tuple[str, Path]]:
-    """The (label, folder) places searched for ``name`` after the path argument."""
+    """The (label, folder) places searched for dataset ``name`` after the path argument."""
     env = env_data_dir()
-    cache = ("the Keras models cache", keras_home() / "models") if name == "vgg16" else \
-        ("the Keras cache", keras_cache_dir())
-    return ([("$CNN_COURSE_DATA", env)] if env else []) + [(REPO_DATA_LABEL, REPO_DATA_DIR), cache]
+    return ([("$CNN_COURSE_DATA", env)] if env else []) + [(REPO_DATA_LABEL, REPO_DATA_DIR),
+                                                            ("the Keras cache", keras_cache_dir())]
 
 
-def candidates(name: str, file_name: str | None = None) -> list[Path]:
-    """Every path looked at for ``name`` (or ``file_name``), in search order."""
-    return [folder / n for _, folder in search_places(name) for n in ((file_name,) if file_name else NAMES[name])]
-
-
-def import_dir() -> Path:
-    """Where files fetched by hand should go: ``data_dirs()[0]``."""
-    return data_dirs()[0]
+def candidates(name: str) -> list[Path]:
+    """Every path looked at for dataset ``name``, in search order."""
+    return [folder / n for _, folder in search_places(name) for n in NAMES[name]]
 
 
 def not_found(name: str, looked: list[str], note: str = "") -> DatasetNotFound:
     """The one clear DatasetNotFound for ``name``: places looked, and how to get it."""
     lines = [f"{TITLES[name]} not found. Looked in, in order:"]
     lines += [f"  {i}. {place}" for i, place in enumerate(looked, 1)] + ([note] if note else [])
-    lines.append(f"Get {GET[name]} and put it in {import_dir()} (or in the folder named by CNN_COURSE_DATA); "
+    lines.append(f"Get {GET[name]} and put it in {data_dirs()[0]} (or in the folder named by CNN_COURSE_DATA); "
                  f"or run `python -m cnn_course data fetch {name}` to download it, or "
                  f"`python -m cnn_course data import {name} PATH` to bring in a copy you already have.")
     return DatasetNotFound("\n".join(lines))

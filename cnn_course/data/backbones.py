@@ -62,11 +62,8 @@ def describe(backbone, alpha):
 
 def weights_folders():
     """The (label, folder) places searched for weights files, in order."""
-    env = os.environ.get("CNN_COURSE_DATA")
-    roots = ([("$CNN_COURSE_DATA", lookup.user_path(env, "CNN_COURSE_DATA"))] if env else []) + \
-        [(lookup.REPO_DATA_LABEL, lookup.REPO_DATA_DIR)]
-    return [(label, root / sub) for label, root in roots for sub in ("", "keras-models", "models")] + \
-        [("the Keras models cache", lookup.keras_home() / "models")]
+    return [(label, root / sub) for label, root in lookup.search_places("weights")[:-1]
+            for sub in ("", "keras-models", "models")] + [("the Keras models cache", lookup.keras_home() / "models")]
 
 
 def find_weights(name):

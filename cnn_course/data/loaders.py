@@ -49,8 +49,8 @@ def load_named(name: str, path=None, download: bool = True):
 
 
 def load_mnist(path=None, download=True):
-    """MNIST from ``mnist.npz`` in the search order (downloaded when found nowhere, ``download`` and
-    online): ((x_train, y_train), (x_test, y_test)) uint8. Raises DatasetNotFound, DataError."""
+    """MNIST's ((x_train, y_train), (x_test, y_test)), uint8, from ``mnist.npz`` in the search order
+    (downloaded when found nowhere, ``download`` and online). Raises DatasetNotFound, DataError."""
     return load_named("mnist", path, download)[0]
 
 

@@ -60,18 +60,18 @@ def main(argv=None):
     if not jpeg.is_file():
         print(f"  CIFAR-10: skipped, {jpeg} not found")
         return 0
-    saved = data.places.REPO_DATA_DIR
+    saved = data.lookup.REPO_DATA_DIR
     with tempfile.TemporaryDirectory(prefix="cnn-course-bench-") as tmp:
         try:
             # The decode cache goes to the repo's data folder first: point that
             # at the temporary folder so that the first load really decodes.
-            data.places.REPO_DATA_DIR = Path(tmp)
+            data.lookup.REPO_DATA_DIR = Path(tmp)
             seconds, _ = timed(data.load_cifar10, jpeg)
             report("CIFAR-10 from the JPEG tarball, first load (decode)", seconds, 60)
             seconds, (train, test) = timed(data.load_cifar10, jpeg)
             report("CIFAR-10 from the JPEG tarball, later load (cache)", seconds, 3)
         finally:
-            data.places.REPO_DATA_DIR = saved
+            data.lookup.REPO_DATA_DIR = saved
         pickles = data.write_cifar10_pickles(Path(tmp) / "cifar-10-batches-py", train, test)
         seconds, ((x, _), _) = timed(data.load_cifar10, pickles)
         report(f"CIFAR-10 from the pickles ({len(x)} train)", seconds, 3)

@@ -414,7 +414,7 @@ def cmd_data(args, parser, out):
                 out.write(format_status_table(data.dataset_status()) + "\n")
             elif args.action == "fetch" and args.name == "all":
                 failed = 0
-                for name, result in data.downloads.fetch_all():  # one line each; a failure does not stop it
+                for name, result in data.fetch_all():  # one line each; a failure does not stop it
                     if isinstance(result, Exception):
                         failed += 1
                         print(f"error: {name}: {_data_error_line(result)}", file=sys.stderr)

@@ -129,7 +129,7 @@ def feature_cache_dir():
     """
     for folder in data.data_dirs():
         target = folder / "features"
-        if not data.files.may_write(target):
+        if not data.install.may_write(target):
             continue
         try:
             target.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ and KERAS_HOME moved to temporary folders, CNN_COURSE_OFFLINE=1, and a fake
 code under test cannot swallow) unless a test installs its own fake.
 """
 
+import json
 import shutil
 import sys
 import tarfile
@@ -524,7 +525,7 @@ def test_find_dog_images_folder_and_zip(tmp_path, hermetic, monkeypatch):
     root = data.find_dog_images()
     assert root == hermetic / "dogImages"
     assert len(data.load_image_folder(root)["train"]["paths"]) == 2
-    monkeypatch.setattr(data.dogs, "unpack_to", lambda *a: pytest.fail("unzipped twice"))
+    monkeypatch.setattr(data.loaders, "unpack_dogs", lambda *a: pytest.fail("unzipped twice"))
     assert data.find_dog_images() == root
 
 
@@ -699,6 +700,9 @@ def test_vgg16_weights_found_in_data_dir_and_keras_models(capsys, hermetic):
     weights, description = data.vgg16_weights(include_top=False)
     assert weights == str(path) and str(path) in description
     models = write_vgg_h5(data.keras_home() / "models" / data.VGG16_FILES[True][0])
+    # with the top, offline, the ImageNet class names must be there too (as for any backbone)
+    (models.parent / "imagenet_class_index.json").write_text(
+        json.dumps({str(i): [f"n{i:08d}", f"name_{i}"] for i in range(1000)}))
     assert data.vgg16_weights(include_top=True)[0] == str(models)
     assert capsys.readouterr().out.splitlines()[0] == f"Weights: {description}"
 

@@ -219,9 +219,12 @@ def test_weights_with_an_external_link_are_refused(home, real_mobilenet):
 def test_data_status_says_how_to_get_missing_weights_and_fetch_refuses_them(home, capsys):
     rows = {r["name"]: r for r in data.dataset_status()}
     assert not rows["weights"]["found"] and "data import weights FILE" in rows["weights"]["how"]
+    assert "data fetch weights" in rows["weights"]["how"]  # the lessons' default backbone (tests/test_fetch.py)
     assert not rows["dog-features"]["found"] and "data import dog-features FILE" in rows["dog-features"]["how"]
-    assert main(["data", "fetch", "weights"]) == 1
-    assert "Keras downloads a backbone's weights" in capsys.readouterr().err
+    assert main(["data", "fetch", "dog-features"]) == 1
+    assert "the original course's features are not online" in capsys.readouterr().err
+    assert main(["data", "fetch", "weights"]) == 1  # offline here
+    assert "Not downloading ImageNet weights of a backbone: CNN_COURSE_OFFLINE=1" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------

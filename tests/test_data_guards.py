@@ -234,7 +234,7 @@ def test_stale_temporaries_of_dead_processes_are_swept(tmp_path, hermetic):
 
 
 def test_zip_member_over_the_limit_is_refused_before_writing(tmp_path, hermetic, monkeypatch):
-    monkeypatch.setattr(data.dogs, "MAX_PHOTO_BYTES", 4096)
+    monkeypatch.setattr(data.loaders, "MAX_PHOTO_BYTES", 4096)
     zip_path = tmp_path / "dogImages.zip"
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
         for split in ("train", "valid", "test"):

@@ -10,6 +10,7 @@ extract/untar request (the course checks archives itself), a cache folder
 other than the Keras home. It then "downloads" by copying a small fixture.
 """
 
+import json
 import os
 import posixpath
 import re
@@ -21,8 +22,9 @@ import pytest
 
 from cnn_course import __main__ as cli
 from cnn_course import data
-from cnn_course.data import downloads
-from cnn_course.data.catalog import TITLES
+from cnn_course.data import backbones, commands
+from cnn_course.data.catalog import CLASS_INDEX_MD5, CLASS_INDEX_URL, LESSON_ALPHA, TITLES
+from test_data_backbones import mobilenet_h5
 from test_data import (hermetic, install_fake_keras, tar_folder, write_mnist, write_pickles,  # noqa: F401
                        write_vgg_h5)
 
@@ -32,7 +34,14 @@ PINNED = {
     data.CIFAR10_URL: data.CIFAR10_SHA256,
     data.DOGS_URL: data.DOGS_SHA256,
     **{data.VGG16_URL + fname: md5 for fname, md5 in data.VGG16_FILES.values()},
+    # The lessons' default backbone: Keras pins no hash for these weights, only for the class names
+    **{backbones.BASE_URLS["MobileNetV2"] + backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA): None
+       for top in (False, True)},
+    CLASS_INDEX_URL: CLASS_INDEX_MD5,
 }
+MOBILENET_FILES = {backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA) for top in (False, True)}
+# Every dataset of the catalogue but the one with no URL
+FETCHED = [name for name in data.DATASETS if name != "dog-features"]
 
 
 class BadGetFileCall(BaseException):
@@ -58,7 +67,15 @@ def fixtures(folder):
                                       "cifar-10-batches-py"),
         data.DOGS_FILE: dogs_zip,
         **{fname: write_vgg_h5(folder / fname, top=top) for top, (fname, _) in data.VGG16_FILES.items()},
+        **{backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA): mobilenet_h5(
+            folder / backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA), top=top) for top in (False, True)},
+        "imagenet_class_index.json": class_index(folder / "imagenet_class_index.json"),
     }
+
+
+def class_index(path):
+    path.write_text(json.dumps({str(i): [f"n{i:08d}", f"name_{i}"] for i in range(1000)}))
+    return path
 
 
 def strict_get_file(files, calls):
@@ -113,11 +130,33 @@ def test_the_fake_refuses_what_keras_refuses(tmp_path):
         get_file(fname=data.DOGS_FILE, origin=data.DOGS_URL, file_hash=data.DOGS_URL)
 
 
-@pytest.mark.parametrize("name", downloads.FETCHABLE)
+@pytest.mark.parametrize("name", FETCHED)
 def test_fetch_passes_keras_what_it_documents(online, name):
     path = data.fetch(name)
     assert path.exists()
     assert online  # at least one download went through the fake
+
+
+def test_fetch_weights_gets_the_lessons_default_backbone_and_class_names(online, capsys):
+    folder = data.fetch("weights")
+    assert set(online) == MOBILENET_FILES | {"imagenet_class_index.json"}
+    assert folder == data.keras_home() / "models"
+    weights, description = data.backbone_weights("MobileNetV2", LESSON_ALPHA, include_top=True)
+    assert weights == str(folder / backbones.weights_file_name("MobileNetV2", True, LESSON_ALPHA))
+
+
+def test_fetch_refuses_weights_that_are_not_what_they_are_named(online, tmp_path, monkeypatch):
+    fake = commands.get_file
+
+    def vgg_instead(fname, url, file_hash, name, subdir="datasets"):
+        path = fake(fname, url, file_hash, name, subdir)
+        if fname in MOBILENET_FILES:
+            write_vgg_h5(path, top=False)
+        return path
+
+    monkeypatch.setattr(commands, "get_file", vgg_instead)
+    with pytest.raises(data.DataError, match="not the MobileNetV2 \\(alpha 0.35\\) weights it is named for"):
+        data.fetch("weights")
 
 
 def test_fetch_dogs_downloads_the_zip_and_unpacks_it(online):
@@ -126,21 +165,20 @@ def test_fetch_dogs_downloads_the_zip_and_unpacks_it(online):
     assert sorted(p.name for p in root.iterdir()) == ["test", "train", "valid"]
 
 
-def test_fetchable_is_every_dataset_with_a_url():
-    assert set(downloads.FETCHABLE) == set(data.DATASETS) - {"weights", "dog-features"}
+def test_fetch_all_is_what_the_lessons_use_by_default():
+    assert set(commands.FETCHABLE) == set(FETCHED) - {"vgg16"}  # VGG16 (~586 MB) only when named
 
 
-@pytest.mark.parametrize("name", ["weights", "dog-features"])
-def test_what_has_no_url_is_refused_without_a_download(online, name):
+def test_what_has_no_url_is_refused_without_a_download(online):
     with pytest.raises(ValueError, match="cannot be fetched"):
-        data.fetch(name)
+        data.fetch("dog-features")
     assert online == []
 
 
 # ---------------------------------------------------------------- the CLI
 
 
-@pytest.mark.parametrize("name", downloads.FETCHABLE)
+@pytest.mark.parametrize("name", FETCHED)
 def test_cli_fetch_runs_the_real_download(online, capsys, name):
     assert cli.main(["data", "fetch", name]) == 0
     captured = capsys.readouterr()
@@ -152,23 +190,23 @@ def test_cli_fetch_runs_the_real_download(online, capsys, name):
 def test_cli_fetch_all_fetches_each_dataset_in_turn(online, capsys, argv):
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == list(downloads.FETCHABLE)
-    assert set(online) == {data.MNIST_FILE, data.CIFAR10_FILE, data.DOGS_FILE,
-                           *(f for f, _ in data.VGG16_FILES.values())}
+    assert [line.split(":")[0] for line in lines] == list(commands.FETCHABLE)
+    assert set(online) == {data.MNIST_FILE, data.CIFAR10_FILE, data.DOGS_FILE, *MOBILENET_FILES,
+                           "imagenet_class_index.json"}
 
 
 def test_cli_fetch_all_goes_on_after_a_failure(online, monkeypatch, capsys):
-    real = downloads.fetch
+    real = commands.fetch
 
     def failing_cifar(name):
         if name == "cifar10":
             raise data.DatasetNotFound("Could not download cifar-10-python.tar.gz: no network")
         return real(name)
 
-    monkeypatch.setattr(downloads, "fetch", failing_cifar)
+    monkeypatch.setattr(commands, "fetch", failing_cifar)
     assert cli.main(["data", "fetch"]) == 1
     captured = capsys.readouterr()
-    assert [line.split(":")[0] for line in captured.out.splitlines()] == ["mnist", "dogs", "vgg16"]
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == ["mnist", "dogs", "weights"]
     errors = [line for line in captured.err.splitlines() if line.startswith("error")]
     assert errors == ["error: cifar10: Could not download cifar-10-python.tar.gz: no network"]
 

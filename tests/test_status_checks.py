@@ -12,7 +12,7 @@ import pytest
 
 from cnn_course import __main__ as cli
 from cnn_course import data
-from cnn_course.data import status as status_module
+from cnn_course.data import commands as status_module
 from test_data import hermetic, tar_folder, write_jpeg_tree, write_pickles  # noqa: F401
 
 
@@ -52,14 +52,14 @@ def test_pickles_that_would_run_code_are_broken_and_never_run(hermetic, tmp_path
     marker = tmp_path / "ran"
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": RunsCode(marker)}, protocol=protocol))
     r = row("cifar10")
-    assert r["status"] == "broken" and re.search(r"data_batch_3: would import (io|builtins)\.open", r["how"]), r
+    assert r["status"] == "broken" and re.search(r"data_batch_3: refusing to load (io|builtins)\.open", r["how"]), r
     assert not marker.exists()
 
 
 def test_a_file_that_is_not_a_pickle_is_broken(hermetic):
     folder = write_pickles(hermetic / "cifar-10-batches-py")
     (folder / "test_batch").write_bytes(b"\x80\x04junk")
-    assert "test_batch: not a readable pickle" in row("cifar10")["how"]
+    assert "test_batch: not a readable CIFAR-10 pickle" in row("cifar10")["how"]
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])

@@ -170,7 +170,7 @@ def test_run_from_the_installed_package_says_where_the_lessons_are(venv, tmp_pat
 
 
 def test_installed_the_course_data_folder_is_in_the_keras_home(venv, tmp_path):
-    code = "from cnn_course.data import places; print(places.REPO_DATA_DIR); print(places.REPO_DATA_LABEL)"
+    code = "from cnn_course.data import lookup; print(lookup.REPO_DATA_DIR); print(lookup.REPO_DATA_LABEL)"
     done = subprocess.run([venv, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
                           env=clean_env(KERAS_HOME=str(tmp_path / "keras")))
     assert done.stdout.splitlines() == [str(tmp_path / "keras" / "cnn-course"), "the course's data folder"]

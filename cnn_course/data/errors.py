@@ -1,39 +1,28 @@
-"""The two errors of the data layer: a dataset found but unusable, and a
-dataset found nowhere."""
+"""The data layer's errors, and a message on one line."""
 
 from __future__ import annotations
 
+
 class DataError(ValueError):
-    """A dataset file is there but unusable: corrupt, truncated, wrong shape
-    or dtype, labels out of range, unreadable images. The message names the
-    file and what is wrong."""
+    """A dataset file is there but unusable; the message names the file and what is wrong."""
 
 
 class DatasetNotFound(FileNotFoundError):
-    """A dataset is in none of the places looked. The message says which
-    dataset, what file to get and from where, every place looked, where to put
-    the file, and the ``python -m cnn_course data`` commands that help."""
-
+    """A dataset is in none of the places looked; the message lists them and how to get it."""
 
 
 class SettingError(ValueError):
-    """An environment setting of the course (``CNN_COURSE_DATA``,
-    ``CNN_COURSE_OFFLINE``, ``CNN_COURSE_QUICK``) has a value that cannot be
-    used: a usage error. The message names the variable, its value and what
-    it accepts."""
+    """A ``CNN_COURSE_*`` setting has a value that cannot be used (a usage error)."""
 
 
 def one_line(e: BaseException) -> str:
-    """Return an exception's message as one line of words: its lines joined
-    with "; ", or its type's name when it has no message."""
+    """An exception's message on one line (its lines joined with "; "), or its type's name."""
     text = "; ".join(s.strip(" -") for s in str(e).splitlines() if s.strip(" -"))
     return text or type(e).__name__
 
 
 def tar_detail(e: BaseException) -> str:
-    """The part of a tar reading error worth showing, as " (...)" or "":
-    tarfile's ReadError lists every compression it tried over several
-    lines, which says nothing more than "not a tar archive"."""
+    """" (reason)" for a tar error worth detailing; "" for tarfile's many-line ReadError."""
     import tarfile
 
     return "" if isinstance(e, tarfile.ReadError) else f" ({one_line(e)})"

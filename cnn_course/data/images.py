@@ -1,6 +1,5 @@
-"""Decoding image files to RGB arrays (OpenCV, Pillow as a fallback) on a
-small thread pool, after checking their size from the header (Pillow), and
-a few photos to look at (scikit-learn's two sample photos, or the user's)."""
+"""Decoding image files to RGB arrays (OpenCV, Pillow as a fallback) on a small thread pool, within
+size limits read from the header (Pillow), and a few photos to look at."""
 
 from __future__ import annotations
 
@@ -15,17 +14,19 @@ import numpy as np
 from .catalog import IMAGE_EXTENSIONS, MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, MiB
 from .errors import DataError, DatasetNotFound
 
+SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn, no download
+BAD_IMAGE_LIMIT = 0.01  # more than this fraction unreadable -> DataError
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # OpenCV releases the GIL while it decodes
+
 
 def is_image_name(name: str) -> bool:
-    """Return whether a file name has one of IMAGE_EXTENSIONS (any case)."""
+    """Whether a file name has one of IMAGE_EXTENSIONS (any case)."""
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def header_size(buf) -> tuple[int, int] | None:
-    """Return (width, height) of the image in ``buf`` (bytes or a uint8 array)
-    from its header, through Pillow's lazy ``Image.open`` (nothing decoded);
-    None when Pillow cannot read it. Raises PIL.Image.DecompressionBombError
-    for an image over twice ``Image.MAX_IMAGE_PIXELS``."""
+    """(width, height) from the image header in ``buf`` (Pillow, nothing decoded), or None.
+    Raises PIL.Image.DecompressionBombError over twice ``Image.MAX_IMAGE_PIXELS``."""
     from PIL import Image
 
     try:
@@ -39,32 +40,32 @@ def header_size(buf) -> tuple[int, int] | None:
         return None
 
 
-def decode_one(src, size=None, max_pixels=None, max_bytes=None, what="a photo"):
-    """Decode one image (bytes or a Path) to RGB uint8 (H, W, 3), resized to
-    ``size`` (height, width) when given. A file over ``max_bytes`` or an
-    image over ``max_pixels`` (from its header, before decoding) is refused
-    (None: MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS); ``what`` names whose limits.
+def _pixels(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:g} megapixels"
+    side = int(round(n ** 0.5))
+    return f"{side}x{side} pixels" if side * side == n else f"{n} pixels"
 
-    Returns the array, or a string saying what is wrong. Raises nothing."""
+
+def decode_one(src, size=None, max_pixels=MAX_PHOTO_PIXELS, max_bytes=MAX_PHOTO_BYTES, what="a photo"):
+    """One image (bytes or a Path) as RGB uint8 (H, W, 3), resized to ``size`` (h, w) when given, or a
+    string saying what is wrong; files over ``max_bytes`` or ``max_pixels`` (``what``'s) are not decoded."""
     import cv2
     from PIL import Image
 
-    max_pixels = MAX_PHOTO_PIXELS if max_pixels is None else max_pixels
-    max_bytes = MAX_PHOTO_BYTES if max_bytes is None else max_bytes
     try:
-        if isinstance(src, Path) and src.stat().st_size > max_bytes:
-            return f"is {src.stat().st_size / MiB:.1f} MiB, over the {max_bytes / MiB:.0f} MiB limit for {what}"
+        n_bytes = src.stat().st_size if isinstance(src, Path) else len(src)
+        if n_bytes > max_bytes:
+            return f"is {n_bytes / MiB:.1f} MiB, over the {max_bytes / MiB:.0f} MiB limit for {what}"
         buf = np.fromfile(src, np.uint8) if isinstance(src, Path) else np.frombuffer(src, np.uint8)
     except OSError as e:
         return f"cannot be read ({e.strerror or e})"
-    if buf.size > max_bytes:
-        return f"is {buf.size / MiB:.1f} MiB, over the {max_bytes / MiB:.0f} MiB limit for {what}"
     if not buf.size:
         return "is empty (0 bytes)"
     limit = f"over the limit of {_pixels(max_pixels)} for {what}; not decoded"
     try:
         wh = header_size(buf)
-    except Image.DecompressionBombError:  # over 2 * Image.MAX_IMAGE_PIXELS, far over ours
+    except Image.DecompressionBombError:
         return f"is over {_pixels(2 * Image.MAX_IMAGE_PIXELS)}, {limit}"
     if wh is None:
         return "is not a readable image"
@@ -82,25 +83,60 @@ def decode_one(src, size=None, max_pixels=None, max_bytes=None, what="a photo"):
         except Exception:
             return "is not a readable image"
     if size is not None and img.shape[:2] != tuple(size):
-        h, w = size
-        # Area averaging only where bilinear would alias (shrinking over 2x):
-        # OpenCV's INTER_AREA is ~10x slower than INTER_LINEAR.
+        h, w = size  # area averaging only where bilinear would alias (it is ~10x slower)
         far = img.shape[0] > 2 * h or img.shape[1] > 2 * w
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if far else cv2.INTER_LINEAR)
     return img
 
 
-def _pixels(n: int) -> str:
-    """A pixel count in words: "50 megapixels", "65536 pixels (256x256)"."""
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:g} megapixels"
-    side = int(round(n ** 0.5))
-    return f"{side}x{side} pixels" if side * side == n else f"{n} pixels"
+def decode_many(sources, shape, names, max_pixels, max_bytes, what):
+    """Decode images already of ``shape`` into one uint8 array on a thread pool; return (x, bad) with
+    bad a list of (index, "<name> <reason>") for images left as zeros."""
+    n = len(sources)
+    x = np.zeros((n, *shape), np.uint8)
+
+    def work(lo):
+        found = []
+        for i in range(lo, min(lo + 2000, n)):
+            img = decode_one(sources[i], max_pixels=max_pixels, max_bytes=max_bytes, what=what)
+            if isinstance(img, str):
+                found.append((i, f"{names[i]} {img}"))
+            elif img.shape != tuple(shape):
+                found.append((i, f"{names[i]} is {img.shape[1]}x{img.shape[0]}, expected {shape[1]}x{shape[0]}"))
+            else:
+                x[i] = img
+        return found
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return x, [b for found in pool.map(work, range(0, n, 2000)) for b in found]
 
 
-def check_size(size) -> tuple[int, int]:
-    """Return ``size`` as (height, width) of positive ints (at most 8192).
-    Raises ValueError for anything else."""
+def undecodable(paths, what="a photo") -> list[str]:
+    """"<file> <reason>" for each image in ``paths`` that cannot be decoded (within ``what``'s limits)."""
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return [f"{p} {r}" for p, r in zip(paths, pool.map(lambda p: decode_one(p, what=what), paths))
+                if isinstance(r, str)]
+
+
+def a_few(items, shown=5) -> str:
+    """The first ``shown`` items joined by "; ", and how many more, so a message stays one line."""
+    return "; ".join(map(str, items[:shown])) + (f"; and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def report_bad_images(bad, total: int, source) -> None:
+    """Warn about unusable images (``bad``), or raise DataError when over 1% of ``total``."""
+    if len(bad) > BAD_IMAGE_LIMIT * total:
+        raise DataError(f"{source}: {len(bad)} of {total} images are unusable "
+                        f"(more than {BAD_IMAGE_LIMIT:.0%}): {a_few(bad)}")
+    if bad:
+        warnings.warn(f"{source}: skipped {len(bad)} unusable image(s) of {total}: {a_few(bad)}", stacklevel=3)
+
+
+def read_images(paths, size=(224, 224), batch_size=64):
+    """Yield uint8 RGB batches (B, h, w, 3) of the image files ``paths`` resized to ``size`` = (h, w),
+    decoded ahead on a thread pool. ValueError for a bad ``size`` or ``batch_size`` (at once),
+    DataError naming the first file that cannot be decoded (or is over the photo limits)."""
+    paths = [Path(p) for p in paths]
     try:
         h, w = size
         ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= 8192 for v in (h, w))
@@ -108,100 +144,12 @@ def check_size(size) -> tuple[int, int]:
         ok = False
     if not ok:
         raise ValueError(f"size must be (height, width), two whole numbers from 1 to 8192; got {size!r}")
-    return int(h), int(w)
-
-
-def _workers() -> int:
-    """Threads for decoding: OpenCV releases the GIL while it decodes."""
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def decode_many(sources, shape, names, max_pixels, max_bytes, what):
-    """Decode images into one (N, *shape) uint8 array with a thread pool.
-    Each must already be ``shape`` (no resizing); ``max_pixels``,
-    ``max_bytes`` and ``what`` are decode_one's limits. Returns (x, bad) where bad is
-    a list of (index, "<name> <reason>") for images that could not be used
-    (their rows are left zero)."""
-    n = len(sources)
-    x = np.zeros((n, *shape), np.uint8)
-    bad = []
-
-    def work(lo, hi):
-        found = []
-        for i in range(lo, hi):
-            img = decode_one(sources[i], max_pixels=max_pixels, max_bytes=max_bytes, what=what)
-            if isinstance(img, str):
-                found.append((i, img))
-            elif img.shape != tuple(shape):
-                found.append((i, f"is {img.shape[1]}x{img.shape[0]}, expected {shape[1]}x{shape[0]}"))
-            else:
-                x[i] = img
-        return found
-
-    step = 2000
-    with ThreadPoolExecutor(_workers()) as pool:
-        for found in pool.map(lambda lo: work(lo, min(lo + step, n)), range(0, n, step)):
-            bad += [(i, f"{names[i]} {why}") for i, why in found]
-    return x, bad
-
-
-def undecodable(paths, what="a photo") -> list[str]:
-    """Decode every image file in ``paths`` (with a small thread pool, within
-    decode_one's limits for ``what``) and keep nothing. Returns "<file>
-    <reason>" for each one that cannot be used, in ``paths``' order. Raises
-    nothing."""
-
-    def reason(path):
-        img = decode_one(path, what=what)
-        return f"{path} {img}" if isinstance(img, str) else None
-
-    with ThreadPoolExecutor(_workers()) as pool:
-        return [r for r in pool.map(reason, paths) if r is not None]
-
-
-def a_few(items, shown=5) -> str:
-    """Return the first ``shown`` of ``items`` joined by "; ", and how many
-    more there are, so a message stays one readable line."""
-    more = f"; and {len(items) - shown} more" if len(items) > shown else ""
-    return "; ".join(map(str, items[:shown])) + more
-
-
-BAD_IMAGE_LIMIT = 0.01  # more than this fraction unreadable -> DataError
-
-
-def report_bad_images(bad, total: int, source) -> None:
-    """Warn about unusable images (``bad``: "<file> <reason>" strings; the
-    count, and a few named); raise DataError when more than 1% of ``total``
-    are bad."""
-    if not bad:
-        return
-    if len(bad) > BAD_IMAGE_LIMIT * total:
-        raise DataError(f"{source}: {len(bad)} of {total} images are unusable "
-                        f"(more than {BAD_IMAGE_LIMIT:.0%}): {a_few(bad)}")
-    warnings.warn(f"{source}: skipped {len(bad)} unusable image(s) of {total}: {a_few(bad)}",
-                  stacklevel=3)
-
-
-def read_images(paths, size=(224, 224), batch_size=64):
-    """Decode image files in batches with a small thread pool, prefetching the
-    next batch while the caller works on the current one.
-
-    Yields uint8 arrays (B, height, width, 3), RGB, each image resized to
-    ``size`` = (height, width); the last batch may be smaller. A file over
-    MAX_PHOTO_BYTES or an image over MAX_PHOTO_PIXELS is refused before it
-    is decoded. Raises ValueError for a bad ``size`` or ``batch_size`` (at
-    once, before anything is read), DataError naming the first file that
-    cannot be read or decoded."""
-    paths = [Path(p) for p in paths]
-    size = check_size(size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
-    return _batches(paths, size, batch_size)
+    return _batches(paths, (int(h), int(w)), batch_size)
 
 
 def _batches(paths, size, batch_size):
-    """The generator behind read_images (arguments already checked)."""
-
     def batch(lo):
         out = np.empty((min(batch_size, len(paths) - lo), size[0], size[1], 3), np.uint8)
         for j, p in enumerate(paths[lo:lo + len(out)]):
@@ -211,51 +159,33 @@ def _batches(paths, size, batch_size):
             out[j] = img
         return out
 
-    with ThreadPoolExecutor(_workers()) as pool:
+    with ThreadPoolExecutor(WORKERS) as pool:
         starts = range(0, len(paths), batch_size)
-        # Several batches in flight at once: each decodes on its own thread.
-        ahead = [pool.submit(batch, lo) for lo in starts[:_workers()]]
+        ahead = [pool.submit(batch, lo) for lo in starts[:WORKERS]]  # several batches in flight
         for k in range(len(starts)):
-            nxt = k + _workers()
-            if nxt < len(starts):
-                ahead.append(pool.submit(batch, starts[nxt]))
+            if k + WORKERS < len(starts):
+                ahead.append(pool.submit(batch, starts[k + WORKERS]))
             yield ahead[k].result()
             ahead[k] = None
 
 
-SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn, no download
-
-
 def _photo_files(item: Path) -> list[Path]:
-    """Return the image files ``item`` names: itself, or for a folder its
-    image files (by extension, hidden ones left out) sorted by name. Raises
-    DatasetNotFound when ``item`` does not exist, DataError for a folder
-    without images."""
+    """The image files ``item`` names: itself, or a folder's (by extension, not hidden) in name order."""
     if not item.exists():
         raise DatasetNotFound(f"{item}: no such file or folder")
     if not item.is_dir():
         return [item]
-    files = sorted((p for p in item.iterdir()
-                    if p.is_file() and not p.name.startswith(".") and is_image_name(p.name)),
-                   key=lambda p: p.name)
+    files = sorted((p for p in item.iterdir() if p.is_file() and not p.name.startswith(".")
+                    and is_image_name(p.name)), key=lambda p: p.name)
     if not files:
         raise DataError(f"{item}: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 
 def load_sample_photos(paths=None):
-    """Load a few photos to look at, each at its own size.
-
-    ``paths`` is an image file or a folder, or a list of them; a folder
-    gives its image files (by extension, see IMAGE_EXTENSIONS) in name order.
-    With ``paths`` None, scikit-learn's two bundled sample photos
-    (SAMPLE_PHOTOS: china.jpg, a temple, and flower.jpg) are used; nothing is
-    downloaded. Prints exactly one line ``Data: <description>``.
-
-    Returns (photos, names, description): a list of RGB uint8 arrays
-    (H, W, 3), their file names, and the description. Raises DatasetNotFound
-    naming a path that does not exist, DataError naming a folder without
-    images or a file that cannot be read as an image."""
+    """Load a few photos at their own size and print one ``Data:`` line: ``paths`` (files or folders),
+    or scikit-learn's bundled SAMPLE_PHOTOS. Returns (photos, names, description).
+    Raises DatasetNotFound for a missing path, DataError for a folder without images or a bad image."""
     if paths is None:
         from sklearn.datasets import load_sample_image
 
@@ -267,16 +197,13 @@ def load_sample_photos(paths=None):
         if not items:
             raise DataError("load_sample_photos: an empty list of paths")
         files = [f for item in items for f in _photo_files(Path(item).expanduser())]
-        photos = []
-        for f in files:
-            img = decode_one(f)
+        photos = [decode_one(f) for f in files]
+        for f, img in zip(files, photos):
             if isinstance(img, str):
                 raise DataError(f"{f} {img}")
-            photos.append(img)
         names = [f.name for f in files]
         where = ", ".join(str(Path(item).expanduser()) for item in items)
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     description = f"{len(names)} photo{'s' if len(names) != 1 else ''} from {where}: {shown}"
     print(f"Data: {description}")
     return photos, names, description
-

@@ -1,14 +1,7 @@
-"""Putting data in place safely: staging folders, one atomic install, copies
-that follow no links out of a tree, and unpacking archives within size limits.
-
-New data is built in a staging folder beside its target, checked there, and
-only then moved into place (:func:`staging`, :func:`install`): a failed or
-interrupted command keeps what was there and leaves no half copy. A staging
-folder (or a temporary file, :func:`temp_file`) is named ``.tmp-cnn-course-*``
-and holds an exclusive ``flock`` while it exists; it is removed on every way
-out, Ctrl-C included, and one whose lock is free (its process was killed) is
-swept away the next time its folder is written (:func:`sweep_stale`).
-"""
+"""Putting data in place safely: staging folders and one atomic install (a failed or interrupted command
+keeps the old copy), copies that follow no link out of a tree, archives read within size limits.
+Temporaries (``.tmp-cnn-course-*``) hold a ``flock``: removed on every way out, Ctrl-C included, or,
+once their process is gone, the next time their folder is written."""
 
 from __future__ import annotations
 
@@ -31,17 +24,8 @@ from . import lookup
 TEMP_PREFIX = ".tmp-cnn-course-"
 
 
-def _lock(path: Path) -> int:
-    """Open ``path`` (file or folder) and hold an exclusive flock on it; return the fd."""
-    fd = os.open(path, os.O_RDONLY)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
 def sweep_stale(folder: Path) -> list[Path]:
-    """Remove this package's temporaries (``.tmp-cnn-course-*``) in ``folder``
-    whose flock is free: their process is gone. Returns what was removed.
-    Raises nothing."""
+    """Remove the temporaries in ``folder`` whose flock is free (their process is gone); return them."""
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
@@ -53,7 +37,7 @@ def sweep_stale(folder: Path) -> list[Path]:
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                remove(Path(entry.path))
+                shutil.rmtree(entry.path) if entry.is_dir() else os.unlink(entry.path)
                 removed.append(Path(entry.path))
             except OSError:  # locked: its process still works on it
                 pass
@@ -64,15 +48,14 @@ def sweep_stale(folder: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def staging(parent: Path):
-    """Yield a new locked temporary folder in ``parent`` (created if needed),
-    removed with everything in it on every way out, Ctrl-C included. Raises
-    OSError when ``parent`` is not writable."""
+    """Yield a new locked temporary folder in ``parent``, removed on every way out."""
     parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(parent)
     work = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
     fd = None
     try:
-        fd = _lock(work)
+        fd = os.open(work, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -82,9 +65,7 @@ def staging(parent: Path):
 
 @contextlib.contextmanager
 def temp_file(folder: Path, name: str):
-    """Yield an open, locked, new binary file ``.tmp-cnn-course-*<name>`` in
-    ``folder`` (mode from the umask); it is removed on every way out unless
-    the caller renamed it. Raises OSError."""
+    """Yield (path, open binary file) of a new locked temporary in ``folder``, removed unless renamed."""
     sweep_stale(folder)
     path = folder / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{name}"
     try:
@@ -96,30 +77,23 @@ def temp_file(folder: Path, name: str):
 
 
 def install(new: Path, dest: Path, work: Path) -> Path:
-    """Put ``new`` (checked, inside the staging folder ``work``) in place of
-    ``dest``: a file replaces a file atomically; otherwise the old ``dest``
-    is moved into ``work`` (and removed with it), and put back if the second
-    rename fails or is interrupted. Returns dest. Raises DataError when
-    ``dest`` is of another kind than ``new`` (:func:`check_same_kind`), OSError."""
+    """Put the checked ``new`` (inside staging folder ``work``) in place of ``dest``; the old copy is
+    moved into ``work`` first and put back if the second rename fails. Returns dest."""
     check_same_kind(new.is_dir(), dest)
     if not (dest.exists() or dest.is_symlink()) or (new.is_file() and not dest.is_dir()):
         os.replace(new, dest)
         return dest
-    old = work / ".old"
-    os.replace(dest, old)
+    os.replace(dest, work / ".old")
     try:
         os.replace(new, dest)
     except BaseException:
-        os.replace(old, dest)
+        os.replace(work / ".old", dest)
         raise
     return dest
 
 
 def install_copy(src: Path, dest: Path, check=None) -> Path:
-    """Copy the file ``src`` to ``dest`` through a staging folder, run
-    ``check(copy)`` when given (its messages name ``src``), then replace
-    ``dest`` atomically. Returns dest. Raises what ``check`` raises,
-    DataError when ``src`` is not a regular file or ``dest`` a folder, OSError."""
+    """Copy the file ``src`` to ``dest`` through a staging folder, ``check(copy)`` it, then replace."""
     check_source(src, folder_ok=False)
     check_same_kind(False, dest)
     with staging(dest.parent) as work:
@@ -132,9 +106,7 @@ def install_copy(src: Path, dest: Path, check=None) -> Path:
 
 
 def check_same_kind(is_dir: bool, dest: Path) -> None:
-    """Refuse to replace ``dest`` with something of another kind (a folder
-    where a file is, or the other way round, or anything where a special file
-    is). Returns None. Raises DataError naming ``dest``."""
+    """Refuse (DataError) to replace ``dest`` by another kind: folder for file, anything for a special file."""
     try:
         mode = dest.stat().st_mode
     except OSError:  # nothing there, or a dangling link (replaced)
@@ -146,9 +118,7 @@ def check_same_kind(is_dir: bool, dest: Path) -> None:
 
 
 def check_source(src: Path, folder_ok: bool = True) -> None:
-    """Check that ``src`` is a regular file (or, with ``folder_ok``, a folder)
-    before anything opens it: a FIFO would block, /dev/zero never end.
-    Returns None. Raises DataError naming ``src``."""
+    """Refuse (DataError) a source that is not a regular file or folder before opening it (a FIFO blocks)."""
     try:
         mode = src.stat().st_mode
     except OSError as e:
@@ -163,8 +133,7 @@ def check_source(src: Path, folder_ok: bool = True) -> None:
 
 @contextlib.contextmanager
 def named_as(staged: Path, shown):
-    """Reword the DataErrors and warnings of a check run on ``staged`` so they
-    name ``shown`` (what the user gave), not the staging folder. Raises DataError."""
+    """Reword the DataErrors and warnings raised inside so they name ``shown``, not ``staged``."""
     caught = []
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -179,9 +148,7 @@ def named_as(staged: Path, shown):
 
 
 def check_not_shadowed(dest: Path, candidates) -> None:
-    """Refuse an import into ``dest`` when one of the ``candidates`` (the
-    paths the lessons look at, in order) before it exists and would still be
-    read. Returns None. Raises DataError naming both."""
+    """Refuse (DataError) an import into ``dest`` that an existing earlier candidate would hide."""
     order = [Path(os.path.abspath(c)) for c in candidates]
     target = Path(os.path.abspath(dest))
     for earlier in order[:order.index(target)] if target in order else []:
@@ -191,8 +158,7 @@ def check_not_shadowed(dest: Path, candidates) -> None:
 
 
 def same_or_nested(src: Path, dest: Path) -> bool:
-    """Return True when ``src`` is ``dest`` itself (already in place). Raises
-    DataError when one lies inside the other."""
+    """True when ``src`` is ``dest``; DataError when one lies inside the other."""
     s, d = src.resolve(), dest.resolve()
     if s == d:
         return True
@@ -204,18 +170,9 @@ def same_or_nested(src: Path, dest: Path) -> bool:
     return False
 
 
-def remove(path: Path) -> None:
-    """Delete a file or folder if it exists. Raises OSError."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def may_write(folder: Path) -> bool:
-    """Return True when files may be written in ``folder`` (or its nearest
-    existing parent): writable and with a write permission bit, so a shared
-    read-only copy (mode r-x) counts as read-only even for root. Raises nothing."""
+    """Whether files may be written in ``folder`` (or its nearest existing parent); a folder without
+    write bits (a shared r-x copy) counts as read-only even for root."""
     folder = Path(folder)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -226,8 +183,7 @@ def may_write(folder: Path) -> bool:
 
 
 def writable_import_dir() -> Path:
-    """Return data_dirs()[0] (created if needed) when writable, else the repo's
-    data folder. Raises DataError when neither is writable."""
+    """``data_dirs()[0]`` when writable, else the repo's data folder; DataError when neither is."""
     for d in dict.fromkeys([lookup.data_dirs()[0], lookup.REPO_DATA_DIR]):
         try:
             d.mkdir(parents=True, exist_ok=True)
@@ -239,8 +195,7 @@ def writable_import_dir() -> Path:
 
 
 def check_link(path: Path, top: Path) -> None:
-    """Accept a symbolic link inside a dataset tree only when it points to a
-    file inside the tree ``top`` (resolved). Raises DataError otherwise."""
+    """Accept a link in a dataset tree only to a file inside ``top``; else DataError."""
     try:
         target = path.resolve(strict=True)
     except (OSError, RuntimeError):
@@ -250,18 +205,13 @@ def check_link(path: Path, top: Path) -> None:
         raise DataError(f"{path}: a symbolic link to a folder; dataset trees must hold real "
                         "folders (links to folders are not followed)")
     if not target.is_file():
-        raise DataError(f"{path}: a symbolic link to {target}, not a regular file; "
-                        "dataset trees must hold real files")
+        raise DataError(f"{path}: a symbolic link to {target}, not a regular file; dataset trees must hold real files")
     if not target.is_relative_to(top):
-        raise DataError(f"{path}: a symbolic link to {target}, outside {top}; "
-                        "dataset trees must hold their own files")
+        raise DataError(f"{path}: a symbolic link to {target}, outside {top}; dataset trees must hold their own files")
 
 
 def tree_files(root: Path) -> tuple[list[Path], list[Path]]:
-    """List the folder ``root`` without following links out of or around it
-    (a link to a file inside counts as that file; others: :func:`check_link`).
-    Returns (files sorted, sub-folders). Raises DataError naming the first
-    bad link, special file or unreadable folder."""
+    """(files sorted, sub-folders) of ``root``, following no link out of or around it (see check_link)."""
     top, found, folders, stack = root.resolve(), [], [], [root]
     while stack:
         folder = stack.pop()
@@ -286,8 +236,7 @@ def tree_files(root: Path) -> tuple[list[Path], list[Path]]:
 
 
 def copy_file(src: Path, dest: Path) -> Path:
-    """Copy the file ``src`` to the new path ``dest``. Returns dest. Raises
-    DataError for a file that cannot be read, OSError."""
+    """Copy the file ``src`` to ``dest``; DataError when it cannot be read."""
     try:
         shutil.copyfile(src, dest)
     except PermissionError as e:
@@ -296,36 +245,27 @@ def copy_file(src: Path, dest: Path) -> Path:
 
 
 def copy_tree(src: Path, dest: Path) -> Path:
-    """Copy the folder ``src`` to the new path ``dest`` (empty folders
-    included; links as :func:`tree_files`). Returns dest. Raises DataError, OSError."""
-    found, folders = tree_files(src)
-    for folder in [src] + folders:
-        (dest / folder.relative_to(src)).mkdir(parents=True, exist_ok=True)
-    for f in found:
-        try:
-            shutil.copy2(f, dest / f.relative_to(src))
-        except PermissionError as e:
-            raise DataError(f"{f}: cannot be read ({e.strerror})") from None
-    return dest
+    """Copy the folder ``src`` (checked by tree_files: links only to files inside) to the new ``dest``."""
+    tree_files(src)
+    try:
+        return Path(shutil.copytree(src, dest))
+    except shutil.Error as e:
+        raise DataError(f"{e.args[0][0][0]}: cannot be read ({e.args[0][0][2]})") from None
 
 
 def write_files(contents: dict, dest: Path) -> Path:
-    """Write {name: bytes} as the folder ``dest``, replacing what was there
-    only once all is written. Returns dest. Raises OSError."""
+    """Write {name: bytes} as the folder ``dest``, replacing what was there once all is written."""
     with staging(dest.parent) as work:
-        new = work / dest.name
-        new.mkdir()
+        (work / dest.name).mkdir()
         for name, data in contents.items():
-            (new / name).write_bytes(data)
-        install(new, dest, work)
+            (work / dest.name / name).write_bytes(data)
+        install(work / dest.name, dest, work)
     return dest
 
 
-def check_member(archive: Path, name: str, size: int, limit: int, what: str,
-                 is_file: bool = True) -> None:
-    """Check one archive member before it is read: a relative name without
-    ``..``, a regular file or folder (``is_file``), at most ``limit`` bytes
-    (``what`` says whose limit). Raises DataError naming archive and member."""
+def check_member(archive: Path, name: str, size: int, limit: int, what: str, is_file: bool = True) -> None:
+    """Refuse (DataError) an archive member with an escaping name, that is a link or special file
+    (not ``is_file``), or over ``limit`` bytes (``what``'s limit)."""
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or name[1:2] == ":" or ".." in p.parts or "//" in name.replace("\\", "/"):
         raise DataError(f"{archive}: refusing to unpack member {name}: it points outside the archive's folder")
@@ -337,67 +277,65 @@ def check_member(archive: Path, name: str, size: int, limit: int, what: str,
 
 
 def check_zip_member(archive: Path, info: zipfile.ZipInfo, limit: int, what: str) -> None:
-    """:func:`check_member` for a zip member, which must also not be
-    encrypted nor a Unix link. Raises DataError."""
+    """check_member for a zip member, which must also be neither encrypted nor a Unix link."""
     if info.flag_bits & 0x1:
-        raise DataError(f"{archive}: member {info.filename} is encrypted; "
-                        "give an archive without a password")
+        raise DataError(f"{archive}: member {info.filename} is encrypted; give an archive without a password")
     kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no type recorded (not made on Unix)
     check_member(archive, info.filename, info.file_size, limit, what,
                  is_file=kind in (0, stat.S_IFREG, stat.S_IFDIR))
 
 
-def _top_folder(names: list[str]) -> str:
-    """The one folder (other than a split) that holds every name, with "/", or ""."""
-    tops = {PurePosixPath(n).parts[0] for n in names if len(PurePosixPath(n).parts) > 1}
-    return f"{tops.pop()}/" if len(tops) == 1 and tops != {"train"} else ""
+def read_tar(path: Path, wanted, limit: int, what: str):
+    """Yield (member, its bytes when ``wanted(member)``, else None) of a tarball, every member checked
+    (check_member, ``limit`` bytes for a wanted one); DataError for a bad member or archive."""
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                keep = member.isfile() and wanted(member)
+                check_member(path, member.name, member.size if keep else 0, limit, what,
+                             is_file=member.isfile() or member.isdir())
+                yield member, tar.extractfile(member).read() if keep else None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
 
 
 def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what: str) -> Path:
-    """Unpack a zip or tar archive of an image tree (``train/`` at its top or
-    in one folder) into the staging folder ``work``: every member is checked
-    first (:func:`check_member`: no escaping names, links or encrypted
-    members, each at most ``max_member`` bytes, all at most ``max_total``,
-    no duplicates), then extracted by zipfile or by tarfile's ``data``
-    filter. Returns the tree's root inside ``work``. Raises DataError for
-    those, a corrupt archive or one without ``train/``; OSError."""
-    if not hasattr(tarfile, "data_filter") and not zipfile.is_zipfile(archive):
-        raise DataError(f"{archive}: unpacking a tarball safely needs Python 3.10.12, 3.11.4 or "
-                        f"later (tarfile's extraction filters), this is {sys.version.split()[0]}; "
+    """Unpack a zip or tar of an image tree (``train/`` at its top or in one folder) into ``work``,
+    every member checked first (names, links, encryption, sizes, duplicates); returns the tree's root."""
+    is_zip = zipfile.is_zipfile(archive)
+    if not hasattr(tarfile, "data_filter") and not is_zip:
+        raise DataError(f"{archive}: unpacking a tarball safely needs Python 3.10.12, 3.11.4 or later "
+                        f"(tarfile's extraction filters), this is {sys.version.split()[0]}; "
                         "upgrade Python, or unpack it yourself and import the folder")
     try:
-        if zipfile.is_zipfile(archive):
-            opened = zipfile.ZipFile(archive)
-            members = [m for m in opened.infolist() if not m.filename.startswith("__MACOSX")]
-            name_of, size_of = (lambda m: m.filename), (lambda m: m.file_size)
-            check = lambda m: check_zip_member(archive, m, max_member, what)  # noqa: E731
-        else:
-            opened = tarfile.open(archive)
-            members = [m for m in opened.getmembers() if not m.isdir()]
-            name_of, size_of = (lambda m: m.name), (lambda m: m.size)
-            check = lambda m: check_member(archive, m.name, m.size, max_member, what,  # noqa: E731
-                                           is_file=m.isfile())
-        with opened:
-            names = [name_of(m) for m in members]
-            top = _top_folder(names)
+        with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive) as opened:
+            if is_zip:
+                members = [m for m in opened.infolist() if not m.filename.startswith("__MACOSX")]
+                sized = [(m.filename, m.file_size) for m in members]
+            else:
+                members = [m for m in opened.getmembers() if not m.isdir()]
+                sized = [(m.name, m.size) for m in members]
+            names = [n for n, _ in sized]
+            tops = {PurePosixPath(n).parts[0] for n in names if len(PurePosixPath(n).parts) > 1}
+            top = f"{tops.pop()}/" if len(tops) == 1 and tops != {"train"} else ""
             if not any(n.startswith(top + "train/") for n in names):
                 raise DataError(f"{archive}: no train/ folder inside (expected dogImages/train/<breed>/)")
-            for m in members:
-                check(m)
+            for m, (name, size) in zip(members, sized):
+                if is_zip:
+                    check_zip_member(archive, m, max_member, what)
+                else:
+                    check_member(archive, name, size, max_member, what, is_file=m.isfile())
             if len(set(names)) < len(names):
                 twice = next(n for n in names if names.count(n) > 1)
                 raise DataError(f"{archive}: member {twice} appears twice; "
                                 "refusing an archive whose copies could differ")
-            total = sum(map(size_of, members))
+            total = sum(size for _, size in sized)
             if total > max_total:
                 raise DataError(f"{archive}: unpacks to {total / 2**20:.0f} MiB, over the "
                                 f"{max_total / 2**20:.0f} MiB limit for {what}s")
-            if isinstance(opened, zipfile.ZipFile):
-                opened.extractall(work, members)
-            else:
-                opened.extractall(work, members, filter="data")
+            opened.extractall(work, members, **({} if is_zip else {"filter": "data"}))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, NotImplementedError) as e:
-        kind = "zip file" if zipfile.is_zipfile(archive) else "tar archive"
-        detail = tar_detail(e) if kind == "tar archive" else f" ({one_line(e)})"
-        raise DataError(f"{archive}: not a readable {kind}, truncated or corrupt{detail}") from None
+        detail = f" ({one_line(e)})" if is_zip else tar_detail(e)
+        raise DataError(f"{archive}: not a readable {'zip file' if is_zip else 'tar archive'}, "
+                        f"truncated or corrupt{detail}") from None
     return work / top if top else work

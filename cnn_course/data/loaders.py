@@ -1,97 +1,81 @@
-"""The MNIST and CIFAR-10 loaders the lessons call: find, read, check, and
-say what was loaded (a labelled stand-in only in quick mode)."""
+"""The loaders the lessons call (MNIST, CIFAR-10, the dog-breed images): find, read, check, download
+where allowed, and print one ``Data:`` line (a labelled stand-in only in quick mode)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
 
-from .catalog import TITLES
-from .errors import DatasetNotFound
-from .lookup import offline, quick_mode
-from . import downloads, formats, image_folders, lookup, standins
+from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES
+from .errors import DataError, DatasetNotFound
+from . import formats, image_folders, images, install, lookup, standins
+
+
+def _nothing_downloaded() -> str:
+    return f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}."
+
+
+def _download(name: str, missing_note) -> Path:
+    """Fetch ``name`` through Keras; DatasetNotFound (built by ``missing_note(line)``) offline or on failure."""
+    from .commands import fetch  # commands imports this module
+
+    if lookup.offline():
+        raise missing_note(_nothing_downloaded()) from None
+    try:
+        return fetch(name)
+    except DatasetNotFound as e:
+        raise missing_note(f"The download failed: {e}") from None
 
 
 def load_named(name: str, path=None, download: bool = True):
-    """Find, load and check MNIST or CIFAR-10. Returns (data, source, note).
-    Raises DataError, DatasetNotFound."""
+    """Find, load and check MNIST or CIFAR-10; returns ((train, test), source, note)."""
     kind, source, looked = lookup.find(name, path)
     note = ""
     if kind is None:
         if not download:
             raise lookup.not_found(name, looked, "No download was tried.")
-        if offline():
-            raise lookup.not_found(name, looked, "Nothing was downloaded because CNN_COURSE_OFFLINE="
-                                           f"{os.environ.get('CNN_COURSE_OFFLINE')}.")
-        try:
-            source = downloads.fetch(name)
-        except DatasetNotFound as e:
-            raise lookup.not_found(name, looked, f"The download failed: {e}") from None
+        source = _download(name, lambda line: lookup.not_found(name, looked, line))
         kind, note = ("npz" if name == "mnist" else "pickles"), "downloaded"
     if kind == "npz":
-        train, test = formats.read_mnist_npz(source)
-    elif kind == "pickles":
-        train, test = formats.read_cifar_pickles_dir(source)
-    elif kind == "pickles-tar":
-        train, test = formats.cifar_from_batches(formats.cifar_pickles_in_tar(source), source)
-    else:
-        train, test, note = image_folders.load_cifar_tree(source, kind)
+        return formats.read_mnist_npz(source), source, note
+    if kind in ("pickles", "pickles-tar"):
+        return formats.read_cifar(source, kind), source, note
+    train, test, note = image_folders.load_cifar_tree(source, kind)
     return (train, test), source, note
 
 
 def load_mnist(path=None, download=True):
-    """Load MNIST from a Keras-layout ``mnist.npz``, searched for in the
-    module's order (see the module docstring); downloads it when it is found
-    nowhere, ``download`` is true and CNN_COURSE_OFFLINE is not set.
-
-    Returns ((x_train, y_train), (x_test, y_test)): uint8 (60000, 28, 28),
-    (60000,), (10000, 28, 28), (10000,) for the real data. Raises
-    DatasetNotFound (nothing found) or DataError (found but unusable)."""
+    """MNIST's ((x_train, y_train), (x_test, y_test)), uint8, from ``mnist.npz`` in the search order
+    (downloaded when found nowhere, ``download`` and online). Raises DatasetNotFound, DataError."""
     return load_named("mnist", path, download)[0]
 
 
 def load_cifar10(path=None, download=True):
-    """Load CIFAR-10 from the Python pickles (a folder or the official
-    cifar-10-python.tar.gz) or a JPEG tree (``train/<class>/``,
-    ``test/<class>/``, a folder or a .tar.gz), searched for in the module's
-    order. A JPEG tree is decoded once (a few seconds) and the arrays are
-    cached in the repo's data folder (else beside the source, else the Keras
-    cache), keyed on the source's size and mtime; its images are shuffled with
-    a fixed seed. Downloads when found nowhere, ``download`` is true and
-    CNN_COURSE_OFFLINE is not set.
-
-    Returns ((x_train, y_train), (x_test, y_test)): uint8 (50000, 32, 32, 3),
-    (50000,), (10000, 32, 32, 3), (10000,) for the real data, labels 0-9 in
-    the order of CIFAR10_CLASSES (Keras's (N, 1) labels are flattened).
-    Raises DatasetNotFound or DataError."""
+    """CIFAR-10 from its pickles (folder or tarball) or a JPEG tree (folder or .tar.gz, decoded once and
+    cached), in the search order, downloaded as load_mnist: ((x_train, y_train), (x_test, y_test)),
+    uint8, labels 0-9 as CIFAR10_CLASSES. Raises DatasetNotFound, DataError."""
     return load_named("cifar10", path, download)[0]
 
 
 def load_lesson_data(name, path=None, quick=None):
-    """Load the data a lesson trains on and say what it is.
-
-    ``name`` is "mnist" or "cifar10". Real data found in any local place is
-    used (also in quick mode). When none is found: with ``quick`` the
-    labelled stand-in (standins.load_digits28 / standins.make_cifar10_standin) is used and
-    nothing is downloaded; otherwise it is downloaded through Keras unless
-    CNN_COURSE_OFFLINE=1. Prints exactly one line ``Data: <description>``.
-
-    Returns (((x_train, y_train), (x_test, y_test)), description). Raises
-    ValueError for an unknown name, DatasetNotFound, DataError."""
+    """Load "mnist" or "cifar10" for a lesson and print one ``Data:`` line; when found nowhere, a quick run
+    uses a labelled stand-in (nothing downloaded), a full run downloads unless offline.
+    Returns (((x_train, y_train), (x_test, y_test)), description). Raises ValueError, DatasetNotFound, DataError."""
     if name not in ("mnist", "cifar10"):
         raise ValueError(f"unknown lesson dataset {name!r}; choose mnist or cifar10")
-    quick = quick_mode(quick)
-    title = TITLES[name]
+    quick, title = lookup.quick_mode(quick), TITLES[name]
     try:
         data, source, note = load_named(name, path, download=not quick)
     except DatasetNotFound:
         if not quick:
             raise
         if name == "mnist":
-            data = standins.load_digits28()
-            what = "scikit-learn digits resized to 28x28"
-        else:
-            # 7,000 training images: the lessons hold out the first 5,000 for validation,
-            # as with the real CIFAR-10, and still have 2,000 to train on
+            data, what = standins.load_digits28(), "scikit-learn digits resized to 28x28"
+        else:  # 7,000: the lessons hold out the first 5,000 for validation and still train on 2,000
             data = standins.make_cifar10_standin(n_train=7000, n_test=1000)
             what = "generated 32x32 colour-and-stripe images, one colour per class"
         description = (f"STAND-IN for {title}: {what}, {len(data[0][0])} train / {len(data[1][0])} test "
@@ -104,15 +88,120 @@ def load_lesson_data(name, path=None, quick=None):
 
 
 def standin_note(description):
-    """Return what to add after an accuracy measured on the data `description` names.
-
-    `description` is what `load_lesson_data` returned. For real data, "";
-    for a labelled stand-in, " (STAND-IN data: this number says nothing about
-    <dataset>)", so a smoke run's accuracy is never read as the lesson's
-    result. Raises nothing.
-    """
+    """What to print after an accuracy on the data ``description`` names: "" for real data, else
+    " (STAND-IN data: this number says nothing about <dataset>)"."""
     text = str(description or "")
     if not text.startswith("STAND-IN"):
         return ""
     title = text.split(":", 1)[0].replace("STAND-IN for ", "").strip() or "the real data"
     return f" (STAND-IN data: this number says nothing about {title})"
+
+
+# ---------------------------------------------------------------- the dog-breed images
+
+
+def unpack_dogs(archive: Path, dest: Path) -> Path:
+    """Unpack ``dogImages.zip`` or a ``.tar.gz`` of the folder into ``dest`` through a staging folder,
+    members and every image checked before it replaces anything. Raises DataError, OSError."""
+    with install.staging(dest.parent) as work:
+        print(f"Unpacking {archive} into {dest} (once).", file=sys.stderr)
+        root = install.unpack_tree(archive, work / "unpacked", MAX_PHOTO_BYTES, MAX_DOGS_ZIP_BYTES, "one dog photo")
+        with install.named_as(root, archive):
+            check_dog_tree(root, decode=True)
+        install.install(root, dest, work)
+    return dest
+
+
+def _check_splits(root: Path) -> None:
+    missing = [s for s in SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder "
+                        "(expected train/, valid/ and test/ with one folder per breed)")
+
+
+def check_dog_tree(root: Path, decode: bool = False) -> Path:
+    """Check a dogImages tree's layout (the same breeds in train/valid/test, none empty, no links out)
+    and, with ``decode``, every image within the photo limits. Returns root; raises DataError."""
+    _check_splits(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        listing = image_folders.load_image_folder(root, shuffle=False)
+    paths = [p for split in listing.values() for p in split["paths"]] if decode else []
+    bad = images.undecodable(paths, "one dog photo")
+    if bad:
+        raise DataError(f"{root}: {len(bad)} of {len(paths)} images cannot be used: {images.a_few(bad)}")
+    return root
+
+
+def _unpacked(archive: Path) -> Path:
+    """The tree of a dogImages archive, unpacked once into the first writable of the data folders, the
+    Keras cache and the archive's folder (last: it may be shared); an earlier copy is reused."""
+    name = next((archive.name[:-len(s)] for s in (".zip", ".tar.gz", ".tgz", ".tar") if archive.name.endswith(s)),
+                archive.name)
+    folders = [d for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()])
+               if d.resolve() != archive.parent.resolve()] + [archive.parent]
+    for d in folders:
+        if (d / name / "train").is_dir():
+            return d / name
+    for d in folders:
+        if install.may_write(d):
+            try:
+                return unpack_dogs(archive, d / name)
+            except OSError:
+                continue
+    raise DataError(f"could not unpack {archive}: none of {', '.join(map(str, folders))} is writable")
+
+
+def find_dog_images(path=None) -> Path:
+    """The dogImages root (train/valid/test/<NNN.Breed>/): a folder, or dogImages.zip or a .tar.gz of it
+    unpacked once, from ``path``, the data folders or the Keras cache; never downloads.
+    Raises DatasetNotFound naming dogImages.zip and its URL, DataError for a bad archive or tree."""
+    kind, source, looked = lookup.find("dogs", path)
+    if kind is None:
+        raise lookup.not_found("dogs", looked)
+    root = _unpacked(source) if kind in ("zip", "tar") else source
+    _check_splits(root)
+    return root
+
+
+def _dog_standin_root(seed: int) -> Path:
+    """The generated dogImages stand-in for ``seed``, built once in the temp folder under a temporary name."""
+    target = Path(tempfile.gettempdir()) / f"cnn-course-dogimages-standin-{int(seed)}"
+    if (target / "test").is_dir():
+        return target
+    work = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        standins.make_image_folder_standin(work / "dogImages", seed=seed)
+        try:
+            os.rename(work / "dogImages", target)
+        except OSError:  # another run built it at the same time: use theirs
+            if not (target / "test").is_dir():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def load_dog_images(path=None, quick=None, seed=0):
+    """Find the dog-breed images for a lesson (find_dog_images) and print one ``Data:`` line; when missing,
+    a quick run uses a generated stand-in tree, a full run downloads dogImages.zip unless offline.
+    Returns (root, description). Raises DatasetNotFound, DataError, OSError."""
+    quick, real = lookup.quick_mode(quick), True
+    try:
+        root = find_dog_images(path)
+    except DatasetNotFound as missing:
+        if quick:
+            root, real = _dog_standin_root(seed), False
+        else:
+            where = str(missing)
+            root = _download("dogs", lambda line: DatasetNotFound(f"{where}\n{line}"))
+    counts, n_classes = image_folders.count_image_tree(root)
+    split_counts = " / ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
+    if real:
+        description = f"Dog-breed images (real, {split_counts}, {n_classes} breeds, from {root})"
+    else:
+        description = (f"STAND-IN for {TITLES['dogs']}: generated colour-and-stripe images, one colour per class, "
+                       f"{n_classes} classes, {split_counts} (real dogImages not found; "
+                       "`python -m cnn_course data fetch dogs` gets it)")
+    print(f"Data: {description}")
+    return root, description

@@ -23,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULT_TAG = "TIMING-RESULT "
+from cnn_course.reports import text_table
+
+RESULT_TAG = "RESULT "
 
 # A ratio within this distance of 1 is reported as "about the same": closer
 # than that, the noise of a shared machine decides the order.
@@ -34,15 +36,16 @@ NOISE = 0.05
 # Measuring
 
 
-def alternate(runs, rounds):
-    """Call each function of ``runs`` once per round, alternating their order.
+def alternate(runs, rounds, budget_s=None):
+    """Call each function of ``runs`` once per round, alternating their order: the course's one ABBA loop.
 
     ``runs`` maps a name to a function of no arguments that returns a number
-    (a chunk's images/s). Even rounds call them in the given order, odd
-    rounds in reverse (A B, B A, A B, ...), so that a drift in the machine's
-    speed falls on both alike.
+    (a chunk's images/s, a step's seconds). Even rounds call them in the given
+    order, odd rounds in reverse (A B, B A, A B, ...), so that a drift in the
+    machine's speed falls on both alike. With ``budget_s`` it stops after the
+    round during which that many seconds had passed (two rounds at least).
 
-    Returns a dict: name -> list of the ``rounds`` values, in call order.
+    Returns a dict: name -> list of the values, in call order.
     Raises ValueError when ``rounds`` is not a whole number of at least 1 or
     ``runs`` has fewer than two entries; whatever the functions raise.
     """
@@ -50,11 +53,13 @@ def alternate(runs, rounds):
         raise ValueError(f"rounds must be a whole number of at least 1, not {rounds!r}")
     if len(runs) < 2:
         raise ValueError(f"alternate needs at least two settings to compare, got {len(runs)}")
-    names = list(runs)
+    names, started = list(runs), time.perf_counter()
     values = {name: [] for name in names}
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             values[name].append(runs[name]())
+        if budget_s is not None and r >= 1 and time.perf_counter() - started > budget_s:
+            break
     return values
 
 
@@ -173,26 +178,30 @@ def target_clock(target, verbose=True):
 # Threads: one fresh process per setting
 
 
-def _child_env():
+def run_child(argv, what):
+    """Run ``argv`` (a Python command) as a subprocess that prints one ``RESULT_TAG`` JSON line; return that dict.
+
+    The child gets this package on its PYTHONPATH and TensorFlow's C++ log
+    quietened. Used by `thread_rates` and the benchmarks. Raises RuntimeError,
+    "<what> failed (exit N): <the child's last error line>", when no result came.
+    """
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    package_root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def _run_child(spec):
-    """Run this module as a subprocess with ``spec``; return its result dict.
-    Raises RuntimeError with the child's last error line when it fails."""
-    proc = subprocess.run([sys.executable, "-m", "cnn_course.timing", json.dumps(spec)],
-                          capture_output=True, text=True, env=_child_env())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH"))
+                                        if p)
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
             return json.loads(line[len(RESULT_TAG):])
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    last = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else "no output")
-    raise RuntimeError(f"the timing subprocess for {spec.get('threads')} thread(s) failed "
-                       f"(exit {proc.returncode}): {last}")
+    last = next((l for l in reversed(lines) if "Error" in l or l.startswith("error:")), lines[-1] if lines else "")
+    raise RuntimeError(f"{what} failed (exit {proc.returncode}): {last or 'no output'}")
+
+
+def _run_child(spec):
+    """Run `thread_rates`'s subprocess for ``spec``; return its result dict. Raises RuntimeError."""
+    return run_child(["-m", "cnn_course.timing", json.dumps(spec)],
+                     f"the timing subprocess for {spec.get('threads')} thread(s)")
 
 
 def thread_rates(model, x, y, batch_size, images, threads, rounds=2, chunks=2):
@@ -321,15 +330,8 @@ def thread_rows(rates, default):
     """
     if default not in rates:
         raise ValueError(f"the default of {default} threads was not measured: {sorted(rates)}")
-    rows = []
-    for threads, values in rates.items():
-        if threads == default:
-            continue
-        measured = paired_ratio(rates[default], values)
-        rows.append({"lever": "threads", "setting": f"{threads} (against {default})",
-                     "plain": measured["plain"], "images_per_s": measured["lever"],
-                     "ratio": measured["ratio"], "ratios": measured["ratios"]})
-    return rows
+    return [lever_row("threads", f"{threads} (against {default})", paired_ratio(rates[default], values))
+            for threads, values in rates.items() if threads != default]
 
 
 def table(rows, plain_name="plain"):
@@ -339,17 +341,11 @@ def table(rows, plain_name="plain"):
     ``images_per_s``, ``ratio``, ``ratios`` (as `compare` returns them), or
     ``skipped`` (the reason). Raises KeyError for a row missing those keys.
     """
-    wide = max([len("setting")] + [len(row["setting"]) for row in rows])
-    head = f"{'lever':<22} {'setting':<{wide}} {plain_name + ' img/s':>12} {'lever img/s':>12} {'ratio':>7}  range"
-    lines = [head, "-" * len(head)]
-    for row in rows:
-        if row.get("skipped"):
-            lines.append(f"{row['lever']:<22} {row['setting']:<{wide}} skipped: {row['skipped']}")
-            continue
-        spread = f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x"
-        lines.append(f"{row['lever']:<22} {row['setting']:<{wide}} {row['plain']:>12,.0f} "
-                     f"{row['images_per_s']:>12,.0f} {row['ratio']:>6.2f}x  {spread}")
-    return "\n".join(lines)
+    lines = [[row["lever"], row["setting"], f"skipped: {row['skipped']}"] if row.get("skipped") else
+             [row["lever"], row["setting"], f"{row['plain']:,.0f}", f"{row['images_per_s']:,.0f}",
+              f"{row['ratio']:.2f}x", f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x"] for row in rows]
+    return text_table(["lever", "setting", f"{plain_name} img/s", "lever img/s", "ratio", "range"], lines,
+                      right={2, 3, 4})
 
 
 def plot_levers(rows, times=None, target=None):

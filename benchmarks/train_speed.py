@@ -40,11 +40,9 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,7 +57,6 @@ DEFAULT_OUT = REPO / "benchmarks" / "results.json"
 MODELS = ("mnist_mlp", "cifar10_cnn", "modern_cnn")
 PAIRED_MODELS = ("mnist_mlp", "cifar10_cnn")  # the original course code against the lesson pipeline
 PIPELINES = ("original", "lesson")
-RESULT_TAG = "RESULT "
 
 # What each model trains on and the validation accuracy it must reach.
 TASKS = {
@@ -232,36 +229,6 @@ def load_split(model, npz=None, quick=False, standin=False):
     return {"x_train": np.ascontiguousarray(x_tr), "y_train": y_tr,
             "x_val": np.ascontiguousarray(x_va), "y_val": y_va,
             "description": description, "real": real}
-
-
-# --------------------------------------------------------------------------
-# Devices
-
-
-def _cpu_name():
-    """Return the CPU's model name and core count, e.g. 'AMD EPYC, 2 cores'."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def _versions():
-    """Return 'Keras x, <backend> y'."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        mod = __import__(backend)
-        version = mod.__version__
-    except (ImportError, AttributeError):
-        version = "?"
-    return f"Keras {keras.__version__}, {backend} {version}"
 
 
 # --------------------------------------------------------------------------
@@ -559,10 +526,10 @@ def train_once(spec):
     d = load_split(spec["model"], spec.get("npz"), spec["quick"], spec["standin"])
     import keras
 
-    from cnn_course.speed import gpu_name
+    from cnn_course.speed import describe_machine, gpu_name
 
     model, pipeline = spec["model"], spec["pipeline"]
-    gpu = gpu_name()
+    gpu, machine = gpu_name(), describe_machine()
     on_gpu = pipeline == "lesson" and (gpu is not None or spec.get("gpu_path", False))
     settings = pipeline_settings(model, pipeline, on_gpu, spec.get("lesson_overrides"), spec["quick"])
     target = TASKS[model]["target"]
@@ -589,7 +556,7 @@ def train_once(spec):
         "model": model, "pipeline": pipeline, "settings": settings,
         "params": sum(int(np.prod(w.shape)) for w in net.trainable_weights),
         "data": d["description"], "real_data": d["real"], "n_train": n_train, "n_val": len(d["x_val"]),
-        "device": f"GPU: {gpu}" if gpu else f"CPU: {_cpu_name()}", "versions": _versions(),
+        "device": machine["where"], "versions": machine["versions"],
         "epochs": rec, "total_s": total_s, "data_bytes": p["data_bytes"],
         "images_per_s": n_train / train_s, "epoch_train_s": train_s,
         "epoch_s": statistics.median(e["epoch_s"] for e in steady),
@@ -609,13 +576,6 @@ def train_once(spec):
     return result
 
 
-def _batch_clock():
-    """The speed lesson's per-step clock (`cnn_course.timing`), one definition for both. Returns the callback."""
-    from cnn_course.timing import _batch_clock as clock
-
-    return clock()
-
-
 def paired_throughput(spec):
     """Measure both pipelines' training throughput in one process, in
     alternating chunks of ``spec["chunk_images"]`` images (ABBA order, after
@@ -627,6 +587,7 @@ def paired_throughput(spec):
     Returns dict(rounds, chunk_images, original and lesson images/s per
     round, ratio per round, their medians). Raises UsageError, DataError."""
     from cnn_course.speed import gpu_name
+    from cnn_course.timing import compare, images_per_second
 
     gpu = gpu_name()
     if gpu or spec.get("gpu_path"):
@@ -640,30 +601,14 @@ def paired_throughput(spec):
     lcm = math.lcm(*(bs for bs, _ in prepared.values()))
     n = min(len(d["x_train"]), spec["chunk_images"])
     n = n // lcm * lcm or n
-
-    def chunk(pipeline):
-        bs, p = prepared[pipeline]
-        clock = _batch_clock()
-        p["net"].fit(p["x"][:n], p["y"][:n], batch_size=bs, epochs=1, shuffle=False, verbose=0,
-                     callbacks=[clock])
-        marks = clock.marks
-        if len(marks) >= 4:  # the start, then three steps or more
-            (b1, t1), (b2, t2) = marks[1], marks[-1]
-            return (min(b2 * bs, n) - b1 * bs) / (t2 - t1)
-        return n / (marks[-1][1] - marks[0][1])
-
-    for pipeline in PIPELINES:
-        chunk(pipeline)  # warm-up: builds and compiles the training step
-    per = {p: [] for p in PIPELINES}
-    for r in range(spec["rounds"]):
-        for pipeline in (PIPELINES if r % 2 == 0 else PIPELINES[::-1]):
-            per[pipeline].append(chunk(pipeline))
-    ratios = [l / o for o, l in zip(per["original"], per["lesson"])]
+    # a quick run's chunk can be less than a batch: then it is one smaller batch, as fit would make it
+    chunks = {pipeline: (lambda bs=bs, p=p: images_per_second(p["net"], p["x"], p["y"], min(bs, n), n))
+              for pipeline, (bs, p) in prepared.items()}
+    measured = compare(chunks["original"], chunks["lesson"], spec["rounds"])
     return {"rounds": spec["rounds"], "chunk_images": n,
-            "original_images_per_s": per["original"], "lesson_images_per_s": per["lesson"],
-            "ratios": ratios, "median_ratio": statistics.median(ratios),
-            "original_median": statistics.median(per["original"]),
-            "lesson_median": statistics.median(per["lesson"])}
+            "original_images_per_s": measured["plain_rates"], "lesson_images_per_s": measured["lever_rates"],
+            "ratios": measured["ratios"], "median_ratio": measured["ratio"],
+            "original_median": measured["plain"], "lesson_median": measured["lever"]}
 
 
 def _child_main(spec_json):
@@ -674,6 +619,8 @@ def _child_main(spec_json):
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from cnn_course.timing import RESULT_TAG
+
     print(RESULT_TAG + json.dumps(result), flush=True)
     return 0
 
@@ -687,17 +634,9 @@ def run_child(spec):
 
     Returns its result dict. Raises RuntimeError with the child's last error
     line when it fails."""
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    last = next((l for l in reversed(lines) if "Error" in l or l.startswith("error:")), lines[-1] if lines else "")
-    raise RuntimeError(f"{spec['model']} {spec['pipeline']} run failed (exit {proc.returncode}): {last}")
+    from cnn_course.timing import run_child as run
+
+    return run([str(Path(__file__).resolve()), "--child", json.dumps(spec)], f"{spec['model']} {spec['pipeline']} run")
 
 
 def _median(values):
@@ -764,34 +703,34 @@ def _fmt(v, spec="{:,.0f}", none="-"):
 
 def table(results):
     """Return the printable table of a results dict."""
-    head = (f"{'model':<12} {'pipeline':<9} {'images/s':>9} {'epoch s':>8} {'train s':>8} "
-            f"{'to target':>10} {'epochs':>6} {'reached':>7} {'peak RSS MB':>11}")
-    paired_models = [m for m in results["models"] if m in PAIRED_MODELS]
-    lines = [head, "-" * len(head)] if paired_models else []
+    from cnn_course.reports import text_table
+
+    rows = []
     for model, e in results["models"].items():
         if model not in PAIRED_MODELS:
             continue
         for p in PIPELINES:
             f = e[p]
-            lines.append(f"{model:<12} {p:<9} {_fmt(f['images_per_s']):>9} {_fmt(f['epoch_s'], '{:.2f}'):>8} "
-                         f"{_fmt(f['epoch_train_s'], '{:.3f}'):>8} {_fmt(f['time_to_target_s'], '{:.1f} s'):>10} "
-                         f"{_fmt(f['epochs_to_target'], '{:g}'):>6} {f['reached_target']:>7} "
-                     f"{_fmt(f['peak_rss_mb']):>11}")
-        lines.append(f"{model:<12} {'ratio':<9} {_fmt(e['speedup_throughput_full_runs'], '{:.2f}x'):>9} "
-                     f"{_fmt(e['speedup_epoch_time'], '{:.2f}x'):>8} {'':>8} "
-                     f"{_fmt(e['speedup_time_to_target'], '{:.2f}x'):>10} "
-                     f"{_fmt(e['ratio_epochs_to_target'], '{:.2f}x'):>6} {'':>7} "
-                     f"{_fmt(e['ratio_peak_rss'], '{:.2f}x'):>11}")
+            rows.append([model, p, _fmt(f["images_per_s"]), _fmt(f["epoch_s"], "{:.2f}"),
+                         _fmt(f["epoch_train_s"], "{:.3f}"), _fmt(f["time_to_target_s"], "{:.1f} s"),
+                         _fmt(f["epochs_to_target"], "{:g}"), f["reached_target"], _fmt(f["peak_rss_mb"])])
+        rows.append([model, "ratio", *(_fmt(e[k], "{:.2f}x") if k else "" for k in (
+            "speedup_throughput_full_runs", "speedup_epoch_time", None, "speedup_time_to_target",
+            "ratio_epochs_to_target", None, "ratio_peak_rss"))])
         if e.get("speedup_time_to_target_at_least"):
-            lines.append(f"{model:<12} {'ratio':<9} time to target at least "
-                         f"{e['speedup_time_to_target_at_least']:.2f}x: the original trained "
-                         f"{e['original_trained_without_target_s']:.0f} s without reaching it")
+            rows.append([model, "ratio", f"time to target at least {e['speedup_time_to_target_at_least']:.2f}x: "
+                         f"the original trained {e['original_trained_without_target_s']:.0f} s without reaching it"])
         pr = e.get("paired")
         if pr and not pr.get("skipped"):
-            lines.append(f"{model:<12} {'paired':<9} original {pr['original_median']:,.0f} images/s, lesson "
+            rows.append([model, "paired", f"original {pr['original_median']:,.0f} images/s, lesson "
                          f"{pr['lesson_median']:,.0f} images/s: {pr['median_ratio']:.2f}x (median of "
                          f"{pr['rounds']} alternating chunks of {pr['chunk_images']:,} images; "
-                         f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)")
+                         f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)"])
+    paired_models = [m for m in results["models"] if m in PAIRED_MODELS]
+    head = ["model".ljust(12), "pipeline".ljust(9), *(name.rjust(w) for name, w in (
+        ("images/s", 9), ("epoch s", 8), ("train s", 8), ("to target", 10), ("epochs", 6), ("reached", 7),
+        ("peak RSS MB", 11)))]
+    lines = [text_table(head, rows, right=set(range(2, 9)), sep=" ")] if paired_models else []
     if paired_models:
         lines.append("ratios: images/s and times are lesson/original speed-ups; epochs and peak RSS are "
                      "lesson/original. Medians over the runs that reached the target (reached: runs/all).")
@@ -953,12 +892,9 @@ def check_out(path):
 def write_results(results, out):
     """Write `results` as JSON to `out` whole or not at all: into a temporary
     file beside it, then renamed over it. Raises OSError (nothing is left)."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from cnn_course.reports import write_atomic
+
+    write_atomic(out, json.dumps(results, indent=2) + "\n")
 
 
 def main(argv=None):
@@ -1040,11 +976,10 @@ def main(argv=None):
             results["models"]["modern_cnn"] = entry = run_modern(args.quick)
             print(modern_line(entry), flush=True)
             if "device" not in results:
-                from cnn_course.speed import gpu_name
+                from cnn_course.speed import describe_machine
 
-                gpu = gpu_name()
-                results["device"] = f"GPU: {gpu}" if gpu else f"CPU: {_cpu_name()}"
-                results["versions"] = _versions()
+                machine = describe_machine()
+                results["device"], results["versions"] = machine["where"], machine["versions"]
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         status = 1

@@ -116,11 +116,12 @@ def format_table(report):
     return text_table(header, rows, right={3, 4, 5}, markdown=True)
 
 
-def text_table(header, rows, right=(), markdown=False):
+def text_table(header, rows, right=(), markdown=False, sep="  "):
     """Return ``rows`` (sequences of str) under ``header`` as aligned columns: the course's one table formatter.
 
-    Columns whose index is in ``right`` are right-aligned. Plain text: two
-    spaces between columns and a dashed rule under the header; ``markdown``:
+    Columns whose index is in ``right`` are right-aligned; a header cell
+    padded with spaces sets its column's least width. Plain text: ``sep``
+    between columns and a dashed rule under the header; ``markdown``:
     a Markdown table (right columns ``---:``). A row shorter than the header
     (a note such as "skipped: ...") fills its first columns and lets its last
     cell run on. Raises nothing of its own.
@@ -133,7 +134,7 @@ def text_table(header, rows, right=(), markdown=False):
         padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells[:-1], widths))]
         last = cells[-1] if len(cells) < len(header) else (
             cells[-1].rjust(widths[-1]) if len(header) - 1 in right else cells[-1].ljust(widths[-1]))
-        return "| " + " | ".join(padded + [last]) + " |" if markdown else "  ".join(padded + [last]).rstrip()
+        return "| " + " | ".join(padded + [last]) + " |" if markdown else sep.join(padded + [last]).rstrip()
 
     if markdown:
         rule = "|" + "|".join("-" * (w + 1) + ":" if i in right else "-" * (w + 2) for i, w in enumerate(widths)) + "|"

@@ -127,7 +127,8 @@ def paired_ratio(plain, lever):
     rounds. The training-speed and data-parallel lessons both use it.
 
     Returns dict(plain, lever: median rates, ratio: median of the per-round
-    ratios, ratios: all of them, in round order). Raises ValueError when the
+    ratios, ratios: all of them, in round order, plain_rates and lever_rates:
+    the rates given). Raises ValueError when the
     lists are empty or of different lengths, or a plain rate is not positive.
     """
     if not plain or len(plain) != len(lever):
@@ -136,7 +137,8 @@ def paired_ratio(plain, lever):
         raise ValueError(f"a plain rate must be positive to divide by, got {min(plain)}")
     ratios = [b / a for a, b in zip(plain, lever)]
     return {"plain": statistics.median(plain), "lever": statistics.median(lever),
-            "ratio": statistics.median(ratios), "ratios": ratios}
+            "ratio": statistics.median(ratios), "ratios": ratios, "plain_rates": list(plain),
+            "lever_rates": list(lever)}
 
 
 def target_clock(target, verbose=True):

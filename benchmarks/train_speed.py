@@ -1,37 +1,25 @@
 #!/usr/bin/env python
 """Training speed: the original course code against the lesson's pipeline.
 
-For the MNIST MLP and the CIFAR-10 CNN of the lessons this trains, alternately
-and in the same run, the original course's code (ported only as far as Keras 3
-requires) and the lesson's pipeline, then prints a table and writes
-``benchmarks/results.json``::
+For the lessons' MNIST MLP and CIFAR-10 CNN this trains, alternately, the
+original course's code (ported only as far as Keras 3 requires) and the
+lesson's pipeline, prints a table and writes ``benchmarks/results.json``::
 
     python benchmarks/train_speed.py                      # both models, real data when found
     python benchmarks/train_speed.py --models cifar10_cnn --repeats 2
     python benchmarks/train_speed.py --quick              # smoke run: 256 images, 2 epochs
     python benchmarks/train_speed.py --cifar-npz c.npz    # CIFAR-10 arrays from an .npz
 
-Every training runs in a subprocess of its own, so the peak memory reported
-(the process's peak RSS) is that pipeline's alone. A further subprocess then
-trains both pipelines in alternating chunks of a few thousand images (the
-paired measurement): on a shared machine whose speed changes from second to
-second, both meet the same load, so their ratio is the throughput speed-up
-reported (``speedup_throughput``). Real data comes from the
-data layer (``cnn_course.data``: ``$CNN_COURSE_DATA``, the repo's ``data/``,
-the Keras cache; nothing is downloaded) or from ``--mnist-npz``/``--cifar-npz``
-(Keras layout: x_train, y_train, x_test, y_test). Without real data a labelled
-stand-in is used and only throughput is measured.
-
-``modern_cnn`` is the network of ``training-speed/modern_cnn.ipynb``:
-the benchmark runs that lesson notebook as the runner does (its schedule is
-fixed, so ``--max-epochs`` does not apply) and reads what it prints: the test
-accuracy after every epoch, the minutes to 85% and to 90%, the images per
-second of each epoch, and the wall time of the whole notebook.
-
-With a GPU visible (any Keras backend: KERAS_BACKEND=jax works without
-TensorFlow) the lesson pipeline switches to its GPU settings: mixed_float16,
-XLA (jit_compile), a large steps_per_execution and the data kept on the device.
-``--gpu-path`` forces those settings on a CPU, to test that path.
+Each training runs in a subprocess of its own, so its peak RSS is that
+pipeline's alone; a further subprocess trains both in alternating chunks
+(`cnn_course.timing.compare`), so that both meet the same load: their ratio is
+``speedup_throughput``. Real data comes from ``cnn_course.data`` (nothing is
+downloaded) or ``--mnist-npz``/``--cifar-npz`` (Keras layout); without it a
+labelled stand-in gives throughput only. ``modern_cnn`` runs the lesson
+notebook ``training-speed/modern_cnn.ipynb`` as the runner does and reads what
+it prints. With a GPU (any backend) the lesson pipeline uses its GPU settings:
+mixed_float16, XLA, many steps per execution, the data on the device;
+``--gpu-path`` forces them on a CPU, to test that path.
 """
 
 from __future__ import annotations
@@ -88,13 +76,9 @@ LESSON_CPU = {
 
 # The lesson pipeline on a GPU: the data stays on the device, mixed_float16,
 # XLA, many steps per execution.
-LESSON_GPU = {
-    "mnist_mlp": {"batch_size": 1024, "optimizer": "rmsprop", "learning_rate": 0.003,
-                  "schedule": "cosine", "schedule_epochs": 10, "inputs": "float32", "scaling": None,
-                  "steps_per_execution": 32},
-    "cifar10_cnn": {"batch_size": 1024, "optimizer": "adam", "learning_rate": 0.004,
-                    "inputs": "uint8", "scaling": "centred", "steps_per_execution": 32},
-}
+LESSON_GPU = {model: {k: v for k, v in dict(settings, steps_per_execution=32).items() if k != "bf16"}
+              for model, settings in LESSON_CPU.items()}
+LESSON_GPU["cifar10_cnn"]["batch_size"] = 1024
 
 # The paired throughput measurement: images per chunk (a multiple of both
 # batch sizes) and rounds.
@@ -662,11 +646,8 @@ def summarize(model, runs, paired=None):
         mine = [r for r in runs if r["pipeline"] == p]
         entry[p] = {
             "settings": mine[0]["settings"],
-            "images_per_s": _median(r["images_per_s"] for r in mine),
-            "epoch_train_s": _median(r["epoch_train_s"] for r in mine),
-            "epoch_s": _median(r["epoch_s"] for r in mine),
-            "time_to_target_s": _median(r["time_to_target_s"] for r in mine),
-            "epochs_to_target": _median(r["epochs_to_target"] for r in mine),
+            **{key: _median(r[key] for r in mine)
+               for key in ("images_per_s", "epoch_train_s", "epoch_s", "time_to_target_s", "epochs_to_target")},
             "reached_target": f"{sum(r['epochs_to_target'] is not None for r in mine)}/{len(mine)}",
             "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
             "data_mb": mine[0]["data_bytes"] / 2**20,

@@ -1,17 +1,13 @@
-"""What makes training fast on the machine at hand, on any Keras backend.
+"""What the machine is, and the precision that trains fastest on it, on any Keras backend.
 
-The lessons call ``precision_policy()`` with their model's builder and a
-batch of their data, so that 16-bit mixed precision is used only where it
-measured faster and plain float32 elsewhere. 16-bit maths is not faster
-everywhere: it depends on the processor, the backend and the model (measured
-in issue 12: on an Intel Xeon with avx512_bf16 and no AMX, VGG16 ran at 3.1
-images/s in mixed bfloat16 against 4.4 in float32; issue 25 reports the modern
-CNN faster in mixed bfloat16 on an AMD EPYC with avx512_bf16 and no AMX, where
-the unmeasured rule picks float32). So "auto" measures (given
-the model: a few training steps in float32 and in mixed_bfloat16, the verdict
-cached per machine, backend and model) or, without a model or in a quick run,
-picks conservatively. It prints one line saying which it chose and why. The
-training benchmark uses the same functions.
+`describe_machine` (with `cpu_model`, `gpu_name`, `backend_version`) says what
+a measurement ran on. The lessons call ``precision_policy()`` with their
+model's builder and a batch, so that 16-bit mixed precision is used only where
+it measured faster: it is not faster everywhere (issue 12: VGG16 on a Xeon with
+avx512_bf16 and no AMX ran at 3.1 images/s in mixed bfloat16 against 4.4 in
+float32). "auto" measures (float32 against mixed_bfloat16, a few training
+steps, the verdict cached per machine, backend and model) or, without a model
+or in a quick run, picks conservatively; one printed line says which and why.
 """
 
 import contextlib

@@ -1,14 +1,13 @@
-"""Timing training fairly on a shared machine: the plumbing of the training-speed lesson.
+"""Timing training fairly on a shared machine: the training-speed lesson's plumbing and the course's ABBA loop.
 
-The lesson compares each speed lever with the plain setting *in one run,
-alternating* (plain, lever, lever, plain, ... in short timed chunks), so that
-both meet the same machine load; `alternate` does the ordering and
-`images_per_second` times one chunk. `target_clock` records the time to a
-validation accuracy and stops there. The number of threads is fixed when
-TensorFlow starts, so `thread_rates` measures it in a fresh subprocess per
-setting (this module is also that subprocess's entry point). The rest formats
-what was measured: ratios, lower bounds, verdicts, the table and the chart.
-No global state: everything is passed in and returned.
+`alternate` calls the settings to compare in turns (plain, lever, lever,
+plain, ...), so that all meet the same machine load; the lessons, `speed`,
+`devices` and the benchmarks all time through it. `images_per_second` times
+one chunk of training, `compare` a lever against the plain setting,
+`target_clock` the time to a validation accuracy, `thread_rates` thread counts
+(fixed when TensorFlow starts: a fresh subprocess each, through `run_child`,
+and this module is that subprocess's entry point). The rest says what was
+measured: ratios, lower bounds, verdicts, the table and the chart.
 """
 
 from __future__ import annotations
@@ -63,22 +62,6 @@ def alternate(runs, rounds, budget_s=None):
     return values
 
 
-def _batch_clock():
-    """Return a Keras callback recording (batches done, perf_counter()) at the
-    start of training and after every training step, in its ``marks`` list
-    (with steps_per_execution > 1 a step covers several batches)."""
-    import keras
-
-    class BatchClock(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.marks = [(0, time.perf_counter())]
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.marks.append((batch + 1, time.perf_counter()))
-
-    return BatchClock()
-
-
 def images_per_second(model, x, y, batch_size, images):
     """Train ``model`` (compiled) for one pass over the first ``images`` of ``x``, ``y``; return images/s.
 
@@ -91,10 +74,13 @@ def images_per_second(model, x, y, batch_size, images):
     if batch_size < 1 or images < batch_size or images > len(x):
         raise ValueError(f"a timed chunk needs at least one batch ({batch_size}) and at most the "
                          f"{len(x)} images given; got {images}")
-    n = images // batch_size * batch_size
-    clock = _batch_clock()
+    import keras
+
+    n, marks = images // batch_size * batch_size, []
+    clock = keras.callbacks.LambdaCallback(  # (batches done, time) at the start and after every step
+        on_train_begin=lambda logs: marks.append((0, time.perf_counter())),
+        on_train_batch_end=lambda batch, logs: marks.append((batch + 1, time.perf_counter())))
     model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[clock])
-    marks = clock.marks
     if len(marks) >= 4:  # the start, then three steps or more
         (b1, t1), (b2, t2) = marks[1], marks[-1]
         return (min(b2 * batch_size, n) - b1 * batch_size) / (t2 - t1)

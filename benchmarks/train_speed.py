@@ -363,37 +363,6 @@ def _device_batches(x, y, batch_size, shuffle, seed):
 # One training (runs in a subprocess)
 
 
-def _epoch_clock(t0, target, stop_at_target):
-    """A Keras callback recording, per epoch, the seconds since ``t0`` at its
-    end, the training part's seconds (up to validation) and the validation
-    accuracy; stops training at the first epoch that reaches ``target``.
-    Returns the callback; its ``epochs`` list holds the records."""
-    import keras
-
-    class EpochClock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.epochs = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = self.train_end = time.perf_counter()
-
-        def on_test_begin(self, logs=None):
-            # Wait for the last training step (JAX and GPUs run ahead).
-            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
-            self.train_end = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            now = time.perf_counter()
-            val = float((logs or {}).get("val_accuracy", float("nan")))
-            self.epochs.append({"train_s": self.train_end - self.start, "epoch_s": now - self.start,
-                                "since_start_s": now - t0, "val_accuracy": val})
-            if stop_at_target and val >= target:
-                self.model.stop_training = True
-
-    return EpochClock()
-
-
 def lesson_precision(model, settings, quick):
     """Return the dtype policy precision_policy("auto") picks on this CPU for
     the lesson's ``model`` with ``settings``, as the notebooks call it: given
@@ -511,6 +480,7 @@ def train_once(spec):
     import keras
 
     from cnn_course.speed import describe_machine, gpu_name
+    from cnn_course.timing import target_clock
 
     model, pipeline = spec["model"], spec["pipeline"]
     gpu, machine = gpu_name(), describe_machine()
@@ -525,13 +495,14 @@ def train_once(spec):
     t0 = time.perf_counter()
     p = prepare(model, pipeline, settings, d, on_gpu, spec["seed"])
     net = p["net"]
-    clock = _epoch_clock(t0, target, stop)
+    clock = target_clock(target, verbose=False, start=t0, stop=stop)
     with tempfile.TemporaryDirectory() as tmp:
         best = keras.callbacks.ModelCheckpoint(str(Path(tmp) / "best.keras"), save_best_only=True)
         net.fit(**p["fit"], epochs=epochs, verbose=0, callbacks=[clock, best])
     total_s = time.perf_counter() - t0
 
-    rec = clock.epochs
+    rec = [{"train_s": e["train_s"], "epoch_s": e["epoch_s"], "since_start_s": e["seconds"],
+            "val_accuracy": e["val_accuracy"]} for e in clock.epochs]
     reached = [i for i, e in enumerate(rec) if e["val_accuracy"] >= target]
     steady = rec[1:] if len(rec) > 1 else rec  # the first epoch also compiles
     train_s = statistics.median(e["train_s"] for e in steady)

@@ -127,14 +127,16 @@ def paired_ratio(plain, lever):
             "lever_rates": list(lever)}
 
 
-def target_clock(target, verbose=True):
+def target_clock(target, verbose=True, start=None, stop=True):
     """Return a Keras callback that times training to a validation accuracy and stops it there.
 
-    Its ``epochs`` list holds, per epoch, dict(epoch, seconds since ``fit``
-    began, val_accuracy); its ``reached_s`` is the seconds at the first epoch
-    whose ``val_accuracy`` is at least ``target`` (None until then), when it
-    sets ``model.stop_training``. With ``verbose`` it prints one line per
-    epoch. Raises ValueError when ``target`` is not between 0 and 1.
+    Its ``epochs`` list holds, per epoch, dict(epoch, seconds: since ``fit``
+    began, or since the ``time.perf_counter()`` value ``start``, val_accuracy,
+    train_s: the epoch's training up to its validation, epoch_s: the whole
+    epoch); its ``reached_s`` is the seconds at the first epoch whose
+    ``val_accuracy`` is at least ``target`` (None until then), when, with
+    ``stop``, it sets ``model.stop_training``. With ``verbose`` it prints one
+    line per epoch. Raises ValueError when ``target`` is not between 0 and 1.
     """
     import keras
 
@@ -147,17 +149,27 @@ def target_clock(target, verbose=True):
             self.epochs, self.reached_s = [], None
 
         def on_train_begin(self, logs=None):
-            self.start = time.perf_counter()
+            self.start = time.perf_counter() if start is None else start
+            self.on_epoch_begin(0)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = self.train_end = time.perf_counter()
+
+        def on_test_begin(self, logs=None):
+            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])  # JAX and GPUs run ahead: wait
+            self.train_end = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self.start
-            accuracy = float((logs or {}).get("val_accuracy", float("nan")))
-            self.epochs.append({"epoch": epoch + 1, "seconds": seconds, "val_accuracy": accuracy})
+            now = time.perf_counter()
+            seconds, accuracy = now - self.start, float((logs or {}).get("val_accuracy", float("nan")))
+            self.epochs.append({"epoch": epoch + 1, "seconds": seconds, "val_accuracy": accuracy,
+                                "train_s": self.train_end - self.epoch_start, "epoch_s": now - self.epoch_start})
             if verbose:
                 print(f"  epoch {epoch + 1}: validation accuracy {100 * accuracy:.2f}% at {seconds:.1f} s")
-            if accuracy >= target and self.reached_s is None:
-                self.reached_s = seconds
-                self.model.stop_training = True
+            if accuracy >= target:
+                self.reached_s = seconds if self.reached_s is None else self.reached_s
+                if stop:
+                    self.model.stop_training = True
 
     return TargetClock()
 

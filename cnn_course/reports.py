@@ -285,7 +285,7 @@ def lock_out_dir(out_dir):
 
 
 def _write_new(path, text):
-    """Write `text` (UTF-8) to a new temporary file beside `path`, flushed to disk.
+    """Write `text` (str as UTF-8, or bytes) to a new temporary file beside `path`, flushed to disk.
 
     Returns the temporary file's Path (same folder, so os.replace can put it
     in place of `path` atomically). Raises OSError (a full disk, no
@@ -294,7 +294,7 @@ def _write_new(path, text):
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for a plain write
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -305,7 +305,7 @@ def _write_new(path, text):
 
 
 def write_atomic(path, text):
-    """Write ``text`` (UTF-8) to ``path`` whole or not at all: the course's one atomic write.
+    """Write ``text`` (str, as UTF-8, or bytes) to ``path`` whole or not at all: the course's one atomic write.
 
     The text goes to a temporary file beside ``path``, flushed to disk, then
     renamed over it, so a reader sees the old file or the new one, never half

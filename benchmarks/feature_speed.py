@@ -3,20 +3,14 @@
     python benchmarks/feature_speed.py [--images DIR] [--n 128] [--repeats 4]
                                        [--backbones MobileNetV2:0.35,ResNet50,VGG16]
 
-The transfer-learning lesson's slow step is one pass of every dog photo
-through a backbone built with ``include_top=False``. This script measures
-that pass the way the lesson runs it (``preprocess_input``, then
-``base.predict`` on chunks of 128 images at 224x224) for each backbone in
-float32 and in Keras's ``mixed_bfloat16`` policy, alternately (ABBA rounds on
-the same images, so both meet the same load on a shared machine), and prints
-images per second, images per CPU-second and the median per-round ratio. The images are decoded once beforehand, so the figures are
-the model's alone; the lesson prints its own figure, decoding included.
-
-DIR is a folder of photos searched recursively (default: the dog photos found
-by ``cnn_course.data``, else random pixels). The weights are random: the
-amount of arithmetic, and so the speed, does not depend on their values.
-The machine's processor, core count and load average are printed with the
-figures, since a shared machine's speed varies with its neighbours.
+Runs the transfer-learning lesson's feature pass as the lesson does
+(``preprocess_input``, then ``base.predict`` on chunks of 128 images at
+224x224) per backbone, in float32 and in ``mixed_bfloat16`` alternately
+(`cnn_course.timing.alternate`, on the same images decoded beforehand), and
+prints images/s, images per CPU-second and the median per-round ratio, with
+the processor and load average. DIR: photos searched recursively (default:
+the dog photos, else random pixels). The weights are random: the speed does
+not depend on them. See benchmarks/README.md.
 """
 
 import argparse

@@ -670,14 +670,14 @@ def table(results):
             "speedup_throughput_full_runs", "speedup_epoch_time", None, "speedup_time_to_target",
             "ratio_epochs_to_target", None, "ratio_peak_rss"))])
         if e.get("speedup_time_to_target_at_least"):
-            rows.append([model, "ratio", f"time to target at least {e['speedup_time_to_target_at_least']:.2f}x: "
-                         f"the original trained {e['original_trained_without_target_s']:.0f} s without reaching it"])
+            rows.append([model, "ratio", (f"time to target at least {e['speedup_time_to_target_at_least']:.2f}x: "
+                         f"the original trained {e['original_trained_without_target_s']:.0f} s without reaching it")])
         pr = e.get("paired")
         if pr and not pr.get("skipped"):
-            rows.append([model, "paired", f"original {pr['original_median']:,.0f} images/s, lesson "
+            rows.append([model, "paired", (f"original {pr['original_median']:,.0f} images/s, lesson "
                          f"{pr['lesson_median']:,.0f} images/s: {pr['median_ratio']:.2f}x (median of "
                          f"{pr['rounds']} alternating chunks of {pr['chunk_images']:,} images; "
-                         f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)"])
+                         f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)")])
     paired_models = [m for m in results["models"] if m in PAIRED_MODELS]
     head = ["model".ljust(12), "pipeline".ljust(9), *(name.rjust(w) for name, w in (
         ("images/s", 9), ("epoch s", 8), ("train s", 8), ("to target", 10), ("epochs", 6), ("reached", 7),

@@ -1,21 +1,12 @@
-"""Several devices on a machine that has one: virtual CPU devices for Keras's backend,
-and a fair comparison of training throughput on different devices.
+"""Several devices on a machine that has one, for the data-parallel lesson.
 
-Data-parallel training needs more than one device. On a machine without a GPU
-`split_cpu` makes the processor appear as several CPU devices, so that
-`keras.distribution.list_devices()` lists them and a data-parallel strategy
-(JAX: `keras.distribution.DataParallel`; TensorFlow:
-`tf.distribute.MirroredStrategy`) trains one replica on each. The virtual
-devices share the same cores: they show how data parallelism works, not how
-fast it is.
-
-The backend fixes its devices when it first runs an operation, so
-`split_cpu` must be called before that: after ``import keras`` and before
-anything computes. It keeps no state of its own: what it sets is the
-backend's configuration.
-
-`alternate_throughput` times training runs in turns (ABBA), so that a
-one-device run and an all-devices run meet the same load on a shared machine.
+On a machine without a GPU `split_cpu` makes the processor appear as several
+CPU devices, so that `keras.distribution.list_devices()` lists them and a
+data-parallel strategy trains one replica on each (they share the same cores:
+they show how data parallelism works, not how fast it is). The backend fixes
+its devices when it first computes, so call it after ``import keras`` and
+before anything computes; it keeps no state of its own.
+`alternate_throughput` times training runs in turns (`cnn_course.timing.alternate`).
 """
 
 BACKENDS = ("tensorflow", "jax")

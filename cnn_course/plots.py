@@ -173,7 +173,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names):
 
     Returns the Figure. Raises ValueError when a label is outside ``class_names``.
     """
-    from sklearn.metrics import ConfusionMatrixDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
 
     y_true = np.asarray(y_true).reshape(-1).astype(int)
     y_pred = np.asarray(y_pred).reshape(-1).astype(int)
@@ -181,8 +181,9 @@ def plot_confusion_matrix(y_true, y_pred, class_names):
     if y_true.size and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= k):
         raise ValueError(f"plot_confusion_matrix: labels must be in 0..{k - 1}")
     fig, ax = plt.subplots(figsize=(0.6 * k + 2, 0.6 * k + 1.5))
-    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=range(k), display_labels=class_names,
-                                            cmap="Blues", colorbar=False, xticks_rotation=45, ax=ax)
+    counts = confusion_matrix(y_true, y_pred, labels=range(k)) if y_true.size else np.zeros((k, k), int)
+    ConfusionMatrixDisplay(counts, display_labels=class_names).plot(cmap="Blues", colorbar=False,
+                                                                    xticks_rotation=45, ax=ax)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.tight_layout()

@@ -1,24 +1,21 @@
 #!/usr/bin/env python
 """Training speed of the lesson pipeline on each Keras backend, alternating.
 
-Trains the MNIST MLP and the CIFAR-10 CNN exactly as ``train_speed.py``'s
-lesson pipeline does (the notebooks' settings; mixed precision as
-``precision_policy("auto")`` picks it on each backend), once per backend and
-repeat, in fresh subprocesses and in alternating order (ABBA), so that every
-backend meets the same machine load::
-
     python benchmarks/backend_speed.py                           # tensorflow vs jax, both models
     python benchmarks/backend_speed.py --models cifar10_cnn --max-epochs 3 --repeats 2
 
-Prints, per model and backend, the median images/s of the steady epochs, the
-first epoch (which compiles), the time and epochs to the target validation
-accuracy (or "not in N epochs" with the seconds spent), and the machine's load
-average around each run; writes ``benchmarks/backend_results.json``.
+Trains ``train_speed.py``'s lesson pipeline (the notebooks' settings, the
+precision ``precision_policy("auto")`` picks) once per backend and repeat, each
+in a fresh subprocess, the backends taking turns (`cnn_course.timing.alternate`).
+Prints per run the images/s of the steady epochs, the first epoch (which
+compiles), the time to the target validation accuracy and the load average
+around it; writes ``benchmarks/backend_results.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -31,6 +28,30 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import train_speed  # noqa: E402
+
+
+def run(model, epochs, backend, runs):
+    """Train ``model`` on ``backend`` in a fresh process, print and append the result to ``runs``.
+    Raises RuntimeError, naming the backend, when the run fails."""
+    os.environ["KERAS_BACKEND"] = backend
+    load_before = os.getloadavg()[0]
+    spec = {"model": model, "pipeline": "lesson", "npz": None, "quick": False, "standin": False,
+            "max_epochs": epochs, "seed": 42, "gpu_path": False, "lesson_overrides": {}}
+    try:
+        res = train_speed.run_child(spec)
+    except RuntimeError as e:
+        raise RuntimeError(f"{backend}: {e}") from None
+    res["backend"], res["load_before"], res["load_after"] = backend, load_before, os.getloadavg()[0]
+    spent = res["epochs"][-1]["since_start_s"]
+    to_target = (f"{res['time_to_target_s']:.1f} s ({res['epochs_to_target']} epochs)"
+                 if res["time_to_target_s"] is not None
+                 else f"not in {len(res['epochs'])} epochs ({spent:.0f} s)")
+    print(f"  {backend:<10} run {sum(r['backend'] == backend for r in runs) + 1}: "
+          f"{res['images_per_s']:,.0f} images/s, first epoch {res['first_epoch_s']:.1f} s, to target "
+          f"{to_target}, best val acc {res['best_val_accuracy']:.4f}, precision "
+          f"{res['settings']['mixed_precision'] or 'float32'}, load {load_before:.1f}->"
+          f"{res['load_after']:.1f} ({res['versions']})", flush=True)
+    runs.append(res)
 
 
 def main(argv=None):
@@ -46,6 +67,8 @@ def main(argv=None):
     p.add_argument("--out", default=str(HERE / "backend_results.json"))
     args = p.parse_args(argv)
     from cnn_course.backends import BackendError, check_backend
+    from cnn_course.reports import write_atomic
+    from cnn_course.timing import alternate
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -71,33 +94,20 @@ def main(argv=None):
             epochs = min(epochs, args.max_epochs_cnn)
         print(f"{model}: {'real data' if real else 'STAND-IN data'}, up to {epochs} epochs", flush=True)
         runs = []
-        for r in range(args.repeats):
-            for backend in (backends if r % 2 == 0 else backends[::-1]):
-                os.environ["KERAS_BACKEND"] = backend
-                load_before = os.getloadavg()[0]
-                spec = {"model": model, "pipeline": "lesson", "npz": None, "quick": False, "standin": False,
-                        "max_epochs": epochs, "seed": 42, "gpu_path": False, "lesson_overrides": {}}
-                try:
-                    res = train_speed.run_child(spec)
-                except RuntimeError as e:
-                    print(f"error: {backend}: {e}", file=sys.stderr)
-                    return 1
-                res["backend"], res["load_before"], res["load_after"] = backend, load_before, os.getloadavg()[0]
-                spent = res["epochs"][-1]["since_start_s"]
-                to_target = (f"{res['time_to_target_s']:.1f} s ({res['epochs_to_target']} epochs)"
-                             if res["time_to_target_s"] is not None
-                             else f"not in {len(res['epochs'])} epochs ({spent:.0f} s)")
-                print(f"  {backend:<10} run {r + 1}: {res['images_per_s']:,.0f} images/s, first epoch "
-                      f"{res['first_epoch_s']:.1f} s, to target {to_target}, best val acc "
-                      f"{res['best_val_accuracy']:.4f}, precision {res['settings']['mixed_precision'] or 'float32'}, "
-                      f"load {load_before:.1f}->{res['load_after']:.1f} ({res['versions']})", flush=True)
-                runs.append(res)
+        try:  # the backends take turns (ABBA), so that all meet the same load
+            if len(backends) > 1:
+                alternate({b: functools.partial(run, model, epochs, b, runs) for b in backends}, args.repeats)
+            else:
+                for _ in range(args.repeats):
+                    run(model, epochs, backends[0], runs)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         results["models"][model] = {
             b: {"images_per_s": statistics.median(r["images_per_s"] for r in runs if r["backend"] == b),
                 "runs": [r for r in runs if r["backend"] == b]} for b in backends}
         results["device"] = runs[0]["device"]
-    out = Path(args.out)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_atomic(args.out, json.dumps(results, indent=2) + "\n")
     print(f"device: {results['device']}\nwrote {out}")
     return 0
 

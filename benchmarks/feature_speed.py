@@ -3,25 +3,18 @@
     python benchmarks/feature_speed.py [--images DIR] [--n 128] [--repeats 4]
                                        [--backbones MobileNetV2:0.35,ResNet50,VGG16]
 
-The transfer-learning lesson's slow step is one pass of every dog photo
-through a backbone built with ``include_top=False``. This script measures
-that pass the way the lesson runs it (``preprocess_input``, then
-``base.predict`` on chunks of 128 images at 224x224) for each backbone in
-float32 and in Keras's ``mixed_bfloat16`` policy, alternately (ABBA rounds on
-the same images, so both meet the same load on a shared machine), and prints
-images per second, images per CPU-second and the median per-round ratio. The images are decoded once beforehand, so the figures are
-the model's alone; the lesson prints its own figure, decoding included.
-
-DIR is a folder of photos searched recursively (default: the dog photos found
-by ``cnn_course.data``, else random pixels). The weights are random: the
-amount of arithmetic, and so the speed, does not depend on their values.
-The machine's processor, core count and load average are printed with the
-figures, since a shared machine's speed varies with its neighbours.
+Runs the transfer-learning lesson's feature pass as the lesson does
+(``preprocess_input``, then ``base.predict`` on chunks of 128 images at
+224x224) per backbone, in float32 and in ``mixed_bfloat16`` alternately
+(`cnn_course.timing.alternate`, on the same images decoded beforehand), and
+prints images/s, images per CPU-second and the median per-round ratio, with
+the processor and load average. DIR: photos searched recursively (default:
+the dog photos, else random pixels). The weights are random: the speed does
+not depend on them. See benchmarks/README.md.
 """
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,17 +29,10 @@ CHUNK = 128  # images per base.predict call, as in the lesson
 
 def processor():
     """Return the processor's model name and its bfloat16 flags (str)."""
-    name, flags = platform.processor() or "unknown processor", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = [f for f in line.split(":", 1)[1].split() if "bf16" in f or f == "amx_tile"]
-                break
-    except OSError:
-        pass
-    return f"{name} ({', '.join(flags) or 'no bf16 flags'})"
+    from cnn_course.speed import cpu_flags, cpu_model
+
+    flags = sorted(f for f in cpu_flags() if "bf16" in f or f == "amx_tile")
+    return f"{cpu_model()} ({', '.join(flags) or 'no bf16 flags'})"
 
 
 def load_images(folder, n, size):
@@ -93,6 +79,8 @@ def paired(spec, images, size, rounds):
     """
     import keras
 
+    from cnn_course.timing import alternate
+
     keras.backend.clear_session()
     models = {}
     for precision in PRECISIONS:
@@ -112,22 +100,22 @@ def paired(spec, images, size, rounds):
     for precision in PRECISIONS:  # warm-up: the first call traces and compiles
         _, base, preprocess_input = models[precision]
         base.predict(preprocess_input(images[:CHUNK].astype("float32")), verbose=0)
-    rates = {p: [] for p in PRECISIONS}
-    cpu_rates = {p: [] for p in PRECISIONS}
-    ratios = []
-    for r in range(rounds):
-        order = PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]
-        this = {}
-        for precision in order:
-            rate, cpu_rate, shape = one_pass(precision)
-            this[precision] = rate
-            rates[precision].append(rate)
-            cpu_rates[precision].append(cpu_rate)
-        ratios.append(this["mixed_bfloat16"] / this["float32"])
-        print(f"  {spec:<17} round {r + 1}: float32 {this['float32']:7.1f}, mixed_bfloat16 "
-              f"{this['mixed_bfloat16']:7.1f} images/s (ratio {ratios[-1]:.2f}); load {os.getloadavg()[0]:.1f}",
-              flush=True)
-    return rates, cpu_rates, ratios, tuple(shape[1:])
+    done = []
+
+    def timed(precision):
+        rate, cpu_rate, shape = one_pass(precision)
+        done.append((precision, rate, cpu_rate, shape))
+        if len(done) % 2 == 0:
+            this = {p: r for p, r, _, _ in done[-2:]}
+            print(f"  {spec:<17} round {len(done) // 2}: float32 {this['float32']:7.1f}, mixed_bfloat16 "
+                  f"{this['mixed_bfloat16']:7.1f} images/s (ratio {this['mixed_bfloat16'] / this['float32']:.2f}); "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+        return rate
+
+    rates = alternate({p: (lambda p=p: timed(p)) for p in PRECISIONS}, rounds)
+    cpu_rates = {p: [c for q, _, c, _ in done if q == p] for p in PRECISIONS}
+    ratios = [b / f for f, b in zip(rates["float32"], rates["mixed_bfloat16"])]
+    return rates, cpu_rates, ratios, tuple(done[-1][3][1:])
 
 
 def main(argv=None):
@@ -144,6 +132,8 @@ def main(argv=None):
 
     import keras
 
+    from cnn_course.reports import text_table
+
     images, what = load_images(args.images, args.n, args.size)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"Feature pass at {args.size}x{args.size} on {what}; {processor()}, {os.cpu_count()} cores, "
@@ -155,14 +145,13 @@ def main(argv=None):
         rows.append((spec, shape, rates, cpu_rates, ratios))
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"\nMedians over {args.repeats} paired rounds (load average at end {load}):")
-    print("| backbone | features per image | float32 images/s | mixed_bfloat16 images/s | "
-          "bf16 / f32 (paired, range) | per CPU-second f32 / bf16 |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
     med = statistics.median
-    for spec, shape, rates, cpu_rates, ratios in rows:
-        print(f"| {spec} | {shape} | {med(rates['float32']):.1f} | {med(rates['mixed_bfloat16']):.1f} | "
-              f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
-              f"{med(cpu_rates['float32']):.1f} / {med(cpu_rates['mixed_bfloat16']):.1f} |")
+    print(text_table(["backbone", "features per image", "float32 images/s", "mixed_bfloat16 images/s",
+                      "bf16 / f32 (paired, range)", "per CPU-second f32 / bf16"],
+                     [[spec, str(shape), f"{med(rates['float32']):.1f}", f"{med(rates['mixed_bfloat16']):.1f}",
+                       f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+                       f"{med(cpu_rates['float32']):.1f} / {med(cpu_rates['mixed_bfloat16']):.1f}"]
+                      for spec, shape, rates, cpu_rates, ratios in rows], right={2, 3, 4, 5}, markdown=True))
     return 0
 
 

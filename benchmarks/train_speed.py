@@ -1,37 +1,25 @@
 #!/usr/bin/env python
 """Training speed: the original course code against the lesson's pipeline.
 
-For the MNIST MLP and the CIFAR-10 CNN of the lessons this trains, alternately
-and in the same run, the original course's code (ported only as far as Keras 3
-requires) and the lesson's pipeline, then prints a table and writes
-``benchmarks/results.json``::
+For the lessons' MNIST MLP and CIFAR-10 CNN this trains, alternately, the
+original course's code (ported only as far as Keras 3 requires) and the
+lesson's pipeline, prints a table and writes ``benchmarks/results.json``::
 
     python benchmarks/train_speed.py                      # both models, real data when found
     python benchmarks/train_speed.py --models cifar10_cnn --repeats 2
     python benchmarks/train_speed.py --quick              # smoke run: 256 images, 2 epochs
     python benchmarks/train_speed.py --cifar-npz c.npz    # CIFAR-10 arrays from an .npz
 
-Every training runs in a subprocess of its own, so the peak memory reported
-(the process's peak RSS) is that pipeline's alone. A further subprocess then
-trains both pipelines in alternating chunks of a few thousand images (the
-paired measurement): on a shared machine whose speed changes from second to
-second, both meet the same load, so their ratio is the throughput speed-up
-reported (``speedup_throughput``). Real data comes from the
-data layer (``cnn_course.data``: ``$CNN_COURSE_DATA``, the repo's ``data/``,
-the Keras cache; nothing is downloaded) or from ``--mnist-npz``/``--cifar-npz``
-(Keras layout: x_train, y_train, x_test, y_test). Without real data a labelled
-stand-in is used and only throughput is measured.
-
-``modern_cnn`` is the network of ``training-speed/modern_cnn.ipynb``:
-the benchmark runs that lesson notebook as the runner does (its schedule is
-fixed, so ``--max-epochs`` does not apply) and reads what it prints: the test
-accuracy after every epoch, the minutes to 85% and to 90%, the images per
-second of each epoch, and the wall time of the whole notebook.
-
-With a GPU visible (any Keras backend: KERAS_BACKEND=jax works without
-TensorFlow) the lesson pipeline switches to its GPU settings: mixed_float16,
-XLA (jit_compile), a large steps_per_execution and the data kept on the device.
-``--gpu-path`` forces those settings on a CPU, to test that path.
+Each training runs in a subprocess of its own, so its peak RSS is that
+pipeline's alone; a further subprocess trains both in alternating chunks
+(`cnn_course.timing.compare`), so that both meet the same load: their ratio is
+``speedup_throughput``. Real data comes from ``cnn_course.data`` (nothing is
+downloaded) or ``--mnist-npz``/``--cifar-npz`` (Keras layout); without it a
+labelled stand-in gives throughput only. ``modern_cnn`` runs the lesson
+notebook ``training-speed/modern_cnn.ipynb`` as the runner does and reads what
+it prints. With a GPU (any backend) the lesson pipeline uses its GPU settings:
+mixed_float16, XLA, many steps per execution, the data on the device;
+``--gpu-path`` forces them on a CPU, to test that path.
 """
 
 from __future__ import annotations
@@ -40,11 +28,9 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,7 +45,6 @@ DEFAULT_OUT = REPO / "benchmarks" / "results.json"
 MODELS = ("mnist_mlp", "cifar10_cnn", "modern_cnn")
 PAIRED_MODELS = ("mnist_mlp", "cifar10_cnn")  # the original course code against the lesson pipeline
 PIPELINES = ("original", "lesson")
-RESULT_TAG = "RESULT "
 
 # What each model trains on and the validation accuracy it must reach.
 TASKS = {
@@ -91,13 +76,9 @@ LESSON_CPU = {
 
 # The lesson pipeline on a GPU: the data stays on the device, mixed_float16,
 # XLA, many steps per execution.
-LESSON_GPU = {
-    "mnist_mlp": {"batch_size": 1024, "optimizer": "rmsprop", "learning_rate": 0.003,
-                  "schedule": "cosine", "schedule_epochs": 10, "inputs": "float32", "scaling": None,
-                  "steps_per_execution": 32},
-    "cifar10_cnn": {"batch_size": 1024, "optimizer": "adam", "learning_rate": 0.004,
-                    "inputs": "uint8", "scaling": "centred", "steps_per_execution": 32},
-}
+LESSON_GPU = {model: {k: v for k, v in dict(settings, steps_per_execution=32).items() if k != "bf16"}
+              for model, settings in LESSON_CPU.items()}
+LESSON_GPU["cifar10_cnn"]["batch_size"] = 1024
 
 # The paired throughput measurement: images per chunk (a multiple of both
 # batch sizes) and rounds.
@@ -232,36 +213,6 @@ def load_split(model, npz=None, quick=False, standin=False):
     return {"x_train": np.ascontiguousarray(x_tr), "y_train": y_tr,
             "x_val": np.ascontiguousarray(x_va), "y_val": y_va,
             "description": description, "real": real}
-
-
-# --------------------------------------------------------------------------
-# Devices
-
-
-def _cpu_name():
-    """Return the CPU's model name and core count, e.g. 'AMD EPYC, 2 cores'."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def _versions():
-    """Return 'Keras x, <backend> y'."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        mod = __import__(backend)
-        version = mod.__version__
-    except (ImportError, AttributeError):
-        version = "?"
-    return f"Keras {keras.__version__}, {backend} {version}"
 
 
 # --------------------------------------------------------------------------
@@ -412,37 +363,6 @@ def _device_batches(x, y, batch_size, shuffle, seed):
 # One training (runs in a subprocess)
 
 
-def _epoch_clock(t0, target, stop_at_target):
-    """A Keras callback recording, per epoch, the seconds since ``t0`` at its
-    end, the training part's seconds (up to validation) and the validation
-    accuracy; stops training at the first epoch that reaches ``target``.
-    Returns the callback; its ``epochs`` list holds the records."""
-    import keras
-
-    class EpochClock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.epochs = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = self.train_end = time.perf_counter()
-
-        def on_test_begin(self, logs=None):
-            # Wait for the last training step (JAX and GPUs run ahead).
-            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
-            self.train_end = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            now = time.perf_counter()
-            val = float((logs or {}).get("val_accuracy", float("nan")))
-            self.epochs.append({"train_s": self.train_end - self.start, "epoch_s": now - self.start,
-                                "since_start_s": now - t0, "val_accuracy": val})
-            if stop_at_target and val >= target:
-                self.model.stop_training = True
-
-    return EpochClock()
-
-
 def lesson_precision(model, settings, quick):
     """Return the dtype policy precision_policy("auto") picks on this CPU for
     the lesson's ``model`` with ``settings``, as the notebooks call it: given
@@ -559,10 +479,11 @@ def train_once(spec):
     d = load_split(spec["model"], spec.get("npz"), spec["quick"], spec["standin"])
     import keras
 
-    from cnn_course.speed import gpu_name
+    from cnn_course.speed import describe_machine, gpu_name
+    from cnn_course.timing import target_clock
 
     model, pipeline = spec["model"], spec["pipeline"]
-    gpu = gpu_name()
+    gpu, machine = gpu_name(), describe_machine()
     on_gpu = pipeline == "lesson" and (gpu is not None or spec.get("gpu_path", False))
     settings = pipeline_settings(model, pipeline, on_gpu, spec.get("lesson_overrides"), spec["quick"])
     target = TASKS[model]["target"]
@@ -574,13 +495,14 @@ def train_once(spec):
     t0 = time.perf_counter()
     p = prepare(model, pipeline, settings, d, on_gpu, spec["seed"])
     net = p["net"]
-    clock = _epoch_clock(t0, target, stop)
+    clock = target_clock(target, verbose=False, start=t0, stop=stop)
     with tempfile.TemporaryDirectory() as tmp:
         best = keras.callbacks.ModelCheckpoint(str(Path(tmp) / "best.keras"), save_best_only=True)
         net.fit(**p["fit"], epochs=epochs, verbose=0, callbacks=[clock, best])
     total_s = time.perf_counter() - t0
 
-    rec = clock.epochs
+    rec = [{"train_s": e["train_s"], "epoch_s": e["epoch_s"], "since_start_s": e["seconds"],
+            "val_accuracy": e["val_accuracy"]} for e in clock.epochs]
     reached = [i for i, e in enumerate(rec) if e["val_accuracy"] >= target]
     steady = rec[1:] if len(rec) > 1 else rec  # the first epoch also compiles
     train_s = statistics.median(e["train_s"] for e in steady)
@@ -589,7 +511,7 @@ def train_once(spec):
         "model": model, "pipeline": pipeline, "settings": settings,
         "params": sum(int(np.prod(w.shape)) for w in net.trainable_weights),
         "data": d["description"], "real_data": d["real"], "n_train": n_train, "n_val": len(d["x_val"]),
-        "device": f"GPU: {gpu}" if gpu else f"CPU: {_cpu_name()}", "versions": _versions(),
+        "device": machine["where"], "versions": machine["versions"],
         "epochs": rec, "total_s": total_s, "data_bytes": p["data_bytes"],
         "images_per_s": n_train / train_s, "epoch_train_s": train_s,
         "epoch_s": statistics.median(e["epoch_s"] for e in steady),
@@ -609,13 +531,6 @@ def train_once(spec):
     return result
 
 
-def _batch_clock():
-    """The speed lesson's per-step clock (`cnn_course.timing`), one definition for both. Returns the callback."""
-    from cnn_course.timing import _batch_clock as clock
-
-    return clock()
-
-
 def paired_throughput(spec):
     """Measure both pipelines' training throughput in one process, in
     alternating chunks of ``spec["chunk_images"]`` images (ABBA order, after
@@ -627,6 +542,7 @@ def paired_throughput(spec):
     Returns dict(rounds, chunk_images, original and lesson images/s per
     round, ratio per round, their medians). Raises UsageError, DataError."""
     from cnn_course.speed import gpu_name
+    from cnn_course.timing import compare, images_per_second
 
     gpu = gpu_name()
     if gpu or spec.get("gpu_path"):
@@ -640,30 +556,14 @@ def paired_throughput(spec):
     lcm = math.lcm(*(bs for bs, _ in prepared.values()))
     n = min(len(d["x_train"]), spec["chunk_images"])
     n = n // lcm * lcm or n
-
-    def chunk(pipeline):
-        bs, p = prepared[pipeline]
-        clock = _batch_clock()
-        p["net"].fit(p["x"][:n], p["y"][:n], batch_size=bs, epochs=1, shuffle=False, verbose=0,
-                     callbacks=[clock])
-        marks = clock.marks
-        if len(marks) >= 4:  # the start, then three steps or more
-            (b1, t1), (b2, t2) = marks[1], marks[-1]
-            return (min(b2 * bs, n) - b1 * bs) / (t2 - t1)
-        return n / (marks[-1][1] - marks[0][1])
-
-    for pipeline in PIPELINES:
-        chunk(pipeline)  # warm-up: builds and compiles the training step
-    per = {p: [] for p in PIPELINES}
-    for r in range(spec["rounds"]):
-        for pipeline in (PIPELINES if r % 2 == 0 else PIPELINES[::-1]):
-            per[pipeline].append(chunk(pipeline))
-    ratios = [l / o for o, l in zip(per["original"], per["lesson"])]
+    # a quick run's chunk can be less than a batch: then it is one smaller batch, as fit would make it
+    chunks = {pipeline: (lambda bs=bs, p=p: images_per_second(p["net"], p["x"], p["y"], min(bs, n), n))
+              for pipeline, (bs, p) in prepared.items()}
+    measured = compare(chunks["original"], chunks["lesson"], spec["rounds"])
     return {"rounds": spec["rounds"], "chunk_images": n,
-            "original_images_per_s": per["original"], "lesson_images_per_s": per["lesson"],
-            "ratios": ratios, "median_ratio": statistics.median(ratios),
-            "original_median": statistics.median(per["original"]),
-            "lesson_median": statistics.median(per["lesson"])}
+            "original_images_per_s": measured["plain_rates"], "lesson_images_per_s": measured["lever_rates"],
+            "ratios": measured["ratios"], "median_ratio": measured["ratio"],
+            "original_median": measured["plain"], "lesson_median": measured["lever"]}
 
 
 def _child_main(spec_json):
@@ -674,6 +574,8 @@ def _child_main(spec_json):
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from cnn_course.timing import RESULT_TAG
+
     print(RESULT_TAG + json.dumps(result), flush=True)
     return 0
 
@@ -687,17 +589,9 @@ def run_child(spec):
 
     Returns its result dict. Raises RuntimeError with the child's last error
     line when it fails."""
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    last = next((l for l in reversed(lines) if "Error" in l or l.startswith("error:")), lines[-1] if lines else "")
-    raise RuntimeError(f"{spec['model']} {spec['pipeline']} run failed (exit {proc.returncode}): {last}")
+    from cnn_course.timing import run_child as run
+
+    return run([str(Path(__file__).resolve()), "--child", json.dumps(spec)], f"{spec['model']} {spec['pipeline']} run")
 
 
 def _median(values):
@@ -723,11 +617,8 @@ def summarize(model, runs, paired=None):
         mine = [r for r in runs if r["pipeline"] == p]
         entry[p] = {
             "settings": mine[0]["settings"],
-            "images_per_s": _median(r["images_per_s"] for r in mine),
-            "epoch_train_s": _median(r["epoch_train_s"] for r in mine),
-            "epoch_s": _median(r["epoch_s"] for r in mine),
-            "time_to_target_s": _median(r["time_to_target_s"] for r in mine),
-            "epochs_to_target": _median(r["epochs_to_target"] for r in mine),
+            **{key: _median(r[key] for r in mine)
+               for key in ("images_per_s", "epoch_train_s", "epoch_s", "time_to_target_s", "epochs_to_target")},
             "reached_target": f"{sum(r['epochs_to_target'] is not None for r in mine)}/{len(mine)}",
             "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
             "data_mb": mine[0]["data_bytes"] / 2**20,
@@ -764,34 +655,34 @@ def _fmt(v, spec="{:,.0f}", none="-"):
 
 def table(results):
     """Return the printable table of a results dict."""
-    head = (f"{'model':<12} {'pipeline':<9} {'images/s':>9} {'epoch s':>8} {'train s':>8} "
-            f"{'to target':>10} {'epochs':>6} {'reached':>7} {'peak RSS MB':>11}")
-    paired_models = [m for m in results["models"] if m in PAIRED_MODELS]
-    lines = [head, "-" * len(head)] if paired_models else []
+    from cnn_course.reports import text_table
+
+    rows = []
     for model, e in results["models"].items():
         if model not in PAIRED_MODELS:
             continue
         for p in PIPELINES:
             f = e[p]
-            lines.append(f"{model:<12} {p:<9} {_fmt(f['images_per_s']):>9} {_fmt(f['epoch_s'], '{:.2f}'):>8} "
-                         f"{_fmt(f['epoch_train_s'], '{:.3f}'):>8} {_fmt(f['time_to_target_s'], '{:.1f} s'):>10} "
-                         f"{_fmt(f['epochs_to_target'], '{:g}'):>6} {f['reached_target']:>7} "
-                     f"{_fmt(f['peak_rss_mb']):>11}")
-        lines.append(f"{model:<12} {'ratio':<9} {_fmt(e['speedup_throughput_full_runs'], '{:.2f}x'):>9} "
-                     f"{_fmt(e['speedup_epoch_time'], '{:.2f}x'):>8} {'':>8} "
-                     f"{_fmt(e['speedup_time_to_target'], '{:.2f}x'):>10} "
-                     f"{_fmt(e['ratio_epochs_to_target'], '{:.2f}x'):>6} {'':>7} "
-                     f"{_fmt(e['ratio_peak_rss'], '{:.2f}x'):>11}")
+            rows.append([model, p, _fmt(f["images_per_s"]), _fmt(f["epoch_s"], "{:.2f}"),
+                         _fmt(f["epoch_train_s"], "{:.3f}"), _fmt(f["time_to_target_s"], "{:.1f} s"),
+                         _fmt(f["epochs_to_target"], "{:g}"), f["reached_target"], _fmt(f["peak_rss_mb"])])
+        rows.append([model, "ratio", *(_fmt(e[k], "{:.2f}x") if k else "" for k in (
+            "speedup_throughput_full_runs", "speedup_epoch_time", None, "speedup_time_to_target",
+            "ratio_epochs_to_target", None, "ratio_peak_rss"))])
         if e.get("speedup_time_to_target_at_least"):
-            lines.append(f"{model:<12} {'ratio':<9} time to target at least "
-                         f"{e['speedup_time_to_target_at_least']:.2f}x: the original trained "
-                         f"{e['original_trained_without_target_s']:.0f} s without reaching it")
+            rows.append([model, "ratio", (f"time to target at least {e['speedup_time_to_target_at_least']:.2f}x: "
+                         f"the original trained {e['original_trained_without_target_s']:.0f} s without reaching it")])
         pr = e.get("paired")
         if pr and not pr.get("skipped"):
-            lines.append(f"{model:<12} {'paired':<9} original {pr['original_median']:,.0f} images/s, lesson "
+            rows.append([model, "paired", (f"original {pr['original_median']:,.0f} images/s, lesson "
                          f"{pr['lesson_median']:,.0f} images/s: {pr['median_ratio']:.2f}x (median of "
                          f"{pr['rounds']} alternating chunks of {pr['chunk_images']:,} images; "
-                         f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)")
+                         f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)")])
+    paired_models = [m for m in results["models"] if m in PAIRED_MODELS]
+    head = ["model".ljust(12), "pipeline".ljust(9), *(name.rjust(w) for name, w in (
+        ("images/s", 9), ("epoch s", 8), ("train s", 8), ("to target", 10), ("epochs", 6), ("reached", 7),
+        ("peak RSS MB", 11)))]
+    lines = [text_table(head, rows, right=set(range(2, 9)), sep=" ")] if paired_models else []
     if paired_models:
         lines.append("ratios: images/s and times are lesson/original speed-ups; epochs and peak RSS are "
                      "lesson/original. Medians over the runs that reached the target (reached: runs/all).")
@@ -953,12 +844,9 @@ def check_out(path):
 def write_results(results, out):
     """Write `results` as JSON to `out` whole or not at all: into a temporary
     file beside it, then renamed over it. Raises OSError (nothing is left)."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from cnn_course.reports import write_atomic
+
+    write_atomic(out, json.dumps(results, indent=2) + "\n")
 
 
 def main(argv=None):
@@ -1040,11 +928,10 @@ def main(argv=None):
             results["models"]["modern_cnn"] = entry = run_modern(args.quick)
             print(modern_line(entry), flush=True)
             if "device" not in results:
-                from cnn_course.speed import gpu_name
+                from cnn_course.speed import describe_machine
 
-                gpu = gpu_name()
-                results["device"] = f"GPU: {gpu}" if gpu else f"CPU: {_cpu_name()}"
-                results["versions"] = _versions()
+                machine = describe_machine()
+                results["device"], results["versions"] = machine["where"], machine["versions"]
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         status = 1

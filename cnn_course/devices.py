@@ -1,21 +1,12 @@
-"""Several devices on a machine that has one: virtual CPU devices for Keras's backend,
-and a fair comparison of training throughput on different devices.
+"""Several devices on a machine that has one, for the data-parallel lesson.
 
-Data-parallel training needs more than one device. On a machine without a GPU
-`split_cpu` makes the processor appear as several CPU devices, so that
-`keras.distribution.list_devices()` lists them and a data-parallel strategy
-(JAX: `keras.distribution.DataParallel`; TensorFlow:
-`tf.distribute.MirroredStrategy`) trains one replica on each. The virtual
-devices share the same cores: they show how data parallelism works, not how
-fast it is.
-
-The backend fixes its devices when it first runs an operation, so
-`split_cpu` must be called before that: after ``import keras`` and before
-anything computes. It keeps no state of its own: what it sets is the
-backend's configuration.
-
-`alternate_throughput` times training runs in turns (ABBA), so that a
-one-device run and an all-devices run meet the same load on a shared machine.
+On a machine without a GPU `split_cpu` makes the processor appear as several
+CPU devices, so that `keras.distribution.list_devices()` lists them and a
+data-parallel strategy trains one replica on each (they share the same cores:
+they show how data parallelism works, not how fast it is). The backend fixes
+its devices when it first computes, so call it after ``import keras`` and
+before anything computes; it keeps no state of its own.
+`alternate_throughput` times training runs in turns (`cnn_course.timing.alternate`).
 """
 
 BACKENDS = ("tensorflow", "jax")
@@ -115,23 +106,24 @@ def alternate_throughput(runs, rounds=3, warmup=2, per_round=False):
     Returns {name: median images per second over the rounds}, or with
     `per_round` {name: [images per second of each round, in round order]}
     (for `cnn_course.timing.paired_ratio`, which takes the speed-up as the
-    median of the per-round ratios). Raises ValueError when `runs` is empty
-    or `rounds` < 1, and whatever a run raises.
+    median of the per-round ratios). Raises ValueError when `runs` has fewer
+    than two runs or `rounds` < 1 (`cnn_course.timing.alternate`), and
+    whatever a run raises.
     """
     import statistics
     import time
 
-    if not runs or rounds < 1:
-        raise ValueError("alternate_throughput needs at least one run and one round")
+    from cnn_course.timing import alternate
+
+    if len(runs) < 2 or rounds < 1:  # before the warm-up spends its time
+        raise ValueError("alternate_throughput needs at least two runs and one round")
     for train in runs.values():
         for _ in range(warmup):
             train()
-    rates = {name: [] for name in runs}
-    for r in range(rounds):
-        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
-            started = time.perf_counter()
-            images = runs[name]()
-            rates[name].append(images / (time.perf_counter() - started))
-    if per_round:
-        return rates
-    return {name: statistics.median(values) for name, values in rates.items()}
+
+    def timed(train):
+        started = time.perf_counter()
+        return train() / (time.perf_counter() - started)
+
+    rates = alternate({name: (lambda t=train: timed(t)) for name, train in runs.items()}, rounds)
+    return rates if per_round else {name: statistics.median(values) for name, values in rates.items()}

@@ -168,25 +168,22 @@ def show_right_and_wrong(images, y_true, y_pred, class_names=None, n=16, ncols=8
 
 
 def plot_confusion_matrix(y_true, y_pred, class_names):
-    """Draw the confusion matrix: rows are true classes, columns predicted, counts written in.
+    """Draw the confusion matrix with scikit-learn's ``ConfusionMatrixDisplay``:
+    rows are true classes, columns predicted, counts written in.
 
     Returns the Figure. Raises ValueError when a label is outside ``class_names``.
     """
+    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
+
     y_true = np.asarray(y_true).reshape(-1).astype(int)
     y_pred = np.asarray(y_pred).reshape(-1).astype(int)
     k = len(class_names)
     if y_true.size and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= k):
         raise ValueError(f"plot_confusion_matrix: labels must be in 0..{k - 1}")
-    counts = np.zeros((k, k), dtype=int)
-    np.add.at(counts, (y_true, y_pred), 1)
     fig, ax = plt.subplots(figsize=(0.6 * k + 2, 0.6 * k + 1.5))
-    ax.imshow(counts, cmap="Blues")
-    half = counts.max() / 2 if counts.size else 0
-    for (row, col), value in np.ndenumerate(counts):
-        ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
-                color="white" if value > half else "black")
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(k), class_names)
+    counts = confusion_matrix(y_true, y_pred, labels=range(k)) if y_true.size else np.zeros((k, k), int)
+    ConfusionMatrixDisplay(counts, display_labels=class_names).plot(cmap="Blues", colorbar=False,
+                                                                    xticks_rotation=45, ax=ax)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.tight_layout()

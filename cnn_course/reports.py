@@ -107,26 +107,40 @@ def format_table(report):
     A stand-in lesson's accuracy reads "75.56% (stand-in)" (see `STAND_IN_FOOTNOTE`).
     """
     header = ["Lesson", "Status", "Data", "Epochs", "Test accuracy", "Wall time"]
-    rows = []
-    for r in report["lessons"]:
-        accuracy = r.get("test_accuracy")
-        rows.append([
-            r["lesson"],
-            r["status"] if r["status"] == "passed" else r["status"].upper(),
-            short_data(r.get("data")).replace("|", "/"),
-            "-" if r.get("epochs") is None else str(r["epochs"]),
-            "-" if accuracy is None else f"{accuracy:.2f}%" + (" (stand-in)" if used_stand_in(r) else ""),
-            format_minutes(r.get("wall_time_s")),
-        ])
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-    right = {3, 4, 5}
+    rows = [[r["lesson"], r["status"] if r["status"] == "passed" else r["status"].upper(),
+             short_data(r.get("data")).replace("|", "/"),
+             "-" if r.get("epochs") is None else str(r["epochs"]),
+             "-" if r.get("test_accuracy") is None
+             else f"{r['test_accuracy']:.2f}%" + (" (stand-in)" if used_stand_in(r) else ""),
+             format_minutes(r.get("wall_time_s"))] for r in report["lessons"]]
+    return text_table(header, rows, right={3, 4, 5}, markdown=True)
+
+
+def text_table(header, rows, right=(), markdown=False, sep="  "):
+    """Return ``rows`` (sequences of str) under ``header`` as aligned columns: the course's one table formatter.
+
+    Columns whose index is in ``right`` are right-aligned; a header cell
+    padded with spaces sets its column's least width. Plain text: ``sep``
+    between columns and a dashed rule under the header; ``markdown``:
+    a Markdown table (right columns ``---:``). A row shorter than the header
+    (a note such as "skipped: ...") fills its first columns and lets its last
+    cell run on. Raises nothing of its own.
+    """
+    full = [[str(c) for c in r] for r in [header, *rows] if len(r) == len(header)]
+    widths = [max(len(r[i]) for r in full) for i in range(len(header))]
 
     def line(cells):
-        padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
-        return "| " + " | ".join(padded) + " |"
+        cells = [str(c) for c in cells]
+        padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells[:-1], widths))]
+        last = cells[-1] if len(cells) < len(header) else (
+            cells[-1].rjust(widths[-1]) if len(header) - 1 in right else cells[-1].ljust(widths[-1]))
+        return "| " + " | ".join(padded + [last]) + " |" if markdown else sep.join(padded + [last]).rstrip()
 
-    rule = "|" + "|".join("-" * (w + 1) + ":" if i in right else "-" * (w + 2) for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(header), rule] + [line(row) for row in rows])
+    if markdown:
+        rule = "|" + "|".join("-" * (w + 1) + ":" if i in right else "-" * (w + 2) for i, w in enumerate(widths)) + "|"
+    else:
+        rule = "-" * len(line(header))
+    return "\n".join([line(header), rule] + [line(r) for r in rows])
 
 
 def format_environment(report):
@@ -271,7 +285,7 @@ def lock_out_dir(out_dir):
 
 
 def _write_new(path, text):
-    """Write `text` (UTF-8) to a new temporary file beside `path`, flushed to disk.
+    """Write `text` (str as UTF-8, or bytes) to a new temporary file beside `path`, flushed to disk.
 
     Returns the temporary file's Path (same folder, so os.replace can put it
     in place of `path` atomically). Raises OSError (a full disk, no
@@ -280,7 +294,7 @@ def _write_new(path, text):
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for a plain write
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -288,6 +302,23 @@ def _write_new(path, text):
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def write_atomic(path, text):
+    """Write ``text`` (str, as UTF-8, or bytes) to ``path`` whole or not at all: the course's one atomic write.
+
+    The text goes to a temporary file beside ``path``, flushed to disk, then
+    renamed over it, so a reader sees the old file or the new one, never half
+    of one. Returns ``path`` as a Path. Raises OSError (a full disk, no
+    permission), leaving the old file and no temporary one.
+    """
+    path = Path(path)
+    tmp = _write_new(path, text)
+    try:
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def write_report(report, out_dir="build"):

@@ -1,17 +1,13 @@
-"""What makes training fast on the machine at hand, on any Keras backend.
+"""What the machine is, and the precision that trains fastest on it, on any Keras backend.
 
-The lessons call ``precision_policy()`` with their model's builder and a
-batch of their data, so that 16-bit mixed precision is used only where it
-measured faster and plain float32 elsewhere. 16-bit maths is not faster
-everywhere: it depends on the processor, the backend and the model (measured
-in issue 12: on an Intel Xeon with avx512_bf16 and no AMX, VGG16 ran at 3.1
-images/s in mixed bfloat16 against 4.4 in float32; issue 25 reports the modern
-CNN faster in mixed bfloat16 on an AMD EPYC with avx512_bf16 and no AMX, where
-the unmeasured rule picks float32). So "auto" measures (given
-the model: a few training steps in float32 and in mixed_bfloat16, the verdict
-cached per machine, backend and model) or, without a model or in a quick run,
-picks conservatively. It prints one line saying which it chose and why. The
-training benchmark uses the same functions.
+`describe_machine` (with `cpu_model`, `gpu_name`, `backend_version`) says what
+a measurement ran on. The lessons call ``precision_policy()`` with their
+model's builder and a batch, so that 16-bit mixed precision is used only where
+it measured faster: it is not faster everywhere (issue 12: VGG16 on a Xeon with
+avx512_bf16 and no AMX ran at 3.1 images/s in mixed bfloat16 against 4.4 in
+float32). "auto" measures (float32 against mixed_bfloat16, a few training
+steps, the verdict cached per machine, backend and model) or, without a model
+or in a quick run, picks conservatively; one printed line says which and why.
 """
 
 import contextlib
@@ -20,10 +16,12 @@ import os
 import platform
 import random
 import statistics
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from cnn_course.reports import write_atomic
+from cnn_course.timing import alternate
 
 POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
@@ -73,8 +71,8 @@ def cpu_has_amx(cpuinfo="/proc/cpuinfo"):
     return "amx_bf16" in cpu_flags(cpuinfo)
 
 
-def gpu_name():
-    """Return the name of the first GPU that Keras's backend sees, or None.
+def gpu_names():
+    """Return the names of the GPUs Keras's backend sees, a list (empty without one).
 
     Imports Keras and its backend (TensorFlow, JAX or PyTorch). Raises nothing
     of its own.
@@ -85,20 +83,22 @@ def gpu_name():
     if backend == "jax":
         import jax
 
-        gpus = [d for d in jax.devices() if d.platform == "gpu"]
-        return gpus[0].device_kind if gpus else None
+        return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
     if backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-        if not gpus:
-            return None
-        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        return [tf.config.experimental.get_device_details(gpu).get("device_name") or gpu.name
+                for gpu in tf.config.list_physical_devices("GPU")]
     if backend == "torch":
         import torch
 
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return None
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def gpu_name():
+    """Return the name of the first GPU that Keras's backend sees, or None (see `gpu_names`)."""
+    return next(iter(gpu_names()), None)
 
 
 def backend_version():
@@ -115,6 +115,29 @@ def backend_version():
     return backend, version
 
 
+def describe_machine():
+    """Say what a measurement ran on: the course's one CPU/GPU/backend/version description.
+
+    Returns a dict: python, platform, keras (its version), backend,
+    backend_version, cpu ("<model>, <n> cores"), device ("CPU", or the GPUs,
+    e.g. "2 x NVIDIA H200"), and two texts for people: where ("GPU: <names>"
+    or "CPU: <model>, <n> cores") and versions ("Keras 3.15.1, tensorflow
+    2.21.0"). Imports Keras and its backend; raises nothing of its own.
+    """
+    import collections
+
+    import keras
+
+    backend, version = backend_version()
+    counts = collections.Counter(gpu_names())
+    device = ", ".join(n if c == 1 else f"{c} x {n}" for n, c in counts.items()) or "CPU"
+    cpu = f"{cpu_model()}, {os.cpu_count()} cores"
+    return {"python": platform.python_version(), "platform": platform.platform(terse=True),
+            "keras": keras.__version__, "backend": backend, "backend_version": version, "cpu": cpu,
+            "device": device, "where": f"GPU: {device}" if counts else f"CPU: {cpu}",
+            "versions": f"Keras {keras.__version__}, {backend} {version}"}
+
+
 # --------------------------------------------------------------------------
 # Measuring
 
@@ -129,8 +152,8 @@ def measure_precision(model, data, rounds=6, budget_s=6.0):
     ``(x, y)``: one ``train_on_batch`` is one step, or with ``y`` None one
     ``predict_on_batch`` (for a model that only infers). Each
     model first runs two steps (compiling), then the two alternate (ABBA) for
-    ``rounds`` rounds, stopping early once ``budget_s`` seconds are spent
-    (at least two rounds). The models' variables (weights, and the state of
+    ``rounds`` rounds (`cnn_course.timing.alternate`), stopping early once
+    ``budget_s`` seconds are spent (at least two rounds). The models' variables (weights, and the state of
     random layers such as dropout and augmentation) are put back afterwards,
     so a layer the builder reuses from outside comes out unchanged.
 
@@ -164,16 +187,10 @@ def measure_precision(model, data, rounds=6, budget_s=6.0):
     # A layer the builder shares between its models (lesson 4's augmentation)
     # must come out of the timing as it went in: its weights and random state.
     kept = {id(v): (v, keras.ops.copy(v.value)) for net in built.values() for v in net.variables}
-    times = {policy: [] for policy in built}
     try:
         for net in built.values():
             step(net), step(net)  # build and compile
-        started = time.perf_counter()
-        for r in range(rounds):
-            for policy in (list(built) if r % 2 == 0 else list(built)[::-1]):
-                times[policy].append(step(built[policy]))
-            if r >= 1 and time.perf_counter() - started > budget_s:
-                break
+        times = alternate({policy: (lambda net=net: step(net)) for policy, net in built.items()}, rounds, budget_s)
     finally:
         for variable, value in kept.values():
             variable.assign(value)
@@ -233,27 +250,16 @@ def _read_cache(path):
 
 
 def _write_cache(path, entries):
-    """Write ``entries`` to ``path`` atomically (a temp file renamed over it).
+    """Write ``entries`` to ``path`` atomically (`cnn_course.reports.write_atomic`).
 
     Returns True when written; False when the folder is not writable (the
     verdict is then simply not cached). Leaves no temporary file behind.
     """
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".precision-", suffix=".json", dir=path.parent)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(entries, indent=1, sort_keys=True))
     except OSError:
         return False
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(entries, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        return False
-    except BaseException:  # Ctrl-C while writing: no temporary file left
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return True
 
 

@@ -1,14 +1,13 @@
-"""Timing training fairly on a shared machine: the plumbing of the training-speed lesson.
+"""Timing training fairly on a shared machine: the training-speed lesson's plumbing and the course's ABBA loop.
 
-The lesson compares each speed lever with the plain setting *in one run,
-alternating* (plain, lever, lever, plain, ... in short timed chunks), so that
-both meet the same machine load; `alternate` does the ordering and
-`images_per_second` times one chunk. `target_clock` records the time to a
-validation accuracy and stops there. The number of threads is fixed when
-TensorFlow starts, so `thread_rates` measures it in a fresh subprocess per
-setting (this module is also that subprocess's entry point). The rest formats
-what was measured: ratios, lower bounds, verdicts, the table and the chart.
-No global state: everything is passed in and returned.
+`alternate` calls the settings to compare in turns (plain, lever, lever,
+plain, ...), so that all meet the same machine load; the lessons, `speed`,
+`devices` and the benchmarks all time through it. `images_per_second` times
+one chunk of training, `compare` a lever against the plain setting,
+`target_clock` the time to a validation accuracy, `thread_rates` thread counts
+(fixed when TensorFlow starts: a fresh subprocess each, through `run_child`,
+and this module is that subprocess's entry point). The rest says what was
+measured: ratios, lower bounds, verdicts, the table and the chart.
 """
 
 from __future__ import annotations
@@ -23,7 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULT_TAG = "TIMING-RESULT "
+from cnn_course.reports import text_table
+
+RESULT_TAG = "RESULT "
 
 # A ratio within this distance of 1 is reported as "about the same": closer
 # than that, the noise of a shared machine decides the order.
@@ -34,15 +35,16 @@ NOISE = 0.05
 # Measuring
 
 
-def alternate(runs, rounds):
-    """Call each function of ``runs`` once per round, alternating their order.
+def alternate(runs, rounds, budget_s=None):
+    """Call each function of ``runs`` once per round, alternating their order: the course's one ABBA loop.
 
     ``runs`` maps a name to a function of no arguments that returns a number
-    (a chunk's images/s). Even rounds call them in the given order, odd
-    rounds in reverse (A B, B A, A B, ...), so that a drift in the machine's
-    speed falls on both alike.
+    (a chunk's images/s, a step's seconds). Even rounds call them in the given
+    order, odd rounds in reverse (A B, B A, A B, ...), so that a drift in the
+    machine's speed falls on both alike. With ``budget_s`` it stops after the
+    round during which that many seconds had passed (two rounds at least).
 
-    Returns a dict: name -> list of the ``rounds`` values, in call order.
+    Returns a dict: name -> list of the values, in call order.
     Raises ValueError when ``rounds`` is not a whole number of at least 1 or
     ``runs`` has fewer than two entries; whatever the functions raise.
     """
@@ -50,28 +52,14 @@ def alternate(runs, rounds):
         raise ValueError(f"rounds must be a whole number of at least 1, not {rounds!r}")
     if len(runs) < 2:
         raise ValueError(f"alternate needs at least two settings to compare, got {len(runs)}")
-    names = list(runs)
+    names, started = list(runs), time.perf_counter()
     values = {name: [] for name in names}
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             values[name].append(runs[name]())
+        if budget_s is not None and r >= 1 and time.perf_counter() - started > budget_s:
+            break
     return values
-
-
-def _batch_clock():
-    """Return a Keras callback recording (batches done, perf_counter()) at the
-    start of training and after every training step, in its ``marks`` list
-    (with steps_per_execution > 1 a step covers several batches)."""
-    import keras
-
-    class BatchClock(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.marks = [(0, time.perf_counter())]
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.marks.append((batch + 1, time.perf_counter()))
-
-    return BatchClock()
 
 
 def images_per_second(model, x, y, batch_size, images):
@@ -86,10 +74,13 @@ def images_per_second(model, x, y, batch_size, images):
     if batch_size < 1 or images < batch_size or images > len(x):
         raise ValueError(f"a timed chunk needs at least one batch ({batch_size}) and at most the "
                          f"{len(x)} images given; got {images}")
-    n = images // batch_size * batch_size
-    clock = _batch_clock()
+    import keras
+
+    n, marks = images // batch_size * batch_size, []
+    clock = keras.callbacks.LambdaCallback(  # (batches done, time) at the start and after every step
+        on_train_begin=lambda logs: marks.append((0, time.perf_counter())),
+        on_train_batch_end=lambda batch, logs: marks.append((batch + 1, time.perf_counter())))
     model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[clock])
-    marks = clock.marks
     if len(marks) >= 4:  # the start, then three steps or more
         (b1, t1), (b2, t2) = marks[1], marks[-1]
         return (min(b2 * batch_size, n) - b1 * batch_size) / (t2 - t1)
@@ -122,7 +113,8 @@ def paired_ratio(plain, lever):
     rounds. The training-speed and data-parallel lessons both use it.
 
     Returns dict(plain, lever: median rates, ratio: median of the per-round
-    ratios, ratios: all of them, in round order). Raises ValueError when the
+    ratios, ratios: all of them, in round order, plain_rates and lever_rates:
+    the rates given). Raises ValueError when the
     lists are empty or of different lengths, or a plain rate is not positive.
     """
     if not plain or len(plain) != len(lever):
@@ -131,17 +123,20 @@ def paired_ratio(plain, lever):
         raise ValueError(f"a plain rate must be positive to divide by, got {min(plain)}")
     ratios = [b / a for a, b in zip(plain, lever)]
     return {"plain": statistics.median(plain), "lever": statistics.median(lever),
-            "ratio": statistics.median(ratios), "ratios": ratios}
+            "ratio": statistics.median(ratios), "ratios": ratios, "plain_rates": list(plain),
+            "lever_rates": list(lever)}
 
 
-def target_clock(target, verbose=True):
+def target_clock(target, verbose=True, start=None, stop=True):
     """Return a Keras callback that times training to a validation accuracy and stops it there.
 
-    Its ``epochs`` list holds, per epoch, dict(epoch, seconds since ``fit``
-    began, val_accuracy); its ``reached_s`` is the seconds at the first epoch
-    whose ``val_accuracy`` is at least ``target`` (None until then), when it
-    sets ``model.stop_training``. With ``verbose`` it prints one line per
-    epoch. Raises ValueError when ``target`` is not between 0 and 1.
+    Its ``epochs`` list holds, per epoch, dict(epoch, seconds: since ``fit``
+    began, or since the ``time.perf_counter()`` value ``start``, val_accuracy,
+    train_s: the epoch's training up to its validation, epoch_s: the whole
+    epoch); its ``reached_s`` is the seconds at the first epoch whose
+    ``val_accuracy`` is at least ``target`` (None until then), when, with
+    ``stop``, it sets ``model.stop_training``. With ``verbose`` it prints one
+    line per epoch. Raises ValueError when ``target`` is not between 0 and 1.
     """
     import keras
 
@@ -154,17 +149,27 @@ def target_clock(target, verbose=True):
             self.epochs, self.reached_s = [], None
 
         def on_train_begin(self, logs=None):
-            self.start = time.perf_counter()
+            self.start = time.perf_counter() if start is None else start
+            self.on_epoch_begin(0)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = self.train_end = time.perf_counter()
+
+        def on_test_begin(self, logs=None):
+            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])  # JAX and GPUs run ahead: wait
+            self.train_end = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self.start
-            accuracy = float((logs or {}).get("val_accuracy", float("nan")))
-            self.epochs.append({"epoch": epoch + 1, "seconds": seconds, "val_accuracy": accuracy})
+            now = time.perf_counter()
+            seconds, accuracy = now - self.start, float((logs or {}).get("val_accuracy", float("nan")))
+            self.epochs.append({"epoch": epoch + 1, "seconds": seconds, "val_accuracy": accuracy,
+                                "train_s": self.train_end - self.epoch_start, "epoch_s": now - self.epoch_start})
             if verbose:
                 print(f"  epoch {epoch + 1}: validation accuracy {100 * accuracy:.2f}% at {seconds:.1f} s")
-            if accuracy >= target and self.reached_s is None:
-                self.reached_s = seconds
-                self.model.stop_training = True
+            if accuracy >= target:
+                self.reached_s = seconds if self.reached_s is None else self.reached_s
+                if stop:
+                    self.model.stop_training = True
 
     return TargetClock()
 
@@ -173,26 +178,30 @@ def target_clock(target, verbose=True):
 # Threads: one fresh process per setting
 
 
-def _child_env():
+def run_child(argv, what):
+    """Run ``argv`` (a Python command) as a subprocess that prints one ``RESULT_TAG`` JSON line; return that dict.
+
+    The child gets this package on its PYTHONPATH and TensorFlow's C++ log
+    quietened. Used by `thread_rates` and the benchmarks. Raises RuntimeError,
+    "<what> failed (exit N): <the child's last error line>", when no result came.
+    """
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    package_root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def _run_child(spec):
-    """Run this module as a subprocess with ``spec``; return its result dict.
-    Raises RuntimeError with the child's last error line when it fails."""
-    proc = subprocess.run([sys.executable, "-m", "cnn_course.timing", json.dumps(spec)],
-                          capture_output=True, text=True, env=_child_env())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH"))
+                                        if p)
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
             return json.loads(line[len(RESULT_TAG):])
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    last = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else "no output")
-    raise RuntimeError(f"the timing subprocess for {spec.get('threads')} thread(s) failed "
-                       f"(exit {proc.returncode}): {last}")
+    last = next((l for l in reversed(lines) if "Error" in l or l.startswith("error:")), lines[-1] if lines else "")
+    raise RuntimeError(f"{what} failed (exit {proc.returncode}): {last or 'no output'}")
+
+
+def _run_child(spec):
+    """Run `thread_rates`'s subprocess for ``spec``; return its result dict. Raises RuntimeError."""
+    return run_child(["-m", "cnn_course.timing", json.dumps(spec)],
+                     f"the timing subprocess for {spec.get('threads')} thread(s)")
 
 
 def thread_rates(model, x, y, batch_size, images, threads, rounds=2, chunks=2):
@@ -321,15 +330,8 @@ def thread_rows(rates, default):
     """
     if default not in rates:
         raise ValueError(f"the default of {default} threads was not measured: {sorted(rates)}")
-    rows = []
-    for threads, values in rates.items():
-        if threads == default:
-            continue
-        measured = paired_ratio(rates[default], values)
-        rows.append({"lever": "threads", "setting": f"{threads} (against {default})",
-                     "plain": measured["plain"], "images_per_s": measured["lever"],
-                     "ratio": measured["ratio"], "ratios": measured["ratios"]})
-    return rows
+    return [lever_row("threads", f"{threads} (against {default})", paired_ratio(rates[default], values))
+            for threads, values in rates.items() if threads != default]
 
 
 def table(rows, plain_name="plain"):
@@ -339,17 +341,11 @@ def table(rows, plain_name="plain"):
     ``images_per_s``, ``ratio``, ``ratios`` (as `compare` returns them), or
     ``skipped`` (the reason). Raises KeyError for a row missing those keys.
     """
-    wide = max([len("setting")] + [len(row["setting"]) for row in rows])
-    head = f"{'lever':<22} {'setting':<{wide}} {plain_name + ' img/s':>12} {'lever img/s':>12} {'ratio':>7}  range"
-    lines = [head, "-" * len(head)]
-    for row in rows:
-        if row.get("skipped"):
-            lines.append(f"{row['lever']:<22} {row['setting']:<{wide}} skipped: {row['skipped']}")
-            continue
-        spread = f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x"
-        lines.append(f"{row['lever']:<22} {row['setting']:<{wide}} {row['plain']:>12,.0f} "
-                     f"{row['images_per_s']:>12,.0f} {row['ratio']:>6.2f}x  {spread}")
-    return "\n".join(lines)
+    lines = [[row["lever"], row["setting"], f"skipped: {row['skipped']}"] if row.get("skipped") else
+             [row["lever"], row["setting"], f"{row['plain']:,.0f}", f"{row['images_per_s']:,.0f}",
+              f"{row['ratio']:.2f}x", f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x"] for row in rows]
+    return text_table(["lever", "setting", f"{plain_name} img/s", "lever img/s", "ratio", "range"], lines,
+                      right={2, 3, 4})
 
 
 def plot_levers(rows, times=None, target=None):

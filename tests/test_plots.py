@@ -58,6 +58,8 @@ def test_show_predictions_colours_right_and_wrong():
 def test_confusion_matrix_counts():
     fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
     assert [t.get_text() for t in fig.axes[0].texts] == ["1", "1", "0", "2"]
+    empty = plots.plot_confusion_matrix([], [], ["a", "b"])  # nothing predicted yet: zeros, no error
+    assert [t.get_text() for t in empty.axes[0].texts] == ["0", "0", "0", "0"]
     with pytest.raises(ValueError, match="0..1"):
         plots.plot_confusion_matrix([0, 2], [0, 1], ["a", "b"])
 

@@ -232,7 +232,8 @@ def exercise_title(bold):
 def exercises_cell(nb):
     """Return the index of the lesson notebook's last markdown cell that starts
     with "## Exercises", or None."""
-    found = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("## Exercises")]
+    found = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "markdown" and c.source.lstrip().startswith("## Exercises")]
     return found[-1] if found else None
 
 

@@ -28,8 +28,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError
 
 from .backends import lesson_env
-from .lessons import (ANSWERS_DIR, ANSWERS_SUFFIX, LESSONS, REPO_ROOT, answer_path, inject_parameters, lesson_parameters,
-                      parameter_names)
+from .lessons import (ANSWERS_DIR, ANSWERS_SUFFIX, LESSONS, REPO_ROOT, answer_path, inject_parameters,
+                      lesson_parameters, parameter_names)
 
 _DATA_RE = re.compile(r"^[ \t]*(Data|Weights):[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _EPOCHS_RE = re.compile(r"^[ \t]*Epochs run:[ \t]*(\d+)[ \t]*$", re.MULTILINE)

@@ -1,6 +1,6 @@
 """The course's command line.
 
-    python -m cnn_course run [LESSON ...] [--quick] [-p NAME=VALUE ...] [--out DIR] [--backend NAME]
+    python -m cnn_course run [LESSON ...] [--answers] [--quick] [-p NAME=VALUE ...] [--out DIR] [--backend NAME]
     python -m cnn_course data status | fetch [NAME|all] | import NAME PATH
     python -m cnn_course strip [NOTEBOOK ...]
 
@@ -113,10 +113,15 @@ def build_parser():
                     f"HTML under the out folder, and write results.json and results.md there.\nLessons:\n{names}",
         epilog="examples:\n  python -m cnn_course run --quick\n"
                "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256\n"
-               "  python -m cnn_course run --quick --backend jax")
+               "  python -m cnn_course run --quick --backend jax\n"
+               "  python -m cnn_course run --answers mnist-mlp --quick")
     run.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to run (default: all)")
     run.add_argument("--quick", action="store_true", help="a smoke run: each lesson's small sizes (QUICK_PARAMETERS "
                      "in cnn_course/lessons.py), labelled stand-in data where the real data is missing")
+    run.add_argument("--answers", action="store_true",
+                     help="run the lessons' worked answers to their exercises (solutions/<notebook>) instead of "
+                          "the lessons: the named lessons' (an error where one has none yet), else every one "
+                          "there is; each is reported as '<lesson> answers'")
     run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                      help="set a notebook parameter (repeatable); VALUE is a Python literal (a number, string, "
                           "True/False/None, or a list, tuple or dict of them) or else a string. VERBOSE=2 is set "
@@ -265,6 +270,8 @@ def check_run_arguments(args, parser):
     if unknown:
         parser.error(f"unknown lesson {', '.join(map(repr, unknown))}; valid names: {', '.join(known)}")
     chosen = [name for name in known if name in args.lessons] if args.lessons else list(known)
+    if getattr(args, "answers", False):
+        chosen = _answer_choice(chosen, bool(args.lessons), parser)
     try:
         parameters = dict(parse_parameter(text) for text in args.parameter)
     except ValueError as exc:
@@ -285,6 +292,21 @@ def check_run_arguments(args, parser):
         return chosen, parameters, out_dir, reports.lock_out_dir(out_dir)
     except ValueError as exc:
         parser.error(f"--out {args.out}: {exc}")
+
+
+def _answer_choice(chosen, named, parser):
+    """Return the lessons among `chosen` whose answer notebooks `run --answers`
+    runs: every one that exists when no lesson was `named`; else all of them,
+    or exit through ``parser.error`` naming the missing answer notebook."""
+    if not named:
+        return [name for name in chosen if name + lessons.ANSWERS_SUFFIX in lessons.answer_lessons()]
+    for name in chosen:
+        path = lessons.answer_path(name)
+        if path is None:
+            parser.error(f"--answers: {name} is a script lesson; it has no answer notebook")
+        if not (lessons.REPO_ROOT / path).is_file():
+            parser.error(f"--answers: {name} has no answer notebook yet ({path} does not exist)")
+    return chosen
 
 
 def cmd_run(args, parser, out):
@@ -309,8 +331,13 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
     started, mode = time.perf_counter(), "quick" if args.quick else "full"
     shown = lessons.lesson_parameters(None, False, parameters)  # what every lesson gets
     sizes = " and each lesson's quick sizes" if args.quick else ""
-    out.write(f"Running {len(chosen)} lesson(s), {mode} mode, parameters "
+    answers = getattr(args, "answers", False)
+    what = "lesson answer notebook(s)" if answers else "lesson(s)"
+    out.write(f"Running {len(chosen)} {what}, {mode} mode, parameters "
               f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {out_dir}/\n")
+    missing = lessons.lessons_without_answers() if answers and not args.lessons else []
+    if missing:
+        out.write(f"note: no answer notebook yet for {', '.join(missing)} (in {lessons.ANSWERS_DIR}/)\n")
     ignoring = script_lessons(chosen) if args.parameter else []
     if ignoring:
         out.write(f"note: -p does not reach {', '.join(ignoring)}: script lessons run with their default arguments\n")
@@ -321,11 +348,11 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
         out.write(f"Device: {environment['device']}; Keras {environment['keras']} on "
                   f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n")
         for number, name in enumerate(chosen, 1):
-            label = f"[{number}/{len(chosen)}] {name}"
+            label = f"[{number}/{len(chosen)}] {name}{lessons.ANSWERS_SUFFIX if answers else ''}"
             progress, finish = console_progress(label, out, out.isatty())
             try:
                 result = runner.run_lesson(name, parameters, out_dir, progress=progress,
-                                           timeout=args.timeout, quick=args.quick)
+                                           timeout=args.timeout, quick=args.quick, answers=answers)
             except KeyboardInterrupt as stop:
                 finish(f"{label}  interrupted")
                 if isinstance(stop, runner.LessonInterrupted):
@@ -342,7 +369,8 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
     ran = {r["lesson"] for r in results}
     report = reports.build_report(results, environment, args.quick, shown,
                                   wall_time_s=round(time.perf_counter() - started, 1),
-                                  not_run=[name for name in chosen if name not in ran])
+                                  not_run=[label for name in chosen
+                                           if (label := name + (lessons.ANSWERS_SUFFIX if answers else "")) not in ran])
     out.write("\n" + reports.format_report(report).split("\n", 2)[2])  # printed first: never lost
     out.flush()
     try:

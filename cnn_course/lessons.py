@@ -13,6 +13,7 @@ import ast
 import contextlib
 import keyword
 import math
+import re
 from pathlib import Path
 
 import nbformat
@@ -70,6 +71,30 @@ QUICK_PARAMETERS = {
 }
 
 INJECTED_TAG = "injected-parameters"
+
+# Worked answers to a lesson's exercises: one notebook per notebook lesson, named
+# like it, in this folder (solutions/mnist_mlp.ipynb for mnist-mlp).
+ANSWERS_DIR = "solutions"
+ANSWERS_SUFFIX = " answers"  # a report's row for lesson X's answers is "X answers"
+
+
+def answer_path(name):
+    """Return the answer notebook of lesson `name`, relative to the repository
+    root (a Path, which may not exist yet), or None for a script lesson. Raises KeyError."""
+    path = Path(LESSONS[name])
+    return Path(ANSWERS_DIR) / path.name if path.suffix == ".ipynb" else None
+
+
+def answer_lessons():
+    """Return {"<lesson> answers": answer notebook path} for the lessons whose
+    answer notebook exists, in course order. Raises nothing."""
+    return {name + ANSWERS_SUFFIX: str(path) for name in LESSONS
+            if (path := answer_path(name)) is not None and (REPO_ROOT / path).is_file()}
+
+
+def lessons_without_answers():
+    """Return the notebook lessons that have no answer notebook yet (list, in course order)."""
+    return [name for name in LESSONS if (path := answer_path(name)) is not None and not (REPO_ROOT / path).is_file()]
 
 
 def parameter_names(source):
@@ -181,8 +206,55 @@ def inject_parameters(nb, parameters, require_cell=False):
     return at, warnings
 
 
-def lesson_parameters(name, quick=False, overrides=None):
-    """Return the parameters for lesson `name`: VERBOSE=2 (one line per epoch),
-    then with `quick` its `QUICK_PARAMETERS`, then `overrides` (the user's
-    ``-p``), later ones winning. Raises nothing."""
-    return {"VERBOSE": 2, **(QUICK_PARAMETERS.get(name, {}) if quick else {}), **(overrides or {})}
+def lesson_parameters(name, quick=False, overrides=None, accepted=None):
+    """Return the parameters for lesson `name` (or its answers, "<name> answers"):
+    VERBOSE=2 (one line per epoch), then with `quick` its `QUICK_PARAMETERS`,
+    then `overrides` (the user's ``-p``), later ones winning. `accepted` (the
+    names an answer notebook's parameters cell assigns) keeps only those of the
+    quick sizes: an answer notebook needs no checkpoint name. Raises nothing."""
+    quick_sizes = QUICK_PARAMETERS.get(name.removesuffix(ANSWERS_SUFFIX) if name else name, {}) if quick else {}
+    if accepted is not None:
+        quick_sizes = {key: value for key, value in quick_sizes.items() if key in accepted}
+    return {"VERBOSE": 2, **quick_sizes, **(overrides or {})}
+
+
+# "1. **No scaling.** In section 3, ..." in a lesson's "## Exercises" cell, and
+# "## Exercise 1: No scaling" opening that exercise's answer in its answer notebook.
+_EXERCISE_RE = re.compile(r"^(\d+)\.\s+\*\*(.+?)\*\*", re.MULTILINE)
+_ANSWER_HEADING_RE = re.compile(r"^##\s+Exercise\s+(\d+):\s*(.+?)\s*$")
+
+
+def exercise_title(bold):
+    """Return an exercise's title as its answer's heading has it: the bold text without its final full stop."""
+    return bold.strip().removesuffix(".").strip()
+
+
+def exercises_cell(nb):
+    """Return the index of the lesson notebook's last markdown cell that starts
+    with "## Exercises", or None."""
+    found = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "markdown" and c.source.lstrip().startswith("## Exercises")]
+    return found[-1] if found else None
+
+
+def exercise_titles(nb):
+    """Return {number: title} of the exercises of a lesson notebook (`exercise_title`), in order. Raises nothing."""
+    at = exercises_cell(nb)
+    return {} if at is None else {int(n): exercise_title(t) for n, t in _EXERCISE_RE.findall(nb.cells[at].source)}
+
+
+def answer_sections(nb):
+    """Return {number: (title, [cells])} of an answer notebook: each section opens
+    with a markdown cell whose first line is "## Exercise N: <title>" and runs
+    to the next cell that opens with a heading of level 1 or 2. Raises nothing."""
+    sections, current = {}, None
+    for cell in nb.cells:
+        first = cell.source.lstrip().splitlines()[0] if cell.cell_type == "markdown" and cell.source.strip() else ""
+        match = _ANSWER_HEADING_RE.match(first)
+        if match:
+            current = sections.setdefault(int(match.group(1)), (match.group(2), []))[1]
+        elif re.match(r"#{1,2}\s", first):
+            current = None
+        if current is not None:
+            current.append(cell)
+    return sections

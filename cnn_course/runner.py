@@ -28,7 +28,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError
 
 from .backends import lesson_env
-from .lessons import LESSONS, REPO_ROOT, inject_parameters, lesson_parameters
+from .lessons import (ANSWERS_DIR, ANSWERS_SUFFIX, LESSONS, REPO_ROOT, answer_path, inject_parameters,
+                      lesson_parameters, parameter_names)
 
 _DATA_RE = re.compile(r"^[ \t]*(Data|Weights):[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _EPOCHS_RE = re.compile(r"^[ \t]*Epochs run:[ \t]*(\d+)[ \t]*$", re.MULTILINE)
@@ -315,30 +316,53 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
                    executed_path=str(log_path))
 
 
-def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=None, lessons=None, quick=False):
+def _parameters_cell_names(path):
+    """Return the names the notebook's ``parameters`` cell assigns (None when
+    it has none, or it cannot be read: `execute_notebook` then says why)."""
+    with contextlib.suppress(Exception):
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", []))
+        return parameter_names(cell.source)
+    return None
+
+
+def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=None, lessons=None, quick=False,
+               answers=False):
     """Run lesson `name` of `lessons` (default `LESSONS`): a notebook with
-    `lesson_parameters(name, quick, parameters)`, or a script.
+    `lesson_parameters(name, quick, parameters)`, or a script. With `answers`,
+    run its answer notebook (`lessons.answer_path`) instead, named "<name>
+    answers" in the result, with the quick sizes its parameters cell assigns,
+    its executed copy in ``out_dir/solutions/``.
 
     Returns the result of `execute_notebook` / `run_script` with "lesson" and
     "path" added; any exception of the lesson (a missing file, bad
     parameters, an out folder that cannot be written) is a "failed" result
-    with a one-line error. Raises KeyError for a name not in `lessons`, and
-    `LessonInterrupted` on Ctrl-C (its result has "lesson" and "path" too).
+    with a one-line error. Raises KeyError for a name not in `lessons` (with
+    `answers`, also for a script lesson), and `LessonInterrupted` on Ctrl-C
+    (its result has "lesson" and "path" too).
     """
     path = Path((LESSONS if lessons is None else lessons)[name])
+    if answers and lessons is None:
+        path = answer_path(name)
+        if path is None:
+            raise KeyError(f"{name} is a script lesson: it has no answer notebook")
+    if answers:  # beside the lesson's executed copy, which has the same file name
+        out_dir = Path(out_dir) / ANSWERS_DIR
     path = path if path.is_absolute() else REPO_ROOT / path
+    label = name + ANSWERS_SUFFIX if answers else name
     started = time.perf_counter()
     try:
         if path.suffix == ".ipynb":
-            result = execute_notebook(path, lesson_parameters(name, quick, parameters), out_dir,
+            accepted = _parameters_cell_names(path) if answers else None
+            result = execute_notebook(path, lesson_parameters(name, quick, parameters, accepted), out_dir,
                                       progress=progress, timeout=timeout, quick=quick)
         else:
             result = run_script(path, out_dir, progress=progress, timeout=timeout, quick=quick)
     except LessonInterrupted as stop:
-        stop.result = {"lesson": name, "path": str(path), **stop.result}
+        stop.result = {"lesson": label, "path": str(path), **stop.result}
         raise
     except (OSError, ValueError) as exc:  # no such file, bad parameters, out_dir not writable
         result = _result("failed", started, error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # anything else this lesson raised must not stop the others
         result = _result("failed", started, error=_error_summary(exc))
-    return {"lesson": name, "path": str(path), **result}
+    return {"lesson": label, "path": str(path), **result}

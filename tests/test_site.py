@@ -26,6 +26,8 @@ from urllib.parse import unquote, urldefrag, urlparse
 import nbformat
 import pytest
 
+from cnn_course import lessons
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "build" / "site-screenshots"
@@ -124,14 +126,16 @@ def _fake_run(run_dir, lessons, mode="full", status="passed"):
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in lessons:
-        path = site.LESSONS[name]
+        path = site.recorded_paths()[name]  # a lesson, or "<lesson> answers"
         if path.endswith(".ipynb"):
             nb = nbformat.read(REPO / path, as_version=4)
             for i, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
                     cell.outputs = [nbformat.from_dict(_stream(f"{name} cell {i}\n"))]
                     cell.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
-            executed = run_dir / Path(path).name
+            executed = run_dir / Path(path).parent.name / Path(path).name if name.endswith(" answers") else \
+                run_dir / Path(path).name  # the runner puts answers in out/solutions/
+            executed.parent.mkdir(exist_ok=True)
             nbformat.write(nb, executed)
         else:
             executed = run_dir / f"{Path(path).stem}.txt"
@@ -179,6 +183,38 @@ def test_record_refuses_a_quick_run_and_keeps_what_a_failed_lesson_had(tmp_path)
     recorded, skipped = site.record_run(tmp_path / "bad", runs)
     assert recorded == [] and "failed: boom" in skipped["mnist-mlp"]
     assert ((runs / "results.json").read_bytes(), (runs / "mnist-mlp" / "mnist_mlp.ipynb").read_bytes()) == before
+
+
+def test_recorded_answers_fold_under_their_exercises_on_the_lesson_page(tmp_path):
+    lesson = next(iter(site.answer_lessons()), None)
+    if lesson is None:
+        pytest.skip("no lesson has an answer notebook yet")
+    name = lesson.removesuffix(site.ANSWERS_SUFFIX)
+    runs = tmp_path / "runs"
+    _fake_run(tmp_path / "run", [name, lesson])
+    assert site.record_run(tmp_path / "run", runs) == ([name, lesson], {})
+    assert (runs / site.answer_path(name)).is_file()
+    rows = site.load_results(runs)
+    page, stale = site.prepare_lesson(name, site.LESSONS[name], rows, runs, "https://github.com/o/r")
+    assert stale is None
+    titles = lessons.exercise_titles(nbformat.read(REPO / site.LESSONS[name], as_version=4))
+    cells = page.cells[site.exercises_cell(page):]
+    items = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.match(r"\d+\. \*\*", c.source)]
+    assert len(items) == len(titles)  # one cell per exercise, each followed by its folded answer
+    for at in items:
+        number = int(cells[at].source.split(".")[0])
+        answer = cells[at + 1]
+        assert answer.source.startswith('<details class="course-answer">\n<summary>Show answer</summary>')
+        code = cells[at + 2]
+        assert code.cell_type == "code" and "hide-cell" in code.metadata["tags"], number
+        assert any(f"{lesson} cell" in o.get("text", "") for o in code.outputs)  # the recording's outputs
+    # an answer notebook whose code changed since its recording makes the lesson stale
+    recording = runs / site.answer_path(name)
+    nb = nbformat.read(recording, as_version=4)
+    next(c for c in reversed(nb.cells) if c.cell_type == "code").source += "\nprint('changed')"
+    nbformat.write(nb, recording)
+    _, stale = site.prepare_lesson(name, site.LESSONS[name], rows, runs, "https://github.com/o/r")
+    assert stale and "refresh --answers" in stale
 
 
 def _build_cli(*args):

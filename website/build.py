@@ -6,6 +6,8 @@
                                        (what `make site-refresh [LESSONS="a b"]` runs)
     python website/build.py record DIR record a full run already made into DIR
                                        (e.g. `make full` wrote build/)
+    refresh --answers, record --answers  the same for the lessons' answer notebooks
+                                       (solutions/, `run --answers`)
 
 Building executes nothing. Each lesson's page is the lesson notebook as it is
 committed now, its markdown and code, with each code cell's outputs taken
@@ -13,7 +15,9 @@ from the recorded executed copy (website/runs/<lesson folder>/<notebook>),
 matched by the cell's code. A code cell that the recording lacks makes the
 lesson stale and the build fails, naming the lesson and the command that
 records it again; a lesson never recorded gets its page, without outputs and
-with a "No recorded run yet" note. The home page's lesson table is generated
+with a "No recorded run yet" note. Where a lesson's answer notebook has a
+recorded run too, each exercise on the lesson's page is followed by its
+answer, folded ("Show answer"). The home page's lesson table is generated
 from website/runs/results.json, one row per lesson, each with its own run's
 date and machine. build/site-src/ holds the prepared sources; Sphinx (with
 myst-nb and the configuration in website/conf.py) turns them into HTML.
@@ -50,7 +54,8 @@ REPO_ROOT = WEBSITE.parent
 if str(REPO_ROOT) not in sys.path:  # `python website/build.py` from a checkout without an install
     sys.path.insert(0, str(REPO_ROOT))
 
-from cnn_course.lessons import INJECTED_TAG, LESSONS  # noqa: E402
+from cnn_course.lessons import (ANSWERS_SUFFIX, INJECTED_TAG, LESSONS, answer_lessons, answer_path,  # noqa: E402
+                                answer_sections, exercises_cell)
 from cnn_course.reports import format_minutes  # noqa: E402
 
 RUNS_DIR = WEBSITE / "runs"
@@ -118,6 +123,15 @@ def notebook_title(nb, default):
                 if match:
                     return match.group(1).strip()
     return default
+
+
+def recorded_paths():
+    """Return {name: path in the repository} of everything a recording may hold:
+    the lessons, and "<lesson> answers" for each notebook lesson's answer notebook."""
+    paths = dict(LESSONS)
+    paths.update({name + ANSWERS_SUFFIX: str(answer_path(name).as_posix()) for name in LESSONS
+                  if answer_path(name) is not None})
+    return paths
 
 
 def read_notebook(path):
@@ -291,9 +305,80 @@ def prepare_lesson(name, path, rows, runs_dir, repo_url):
                 number, line = missing[0]
                 more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
                 stale = f"cell {number} `{line}`{more} changed since its recorded run"
+    answers, answers_stale = recorded_answers(name, rows, runs_dir)
+    stale = stale or answers_stale
+    if answers is not None:
+        page = fold_answers(page, answers)
     page.cells.insert(min(1, len(page.cells)), _page_header(name, path, row or {}, repo_url,
                                                             row is not None and stale is None))
     return page, stale
+
+
+def recorded_answers(name, rows, runs_dir):
+    """Return (the answer notebook of lesson `name` with its recorded outputs, or
+    None, stale reason or None): None without a recorded answer run; stale when
+    the recording is missing or lacks a code cell of the answer notebook (or the
+    notebook is gone). Raises SiteError when a notebook cannot be read."""
+    label = name + ANSWERS_SUFFIX
+    if label not in rows:
+        return None, None
+    path = answer_path(name)
+    recording = Path(runs_dir) / path
+    if not (REPO_ROOT / path).is_file():
+        return None, f"its answers are recorded but {path} is gone: remove the \"{label}\" row"
+    if not recording.is_file():
+        return None, f"{recording} is missing"
+    merged, missing = merge_outputs(read_notebook(REPO_ROOT / path), read_notebook(recording))
+    if missing:
+        number, line = missing[0]
+        return None, (f"{path} cell {number} `{line}` changed since its recorded run: "
+                      f"`python website/build.py refresh --answers {name}`")
+    return merged, None
+
+
+_ITEM_RE = re.compile(r"^(\d+)\.\s", re.MULTILINE)
+
+
+def fold_answers(page, answers):
+    """Return a copy of the lesson page `page` whose exercises cell is split into
+    one cell per exercise, each followed by its answer from the answer notebook
+    `answers` (with outputs): the prose in a folded "Show answer" block, the code
+    cells tagged ``hide-cell`` (myst-nb folds them, input and output). Text
+    after the list stays after the last answer. Raises nothing."""
+    at = exercises_cell(page)
+    sections = answer_sections(answers)
+    if at is None or not sections:
+        return page
+    page = copy.deepcopy(page)
+    source = page.cells[at].source
+    starts = [m.start() for m in _ITEM_RE.finditer(source)]
+    if not starts:
+        return page
+    cells = [nbformat.v4.new_markdown_cell(source[:starts[0]].rstrip())]
+    tail = ""
+    for i, start in enumerate(starts):
+        item = source[start:starts[i + 1] if i + 1 < len(starts) else len(source)].rstrip()
+        if i + 1 == len(starts):  # a paragraph after the list (not indented) is no part of the last item
+            parts = re.split(r"\n\n(?=\S)", item, maxsplit=1)
+            item, tail = parts[0], parts[1] if len(parts) > 1 else ""
+        cells.append(nbformat.v4.new_markdown_cell(item))
+        number = int(_ITEM_RE.match(item).group(1))
+        for cell in copy.deepcopy(sections.get(number, (None, []))[1]):
+            if cell.cell_type == "markdown":
+                body = cell.source.split("\n", 1)[1].strip() if "\n" in cell.source else ""
+                cells.append(nbformat.v4.new_markdown_cell(
+                    f'<details class="course-answer">\n<summary>Show answer</summary>\n\n{body}\n\n</details>',
+                    metadata={"tags": ["answer"]}))
+            else:
+                tags = [t for t in cell.metadata.get("tags", []) if t != "hide-cell"] + ["hide-cell", "answer"]
+                cell.metadata["tags"] = tags
+                cell.metadata["mystnb"] = {"code_prompt_show": "Show the answer's code and output",
+                                           "code_prompt_hide": "Hide the answer's code and output"}
+                cells.append(cell)
+    if tail:
+        cells.append(nbformat.v4.new_markdown_cell(tail))
+    page.cells[at:at + 1] = cells
+    return page
 
 
 def script_summary(path):
@@ -371,7 +456,7 @@ def prepare_sources(runs_dir=RUNS_DIR, src_dir=REPO_ROOT / "build" / "site-src")
     src_dir = Path(src_dir)
     repo_url = repository_url()
     rows = load_results(runs_dir)
-    unknown = sorted(set(rows) - set(LESSONS))
+    unknown = sorted(set(rows) - set(recorded_paths()))
     if unknown:
         raise SiteError(f"{Path(runs_dir) / 'results.json'} records lessons the course no longer has: "
                         f"{', '.join(unknown)}; remove their rows")
@@ -532,13 +617,13 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
         result = results.get(name)
         if result is None:
             continue
-        if name not in LESSONS:
+        if name not in recorded_paths():
             skipped[name] = "not a lesson of the course"
             continue
         if result.get("status") != "passed":
             skipped[name] = f"it {result.get('status')}: {result.get('error') or '?'}"
             continue
-        path = LESSONS[name]
+        path = recorded_paths()[name]
         executed = Path(result.get("executed_path") or "")
         if not executed.is_absolute():
             executed = run_dir / executed.name
@@ -563,8 +648,8 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
             row["source_sha256"] = sha256_file(REPO_ROOT / path)
         rows[name] = row
     if writes:
-        ordered = [rows[name] for name in LESSONS if name in rows]
-        ordered += [row for name, row in rows.items() if name not in LESSONS]
+        ordered = [rows[name] for name in recorded_paths() if name in rows]
+        ordered += [row for name, row in rows.items() if name not in recorded_paths()]
         writes[runs_dir / "results.json"] = json.dumps({
             "about": "The runs the website shows, one row per lesson, each from its own run: "
                      "written by `make site-refresh` (website/build.py); do not edit by hand.",
@@ -584,26 +669,30 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
     return recorded, skipped
 
 
-def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR):
+def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False):
     """Run the chosen lessons (default: all) at full length with the course's
     runner into `run_dir`, then record the passed ones (see `record_run`).
+    With `answers`, run and record their answer notebooks instead (default:
+    every one there is), as "<lesson> answers".
 
     Returns (recorded, skipped) as `record_run`. Raises SiteError for an
     unknown lesson name, and when the runner was interrupted or wrote no report.
     """
-    lessons = list(lessons or LESSONS)
+    named = list(lessons or [])
+    lessons = named or ([name.removesuffix(ANSWERS_SUFFIX) for name in answer_lessons()] if answers
+                        else list(LESSONS))
     unknown = [name for name in lessons if name not in LESSONS]
     if unknown:
         raise SiteError(f"no lesson named {', '.join(unknown)}; the lessons: {', '.join(LESSONS)}")
     report = Path(run_dir) / "results.json"
     report.unlink(missing_ok=True)  # never record an older run's report by mistake
-    done = subprocess.run([sys.executable, "-m", "cnn_course", "run", *lessons, "--out", str(run_dir)],
-                          cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "cnn_course", "run", *named, *(["--answers"] if answers else []),
+                           "--out", str(run_dir)], cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
     if done.returncode == 130:
         raise SiteError("the run was interrupted; nothing was recorded")
     if not report.is_file():
         raise SiteError(f"the run wrote no report (exit status {done.returncode}); nothing was recorded")
-    return record_run(run_dir, runs_dir, lessons)
+    return record_run(run_dir, runs_dir, [name + ANSWERS_SUFFIX for name in lessons] if answers else lessons)
 
 
 # --------------------------------------------------------------------------
@@ -627,6 +716,8 @@ def main(argv=None):
         sub.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to record (default: all)")
         sub.add_argument("--runs", default=str(RUNS_DIR), metavar="DIR",
                          help="where recordings go (default: website/runs)")
+        sub.add_argument("--answers", action="store_true",
+                         help="the lessons' answer notebooks (run --answers) instead of the lessons")
     refresh_cmd.add_argument("--run-dir", default=str(RUN_DIR), metavar="DIR",
                              help="the runner's out folder (default: build/full-run)")
     args = parser.parse_args(argv)
@@ -636,12 +727,13 @@ def main(argv=None):
             print(f"Site: {out / 'index.html'}")
             return 0
         if args.command == "refresh":
-            recorded, skipped = refresh(args.lessons, args.runs, args.run_dir)
+            recorded, skipped = refresh(args.lessons, args.runs, args.run_dir, args.answers)
         else:
             unknown = [name for name in args.lessons if name not in LESSONS]
             if unknown:
                 raise SiteError(f"no lesson named {', '.join(unknown)}; the lessons: {', '.join(LESSONS)}")
-            recorded, skipped = record_run(args.run_dir, args.runs, args.lessons)
+            chosen = [name + ANSWERS_SUFFIX for name in args.lessons] if args.answers else args.lessons
+            recorded, skipped = record_run(args.run_dir, args.runs, chosen)
     except SiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -227,3 +227,59 @@ def show_feature_maps(maps, titles=None, ncols=4, cmap="gray", size=2.2):
     if titles is None:
         titles = [f"map {i}" for i in range(len(maps))]
     return show_images(maps, titles=titles, ncols=ncols, cmap=cmap, size=size)
+
+
+def show_heat_maps(images, maps, titles=None, colors=None, ncols=6, size=2.2, alpha=0.5):
+    """Draw each image with its heat map laid over it (the map's positive part, in "jet" colours).
+
+    ``images`` are (H, W, 3) or (H, W) images and ``maps`` one 2-D map per
+    image, of the image's height and width. Each map is drawn from 0 (fully
+    transparent blue) to its own largest value (red), so the colours compare
+    places within one image, not between images. ``colors`` colours the
+    titles (for example green for right and red for wrong answers). Returns
+    the Figure. Raises ValueError when the counts differ or a map's shape is
+    not its image's.
+    """
+    maps = [np.asarray(m, dtype="float32") for m in maps]
+    if len(images) != len(maps) or not maps:
+        raise ValueError(f"show_heat_maps: {len(images)} images and {len(maps)} maps: they must match")
+    fig, axes = _grid(len(maps), ncols, size)
+    for i, (ax, image, heat) in enumerate(zip(axes, images, maps)):
+        image = _as_image(image)
+        if heat.shape != image.shape[:2]:
+            raise ValueError(f"show_heat_maps: map {i} has shape {heat.shape}, its image {image.shape[:2]}")
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        positive = np.clip(heat, 0, None)
+        ax.imshow(positive, cmap="jet", alpha=alpha, vmin=0, vmax=max(float(positive.max()), 1e-12))
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=8, color="black" if colors is None else colors[i])
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding(points, labels, class_names, title=None, size=6):
+    """Draw 2-D points (one per image) coloured by class, with a legend of the class names.
+
+    ``points`` is (N, 2), ``labels`` N integer classes. Returns the Figure.
+    Raises ValueError when the shapes do not match.
+    """
+    points = np.asarray(points)
+    labels = np.asarray(labels).reshape(-1)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
+        raise ValueError(f"plot_embedding: points {points.shape} and {len(labels)} labels: "
+                         "expected (N, 2) points and N labels")
+    fig, ax = plt.subplots(figsize=(size * 1.4, size))
+    colours = plt.get_cmap("tab20" if len(class_names) > 10 else "tab10")
+    for c, name in enumerate(class_names):
+        chosen = labels == c
+        if chosen.any():
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.7,
+                       color=colours(c % colours.N), label=str(name))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+    if len(class_names) <= 20:
+        ax.legend(fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig

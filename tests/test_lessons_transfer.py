@@ -255,7 +255,40 @@ def test_transfer_trains_checkpoints_and_reports_test_accuracy(transfer, offline
     right, wrong, total = map(int, re.search(r"^Right: (\d+), wrong: (\d+) of (\d+) test photos$", text,
                                              re.MULTILINE).groups())
     assert right + wrong == total
-    assert png_outputs(result["executed_path"]) == 3  # training photos, curves, predictions
+    # training photos, curves, predictions, their class activation maps, the surest mistake's two maps,
+    # the map of the features, the most confused breeds' photos
+    assert png_outputs(result["executed_path"]) == 7
+
+
+@pytest.mark.parametrize("run", [0, 1], ids=["first", "again"])
+def test_transfer_shows_where_the_head_looks_the_breeds_as_a_map_and_the_confused_pairs(transfer, run):
+    """Class activation maps of the photos' own size, computed from the features and the head's
+    weights (their scores give the head's predictions), the surest mistake looked at closely,
+    a 2-D embedding with one point per test photo, and the most confused breed pairs counted
+    from the test predictions, on the features computed (first run) or loaded (second)."""
+    text = passed(transfer[run])
+    n_test = int(re.search(r"^Using \d+ training, \d+ validation and (\d+) test photos$", text, re.MULTILINE).group(1))
+    agree, total = map(int, re.search(r"^The maps' breed scores give the head's prediction for (\d+) of (\d+) "
+                                      r"test photos$", text, re.MULTILINE).groups())
+    assert agree == total == n_test  # the maps' means plus the bias are the head's own scores
+    (heat, photo), = re.findall(r"^Class activation maps: (\(.*?\)) per photo, photos (\(.*?\))$", text, re.MULTILINE)
+    assert ast.literal_eval(heat) == ast.literal_eval(photo) == (224, 224)
+    wrong = int(re.search(r"^Right: \d+, wrong: (\d+) of", text, re.MULTILINE).group(1))
+    mistake = re.search(r"^Mistake: test photo \d+, true breed (.+), answered (.+) \(\d+%; .+ \d+%\)$",
+                        text, re.MULTILINE)
+    if wrong:
+        assert mistake and mistake.group(1) != mistake.group(2)
+        assert re.search(rf"^With the 64x64 square at row \d+, column \d+ covered: {re.escape(mistake.group(2))} "
+                         rf"\d+%, {re.escape(mistake.group(1))} \d+%, answer .+$", text, re.MULTILINE)
+    embedded = re.search(r"^Embedding: (\d+) test photos, 1280 features each -> 2 coordinates, \d+% of the "
+                         r"features' variance$", text, re.MULTILINE)
+    assert embedded and int(embedded.group(1)) == n_test  # one point per photo
+    pairs = re.findall(r"^Confused: (.+) and (.+), (\d+) test photos \((\d+) .+ called .+, (\d+) the other way\)$",
+                       text, re.MULTILINE)
+    assert 1 <= len(pairs) <= 3 if wrong else pairs == []
+    counts = [int(count) for _, _, count, _, _ in pairs]
+    assert counts == sorted(counts, reverse=True) and sum(counts) <= wrong
+    assert all(int(count) == int(one) + int(other) > 0 for _, _, count, one, other in pairs)
 
 
 @pytest.mark.parametrize("run", [0, 1], ids=["first", "again"])

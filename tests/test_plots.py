@@ -98,3 +98,34 @@ def test_show_right_and_wrong_fills_with_right_answers_when_mistakes_are_few():
     assert colours == ["green"] * 5 + ["red"]
     with pytest.raises(ValueError, match="must match"):
         plots.show_right_and_wrong(images, y_true[:3], y_pred)
+
+
+def test_show_heat_maps_lays_each_maps_positive_part_over_its_image():
+    images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    maps = np.random.default_rng(0).normal(size=(3, 8, 8))
+    fig = plots.show_heat_maps(images, maps, titles=["a", "b", "c"], colors=["green", "red", "green"], ncols=2)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["a", "b", "c"]
+    for ax, heat in zip(visible, maps):
+        image, overlay = ax.get_images()
+        assert overlay.get_array().min() >= 0  # the negative part is clipped to 0
+        assert overlay.get_clim() == pytest.approx((0, heat.max()))
+    assert visible[1].title.get_color() == "red"
+
+
+def test_show_heat_maps_refuses_a_map_of_another_shape_than_its_image():
+    with pytest.raises(ValueError, match=r"map 0 has shape \(4, 4\), its image \(8, 8\)"):
+        plots.show_heat_maps(np.zeros((1, 8, 8, 3)), np.zeros((1, 4, 4)))
+    with pytest.raises(ValueError, match="2 images and 1 maps"):
+        plots.show_heat_maps(np.zeros((2, 8, 8, 3)), np.zeros((1, 8, 8)))
+
+
+def test_plot_embedding_draws_one_point_per_image_in_its_class_colour():
+    points = np.random.default_rng(0).normal(size=(30, 2))
+    labels = np.arange(30) % 3
+    fig = plots.plot_embedding(points, labels, ["a", "b", "c"])
+    collections = fig.axes[0].collections
+    assert [len(c.get_offsets()) for c in collections] == [10, 10, 10]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="expected"):
+        plots.plot_embedding(points[:, :1], labels, ["a", "b", "c"])

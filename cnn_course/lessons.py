@@ -53,7 +53,8 @@ LESSONS = {
 QUICK_PARAMETERS = {
     "mnist-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "mnist_mlp.quick.keras"},
     "cifar10-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "CHECKPOINT": "cifar10_mlp.quick.keras"},
-    "cifar10-cnn": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "cifar10_cnn.quick.keras"},
+    "cifar10-cnn": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "cifar10_cnn.quick.keras",
+                    "MLP_CHECKPOINT": "cifar10_mlp.quick.keras"},
     "cifar10-augmentation": {
         "EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "cifar10_augmentation.quick.keras",
         "PLAIN_CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",

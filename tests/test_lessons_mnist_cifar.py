@@ -6,12 +6,16 @@ offline, with empty data and Keras folders, so it trains on the labelled
 stand-in data. The checks are what each lesson promises: its parameter count,
 the result line ``Test accuracy: NN.NN%`` (saying that a stand-in's number
 means nothing), the ``Epochs run:`` line, the quick checkpoint in the lesson
-folder, the figures, no progress count past its total and no TensorFlow log
-line in the outputs. The committed notebooks are checked for their shape
+folder and, for lessons 2 to 4, the history saved beside it (lessons 3 and 4
+draw the previous lesson's curve from its history file, or say which lesson
+writes it), the figures (lesson 2's first-layer templates, lesson 3's sliding
+kernel), lesson 3's formulas worked beside Keras's numbers, no progress count
+past its total and no TensorFlow log line in the outputs. The committed notebooks are checked for their shape
 (small parameters cell, no quick-mode cell, exercises at the end). A slow test
 trains the MNIST lesson in full on the real MNIST and checks its accuracy.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -35,14 +39,18 @@ LESSONS = {
     "cifar10-mlp": {
         "parameters": 3_590_642,
         "dataset": "CIFAR-10",
-        "figures": 4,  # 36 images, curves, right and wrong answers, confusion matrix
-        "lines": ["training:   2000 images", "validation: 5000 images", "Wrong answers:"],
+        "figures": 5,  # 36 images, curves, right and wrong answers, first-layer templates, confusion matrix
+        "lines": ["training:   2000 images", "validation: 5000 images", "Wrong answers:",
+                  "first Dense layer's weights: (3072, 1000)"],
     },
     "cifar10-cnn": {
         "parameters": 528_054,
         "dataset": "CIFAR-10",
-        "figures": 4,  # 36 images, curves, right and wrong answers, confusion matrix
+        "figures": 5,  # 36 images, sliding kernel, curves, right and wrong answers, confusion matrix
         "lines": ["after Rescaling: values from -", "Wrong answers:"],  # centred on zero
+        # the formulas worked for the first conv and pooling layers agree with the model Keras built
+        "patterns": [r"^conv2d\w*: formula \(32, 32, 16\), 208 parameters; Keras \(32, 32, 16\), 208 parameters$",
+                     r"^max_pooling2d\w*: formula \(16, 16, 16\), 0 parameters; Keras \(16, 16, 16\), 0 parameters$"],
     },
     "cifar10-augmentation": {
         "parameters": 528_054,
@@ -51,6 +59,12 @@ LESSONS = {
         "lines": ["augment(images, training=False) returns the images unchanged: True", "Wrong answers:"],
     },
 }
+HISTORY_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def history_file(checkpoint):
+    """The history file a lesson saves beside ``checkpoint`` (a Path)."""
+    return checkpoint.with_name(checkpoint.name.removesuffix(".keras") + ".history.json")
 
 
 @pytest.fixture
@@ -80,6 +94,14 @@ def test_lesson_runs_in_quick_mode(lesson, offline):
     quick = lessons.QUICK_PARAMETERS[lesson]
     checkpoint = notebook(lesson).parent / quick["CHECKPOINT"]
     checkpoint.unlink(missing_ok=True)  # so the check below sees this run's file
+    history = history_file(checkpoint)
+    history.unlink(missing_ok=True)
+    earlier = None  # the previous lesson's history file this lesson draws, if any
+    if lesson == "cifar10-cnn":  # lesson 2's history present: a made-up one of 3 epochs is drawn
+        earlier = history_file(notebook(lesson).parent / quick["MLP_CHECKPOINT"])
+        earlier.write_text(json.dumps({key: [0.1, 0.2, 0.3] for key in HISTORY_KEYS}))
+    if lesson == "cifar10-augmentation":  # lesson 3's history absent: one line says how to make it
+        history_file(notebook(lesson).parent / quick["PLAIN_CNN_CHECKPOINT"]).unlink(missing_ok=True)
     # MNIST runs with progress bars (VERBOSE=1), where a count past its total showed before
     overrides = {"VERBOSE": 1} if lesson == "mnist-mlp" else {}
     try:
@@ -98,10 +120,24 @@ def test_lesson_runs_in_quick_mode(lesson, offline):
         assert "STAND-IN" in (result["data"] or "")
         for line in expected["lines"]:
             assert line in text
+        for pattern in expected.get("patterns", []):
+            assert re.search(pattern, text, re.MULTILINE), pattern
         if lesson == "mnist-mlp":
             assert re.search(r"\b(\d+)/\1\b", text), "no finished progress bar in the outputs"
+        else:  # lessons 2 to 4 save their history beside the checkpoint, one entry per epoch
+            saved = json.loads(history.read_text())
+            assert set(saved) == HISTORY_KEYS and all(len(values) == 1 for values in saved.values()), saved
+            assert f"History of 1 epochs saved to {history.name}: " in text
+        if lesson == "cifar10-cnn":
+            assert f"Lesson 2's validation accuracy (3 epochs) drawn from {earlier.name}" in text
+        if lesson == "cifar10-augmentation":  # lesson 3's quick history was removed after its own run
+            plain = quick["PLAIN_CNN_CHECKPOINT"].removesuffix(".keras") + ".history.json"
+            assert f"No {plain}: run lesson 3 (cifar10_cnn.ipynb) to draw its curve here." in text
     finally:
         checkpoint.unlink(missing_ok=True)
+        history.unlink(missing_ok=True)
+        if earlier is not None:
+            earlier.unlink(missing_ok=True)
 
 
 def test_augmentation_compares_with_the_quick_plain_cnn_in_quick_mode(offline):
@@ -115,9 +151,12 @@ def test_augmentation_compares_with_the_quick_plain_cnn_in_quick_mode(offline):
         text = check_executed(result)
         assert re.search(r"^Plain CNN, no augmentation: \d+\.\d\d%$", text, re.MULTILINE)
         assert re.search(r"^Difference: [+-]\d+\.\d\d percentage points \(STAND-IN data", text, re.MULTILINE)
+        # lesson 3's quick run saved its history beside its checkpoint, and lesson 4 draws it
+        drawn = lessons.QUICK_PARAMETERS["cifar10-augmentation"]["PLAIN_CNN_CHECKPOINT"].removesuffix(".keras")
+        assert f"Lesson 3's validation accuracy (1 epochs) drawn from {drawn}.history.json" in text
     finally:
-        plain.unlink(missing_ok=True)
-        mine.unlink(missing_ok=True)
+        for path in (plain, mine, history_file(plain), history_file(mine)):
+            path.unlink(missing_ok=True)
 
 
 @pytest.mark.slow

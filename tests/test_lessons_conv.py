@@ -173,7 +173,7 @@ def test_committed_notebook_is_a_lesson():
 
 def test_fallback_trains_lesson_3s_cnn_with_lesson_3s_settings():
     """Without lesson 3's checkpoint, lesson 7 trains that CNN with lesson 3's settings: its
-    optimiser, learning rate, batch size, epochs and training images, its validation split
+    optimiser, learning-rate schedule, batch size, epochs and training images, its validation split
     and early stopping, and its layers (the same build_model)."""
     from lesson_checks import parameters_cell, read
 
@@ -184,9 +184,12 @@ def test_fallback_trains_lesson_3s_cnn_with_lesson_3s_settings():
     assert (lesson_7["EPOCHS"], lesson_7["N_TRAIN"]) == (lesson_3["EPOCHS"], lesson_3["N_TRAIN"])
     fallback = [c.source for c in lesson_7_nb.cells if c.cell_type == "code" and "cnn.fit(" in c.source]
     assert len(fallback) == 1
-    rate = re.search(r"Adam\(learning_rate=([\d.e-]+)\)", fallback[0])
+    rate = re.search(r"CosineDecay\(([\d.e-]+), decay_steps=EPOCHS \* steps_per_epoch\)", fallback[0])
+    assert "Adam(learning_rate=schedule)" in fallback[0], "not lesson 3's optimiser"
+    assert re.search(rf"CosineDecay\(LEARNING_RATE, decay_steps=EPOCHS \* steps_per_epoch\)", "\n".join(
+        c.source for c in lesson_3_nb.cells if c.cell_type == "code")), "lesson 3's schedule changed: change lesson 7's"
     batch = re.search(r"batch_size=(\d+)", fallback[0])
-    assert rate and float(rate.group(1)) == lesson_3["LEARNING_RATE"], "not lesson 3's optimiser and learning rate"
+    assert rate and float(rate.group(1)) == lesson_3["LEARNING_RATE"], "not lesson 3's learning-rate schedule"
     assert batch and int(batch.group(1)) == lesson_3["BATCH_SIZE"], "not lesson 3's batch size"
     lesson_3_code = "\n".join(c.source for c in lesson_3_nb.cells if c.cell_type == "code")
     assert "x_train[:5000]" in fallback[0] and "x_train[:5000]" in lesson_3_code  # the same validation images

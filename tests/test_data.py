@@ -727,8 +727,7 @@ def test_dataset_status_never_downloads_or_decodes(tmp_path, hermetic, monkeypat
     status = data.dataset_status()
     assert [s["name"] for s in status] == list(data.DATASETS)
     assert not any(s["found"] for s in status)
-    assert all(f"python -m cnn_course data fetch {s['name']}" in s["how"] for s in status
-               if s["name"] not in ("weights", "dog-features"))  # those two cannot be fetched
+    assert all(f"python -m cnn_course data fetch {s['name']}" in s["how"] for s in status)
     write_mnist(hermetic / "mnist.npz")
     write_jpeg_tree(hermetic / "cifar10-jpeg")
     (hermetic / "dogImages").write_text("not a folder")

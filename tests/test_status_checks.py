@@ -1,7 +1,6 @@
 """`data status` says "found" only for what it has checked cheaply (issue 26,
 low 11): a tarball by its member names, CIFAR-10 pickles by their opcodes
-(never unpickled), weights by their HDF5 signature, dog features by their
-.npz headers; a check that would take too long says "found, not checked"."""
+(never unpickled), weights by their HDF5 signature; a check that would take too long says "found, not checked"."""
 
 import gzip
 import re
@@ -96,11 +95,3 @@ def test_weights_that_are_not_hdf5_are_broken(hermetic):
     r = row("weights")
     assert r["status"] == "broken" and "not an HDF5 file" in r["how"], r
 
-
-def test_dog_features_that_are_not_an_npz_are_broken(hermetic):
-    (hermetic / "DogVGG16Data.npz").write_bytes(b"junk")
-    r = row("dog-features")
-    assert r["status"] == "broken" and "not a readable .npz" in r["how"], r
-    np.savez(hermetic / "DogVGG16Data.npz", train=np.zeros((1, 7, 7, 512), np.float32),
-             valid=np.zeros((1, 7, 7, 512), np.float32), test=np.zeros((1, 7, 7, 512), np.float32))
-    assert row("dog-features")["status"] == "found"

@@ -399,7 +399,7 @@ def test_corrupt_vgg16_weights_in_the_keras_cache_are_named(hermetic):
     path = write_vgg_h5(data.keras_home() / "models" / data.VGG16_FILES[True][0])
     path.write_bytes(path.read_bytes()[:900])
     with pytest.raises(data.DataError, match=f"{path}: not a readable HDF5 weights file"):
-        data.vgg16_weights(include_top=True)
+        data.backbone_weights("VGG16", include_top=True)
     row = {s["name"]: s for s in data.dataset_status()}["vgg16"]
     assert row["status"] == "broken" and str(path) in row["how"]
 
@@ -408,9 +408,9 @@ def test_vgg16_weights_with_the_wrong_md5_are_refused(hermetic, monkeypatch):
     path = write_vgg_h5(hermetic / data.VGG16_FILES[False][0], top=False)
     monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: "0" * 32})
     with pytest.raises(data.DataError, match="is not the md5 0{32} of the official"):
-        data.vgg16_weights(include_top=False)
+        data.backbone_weights("VGG16", include_top=False)
     monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: data.backbones.file_md5(path)})
-    assert data.vgg16_weights(include_top=False)[0] == str(path)
+    assert data.backbone_weights("VGG16", include_top=False)[0] == str(path)
 
 
 def test_status_table_shows_broken():

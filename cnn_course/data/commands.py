@@ -146,12 +146,7 @@ def _import_dogs(src: Path, dest_dir: Path) -> Path:
     if install.same_or_nested(src, dest):
         return loaders.check_dog_tree(dest)
     loaders.check_dog_tree(src)  # fails early, before copying anything
-    with install.staging(dest_dir) as work:
-        new = install.copy_tree(src, work / dest.name)
-        with install.named_as(new, src):
-            loaders.check_dog_tree(new, decode=True)
-        install.install(new, dest, work)
-    return dest
+    return install.install_copy(src, dest, lambda new: loaders.check_dog_tree(new, decode=True))
 
 
 IMPORTERS = {  # name -> importer(src, dest_dir) returning where the copy went

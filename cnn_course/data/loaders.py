@@ -14,16 +14,12 @@ from .errors import DataError, DatasetNotFound
 from . import formats, image_folders, images, install, lookup, standins
 
 
-def _nothing_downloaded() -> str:
-    return f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}."
-
-
 def _download(name: str, missing_note) -> Path:
     """Fetch ``name`` through Keras; DatasetNotFound (built by ``missing_note(line)``) offline or on failure."""
     from .commands import fetch  # commands imports this module
 
     if lookup.offline():
-        raise missing_note(_nothing_downloaded()) from None
+        raise missing_note(f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ['CNN_COURSE_OFFLINE']}.")
     try:
         return fetch(name)
     except DatasetNotFound as e:

@@ -157,16 +157,13 @@ def image_batches(paths, size=(224, 224), batch_size=64, progress=True):
 
 
 def cached_features(name, compute, paths, model, size):
-    """Return the bottleneck features of the image files `paths`: cached, precomputed or computed now.
+    """Return the bottleneck features of the image files `paths`: cached or computed now.
 
     `compute(paths)` is the lesson's own feature pass (images through
-    `model`); it runs only when neither the cache file `name`.npz in
-    `feature_cache_dir` holds features of these paths (in this order), this
-    image `size`, `model`'s output shape and weights, nor an imported copy of
-    the original course's precomputed features fits (see
-    `cnn_course.data.original_dog_features`: VGG16 or ResNet50, by
-    ``model.name``, at 224x224, on the original dogImages). Fresh features are saved to the
-    cache. Prints one ``Features:`` line saying which happened, with the time
+    `model`); it runs only when the cache file `name`.npz in
+    `feature_cache_dir` does not hold features of these paths (in this order),
+    this image `size`, `model`'s output shape and weights. Fresh features are
+    saved to the cache. Prints one ``Features:`` line saying which happened, with the time
     and images per second when they were computed.
 
     Returns a float32 array (len(paths), *model output shape). Raises
@@ -178,11 +175,6 @@ def cached_features(name, compute, paths, model, size):
     if not paths:
         raise ValueError("cached_features: no image paths given")
     size = tuple(int(s) for s in size)
-    found = data.original_dog_features(paths, model.name, size)
-    if found is not None:
-        features, source = found
-        print(f"Features: {name} {features.shape} from {source}")
-        return features
     try:
         cache = feature_cache_dir() / f"{name}.npz"
     except OSError:

@@ -697,24 +697,24 @@ def write_vgg_h5(path, top=True):
 
 def test_vgg16_weights_found_in_data_dir_and_keras_models(capsys, hermetic):
     path = write_vgg_h5(hermetic / data.VGG16_FILES[False][0], top=False)
-    weights, description = data.vgg16_weights(include_top=False)
+    weights, description = data.backbone_weights("VGG16", include_top=False)
     assert weights == str(path) and str(path) in description
     models = write_vgg_h5(data.keras_home() / "models" / data.VGG16_FILES[True][0])
     # with the top, offline, the ImageNet class names must be there too (as for any backbone)
     (models.parent / "imagenet_class_index.json").write_text(
         json.dumps({str(i): [f"n{i:08d}", f"name_{i}"] for i in range(1000)}))
-    assert data.vgg16_weights(include_top=True)[0] == str(models)
+    assert data.backbone_weights("VGG16", include_top=True)[0] == str(models)
     assert capsys.readouterr().out.splitlines()[0] == f"Weights: {description}"
 
 
 def test_vgg16_weights_missing(monkeypatch, capsys):
     with pytest.raises(data.DatasetNotFound) as err:
-        data.vgg16_weights()
+        data.backbone_weights("VGG16", include_top=True)
     assert data.VGG16_URL + data.VGG16_FILES[True][0] in str(err.value)
-    weights, description = data.vgg16_weights(quick=True)
+    weights, description = data.backbone_weights("VGG16", include_top=True, quick=True)
     assert weights is None and description.startswith("STAND-IN: random weights")
     monkeypatch.delenv("CNN_COURSE_OFFLINE")
-    assert data.vgg16_weights(include_top=False)[0] == "imagenet"
+    assert data.backbone_weights("VGG16", include_top=False)[0] == "imagenet"
     assert capsys.readouterr().out.count("Weights: ") == 2
 
 
@@ -727,8 +727,7 @@ def test_dataset_status_never_downloads_or_decodes(tmp_path, hermetic, monkeypat
     status = data.dataset_status()
     assert [s["name"] for s in status] == list(data.DATASETS)
     assert not any(s["found"] for s in status)
-    assert all(f"python -m cnn_course data fetch {s['name']}" in s["how"] for s in status
-               if s["name"] not in ("weights", "dog-features"))  # those two cannot be fetched
+    assert all(f"python -m cnn_course data fetch {s['name']}" in s["how"] for s in status)
     write_mnist(hermetic / "mnist.npz")
     write_jpeg_tree(hermetic / "cifar10-jpeg")
     (hermetic / "dogImages").write_text("not a folder")

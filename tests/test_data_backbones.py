@@ -11,7 +11,7 @@ import pytest
 
 from cnn_course import data
 from cnn_course.__main__ import main
-from cnn_course.data import backbones, dog_features
+from cnn_course.data import backbones
 
 MOBILENET_NOTOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 
@@ -220,9 +220,6 @@ def test_data_status_says_how_to_get_missing_weights_and_fetch_refuses_them(home
     rows = {r["name"]: r for r in data.dataset_status()}
     assert not rows["weights"]["found"] and "data import weights FILE" in rows["weights"]["how"]
     assert "data fetch weights" in rows["weights"]["how"]  # the lessons' default backbone (tests/test_fetch.py)
-    assert not rows["dog-features"]["found"] and "data import dog-features FILE" in rows["dog-features"]["how"]
-    assert main(["data", "fetch", "dog-features"]) == 1
-    assert "the original course's features are not online" in capsys.readouterr().err
     assert main(["data", "fetch", "weights"]) == 1  # offline here
     assert "Not downloading ImageNet weights of a backbone: CNN_COURSE_OFFLINE=1" in capsys.readouterr().err
 
@@ -277,76 +274,6 @@ def test_a_tarball_without_train_is_a_clear_error_and_leaves_nothing(home, capsy
     assert main(["data", "import", "dogs", str(bad)]) == 1
     assert "no train/ folder inside" in capsys.readouterr().err
     assert list((home / "data").iterdir()) == []
-
-
-# --------------------------------------------------------------------------
-# The original course's precomputed dog features
-
-
-def fake_features(path, rows=(6, 2, 2), shape=(7, 7, 512), dtype=np.float32, keys=("train", "valid", "test")):
-    """An .npz like DogVGG16Data.npz; row i of each split holds the value i everywhere."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: (np.ones((n, *shape)) * np.arange(n).reshape((n,) + (1,) * len(shape))).astype(dtype)
-              for k, n in zip(keys, rows)}
-    np.savez(path, **arrays)
-    return path
-
-
-def test_data_import_dog_features_checks_and_names_the_file(home, capsys):
-    vgg = fake_features(home / "downloads" / "features.npz")
-    assert main(["data", "import", "dog-features", str(vgg)]) == 0
-    assert (home / "data" / "DogVGG16Data.npz").is_file()
-    resnet = fake_features(home / "downloads" / "r.npz", shape=(1, 1, 2048))
-    assert data.import_dataset("dog-features", resnet) == home / "data" / "DogResnet50Data.npz"
-    capsys.readouterr()
-    rows = {r["name"]: r for r in data.dataset_status()}
-    assert rows["dog-features"]["found"] and "DogVGG16Data.npz" in rows["dog-features"]["where"]
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"keys": ("train", "valid", "testing")}, "missing arrays test"),
-    ({"dtype": np.int32}, "expected floating-point features"),
-    ({"shape": (7, 7)}, "expected floating-point features of shape"),
-    ({"shape": (5, 5, 512)}, "neither VGG16's (7, 7, 512) nor ResNet50's (1, 1, 2048)"),
-])
-def test_bad_dog_features_are_one_line_errors_and_leave_nothing(home, capsys, kwargs, message):
-    bad = fake_features(home / "downloads" / "bad.npz", **kwargs)
-    assert main(["data", "import", "dog-features", str(bad)]) == 1
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-    assert list((home / "data").iterdir()) == []
-
-
-def test_a_file_that_is_not_npz_is_a_clear_error(home):
-    (home / "x.npz").write_bytes(b"nonsense")
-    with pytest.raises(data.DataError, match="not a readable .npz file"):
-        data.import_dataset("dog-features", home / "x.npz")
-
-
-def test_original_features_line_up_with_the_original_file_order(home, capsys):
-    """Row i of the file is the i-th photo of load_files(split) (sorted, then
-    shuffled with random_state=0); the lesson gets them in its own order."""
-    from sklearn.datasets import load_files
-
-    root = data.make_image_folder_standin(home / "data" / "dogImages", n_classes=3,
-                                          per_split={"train": 4, "valid": 2, "test": 2})
-    fake_features(home / "data" / "DogVGG16Data.npz", rows=(12, 6, 6))
-    folder = data.load_image_folder(root, seed=42)
-    paths = folder["train"]["paths"][:5]
-    features, source = data.original_dog_features(paths, "vgg16", (224, 224))
-    original = [Path(f).resolve() for f in load_files(str(root / "train"), load_content=False,
-                                                      random_state=0)["filenames"]]
-    assert features.shape == (5, 7, 7, 512) and features.dtype == np.float32
-    assert list(features[:, 0, 0, 0]) == [original.index(p.resolve()) for p in paths]
-    assert "DogVGG16Data.npz" in source
-    # not used, with one line saying why: another size, another backbone, other photos
-    assert data.original_dog_features(paths, "vgg16", (160, 160)) is None
-    assert "computed at 224x224" in capsys.readouterr().out
-    assert data.original_dog_features(paths, "mobilenetv2_0.35_224", (224, 224)) is None
-    (root / "train" / "001.Standin_Red" / "extra.jpg").write_bytes((root / "test").iterdir().__next__()
-                                                                   .iterdir().__next__().read_bytes())
-    assert data.original_dog_features(paths, "vgg16", (224, 224)) is None
-    assert "holds 13 files" in capsys.readouterr().out
 
 
 def test_a_damaged_weights_file_is_named_before_keras_reads_it(home, capsys):

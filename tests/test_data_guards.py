@@ -271,9 +271,9 @@ def test_huge_image_is_refused_from_its_header_before_decoding(tmp_path, monkeyp
     huge.write_bytes(png_header(20000, 20000))  # past Pillow's own bomb limit: no size shown
     big = tmp_path / "big.png"
     big.write_bytes(png_header(8000, 8000))
-    import cv2
+    from PIL import ImageFile
 
-    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a 20000x20000 image"))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda *a: pytest.fail("decoded an image over the limit"))
     with pytest.raises(data.DataError, match=r"huge.png is over [0-9.]+ megapixels, over the limit of 50 megapixels"):
         next(data.read_images([huge], size=(8, 8)))
     with pytest.raises(data.DataError, match=r"big.png is 8000x8000 pixels, over the limit of 50 megapixels"):
@@ -311,7 +311,9 @@ def gif_bytes(width, height):
     (gif_bytes(640, 480), (640, 480)),
 ])
 def test_header_sizes(header, size):
-    assert data.images.header_size(np.frombuffer(header, np.uint8)) == size
+    """The size in the header is what the pixel limit is checked against, before decoding."""
+    reason = data.images.decode_one(header, max_pixels=1000)
+    assert reason == f"is {size[0]}x{size[1]} pixels, over the limit of 1000 pixels for a photo; not decoded"
 
 
 def test_header_size_of_real_jpeg_and_webp():
@@ -319,8 +321,9 @@ def test_header_size_of_real_jpeg_and_webp():
 
     img = np.zeros((37, 53, 3), np.uint8)
     for ext in (".jpg", ".webp", ".bmp", ".png"):
-        buf = cv2.imencode(ext, img)[1]
-        assert data.images.header_size(buf) == (53, 37), ext
+        buf = cv2.imencode(ext, img)[1].tobytes()
+        assert data.images.decode_one(buf, max_pixels=1000).startswith("is 53x37 pixels, over the limit"), ext
+        assert data.images.decode_one(buf).shape == (37, 53, 3), ext
 
 
 # --------------------------------------- 7 and 19. where CNN_COURSE_DATA points
@@ -396,7 +399,7 @@ def test_corrupt_vgg16_weights_in_the_keras_cache_are_named(hermetic):
     path = write_vgg_h5(data.keras_home() / "models" / data.VGG16_FILES[True][0])
     path.write_bytes(path.read_bytes()[:900])
     with pytest.raises(data.DataError, match=f"{path}: not a readable HDF5 weights file"):
-        data.vgg16_weights(include_top=True)
+        data.backbone_weights("VGG16", include_top=True)
     row = {s["name"]: s for s in data.dataset_status()}["vgg16"]
     assert row["status"] == "broken" and str(path) in row["how"]
 
@@ -405,9 +408,9 @@ def test_vgg16_weights_with_the_wrong_md5_are_refused(hermetic, monkeypatch):
     path = write_vgg_h5(hermetic / data.VGG16_FILES[False][0], top=False)
     monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: "0" * 32})
     with pytest.raises(data.DataError, match="is not the md5 0{32} of the official"):
-        data.vgg16_weights(include_top=False)
+        data.backbone_weights("VGG16", include_top=False)
     monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: data.backbones.file_md5(path)})
-    assert data.vgg16_weights(include_top=False)[0] == str(path)
+    assert data.backbone_weights("VGG16", include_top=False)[0] == str(path)
 
 
 def test_status_table_shows_broken():

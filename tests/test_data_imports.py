@@ -69,7 +69,7 @@ def good_dog_members(breeds=("001.A", "002.B")):
 # ------------------------------ High 1: a special file as the import source
 
 
-@pytest.mark.parametrize("name", ["mnist", "dog-features", "weights", "dogs", "cifar10"])
+@pytest.mark.parametrize("name", ["mnist", "weights", "dogs", "cifar10"])
 def test_a_fifo_as_the_source_is_refused_without_opening_it(tmp_path, name):
     fifo = tmp_path / "source"
     os.mkfifo(fifo)
@@ -99,11 +99,6 @@ def test_encrypted_npz_members_are_one_line(tmp_path, hermetic):
         data.import_dataset("mnist", src)
     with pytest.raises(data.DataError, match="encrypted"):
         data.load_mnist(src)  # what benchmarks/train_speed.py --mnist-npz calls
-    features = np.zeros((2, 7, 7, 512), np.float32)
-    npz = tmp_path / "DogVGG16Data.npz"
-    np.savez(npz, train=features, valid=features, test=features)
-    with pytest.raises(data.DataError, match="encrypted"):
-        data.import_dataset("dog-features", encrypted(npz))
     assert list(hermetic.iterdir()) == []
 
 
@@ -115,7 +110,7 @@ def test_an_encrypted_dogs_zip_is_one_line_and_keeps_the_old_tree(tmp_path, herm
     assert snapshot(dest) == before and leftovers(hermetic) == []
 
 
-# ----------------------------------------- High 3: dog-features' size limit
+# ----------------------------------------- High 3: an .npz array's size limit
 
 
 def npy_declaring(shape):
@@ -128,24 +123,24 @@ def npy_declaring(shape):
     return buf.getvalue() + b"\0" * 64
 
 
-def test_dog_features_declaring_a_huge_shape_are_refused_before_allocating(tmp_path, hermetic):
-    npz = tmp_path / "DogVGG16Data.npz"
-    small = np.zeros((2, 7, 7, 512), np.float32)
-    np.savez(npz, valid=small, test=small)
+def test_an_npz_declaring_a_huge_shape_is_refused_before_allocating(tmp_path, hermetic):
+    npz = tmp_path / "mnist.npz"
+    small = np.zeros((2, 28, 28), np.uint8)
+    np.savez(npz, y_train=small[:, 0, 0], x_test=small, y_test=small[:, 0, 0])
     with zipfile.ZipFile(npz, "a") as z:
-        z.writestr("train.npy", npy_declaring((10**9, 7, 7, 512)))
-    with pytest.raises(data.DataError, match=r"train declares shape .*over the 4096 MiB limit"):
-        data.import_dataset("dog-features", npz)
+        z.writestr("x_train.npy", npy_declaring((10**9, 28, 28)))
+    with pytest.raises(data.DataError, match=r"x_train declares shape .*over the 512 MiB limit"):
+        data.import_dataset("mnist", npz)
     assert list(hermetic.iterdir()) == []
 
 
-def test_dog_features_over_the_limit_as_stored_are_refused(tmp_path, hermetic, monkeypatch):
-    monkeypatch.setattr(data.dog_features, "MAX_DOG_FEATURES_BYTES", 100_000)
-    big = np.zeros((20, 7, 7, 512), np.float32)  # 2 MB
-    npz = tmp_path / "DogVGG16Data.npz"
-    np.savez_compressed(npz, train=big, valid=big[:2], test=big[:2])  # a few KiB: a deflate bomb in small
+def test_an_npz_over_the_limit_as_stored_is_refused(tmp_path, hermetic, monkeypatch):
+    monkeypatch.setattr(data.formats, "MAX_NPZ_ARRAY_BYTES", 100_000)
+    big = np.zeros((2000, 28, 28), np.uint8)  # 1.5 MB
+    npz = tmp_path / "mnist.npz"
+    np.savez_compressed(npz, x_train=big, y_train=big[:, 0, 0], x_test=big[:2], y_test=big[:2, 0, 0])  # a deflate bomb in small
     with pytest.raises(data.DataError, match="over the 0 MiB limit"):
-        data.import_dataset("dog-features", npz)
+        data.import_dataset("mnist", npz)
 
 
 # -------------------- High 9: shallow checks must not replace a good copy
@@ -274,7 +269,6 @@ def test_a_fifo_in_the_data_folder_is_named_by_status_not_opened(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     os.mkfifo(folder / "mnist.npz")
-    os.mkfifo(folder / "DogVGG16Data.npz")
     proc = run_cli("data", "status", CNN_COURSE_DATA=str(folder))
     assert proc.returncode == 0
     assert any(line.startswith("mnist") and "BROKEN" in line and "mnist.npz" in line

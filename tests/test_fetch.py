@@ -40,8 +40,7 @@ PINNED = {
     CLASS_INDEX_URL: CLASS_INDEX_MD5,
 }
 MOBILENET_FILES = {backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA) for top in (False, True)}
-# Every dataset of the catalogue but the one with no URL
-FETCHED = [name for name in data.DATASETS if name != "dog-features"]
+FETCHED = list(data.DATASETS)  # every dataset of the catalogue has a URL
 
 
 class BadGetFileCall(BaseException):
@@ -167,12 +166,6 @@ def test_fetch_dogs_downloads_the_zip_and_unpacks_it(online):
 
 def test_fetch_all_is_what_the_lessons_use_by_default():
     assert set(commands.FETCHABLE) == set(FETCHED) - {"vgg16"}  # VGG16 (~586 MB) only when named
-
-
-def test_what_has_no_url_is_refused_without_a_download(online):
-    with pytest.raises(ValueError, match="cannot be fetched"):
-        data.fetch("dog-features")
-    assert online == []
 
 
 # ---------------------------------------------------------------- the CLI

@@ -4,15 +4,8 @@ Datasets are looked for in this order: the ``path`` argument; ``$CNN_COURSE_DATA
 ``data/`` folder; the Keras cache (``$KERAS_HOME/datasets``, both CIFAR-10 layouts); then a download
 through Keras unless ``CNN_COURSE_OFFLINE=1``; else one DatasetNotFound listing every place looked and
 how to get the file. Whatever is read is checked (DataError names the file and what is wrong);
-labelled stand-ins (``STAND-IN`` in the ``Data:`` line) are used only in quick mode.
-
-Modules: ``errors``; ``catalog`` (names, URLs, hashes, size limits); ``lookup`` (where to look, the
-environment switches); ``install`` (staging, atomic installs, archives within limits); ``formats``
-(mnist.npz, CIFAR-10 pickles); ``images`` (decoding photos); ``image_folders`` (image trees and the
-decode cache); ``standins``; ``loaders`` (what the lessons call); ``backbones`` (ImageNet weights);
-``dog_features`` (the original course's features); ``commands`` (``data fetch``, ``import``, ``status``).
-Set ``cnn_course.data.lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere (tests, benchmarks).
-Heavy libraries are imported inside the functions that need them.
+labelled stand-ins (``STAND-IN`` in the ``Data:`` line) are used only in quick mode. CONTRIBUTING.md
+says what each module holds. Set ``lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere.
 """
 
 from .catalog import (
@@ -28,8 +21,7 @@ from .image_folders import load_image_folder
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
 from .loaders import (find_dog_images, load_cifar10, load_dog_images, load_lesson_data, load_mnist,
                       standin_note)
-from .backbones import BACKBONES, backbone_weights, found_weights, vgg16_weights
-from .dog_features import original_dog_features
+from .backbones import BACKBONES, backbone_weights, found_weights
 from .commands import dataset_status, fetch, fetch_all, import_dataset
 from . import backbones, images, install, lookup
 
@@ -41,6 +33,6 @@ __all__ = [
     "write_cifar10_pickles", "SAMPLE_PHOTOS", "load_sample_photos", "read_images", "load_image_folder",
     "load_digits28", "make_cifar10_standin", "make_image_folder_standin", "find_dog_images",
     "load_cifar10", "load_dog_images", "load_lesson_data", "load_mnist", "standin_note", "BACKBONES",
-    "backbone_weights", "found_weights", "vgg16_weights", "original_dog_features", "dataset_status",
+    "backbone_weights", "found_weights", "dataset_status",
     "fetch", "fetch_all", "import_dataset", "backbones", "images", "install", "lookup",
 ]

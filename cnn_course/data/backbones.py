@@ -114,11 +114,6 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
     return weights, description
 
 
-def vgg16_weights(include_top=True, quick=None):
-    """``backbone_weights("VGG16", include_top=include_top, quick=quick)``: the VGG16 lessons' weights."""
-    return backbone_weights("VGG16", include_top=include_top, quick=quick)
-
-
 def read_class_index(path):
     """The 1,000 ImageNet class names of a class-index JSON file; DataError (a ValueError) for anything else."""
     try:

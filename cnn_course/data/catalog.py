@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-DATASETS = ("mnist", "cifar10", "dogs", "vgg16", "weights", "dog-features")
+DATASETS = ("mnist", "cifar10", "dogs", "vgg16", "weights")
 SPLITS = ("train", "valid", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -36,8 +36,7 @@ NAMES = {  # what is looked for in each place, in order
     "dogs": ("dogImages", DOGS_FILE) + DOGS_TARBALLS,
 }
 TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "dogs": "Dog-breed images (dogImages)",
-          "vgg16": "The VGG16 ImageNet weights", "weights": "ImageNet weights of a backbone",
-          "dog-features": "The original course's precomputed dog features"}
+          "vgg16": "The VGG16 ImageNet weights", "weights": "ImageNet weights of a backbone"}
 GET = {
     "mnist": f"{MNIST_FILE} ({MNIST_URL})",
     "cifar10": (f"{CIFAR10_FILE} ({CIFAR10_URL}; its unpacked cifar-10-batches-py/ "
@@ -45,7 +44,6 @@ GET = {
     "dogs": f"{DOGS_FILE} ({DOGS_URL}; the unzipped dogImages/ folder, or a .tar.gz of it, works too)",
     "weights": ("a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them "
                 "into ~/.keras/models where a network is available)"),
-    "dog-features": "DogVGG16Data.npz or DogResnet50Data.npz from the original course",
     "vgg16": f"{VGG16_FILES[True][0]} and/or {VGG16_FILES[False][0]} ({VGG16_URL}<file>)",
 }
 
@@ -53,7 +51,6 @@ GET = {
 # read, unpacked or decoded (a zip bomb, a huge image). "real": the official files and the shared copies.
 MiB = 2**20
 MAX_NPZ_ARRAY_BYTES = 512 * MiB       # one array of mnist.npz (real: x_train is 45 MiB)
-MAX_DOG_FEATURES_BYTES = 4096 * MiB   # one split of DogVGG16Data.npz (real: train is 639 MiB)
 MAX_CIFAR_PICKLE_BYTES = 64 * MiB     # one CIFAR-10 batch (real: 30 MiB)
 MAX_CIFAR_IMAGE_BYTES = 1 * MiB       # one CIFAR-10 JPEG (real: at most 1.1 KiB)
 MAX_CIFAR_TREE_BYTES = 2048 * MiB     # all images of a CIFAR-10 JPEG tarball (real: 53 MiB)

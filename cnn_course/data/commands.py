@@ -5,7 +5,6 @@ atomically: a failed import keeps the old copy), and what is found where (cheap 
 from __future__ import annotations
 
 import os
-import time
 import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -15,11 +14,10 @@ from .catalog import (CIFAR10_FILE, CIFAR10_PICKLES, CIFAR10_SHA256, CIFAR10_URL
                       DATASETS, DOGS_FILE, DOGS_SHA256, DOGS_URL, GET, LESSON_ALPHA, LESSON_BACKBONE,
                       MAX_DOGS_ZIP_BYTES, MNIST_FILE, MNIST_SHA256, MNIST_URL, SPLITS, TITLES, VGG16_FILES, VGG16_URL)
 from .errors import DataError, DatasetNotFound, one_line
-from . import backbones, dog_features, formats, image_folders, install, loaders, lookup
+from . import backbones, formats, image_folders, install, loaders, lookup
 
 # What `data fetch` (or `fetch all`) downloads: what the lessons use by default; vgg16 only when named.
 FETCHABLE = ("mnist", "cifar10", "dogs", "weights")
-TAR_LISTING_SECONDS = 15.0  # past it `data status` says "found, not checked" (the JPEG copy: 2-3 s)
 
 
 def get_file(fname: str, url: str, file_hash: str | None, name: str, subdir: str = "datasets") -> Path:
@@ -59,9 +57,6 @@ def fetch(name: str) -> Path:
     download fails, DataError for a corrupt download, ValueError for a name that cannot be fetched."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if name == "dog-features":
-        raise ValueError("dog-features cannot be fetched: the original course's features are not online; "
-                         "`data import dog-features FILE` brings in a copy")
     if lookup.offline():
         raise _offline(TITLES[name], f"{GET[name]} by other means and run "
                        f"`python -m cnn_course data import {name} PATH`")
@@ -151,12 +146,7 @@ def _import_dogs(src: Path, dest_dir: Path) -> Path:
     if install.same_or_nested(src, dest):
         return loaders.check_dog_tree(dest)
     loaders.check_dog_tree(src)  # fails early, before copying anything
-    with install.staging(dest_dir) as work:
-        new = install.copy_tree(src, work / dest.name)
-        with install.named_as(new, src):
-            loaders.check_dog_tree(new, decode=True)
-        install.install(new, dest, work)
-    return dest
+    return install.install_copy(src, dest, lambda new: loaders.check_dog_tree(new, decode=True))
 
 
 IMPORTERS = {  # name -> importer(src, dest_dir) returning where the copy went
@@ -165,7 +155,6 @@ IMPORTERS = {  # name -> importer(src, dest_dir) returning where the copy went
     "dogs": _import_dogs,
     "vgg16": lambda src, dest_dir: backbones.import_weights(src, dest_dir, "VGG16", load=False),
     "weights": backbones.import_weights,
-    "dog-features": dog_features.import_dog_features,
 }
 
 
@@ -173,7 +162,7 @@ def import_dataset(name: str, src) -> Path:
     """Copy (or unpack) a local copy of dataset ``name`` into the data folder (``data_dirs()[0]``, else
     the repo's), checked by loading it once; returns where it went. Accepts what GET names for each
     (mnist.npz; CIFAR-10's tarball, pickles or a JPEG tree; dogImages as folder, zip or tarball; a Keras
-    .h5 weights file; the original dog features). Raises ValueError for an unknown name,
+    .h5 weights file). Raises ValueError for an unknown name,
     DatasetNotFound for a missing ``src``, DataError when it is not the dataset, a special file, fails
     the checks, or would be hidden by a copy earlier in the search order (nothing is left behind)."""
     if name not in IMPORTERS:
@@ -188,22 +177,16 @@ def import_dataset(name: str, src) -> Path:
 # ---------------------------------------------------------------- data status
 
 
-class NotChecked(Exception):
-    """A cheap check could not finish: the dataset is found but not checked."""
-
-
 def _check_tarball(name: str, kind: str, source: Path) -> None:
     """Check a tarball by its member names (CIFAR-10's pickles, or an image tree's splits)."""
     pickles = kind == "pickles-tar"
     needed = set(CIFAR10_PICKLES) if pickles else {"train", "test"} if name == "cifar10" else set(SPLITS)
-    seen, deadline = set(), time.monotonic() + TAR_LISTING_SECONDS
+    seen = set()
     for member, _ in install.read_tar(source, lambda m: False, 0, "a member"):
         path = PurePosixPath(member.name)
         seen |= needed.intersection((path.name,) if pickles else path.parts[:-1])
         if seen == needed:
             return
-        if time.monotonic() > deadline:
-            raise NotChecked(f"listing its members took over {TAR_LISTING_SECONDS:g} s")
     what = "CIFAR-10's pickles" if pickles else f"the image folders {', '.join(s + '/' for s in sorted(needed))}"
     raise DataError(f"{source}: not {what}: no {', '.join(sorted(needed - seen))} among its members")
 
@@ -230,9 +213,8 @@ def _check_cheaply(name: str, kind: str, source: Path) -> None:
 
 
 def _how(name: str) -> str:
-    fetch = f"`python -m cnn_course data fetch {name}` or " if name != "dog-features" else ""
-    path = "FILE" if name in ("weights", "dog-features") else "PATH"
-    return (f"get {GET[name]} into {lookup.data_dirs()[0]}, or run {fetch}"
+    path = "FILE" if name == "weights" else "PATH"
+    return (f"get {GET[name]} into {lookup.data_dirs()[0]}, or run `python -m cnn_course data fetch {name}` or "
             f"`python -m cnn_course data import {name} {path}`")
 
 
@@ -244,8 +226,6 @@ def _status(name: str, paths, check) -> tuple[str, str | None, str]:
     for path in paths:
         try:
             check(path)
-        except NotChecked as e:
-            return "found", f"{where} (found, not checked: {e})", ""
         except (DataError, OSError, zipfile.BadZipFile) as e:
             reason = one_line(e) if isinstance(e, DataError) else f"{path}: not readable ({one_line(e)})"
             return "broken", where, f"broken: {reason}; {_how(name)}"
@@ -265,11 +245,7 @@ def _status_of(name: str) -> tuple[str, str | None, str]:
         paths = [p for p in (backbones.find_weights(VGG16_FILES[top][0])[0] for top in (False, True)) if p]
         status, where, how = _status(name, paths, backbones.check_h5)
         return status, where, how or ("" if len(paths) != 1 else f"only one of the two files; {_how(name)}")
-    if name == "weights":
-        return _status(name, backbones.found_weights(), backbones.check_h5)
-    found = [p for p in map(dog_features.find_dog_features, dog_features.DOG_FEATURE_FILES) if p]
-    status, where, how = _status(name, found, lambda p: formats.npz_members(p, SPLITS, max_bytes=2**62))
-    return status, where, how and f"{how}; optional, with the original dogImages"
+    return _status(name, backbones.found_weights(), backbones.check_h5)
 
 
 def dataset_status() -> list[dict]:

@@ -1,5 +1,5 @@
-"""Decoding image files to RGB arrays (OpenCV, Pillow as a fallback) on a small thread pool, within
-size limits read from the header (Pillow), and a few photos to look at."""
+"""Decoding image files to RGB arrays with Pillow on a small thread pool, within size limits read from
+the header before anything is decoded, and a few photos to look at."""
 
 from __future__ import annotations
 
@@ -16,28 +16,12 @@ from .errors import DataError, DatasetNotFound
 
 SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn, no download
 BAD_IMAGE_LIMIT = 0.01  # more than this fraction unreadable -> DataError
-WORKERS = max(1, min(4, os.cpu_count() or 1))  # OpenCV releases the GIL while it decodes
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # Pillow releases the GIL while it decodes and resizes
 
 
 def is_image_name(name: str) -> bool:
     """Whether a file name has one of IMAGE_EXTENSIONS (any case)."""
     return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def header_size(buf) -> tuple[int, int] | None:
-    """(width, height) from the image header in ``buf`` (Pillow, nothing decoded), or None.
-    Raises PIL.Image.DecompressionBombError over twice ``Image.MAX_IMAGE_PIXELS``."""
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(bytes(memoryview(buf)))) as im:
-                return im.size
-    except Image.DecompressionBombError:
-        raise
-    except Exception:
-        return None
 
 
 def _pixels(n: int) -> str:
@@ -50,43 +34,32 @@ def _pixels(n: int) -> str:
 def decode_one(src, size=None, max_pixels=MAX_PHOTO_PIXELS, max_bytes=MAX_PHOTO_BYTES, what="a photo"):
     """One image (bytes or a Path) as RGB uint8 (H, W, 3), resized to ``size`` (h, w) when given, or a
     string saying what is wrong; files over ``max_bytes`` or ``max_pixels`` (``what``'s) are not decoded."""
-    import cv2
     from PIL import Image
 
     try:
         n_bytes = src.stat().st_size if isinstance(src, Path) else len(src)
         if n_bytes > max_bytes:
             return f"is {n_bytes / MiB:.1f} MiB, over the {max_bytes / MiB:.0f} MiB limit for {what}"
-        buf = np.fromfile(src, np.uint8) if isinstance(src, Path) else np.frombuffer(src, np.uint8)
+        buf = src.read_bytes() if isinstance(src, Path) else bytes(src)
     except OSError as e:
         return f"cannot be read ({e.strerror or e})"
-    if not buf.size:
+    if not buf:
         return "is empty (0 bytes)"
     limit = f"over the limit of {_pixels(max_pixels)} for {what}; not decoded"
     try:
-        wh = header_size(buf)
-    except Image.DecompressionBombError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(buf)) as im:  # reads the header only
+                if im.width * im.height > max_pixels:
+                    return f"is {im.width}x{im.height} pixels, {limit}"
+                img = im.convert("RGB")
+    except Image.DecompressionBombError:  # over twice Image.MAX_IMAGE_PIXELS: no size given
         return f"is over {_pixels(2 * Image.MAX_IMAGE_PIXELS)}, {limit}"
-    if wh is None:
+    except Exception:
         return "is not a readable image"
-    if wh[0] * wh[1] > max_pixels:
-        return f"is {wh[0]}x{wh[1]} pixels, {limit}"
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is not None:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    else:
-        try:  # formats OpenCV lacks (GIF on some builds)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(io.BytesIO(buf.tobytes())) as im:
-                    img = np.asarray(im.convert("RGB"))
-        except Exception:
-            return "is not a readable image"
-    if size is not None and img.shape[:2] != tuple(size):
-        h, w = size  # area averaging only where bilinear would alias (it is ~10x slower)
-        far = img.shape[0] > 2 * h or img.shape[1] > 2 * w
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if far else cv2.INTER_LINEAR)
-    return img
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)  # widened when shrinking: no aliasing
+    return np.array(img)
 
 
 def decode_many(sources, shape, names, max_pixels, max_bytes, what):

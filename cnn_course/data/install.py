@@ -93,11 +93,11 @@ def install(new: Path, dest: Path, work: Path) -> Path:
 
 
 def install_copy(src: Path, dest: Path, check=None) -> Path:
-    """Copy the file ``src`` to ``dest`` through a staging folder, ``check(copy)`` it, then replace."""
-    check_source(src, folder_ok=False)
-    check_same_kind(False, dest)
+    """Copy the file or folder ``src`` to ``dest`` through a staging folder, ``check(copy)`` it, then replace."""
+    check_source(src)
+    check_same_kind(src.is_dir(), dest)
     with staging(dest.parent) as work:
-        new = copy_file(src, work / dest.name)
+        new = (copy_tree if src.is_dir() else copy_file)(src, work / dest.name)
         if check is not None:
             with named_as(new, src):
                 check(new)
@@ -117,18 +117,15 @@ def check_same_kind(is_dir: bool, dest: Path) -> None:
                         f"{'a folder' if is_dir else 'a file'}; move it away first")
 
 
-def check_source(src: Path, folder_ok: bool = True) -> None:
+def check_source(src: Path) -> None:
     """Refuse (DataError) a source that is not a regular file or folder before opening it (a FIFO blocks)."""
     try:
         mode = src.stat().st_mode
     except OSError as e:
         raise DataError(f"{src}: cannot be read ({e.strerror or e})") from None
-    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
-        return
-    if stat.S_ISDIR(mode):
-        raise DataError(f"{src}: a folder; give the file itself")
-    raise DataError(f"{src}: not a regular file{' or folder' if folder_ok else ''} "
-                    "(a FIFO, socket or device); give the dataset's file itself")
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise DataError(f"{src}: not a regular file or folder (a FIFO, socket or device); "
+                        "give the dataset's file itself")
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ where allowed, and print one ``Data:`` line (a labelled stand-in only in quick m
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import warnings
@@ -15,16 +14,12 @@ from .errors import DataError, DatasetNotFound
 from . import formats, image_folders, images, install, lookup, standins
 
 
-def _nothing_downloaded() -> str:
-    return f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}."
-
-
 def _download(name: str, missing_note) -> Path:
     """Fetch ``name`` through Keras; DatasetNotFound (built by ``missing_note(line)``) offline or on failure."""
     from .commands import fetch  # commands imports this module
 
     if lookup.offline():
-        raise missing_note(_nothing_downloaded()) from None
+        raise missing_note(f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ['CNN_COURSE_OFFLINE']}.")
     try:
         return fetch(name)
     except DatasetNotFound as e:
@@ -167,18 +162,14 @@ def find_dog_images(path=None) -> Path:
 def _dog_standin_root(seed: int) -> Path:
     """The generated dogImages stand-in for ``seed``, built once in the temp folder under a temporary name."""
     target = Path(tempfile.gettempdir()) / f"cnn-course-dogimages-standin-{int(seed)}"
-    if (target / "test").is_dir():
-        return target
-    work = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
-        standins.make_image_folder_standin(work / "dogImages", seed=seed)
-        try:
-            os.rename(work / "dogImages", target)
-        except OSError:  # another run built it at the same time: use theirs
-            if not (target / "test").is_dir():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    if not (target / "test").is_dir():
+        with install.staging(target.parent) as work:
+            standins.make_image_folder_standin(work / "dogImages", seed=seed)
+            try:
+                os.rename(work / "dogImages", target)
+            except OSError:  # another run built it at the same time: use theirs
+                if not (target / "test").is_dir():
+                    raise
     return target
 
 

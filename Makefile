@@ -10,7 +10,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run full test setup site site-refresh constraints gpu gpu-jax lab bench clean
+.PHONY: run full test lint lowest setup site site-refresh constraints gpu gpu-jax lab bench clean
 
 run: $(STAMP)
 	$(PY) -m cnn_course run --quick
@@ -20,6 +20,11 @@ full: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The rules are pyproject.toml's [tool.ruff]; `ruff check --fix` and `ruff format` apply them.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 setup: $(STAMP)
 

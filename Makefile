@@ -26,6 +26,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Are pyproject.toml's lower bounds true? The lowest versions it allows, in build/lowest, and the
+# quick lesson tests on them (tools/lowest.sh; several minutes and about 2 GB the first time).
+lowest: $(STAMP)
+	PYTHON=$(PYTHON) UV=$(VENV)/bin/uv tools/lowest.sh
+
 setup: $(STAMP)
 
 # The website: each lesson with the outputs of its recorded full run (website/runs/).
@@ -63,7 +68,7 @@ gpu: $(STAMP)
 
 # Add JAX's CUDA plugin (Linux with an NVIDIA GPU); then run with KERAS_BACKEND=jax.
 gpu-jax: $(STAMP)
-	$(PY) -m pip install "jax[cuda12]>=0.4.30,<1"
+	$(PY) -m pip install "jax[cuda12]>=0.5,<1"
 
 # JupyterLab at the repository, with the first lesson open.
 lab: $(STAMP)

@@ -18,8 +18,10 @@ run: $(STAMP)
 full: $(STAMP)
 	$(PY) -m cnn_course run
 
+# Two workers, each taking whole test files (a module's fixtures are built once): 572 s against 683 s
+# serial for three lesson test files and the unit tests on 2 shared CPU cores (measured back to back).
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The rules are pyproject.toml's [tool.ruff]; `ruff check --fix` and `ruff format` apply them.
 lint: $(STAMP)

@@ -70,7 +70,7 @@ gpu: $(STAMP)
 
 # Add JAX's CUDA plugin (Linux with an NVIDIA GPU); then run with KERAS_BACKEND=jax.
 gpu-jax: $(STAMP)
-	$(PY) -m pip install "jax[cuda12]>=0.5,<1"
+	$(PY) -m pip install "jax[cuda12]>=0.5.3,<1"
 
 # JupyterLab at the repository, with the first lesson open.
 lab: $(STAMP)

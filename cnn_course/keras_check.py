@@ -1,16 +1,9 @@
-"""Build the layers of conv-dims.py and pool-dims.py with Keras and compare them
-with the formulas of ``cnn_course.shapes``.
+"""Build conv-dims.py's and pool-dims.py's layers with Keras and compare them with ``cnn_course.shapes``.
 
-Two checks come before anything is built, so that a student's typo gives one
-clear line rather than a TensorFlow traceback or the out-of-memory killer:
-
-- `check_fits` estimates the memory Keras needs to create the layers' weights
-  and refuses what would not fit (the formulas, ``--no-keras``, still answer);
-- `check_activation` refuses an activation Keras does not have, cannot apply
-  by name, or that changes the shape of what it is given (the formulas assume
-  it keeps it, and Keras's own shape inference ignores the activation, so it
-  would "agree" with a wrong answer).
-
+Checked before anything is built, so that a typo gives one clear line, not a traceback or the
+out-of-memory killer: sizes Keras cannot compute exactly (`check_exact`), the memory building
+needs (`check_fits`), and an activation Keras lacks or that changes the shape (`check_activation`:
+Keras's shape inference ignores the activation, so it would "agree" with a wrong answer).
 Keras is imported only by `import_keras`, when called.
 """
 
@@ -20,119 +13,78 @@ from pathlib import Path
 
 from cnn_course.shapes import parse_stack, shape_text, stack_table, trace_stack
 
-# Bytes of memory per parameter while Keras builds a layer: the float32 weights
-# and two temporaries of the same size from their random initialisation
-# (measured: peak 3.15 x 4 = 12.6 bytes for Conv2D layers of 125 and 250 million
+# Bytes of memory per parameter while Keras builds a layer: the float32 weights and two temporaries
+# from their initialisation (measured: peak 12.6 bytes for Conv2D layers of 125 and 250 million
 # parameters, Keras 3.15 on TensorFlow 2.21, CPU).
 BYTES_PER_PARAMETER = 13
-
-# The share of the memory available now that building may take; the rest is
-# left to TensorFlow itself and to the machine's other work.
-MEMORY_SHARE = 0.8
-
+MEMORY_SHARE = 0.8  # of the memory available now that building may take; the rest is TensorFlow's and others'
+# Keras computes shapes and parameter counts with floats and 64-bit integers, exact only up to 2**53:
+# above it its answer can be off by one and would look like a mismatch with the (exact) formulas.
+MAX_EXACT = 2**53
 _PROBE_SHAPE = (1, 2, 2, 4)  # what check_activation applies an activation to
 
-# Keras works out output shapes and parameter counts with floating-point and
-# 64-bit integer arithmetic (numpy), exact only for whole numbers up to 2**53:
-# above it its answer can be off by one or overflow, and would look like a
-# mismatch with the formulas, which are exact.
-MAX_EXACT = 2**53
-
-
-# ---- memory ------------------------------------------------------------------
 
 def available_memory():
-    """Return the bytes of memory this process can still use, or None if unknown.
-
-    On Linux: MemAvailable from /proc/meminfo, or less when a cgroup limit
-    leaves less; elsewhere the physical memory. Raises nothing.
-    """
+    """Return the bytes of memory this process can still use (Linux: MemAvailable, or less under a
+    cgroup limit; elsewhere the physical memory), or None if unknown. Raises nothing."""
     found = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        found += [int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemAvailable:")]
+    for limit_file, usage_file in (("memory.max", "memory.current"),  # cgroup v2, then v1
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        with contextlib.suppress(OSError, ValueError):
+            limit = Path("/sys/fs/cgroup", limit_file).read_text().strip()
             if limit != "max":
-                found.append(max(0, int(limit) - usage))
-        except (OSError, ValueError):
-            pass
-    if not found:
-        try:
-            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (AttributeError, ValueError, OSError):
-            return None
-    return min(found)
+                found.append(max(0, int(limit) - int(Path("/sys/fs/cgroup", usage_file).read_text())))
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        found = found or [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
+    return min(found, default=None)
 
 
 def _integers(value):
-    """Yield every int in ``value``: an int, or nested tuples/lists/dicts of them."""
-    if isinstance(value, dict):
-        value = value.values()
-    if isinstance(value, (tuple, list, type({}.values()))):
-        for item in value:
+    """Yield every int in `value`: an int, or nested tuples, lists and dicts of them."""
+    if isinstance(value, (tuple, list, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
             yield from _integers(item)
     elif isinstance(value, int) and not isinstance(value, bool):
         yield value
 
 
 def check_exact(*sizes, what="the layer"):
-    """Refuse, before Keras is imported, sizes Keras cannot compute exactly.
-
-    ``sizes``: ints, or nested tuples, lists and dicts of them (shapes,
-    parameter counts, the rows of trace_stack). Returns None. Raises
-    ValueError, one line naming the biggest size and the limit MAX_EXACT.
-    """
+    """Refuse sizes Keras cannot compute exactly: ints, or nested tuples, lists and dicts of them
+    (shapes, parameter counts, trace_stack rows). Returns None; raises ValueError (one line) over MAX_EXACT."""
     biggest = max(_integers(sizes), default=0)
     if biggest > MAX_EXACT:
-        raise ValueError(
-            f"{what} has a size of {biggest:,} (in its input, its output or its parameter count): "
-            f"over 2**53 = {MAX_EXACT:,}, the largest Keras computes shapes with exactly; "
-            "use smaller sizes, or --no-keras for the formulas' exact working")
+        raise ValueError(f"{what} has a size of {biggest:,} (in its input, its output or its parameter count): "
+                         f"over 2**53 = {MAX_EXACT:,}, the largest Keras computes shapes with exactly; "
+                         "use smaller sizes, or --no-keras for the formulas' exact working")
 
 
 def _size(n_bytes):
     """Return a byte count as text: "3.2 GiB", "512 MiB", "1,024.0 TiB"."""
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:,.1f} {unit}"
-    return f"{n_bytes / 2**20:,.0f} MiB"
+    scale, unit = next(((s, u) for s, u in ((2**40, "TiB"), (2**30, "GiB")) if n_bytes >= s), (2**20, "MiB"))
+    return f"{n_bytes / scale:,.{0 if unit == 'MiB' else 1}f} {unit}"
 
 
 def check_fits(params, what="the layer", limit=None):
-    """Refuse to build layers with `params` parameters in all when they would not fit.
-
-    The estimate is `params` x BYTES_PER_PARAMETER; `limit` (bytes) defaults
-    to MEMORY_SHARE of `available_memory()` (no check when that is unknown).
-    Returns the estimate in bytes. Raises ValueError, one line giving the
-    estimate and the limit.
-    """
+    """Refuse to build `params` parameters when params x BYTES_PER_PARAMETER exceeds `limit` (bytes;
+    default MEMORY_SHARE of available_memory(), no check when unknown). Returns the estimate in bytes;
+    raises ValueError, one line giving the estimate and the limit."""
     estimate = params * BYTES_PER_PARAMETER
     if limit is None:
         available = available_memory()
         limit = None if available is None else int(available * MEMORY_SHARE)
     if limit is not None and estimate > limit:
-        raise ValueError(
-            f"{what} has {params:,} parameters: building it with Keras needs about {_size(estimate)} "
-            f"of memory ({BYTES_PER_PARAMETER} bytes a parameter), over the limit of {_size(limit)} "
-            f"({MEMORY_SHARE:.0%} of the memory available now); --no-keras still prints the working")
+        raise ValueError(f"{what} has {params:,} parameters: building it with Keras needs about {_size(estimate)} "
+                         f"of memory ({BYTES_PER_PARAMETER} bytes a parameter), over the limit of {_size(limit)} "
+                         f"({MEMORY_SHARE:.0%} of the memory available now); --no-keras still prints the working")
     return estimate
 
 
 def build(make, what="the layer"):
-    """Return ``make()`` (a Keras model), with running out of memory as one line.
-
-    A backstop for what `check_fits` cannot see (a GPU's own memory, other
-    programs starting meanwhile). Raises ValueError for MemoryError or
-    TensorFlow's ResourceExhaustedError; anything else propagates.
-    """
+    """Return make() (a Keras model); running out of memory anyway (a GPU's memory, other programs)
+    raises ValueError in one line. Any other exception propagates."""
     try:
         return make()
     except Exception as exc:
@@ -142,23 +94,17 @@ def build(make, what="the layer"):
         raise
 
 
-# ---- Keras --------------------------------------------------------------------
-
 @contextlib.contextmanager
 def quiet_tensorflow():
-    """Within the block, TensorFlow imports without its start-up notices; yields None.
+    """Within the block TensorFlow imports without its start-up notices; yields None.
 
-    Sets TF_CPP_MIN_LOG_LEVEL=2 and TF_ENABLE_ONEDNN_OPTS=0 unless already set
-    (else a notice about oneDNN prints on every import), and removes
-    TF_ENABLE_ONEDNN_OPTS again when the block ends: TensorFlow reads it once,
-    when imported, but processes started later inherit the environment, and
-    a notebook kernel without oneDNN trains several times slower (measured in
-    the test suite: lesson 9's quick run took 127 s instead of 36 s).
+    Sets TF_CPP_MIN_LOG_LEVEL=2 and TF_ENABLE_ONEDNN_OPTS=0 unless set, and removes the latter
+    again afterwards: processes started later inherit the environment, and a notebook kernel
+    without oneDNN trains several times slower (lesson 9's quick run: 127 s instead of 36 s).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     added = "TF_ENABLE_ONEDNN_OPTS" not in os.environ
-    if added:
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     try:
         yield
     finally:
@@ -167,33 +113,28 @@ def quiet_tensorflow():
 
 
 def import_keras():
-    """Return the keras module, imported inside `quiet_tensorflow`.
+    """Return the keras module, imported inside quiet_tensorflow().
 
-    Raises ImportError when Keras is not installed; when Keras is but the
-    package of its backend is not (``pip install cnn-course`` without an
-    extra), `cnn_course.backends.BackendError` (a ValueError), one line
-    saying what to install.
+    Raises ImportError without Keras, and backends.BackendError (a ValueError, one line saying
+    what to install) when Keras is installed but its backend's package is not.
     """
     with quiet_tensorflow():
         try:
             import keras
         except ImportError as exc:
-            if exc.name == "keras":
-                raise
-            from cnn_course import backends
+            if exc.name != "keras":
+                from cnn_course import backends
 
-            backends.check_backend(backends.keras_backend())  # raises, naming what to install
+                backends.check_backend(backends.keras_backend())  # raises, naming what to install
             raise
     return keras
 
 
 def check_activation(keras, activation, where):
-    """Check that Keras has `activation` (a name, or None for none) and that it
-    keeps the shape of what it is given, by applying it to a small tensor.
+    """Check that Keras has `activation` (None: none) and that it keeps the shape of a small tensor.
 
-    Returns None. Raises ValueError starting with `where` (e.g.
-    "--activation glu") when Keras has no such activation, cannot apply it by
-    name alone, or when it changes the shape.
+    Returns None. Raises ValueError starting with `where` when Keras has no such activation,
+    cannot apply it by name alone, or it changes the shape.
     """
     if activation is None:
         return
@@ -204,73 +145,57 @@ def check_activation(keras, activation, where):
     try:
         shape = tuple(keras.ops.shape(function(keras.ops.ones(_PROBE_SHAPE))))
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:120]
         raise ValueError(f"{where}: Keras cannot apply it by name alone "
-                         f"({type(exc).__name__}: {reason})") from None
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
     if shape != _PROBE_SHAPE:
-        raise ValueError(f"{where}: changes the shape of what it is given ({_PROBE_SHAPE} becomes {shape}), "
-                         "so the layer's output is not what the formulas describe; use an activation that "
-                         "keeps the shape, such as relu, sigmoid, tanh or softmax")
+        raise ValueError(f"{where}: changes the shape of what it is given ({_PROBE_SHAPE} becomes {shape}), so the "
+                         "layer's output is not what the formulas describe; use an activation that keeps the shape, "
+                         "such as relu, sigmoid, tanh or softmax")
+
+
+def _keras_layer(kl, layer):
+    """Return the keras.layers layer a parsed stack layer (or a drawn quiz layer) stands for."""
+    kind, window = layer["kind"], {"strides": layer.get("strides"), "padding": layer.get("padding")}
+    if kind == "conv":
+        return kl.Conv2D(layer["filters"], layer["window"], activation=layer.get("activation"), **window)
+    if kind in ("pool", "avgpool"):
+        return (kl.MaxPooling2D if kind == "pool" else kl.AveragePooling2D)(layer["window"], **window)
+    if kind == "dense":
+        return kl.Dense(layer["units"], activation=layer.get("activation"))
+    if kind == "dropout":
+        return kl.Dropout(layer["rate"])
+    return kl.GlobalAveragePooling2D() if kind == "gap" else kl.Flatten()
 
 
 def keras_stack(input_shape, layers, name="--stack"):
-    """Return a keras.Sequential of the parsed stack layers on an (H, W, D) input.
+    """Return a keras.Sequential of parsed stack layers on an (H, W, D) input (imports Keras).
 
-    Imports keras (and so TensorFlow). Raises ValueError for an activation
-    `check_activation` refuses.
+    Raises ValueError for an activation check_activation refuses.
     """
     keras = import_keras()
-    built = []
     for i, layer in enumerate(layers, 1):
-        kind = layer["kind"]
         activation = layer.get("activation")
         check_activation(keras, activation, f"{name} layer {i} ({layer['text']!r}): activation {activation!r}")
-        if kind == "conv":
-            built.append(keras.layers.Conv2D(
-                filters=layer["filters"], kernel_size=layer["window"], strides=layer["strides"],
-                padding=layer["padding"], activation=activation))
-        elif kind in ("pool", "avgpool"):
-            pool = keras.layers.MaxPooling2D if kind == "pool" else keras.layers.AveragePooling2D
-            built.append(pool(pool_size=layer["window"], strides=layer["strides"],
-                              padding=layer["padding"]))
-        elif kind == "gap":
-            built.append(keras.layers.GlobalAveragePooling2D())
-        elif kind == "dropout":
-            built.append(keras.layers.Dropout(layer["rate"]))
-        elif kind == "flatten":
-            built.append(keras.layers.Flatten())
-        else:
-            built.append(keras.layers.Dense(layer["units"], activation=activation))
-    return keras.Sequential([keras.Input(shape=tuple(input_shape)), *built])
+    return keras.Sequential([keras.Input(shape=tuple(input_shape)), *(_keras_layer(keras.layers, layer)
+                                                                      for layer in layers)])
 
 
 def keras_mismatches(rows, model):
-    """Return one line per layer where trace_stack rows and a Keras model disagree.
-
-    An empty list means Keras agrees on every layer's output shape and
-    parameter count.
-    """
+    """Return one line per layer where trace_stack rows and a Keras model disagree on the output
+    shape or parameter count; an empty list when they agree on every layer."""
     if len(rows) != len(model.layers):
         return [f"the formulas have {len(rows)} layers, Keras {len(model.layers)}"]
     problems = []
     for i, (row, layer) in enumerate(zip(rows, model.layers), 1):
-        shape = tuple(layer.output.shape)[1:]
-        params = layer.count_params()
+        shape, params = tuple(layer.output.shape)[1:], layer.count_params()
         if shape != tuple(row["shape"]) or params != row["params"]:
-            problems.append(
-                f"layer {i} ({row['layer']}): formulas say {shape_text(row['shape'])}, "
-                f"{row['params']:,} params; Keras says {shape_text(shape)}, {params:,} params")
+            problems.append(f"layer {i} ({row['layer']}): formulas say {shape_text(row['shape'])}, "
+                            f"{row['params']:,} params; Keras says {shape_text(shape)}, {params:,} params")
     return problems
 
 
-# ---- what conv-dims.py and pool-dims.py share -------------------------------------
-
 def report_agreement(problems, agreement):
-    """Print whether Keras and the formulas agree; return 0 if they do, 1 if not.
-
-    ``problems`` is what ``keras_mismatches`` returned; ``agreement`` the text
-    printed after "Keras agrees: ". Raises nothing.
-    """
+    """Print "Keras agrees: <agreement>", or each of keras_mismatches' `problems`; return 0 or 1."""
     if not problems:
         print(f"Keras agrees: {agreement}")
         return 0
@@ -281,23 +206,19 @@ def report_agreement(problems, agreement):
 
 
 def show_stack(spec, input_shape, no_keras):
-    """Trace a --stack SPEC layer by layer, checked against Keras unless ``no_keras``.
-
-    Prints the table (and Keras's summary); returns the exit status (0, or 1 on
-    a mismatch). Raises ValueError for a bad SPEC, a layer that cannot fit its
-    input, a stack too big to build in memory or with sizes Keras cannot
-    compute exactly (over MAX_EXACT), or an activation `check_activation` refuses.
-    """
+    """Print a --stack SPEC's table layer by layer (and Keras's summary unless `no_keras`); return
+    0, or 1 on a mismatch. Raises ValueError for a bad SPEC or a layer that does not fit, and as
+    check_exact, check_fits, build and check_activation do."""
     layers = parse_stack(spec)
     rows = trace_stack(input_shape, layers)
     if no_keras:
         print(stack_table(rows))
         return 0
+    total = sum(row["params"] for row in rows)
     check_exact(input_shape, [layer.get(key) for layer in layers for key in ("window", "strides", "filters", "units")],
-                rows, sum(row["params"] for row in rows), what="the stack")
-    check_fits(sum(row["params"] for row in rows), "the stack")
+                rows, total, what="the stack")
+    check_fits(total, "the stack")
     model = build(lambda: keras_stack(input_shape, layers), "the stack")
     model.summary()
     print(stack_table(rows))
-    return report_agreement(keras_mismatches(rows, model),
-                            f"every layer, {model.count_params():,} parameters in total")
+    return report_agreement(keras_mismatches(rows, model), f"every layer, {model.count_params():,} parameters in total")

@@ -106,3 +106,36 @@ def keras_backend(request):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KERAS_BACKEND", request.param)
         yield request.param
+
+
+# --------------------------------------------------------------------------
+# Markers that say what a test needs (registered in pyproject.toml), applied here
+# from the test's module and fixtures so that no test file has to carry them:
+#   pytest -m "not notebook"            the unit tests, in seconds to minutes
+#   pytest -m "not real_data"           what a checkout without ../shared/data runs in full
+#   pytest -m "backend and not notebook"
+
+# Modules whose tests start a Jupyter kernel (a lesson or a fixture notebook) or a lesson script.
+NOTEBOOK_MODULES = {"test_rerun_cells", "test_runner", "test_wheel"}
+# Modules that read ../shared/data without the shared_data fixture.
+REAL_DATA_MODULES = {"test_data_real"}
+
+
+def needs(item):
+    """Return the markers `item` needs: notebook, real_data and backend, as a set of names."""
+    module = item.module.__name__.rpartition(".")[2] if item.module else ""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    marks = set()
+    if module.startswith("test_lessons_") or module in NOTEBOOK_MODULES:
+        marks.add("notebook")
+    if "shared_data" in fixtures or module in REAL_DATA_MODULES or item.get_closest_marker("slow"):
+        marks.add("real_data")
+    if "keras_backend" in fixtures:
+        marks.add("backend")
+    return marks
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in sorted(needs(item)):
+            item.add_marker(name)

@@ -7,6 +7,7 @@ Imported by tests/test_lessons_*.py (pytest puts tests/ on sys.path).
 import contextlib
 import os
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -47,6 +48,18 @@ def offline_home(tmp_path_factory, name, folders=("data", "keras")):
             mp.setenv(variables[folder], str(home / folder))
         mp.setenv("CNN_COURSE_OFFLINE", "1")
         yield home
+
+
+def checkpoints_in(folder, lesson):
+    """Return `lesson`'s quick-mode checkpoint parameters pointed into `folder`, file names kept.
+
+    Passed as overrides to a quick run, they keep its checkpoints out of the
+    lesson folders (so that tests can run in parallel and leave the checkout
+    clean); lessons run with the same `folder` find each other's checkpoints
+    (lesson 4's PLAIN_CNN_CHECKPOINT is lesson 3's CHECKPOINT).
+    """
+    return {name: str(Path(folder) / Path(value).name)
+            for name, value in lessons.QUICK_PARAMETERS[lesson].items() if "CHECKPOINT" in name}
 
 
 def read(path):

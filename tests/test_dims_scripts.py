@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -89,26 +88,22 @@ def test_help_documents_the_stack_with_the_cifar10_cnn(env):
 
 
 @pytest.mark.parametrize("script", [CONV, POOL])
-def test_no_keras_imports_no_tensorflow_and_is_quick(env, script):
+def test_no_keras_imports_no_tensorflow(env, script):
+    # what makes --no-keras quick; how quick is the benchmarks' business, not a test's
     probe = (
-        "import runpy, sys, time\n"
+        "import runpy, sys\n"
         f"sys.argv = [{script!r}, '--no-keras']\n"
-        "start = time.perf_counter()\n"
         "try:\n"
         f"    runpy.run_path({script!r}, run_name='__main__')\n"
         "except SystemExit as exit:\n"
         "    assert not exit.code, exit.code\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
-        "print('HEAVY', heavy, 'SECONDS', time.perf_counter() - start)\n"
+        "print('HEAVY', heavy)\n"
     )
-    start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=60)
-    wall = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
-    assert "HEAVY [] SECONDS" in result.stdout
-    assert float(result.stdout.split()[-1]) < 0.5   # the script itself, after Python starts
-    assert wall < 5  # the whole process; generous, the machine may be busy
+    assert "HEAVY []" in result.stdout
 
 
 BAD_INPUTS = [
@@ -258,7 +253,7 @@ def keras_runs(env, keras_backend):
                             env=dict(env, KERAS_BACKEND=keras_backend), capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULTS "))
+    line = next(out for out in result.stdout.splitlines() if out.startswith("RESULTS "))
     runs = json.loads(line[len("RESULTS "):])
     return dict(zip(KERAS_CASES, runs)), result.stderr
 

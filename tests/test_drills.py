@@ -10,8 +10,6 @@ are subprocesses on each backend (KERAS_BACKEND); the rest use --no-keras or
 the formulas and are quick.
 """
 
-import contextlib
-import io
 import json
 import re
 import signal

@@ -5,12 +5,12 @@ quick=True)`: the sizes in `lessons.QUICK_PARAMETERS`, CNN_COURSE_QUICK=1),
 offline, with empty data and Keras folders, so it trains on the labelled
 stand-in data. The checks are what each lesson promises: its parameter count,
 the result line ``Test accuracy: NN.NN%`` (saying that a stand-in's number
-means nothing), the ``Epochs run:`` line, the quick checkpoint in the lesson
-folder and, for lessons 2 to 4, the history saved beside it (lessons 3 and 4
-draw the previous lesson's curve from its history file, or say which lesson
-writes it), the figures (lesson 2's first-layer templates, lesson 3's sliding
-kernel), lesson 3's formulas worked beside Keras's numbers, no progress count
-past its total and no TensorFlow log line in the outputs. The committed notebooks are checked for their shape
+means nothing), the ``Epochs run:`` line, the quick checkpoint (written under tmp_path,
+not the lesson folder, so tests may run in parallel) and, for lessons 2 to 4, the history
+saved beside it (lessons 3 and 4 draw the previous lesson's curve from its history file, or
+say which lesson writes it), the figures (lesson 2's first-layer templates, lesson 3's sliding
+kernel), lesson 3's formulas worked beside Keras's numbers, no progress count past its total
+and no TensorFlow log line in the outputs. The committed notebooks are checked for their shape
 (small parameters cell, no quick-mode cell, exercises at the end). A slow test
 trains the MNIST lesson in full on the real MNIST and checks its accuracy.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from cnn_course import lessons, runner
-from lesson_checks import check_committed, check_executed, only_on_tensorflow_by_default, png_outputs
+from lesson_checks import (check_committed, check_executed, checkpoints_in, only_on_tensorflow_by_default,
+                           png_outputs)
 
 REPO = Path(__file__).resolve().parents[1]
 ON_EVERY_BACKEND = True  # for the lessons in ON_OTHER_BACKENDS only (conftest.py)
@@ -92,71 +93,63 @@ def notebook(lesson):
 def test_lesson_runs_in_quick_mode(lesson, offline):
     expected = LESSONS[lesson]
     quick = lessons.QUICK_PARAMETERS[lesson]
-    checkpoint = notebook(lesson).parent / quick["CHECKPOINT"]
-    checkpoint.unlink(missing_ok=True)  # so the check below sees this run's file
+    assert quick["CHECKPOINT"].endswith(".quick.keras")
+    overrides = checkpoints_in(offline, lesson)  # not the lesson folder's: tests may run in parallel
+    checkpoint = Path(overrides["CHECKPOINT"])
     history = history_file(checkpoint)
-    history.unlink(missing_ok=True)
     earlier = None  # the previous lesson's history file this lesson draws, if any
     if lesson == "cifar10-cnn":  # lesson 2's history present: a made-up one of 3 epochs is drawn
-        earlier = history_file(notebook(lesson).parent / quick["MLP_CHECKPOINT"])
+        earlier = history_file(Path(overrides["MLP_CHECKPOINT"]))
         earlier.write_text(json.dumps({key: [0.1, 0.2, 0.3] for key in HISTORY_KEYS}))
-    if lesson == "cifar10-augmentation":  # lesson 3's history absent: one line says how to make it
-        history_file(notebook(lesson).parent / quick["PLAIN_CNN_CHECKPOINT"]).unlink(missing_ok=True)
     # MNIST runs with progress bars (VERBOSE=1), where a count past its total showed before
-    overrides = {"VERBOSE": 1} if lesson == "mnist-mlp" else {}
-    try:
-        result = runner.run_lesson(lesson, overrides, offline / "out", timeout=600, quick=True)
-        text = check_executed(result)
+    overrides.update({"VERBOSE": 1} if lesson == "mnist-mlp" else {})
+    result = runner.run_lesson(lesson, overrides, offline / "out", timeout=600, quick=True)
+    text = check_executed(result)
 
-        assert f"Parameters: {expected['parameters']:,}" in text
-        printed = re.findall(r"^Test accuracy: (\d{1,3}\.\d\d)% \(STAND-IN data: this number says nothing "
-                             rf"about {expected['dataset']}\)$", text, re.MULTILINE)
-        assert printed, "no 'Test accuracy: NN.NN% (STAND-IN data: ...)' line"
-        assert result["test_accuracy"] == pytest.approx(float(printed[-1]))
-        assert re.search(r"^Epochs run: 1$", text, re.MULTILINE)
-        assert result["epochs"] == 1  # quick mode trains one epoch
-        assert checkpoint.is_file(), f"{checkpoint.name} was not written"
-        assert png_outputs(result["executed_path"]) >= expected["figures"]
-        assert "STAND-IN" in (result["data"] or "")
-        for line in expected["lines"]:
-            assert line in text
-        for pattern in expected.get("patterns", []):
-            assert re.search(pattern, text, re.MULTILINE), pattern
-        if lesson == "mnist-mlp":
-            assert re.search(r"\b(\d+)/\1\b", text), "no finished progress bar in the outputs"
-        else:  # lessons 2 to 4 save their history beside the checkpoint, one entry per epoch
-            saved = json.loads(history.read_text())
-            assert set(saved) == HISTORY_KEYS and all(len(values) == 1 for values in saved.values()), saved
-            assert f"History of 1 epochs saved to {history.name}: " in text
-        if lesson == "cifar10-cnn":
-            assert f"Lesson 2's validation accuracy (3 epochs) drawn from {earlier.name}" in text
-        if lesson == "cifar10-augmentation":  # lesson 3's quick history was removed after its own run
-            plain = quick["PLAIN_CNN_CHECKPOINT"].removesuffix(".keras") + ".history.json"
-            assert f"No {plain}: run lesson 3 (cifar10_cnn.ipynb) to draw its curve here." in text
-    finally:
-        checkpoint.unlink(missing_ok=True)
-        history.unlink(missing_ok=True)
-        if earlier is not None:
-            earlier.unlink(missing_ok=True)
+    assert f"Parameters: {expected['parameters']:,}" in text
+    printed = re.findall(r"^Test accuracy: (\d{1,3}\.\d\d)% \(STAND-IN data: this number says nothing "
+                         rf"about {expected['dataset']}\)$", text, re.MULTILINE)
+    assert printed, "no 'Test accuracy: NN.NN% (STAND-IN data: ...)' line"
+    assert result["test_accuracy"] == pytest.approx(float(printed[-1]))
+    assert re.search(r"^Epochs run: 1$", text, re.MULTILINE)
+    assert result["epochs"] == 1  # quick mode trains one epoch
+    assert checkpoint.is_file(), f"{checkpoint.name} was not written"
+    assert png_outputs(result["executed_path"]) >= expected["figures"]
+    assert "STAND-IN" in (result["data"] or "")
+    for line in expected["lines"]:
+        assert line in text
+    for pattern in expected.get("patterns", []):
+        assert re.search(pattern, text, re.MULTILINE), pattern
+    if lesson == "mnist-mlp":
+        assert re.search(r"\b(\d+)/\1\b", text), "no finished progress bar in the outputs"
+    else:  # lessons 2 to 4 save their history beside the checkpoint, one entry per epoch
+        saved = json.loads(history.read_text())
+        assert set(saved) == HISTORY_KEYS and all(len(values) == 1 for values in saved.values()), saved
+        assert f"History of 1 epochs saved to {history}: " in text
+    if lesson == "cifar10-cnn":
+        assert f"Lesson 2's validation accuracy (3 epochs) drawn from {earlier}" in text
+    if lesson == "cifar10-augmentation":  # no lesson-3 history in this test's folder: one line says how
+        plain = history_file(Path(overrides["PLAIN_CNN_CHECKPOINT"]))
+        assert f"No {plain}: run lesson 3 (cifar10_cnn.ipynb) to draw its curve here." in text
 
 
 def test_augmentation_compares_with_the_quick_plain_cnn_in_quick_mode(offline):
+    # the lesson folders' names: lesson 4 reads lesson 3's quick checkpoint from lesson 3's folder
     plain = REPO / "cifar10-classification" / lessons.QUICK_PARAMETERS["cifar10-cnn"]["CHECKPOINT"]
-    assert lessons.QUICK_PARAMETERS["cifar10-augmentation"]["PLAIN_CNN_CHECKPOINT"].endswith(plain.name)
-    mine = notebook("cifar10-augmentation").parent / lessons.QUICK_PARAMETERS["cifar10-augmentation"]["CHECKPOINT"]
-    try:
-        cnn = runner.run_lesson("cifar10-cnn", {}, offline / "cnn", timeout=600, quick=True)
-        check_executed(cnn)
-        result = runner.run_lesson("cifar10-augmentation", {}, offline / "aug", timeout=600, quick=True)
-        text = check_executed(result)
-        assert re.search(r"^Plain CNN, no augmentation: \d+\.\d\d%$", text, re.MULTILINE)
-        assert re.search(r"^Difference: [+-]\d+\.\d\d percentage points \(STAND-IN data", text, re.MULTILINE)
-        # lesson 3's quick run saved its history beside its checkpoint, and lesson 4 draws it
-        drawn = lessons.QUICK_PARAMETERS["cifar10-augmentation"]["PLAIN_CNN_CHECKPOINT"].removesuffix(".keras")
-        assert f"Lesson 3's validation accuracy (1 epochs) drawn from {drawn}.history.json" in text
-    finally:
-        for path in (plain, mine, history_file(plain), history_file(mine)):
-            path.unlink(missing_ok=True)
+    assert (notebook("cifar10-augmentation").parent / lessons.QUICK_PARAMETERS["cifar10-augmentation"][
+        "PLAIN_CNN_CHECKPOINT"]).resolve() == plain.resolve()
+    # the runs write under tmp_path, not there (tests may run in parallel)
+    cnn = runner.run_lesson("cifar10-cnn", checkpoints_in(offline, "cifar10-cnn"), offline / "cnn",
+                            timeout=600, quick=True)
+    check_executed(cnn)
+    overrides = checkpoints_in(offline, "cifar10-augmentation")
+    result = runner.run_lesson("cifar10-augmentation", overrides, offline / "aug", timeout=600, quick=True)
+    text = check_executed(result)
+    assert re.search(r"^Plain CNN, no augmentation: \d+\.\d\d%$", text, re.MULTILINE)
+    assert re.search(r"^Difference: [+-]\d+\.\d\d percentage points \(STAND-IN data", text, re.MULTILINE)
+    # lesson 3's quick run saved its history beside its checkpoint, and lesson 4 draws it
+    drawn = history_file(Path(overrides["PLAIN_CNN_CHECKPOINT"]))
+    assert f"Lesson 3's validation accuracy (1 epochs) drawn from {drawn}" in text
 
 
 @pytest.mark.slow

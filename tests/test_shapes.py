@@ -119,6 +119,8 @@ def test_keras_stack_refuses_an_unknown_activation():
 def test_activations_that_change_the_shape_or_cannot_run_are_refused(activation, message):
     # Keras's shape inference for Conv2D ignores the activation: it would "agree"
     # that glu keeps 16 channels while the layer really gives 8 (or crashes).
+    if activation != "relux" and not hasattr(keras.activations, activation):  # Keras 3.3 (make lowest) has neither
+        pytest.skip(f"Keras {keras.__version__} has no {activation} activation: nothing to refuse but an unknown name")
     with pytest.raises(ValueError, match=message):
         keras_check.check_activation(keras, activation, f"--activation {activation}")
 

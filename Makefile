@@ -1,6 +1,6 @@
 # The course's two commands (see README.md):
 #   make run    set up, then run every lesson in quick mode and print the report
-#   make test   set up, then run the test suite
+#   make test   set up, then run the test suite and the linters
 #   make site   set up, then build the course website into build/site/ (executes nothing)
 # Setup creates .venv in the repo on first use and reinstalls only when
 # pyproject.toml, requirements-dev.txt or constraints.txt change.
@@ -20,8 +20,10 @@ full: $(STAMP)
 
 # Two workers, each taking whole test files (a module's fixtures are built once): 572 s against 683 s
 # serial for three lesson test files and the unit tests on 2 shared CPU cores (measured back to back).
+# Then the linters (`make lint`), so CI, which runs exactly `make test`, checks the style too.
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile
+	$(MAKE) --no-print-directory lint
 
 # The rules are pyproject.toml's [tool.ruff]; `ruff check --fix` and `ruff format` apply them.
 lint: $(STAMP)

@@ -116,7 +116,7 @@ def keras_backend(request):
 #   pytest -m "backend and not notebook"
 
 # Modules whose tests start a Jupyter kernel (a lesson or a fixture notebook) or a lesson script.
-NOTEBOOK_MODULES = {"test_rerun_cells", "test_runner", "test_wheel"}
+NOTEBOOK_MODULES = {"test_answers", "test_rerun_cells", "test_runner", "test_site", "test_wheel"}
 # Modules that read ../shared/data without the shared_data fixture.
 REAL_DATA_MODULES = {"test_data_real"}
 

@@ -19,38 +19,50 @@ from cnn_course import drills, keras_check, shapes
 
 PROG = "conv-dims.py"
 # The lesson's layer: Conv2D(filters=16, kernel_size=2, strides=2, padding='valid', activation='relu')
-DEFAULTS = {"filters": "16", "kernel_size": "2", "strides": "2", "padding": "valid",
-            "activation": "relu"}
+DEFAULTS = {"filters": "16", "kernel_size": "2", "strides": "2", "padding": "valid", "activation": "relu"}
 INPUT_SHAPE = "200,200,1"  # the lesson's input, unless --input-shape is given
 
 
 # The options that take a value: "--kernel-size -1x3" is read as "--kernel-size=-1x3",
 # so a negative size gets this script's message rather than argparse's.
-VALUE_FLAGS = ("--filters", "--kernel-size", "--strides", "--padding", "--activation", "--input-shape", "--stack",
-               "--quiz", "--seed")
+VALUE_FLAGS = (
+    "--filters",
+    "--kernel-size",
+    "--strides",
+    "--padding",
+    "--activation",
+    "--input-shape",
+    "--stack",
+    "--quiz",
+    "--seed",
+)
 
 
 def parse_args(argv):
     """Return the command line's options; every value is still text."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, epilog=shapes.STACK_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=PROG, description=__doc__, epilog=shapes.STACK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--filters", metavar="K", help="number of filters (default 16)")
     parser.add_argument("--kernel-size", metavar="F", help="N or HxW (default 2)")
     parser.add_argument("--strides", metavar="S", help="N or HxW (default 2)")
     parser.add_argument("--padding", metavar="valid|same", help="(default valid)")
-    parser.add_argument("--activation", metavar="NAME",
-                        help="relu, sigmoid, ... or none (default relu): one that keeps the shape")
-    parser.add_argument("--input-shape", metavar="H,W,D",
-                        help="(default 200,200,1)")
-    parser.add_argument("--stack", metavar="SPEC",
-                        help="trace a stack of layers instead of one (SPEC below)")
-    parser.add_argument("--quiz", metavar="N", nargs="?", const="5",
-                        help="ask N random layers (default 5): you predict the output shape and "
-                             "parameters, Keras checks; Ctrl-D stops")
+    parser.add_argument(
+        "--activation", metavar="NAME", help="relu, sigmoid, ... or none (default relu): one that keeps the shape"
+    )
+    parser.add_argument("--input-shape", metavar="H,W,D", help="(default 200,200,1)")
+    parser.add_argument("--stack", metavar="SPEC", help="trace a stack of layers instead of one (SPEC below)")
+    parser.add_argument(
+        "--quiz",
+        metavar="N",
+        nargs="?",
+        const="5",
+        help="ask N random layers (default 5): you predict the output shape and parameters, Keras checks; Ctrl-D stops",
+    )
     parser.add_argument("--seed", metavar="S", help="with --quiz: the same S asks the same layers")
-    parser.add_argument("--no-keras", action="store_true",
-                        help="print the formulas' answer only, without importing TensorFlow")
+    parser.add_argument(
+        "--no-keras", action="store_true", help="print the formulas' answer only, without importing TensorFlow"
+    )
     return parser.parse_args(shapes.attach_dash_values(sys.argv[1:] if argv is None else argv, VALUE_FLAGS))
 
 
@@ -82,11 +94,11 @@ def main(argv=None):
         if args.stack is not None:
             given = [name for name in DEFAULTS if getattr(args, name) is not None]
             if given:
-                raise ValueError("--stack describes every layer itself; leave out --"
-                                 + given[0].replace("_", "-"))
+                raise ValueError("--stack describes every layer itself; leave out --" + given[0].replace("_", "-"))
             return keras_check.show_stack(args.stack, input_shape, args.no_keras)
-        text = {name: default if getattr(args, name) is None else getattr(args, name)
-                for name, default in DEFAULTS.items()}
+        text = {
+            name: default if getattr(args, name) is None else getattr(args, name) for name, default in DEFAULTS.items()
+        }
         filters = shapes.parse_positive_int(text["filters"], "--filters")
         kernel_size = shapes.parse_size(text["kernel_size"], "--kernel-size")
         strides = shapes.parse_size(text["strides"], "--strides")
@@ -106,19 +118,29 @@ def main(argv=None):
         keras_check.check_fits(params)  # before TensorFlow starts
         keras = keras_check.import_keras()
         keras_check.check_activation(keras, activation, f"--activation {text['activation']}")
-        model = keras_check.build(lambda: keras.Sequential([
-            keras.Input(shape=input_shape),
-            keras.layers.Conv2D(filters=filters, kernel_size=kernel_size, strides=strides,
-                                padding=padding, activation=activation),
-        ]))
+        model = keras_check.build(
+            lambda: keras.Sequential(
+                [
+                    keras.Input(shape=input_shape),
+                    keras.layers.Conv2D(
+                        filters=filters,
+                        kernel_size=kernel_size,
+                        strides=strides,
+                        padding=padding,
+                        activation=activation,
+                    ),
+                ]
+            )
+        )
     except ValueError as err:
         return fail(err)
     model.summary()
     print("The working:")
     print("\n".join("  " + line for line in working))
     rows = [{"layer": "Conv2D", "shape": shape, "params": params}]
-    return keras_check.report_agreement(keras_check.keras_mismatches(rows, model),
-                  f"output {model.output_shape}, {model.count_params():,} parameters")
+    return keras_check.report_agreement(
+        keras_check.keras_mismatches(rows, model), f"output {model.output_shape}, {model.count_params():,} parameters"
+    )
 
 
 if __name__ == "__main__":

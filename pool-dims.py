@@ -26,30 +26,31 @@ INPUT_SHAPE = "100,100,15"  # the lesson's input, unless --input-shape is given
 
 # The options that take a value: "--kernel-size -1x3" is read as "--kernel-size=-1x3",
 # so a negative size gets this script's message rather than argparse's.
-VALUE_FLAGS = ("--pool-size", "--strides", "--padding", "--type", "--input-shape", "--stack",
-               "--quiz", "--seed")
+VALUE_FLAGS = ("--pool-size", "--strides", "--padding", "--type", "--input-shape", "--stack", "--quiz", "--seed")
 
 
 def parse_args(argv):
     """Return the command line's options; every value is still text."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, epilog=shapes.STACK_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=PROG, description=__doc__, epilog=shapes.STACK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pool-size", metavar="F", help="N or HxW (default 2)")
-    parser.add_argument("--strides", metavar="S",
-                        help="N or HxW (default: the pool size, as in Keras)")
+    parser.add_argument("--strides", metavar="S", help="N or HxW (default: the pool size, as in Keras)")
     parser.add_argument("--padding", metavar="valid|same", help="(default valid)")
     parser.add_argument("--type", metavar="|".join(TYPES), default="max", help="(default max)")
-    parser.add_argument("--input-shape", metavar="H,W,D",
-                        help="(default 100,100,15)")
-    parser.add_argument("--stack", metavar="SPEC",
-                        help="trace a stack of layers instead of one (SPEC below)")
-    parser.add_argument("--quiz", metavar="N", nargs="?", const="5",
-                        help="ask N random layers (default 5): you predict the output shape and "
-                             "parameters, Keras checks; Ctrl-D stops")
+    parser.add_argument("--input-shape", metavar="H,W,D", help="(default 100,100,15)")
+    parser.add_argument("--stack", metavar="SPEC", help="trace a stack of layers instead of one (SPEC below)")
+    parser.add_argument(
+        "--quiz",
+        metavar="N",
+        nargs="?",
+        const="5",
+        help="ask N random layers (default 5): you predict the output shape and parameters, Keras checks; Ctrl-D stops",
+    )
     parser.add_argument("--seed", metavar="S", help="with --quiz: the same S asks the same layers")
-    parser.add_argument("--no-keras", action="store_true",
-                        help="print the formulas' answer only, without importing TensorFlow")
+    parser.add_argument(
+        "--no-keras", action="store_true", help="print the formulas' answer only, without importing TensorFlow"
+    )
     return parser.parse_args(shapes.attach_dash_values(sys.argv[1:] if argv is None else argv, VALUE_FLAGS))
 
 
@@ -82,24 +83,28 @@ def main(argv=None):
         given = [name for name in DEFAULTS if getattr(args, name) is not None]
         if args.stack is not None:
             if given or args.type != "max":
-                raise ValueError("--stack describes every layer itself; leave out --"
-                                 + (given + ["type"])[0].replace("_", "-"))
+                raise ValueError(
+                    "--stack describes every layer itself; leave out --" + (given + ["type"])[0].replace("_", "-")
+                )
             return keras_check.show_stack(args.stack, input_shape, args.no_keras)
         kind = args.type.strip().lower()
         if kind not in TYPES:
             raise ValueError(f"--type {args.type}: must be max, average or global-average")
         if kind == "global-average":
             if given:
-                raise ValueError(f"--{given[0].replace('_', '-')} does not apply to --type "
-                                 "global-average: it averages each whole feature map")
+                raise ValueError(
+                    f"--{given[0].replace('_', '-')} does not apply to --type "
+                    "global-average: it averages each whole feature map"
+                )
             shape = (input_shape[2],)
             working = shapes.global_pool_working(input_shape)
         else:
-            text = {name: default if getattr(args, name) is None else getattr(args, name)
-                    for name, default in DEFAULTS.items()}
+            text = {
+                name: default if getattr(args, name) is None else getattr(args, name)
+                for name, default in DEFAULTS.items()
+            }
             pool_size = shapes.parse_size(text["pool_size"], "--pool-size")
-            strides = (pool_size if text["strides"] is None
-                       else shapes.parse_size(text["strides"], "--strides"))
+            strides = pool_size if text["strides"] is None else shapes.parse_size(text["strides"], "--strides")
             padding = shapes.parse_padding(text["padding"])
             shape = shapes.pool_output_shape(input_shape, pool_size, strides, padding)
             working = shapes.pool_working(input_shape, pool_size, strides, padding)
@@ -125,8 +130,9 @@ def main(argv=None):
     print("The working:")
     print("\n".join("  " + line for line in working))
     rows = [{"layer": type(layer).__name__, "shape": shape, "params": 0}]
-    return keras_check.report_agreement(keras_check.keras_mismatches(rows, model),
-                  f"output {model.output_shape}, {model.count_params():,} parameters")
+    return keras_check.report_agreement(
+        keras_check.keras_mismatches(rows, model), f"output {model.output_shape}, {model.count_params():,} parameters"
+    )
 
 
 if __name__ == "__main__":

@@ -35,22 +35,36 @@ def run(model, epochs, backend, runs):
     Raises RuntimeError, naming the backend, when the run fails."""
     os.environ["KERAS_BACKEND"] = backend
     load_before = os.getloadavg()[0]
-    spec = {"model": model, "pipeline": "lesson", "npz": None, "quick": False, "standin": False,
-            "max_epochs": epochs, "seed": 42, "gpu_path": False, "lesson_overrides": {}}
+    spec = {
+        "model": model,
+        "pipeline": "lesson",
+        "npz": None,
+        "quick": False,
+        "standin": False,
+        "max_epochs": epochs,
+        "seed": 42,
+        "gpu_path": False,
+        "lesson_overrides": {},
+    }
     try:
         res = train_speed.run_child(spec)
     except RuntimeError as e:
         raise RuntimeError(f"{backend}: {e}") from None
     res["backend"], res["load_before"], res["load_after"] = backend, load_before, os.getloadavg()[0]
     spent = res["epochs"][-1]["since_start_s"]
-    to_target = (f"{res['time_to_target_s']:.1f} s ({res['epochs_to_target']} epochs)"
-                 if res["time_to_target_s"] is not None
-                 else f"not in {len(res['epochs'])} epochs ({spent:.0f} s)")
-    print(f"  {backend:<10} run {sum(r['backend'] == backend for r in runs) + 1}: "
-          f"{res['images_per_s']:,.0f} images/s, first epoch {res['first_epoch_s']:.1f} s, to target "
-          f"{to_target}, best val acc {res['best_val_accuracy']:.4f}, precision "
-          f"{res['settings']['mixed_precision'] or 'float32'}, load {load_before:.1f}->"
-          f"{res['load_after']:.1f} ({res['versions']})", flush=True)
+    to_target = (
+        f"{res['time_to_target_s']:.1f} s ({res['epochs_to_target']} epochs)"
+        if res["time_to_target_s"] is not None
+        else f"not in {len(res['epochs'])} epochs ({spent:.0f} s)"
+    )
+    print(
+        f"  {backend:<10} run {sum(r['backend'] == backend for r in runs) + 1}: "
+        f"{res['images_per_s']:,.0f} images/s, first epoch {res['first_epoch_s']:.1f} s, to target "
+        f"{to_target}, best val acc {res['best_val_accuracy']:.4f}, precision "
+        f"{res['settings']['mixed_precision'] or 'float32'}, load {load_before:.1f}->"
+        f"{res['load_after']:.1f} ({res['versions']})",
+        flush=True,
+    )
     runs.append(res)
 
 
@@ -60,9 +74,12 @@ def main(argv=None):
     p.add_argument("--backends", default="tensorflow,jax", help="comma-separated (default: tensorflow,jax)")
     p.add_argument("--models", default=",".join(train_speed.PAIRED_MODELS))
     p.add_argument("--repeats", type=int, default=2, help="runs per backend, alternating ABBA (default 2)")
-    p.add_argument("--max-epochs", type=int, default=None,
-                   help="epochs at most per run (default: train_speed's, 20 on real data); "
-                        "training stops at the target")
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="epochs at most per run (default: train_speed's, 20 on real data); training stops at the target",
+    )
     p.add_argument("--max-epochs-cnn", type=int, default=None, help="a lower limit for the CIFAR-10 CNN")
     p.add_argument("--out", default=str(HERE / "backend_results.json"))
     args = p.parse_args(argv)
@@ -76,15 +93,18 @@ def main(argv=None):
         for b in backends:
             check_backend(b)
         if not backends or any(m not in train_speed.PAIRED_MODELS for m in models) or args.repeats < 1:
-            raise BackendError(f"choose models from {', '.join(train_speed.PAIRED_MODELS)}, "
-                               f"at least one backend, --repeats 1 or more")
+            raise BackendError(
+                f"choose models from {', '.join(train_speed.PAIRED_MODELS)}, at least one backend, --repeats 1 or more"
+            )
     except BackendError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
-               "models": {}}
+    results = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
+        "models": {},
+    }
     for model in models:
         d = train_speed.load_split(model)  # decode once (CIFAR-10 JPEGs are cached) before any timing
         real = d["real"]
@@ -104,8 +124,12 @@ def main(argv=None):
             print(f"error: {e}", file=sys.stderr)
             return 1
         results["models"][model] = {
-            b: {"images_per_s": statistics.median(r["images_per_s"] for r in runs if r["backend"] == b),
-                "runs": [r for r in runs if r["backend"] == b]} for b in backends}
+            b: {
+                "images_per_s": statistics.median(r["images_per_s"] for r in runs if r["backend"] == b),
+                "runs": [r for r in runs if r["backend"] == b],
+            }
+            for b in backends
+        }
         results["device"] = runs[0]["device"]
     out = write_atomic(args.out, json.dumps(results, indent=2) + "\n")
     print(f"device: {results['device']}\nwrote {out}")

@@ -58,13 +58,15 @@ def build(spec, size):
     import keras
 
     name, _, alpha = spec.partition(":")
-    apps = {"VGG16": keras.applications.vgg16, "ResNet50": keras.applications.resnet50,
-            "MobileNetV2": keras.applications.mobilenet_v2}
+    apps = {
+        "VGG16": keras.applications.vgg16,
+        "ResNet50": keras.applications.resnet50,
+        "MobileNetV2": keras.applications.mobilenet_v2,
+    }
     if name not in apps:
         raise SystemExit(f"feature_speed: unknown backbone {name!r}; choose from {', '.join(apps)}")
     kwargs = {"alpha": float(alpha)} if alpha else {}
-    base = getattr(keras.applications, name)(weights=None, include_top=False,
-                                             input_shape=(size, size, 3), **kwargs)
+    base = getattr(keras.applications, name)(weights=None, include_top=False, input_shape=(size, size, 3), **kwargs)
     return spec, base, apps[name].preprocess_input
 
 
@@ -94,7 +96,7 @@ def paired(spec, images, size, rounds):
         _, base, preprocess_input = models[precision]
         wall, cpu = time.perf_counter(), time.process_time()
         for lo in range(0, len(images), CHUNK):
-            out = base.predict(preprocess_input(images[lo:lo + CHUNK].astype("float32")), verbose=0)
+            out = base.predict(preprocess_input(images[lo : lo + CHUNK].astype("float32")), verbose=0)
         return len(images) / (time.perf_counter() - wall), len(images) / (time.process_time() - cpu), out.shape
 
     for precision in PRECISIONS:  # warm-up: the first call traces and compiles
@@ -107,9 +109,12 @@ def paired(spec, images, size, rounds):
         done.append((precision, rate, cpu_rate, shape))
         if len(done) % 2 == 0:
             this = {p: r for p, r, _, _ in done[-2:]}
-            print(f"  {spec:<17} round {len(done) // 2}: float32 {this['float32']:7.1f}, mixed_bfloat16 "
-                  f"{this['mixed_bfloat16']:7.1f} images/s (ratio {this['mixed_bfloat16'] / this['float32']:.2f}); "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"  {spec:<17} round {len(done) // 2}: float32 {this['float32']:7.1f}, mixed_bfloat16 "
+                f"{this['mixed_bfloat16']:7.1f} images/s (ratio {this['mixed_bfloat16'] / this['float32']:.2f}); "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
         return rate
 
     rates = alternate({p: (lambda p=p: timed(p)) for p in PRECISIONS}, rounds)
@@ -124,8 +129,11 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=128, help="images per measurement (default 128)")
     parser.add_argument("--repeats", type=int, default=4, help="paired rounds, ABBA order (default 4)")
     parser.add_argument("--size", type=int, default=224, help="image side (default 224)")
-    parser.add_argument("--backbones", default=DEFAULT_BACKBONES,
-                        help=f"comma-separated Name or Name:alpha (default {DEFAULT_BACKBONES})")
+    parser.add_argument(
+        "--backbones",
+        default=DEFAULT_BACKBONES,
+        help=f"comma-separated Name or Name:alpha (default {DEFAULT_BACKBONES})",
+    )
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeats < 1:
         parser.error("--n and --repeats must be at least 1")
@@ -136,8 +144,11 @@ def main(argv=None):
 
     images, what = load_images(args.images, args.n, args.size)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"Feature pass at {args.size}x{args.size} on {what}; {processor()}, {os.cpu_count()} cores, "
-          f"load average at start {load}; Keras {keras.__version__} on {keras.backend.backend()}", flush=True)
+    print(
+        f"Feature pass at {args.size}x{args.size} on {what}; {processor()}, {os.cpu_count()} cores, "
+        f"load average at start {load}; Keras {keras.__version__} on {keras.backend.backend()}",
+        flush=True,
+    )
     specs = args.backbones.split(",")
     rows = []
     for spec in specs:
@@ -146,12 +157,31 @@ def main(argv=None):
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"\nMedians over {args.repeats} paired rounds (load average at end {load}):")
     med = statistics.median
-    print(text_table(["backbone", "features per image", "float32 images/s", "mixed_bfloat16 images/s",
-                      "bf16 / f32 (paired, range)", "per CPU-second f32 / bf16"],
-                     [[spec, str(shape), f"{med(rates['float32']):.1f}", f"{med(rates['mixed_bfloat16']):.1f}",
-                       f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
-                       f"{med(cpu_rates['float32']):.1f} / {med(cpu_rates['mixed_bfloat16']):.1f}"]
-                      for spec, shape, rates, cpu_rates, ratios in rows], right={2, 3, 4, 5}, markdown=True))
+    print(
+        text_table(
+            [
+                "backbone",
+                "features per image",
+                "float32 images/s",
+                "mixed_bfloat16 images/s",
+                "bf16 / f32 (paired, range)",
+                "per CPU-second f32 / bf16",
+            ],
+            [
+                [
+                    spec,
+                    str(shape),
+                    f"{med(rates['float32']):.1f}",
+                    f"{med(rates['mixed_bfloat16']):.1f}",
+                    f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+                    f"{med(cpu_rates['float32']):.1f} / {med(cpu_rates['mixed_bfloat16']):.1f}",
+                ]
+                for spec, shape, rates, cpu_rates, ratios in rows
+            ],
+            right={2, 3, 4, 5},
+            markdown=True,
+        )
+    )
     return 0
 
 

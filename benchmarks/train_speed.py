@@ -48,7 +48,7 @@ PIPELINES = ("original", "lesson")
 
 # What each model trains on and the validation accuracy it must reach.
 TASKS = {
-    "mnist_mlp": {"dataset": "mnist", "target": 0.98, "n_val": 12_000},     # validation_split=0.2
+    "mnist_mlp": {"dataset": "mnist", "target": 0.98, "n_val": 12_000},  # validation_split=0.2
     "cifar10_cnn": {"dataset": "cifar10", "target": 0.68, "n_val": 5_000},  # first 5,000 held out
 }
 
@@ -67,17 +67,34 @@ ORIGINAL = {
 # The MLP scales a float32 copy of the images before training, as the MNIST
 # lesson shows; the CNN keeps uint8 images and scales them in its first layer.
 LESSON_CPU = {
-    "mnist_mlp": {"batch_size": 1024, "optimizer": "rmsprop", "learning_rate": 0.003,
-                  "schedule": "cosine", "schedule_epochs": 10, "inputs": "float32", "scaling": None,
-                  "steps_per_execution": 1, "bf16": True},
-    "cifar10_cnn": {"batch_size": 512, "optimizer": "adam", "learning_rate": 0.004,
-                    "inputs": "uint8", "scaling": "centred", "steps_per_execution": 1, "bf16": True},
+    "mnist_mlp": {
+        "batch_size": 1024,
+        "optimizer": "rmsprop",
+        "learning_rate": 0.003,
+        "schedule": "cosine",
+        "schedule_epochs": 10,
+        "inputs": "float32",
+        "scaling": None,
+        "steps_per_execution": 1,
+        "bf16": True,
+    },
+    "cifar10_cnn": {
+        "batch_size": 512,
+        "optimizer": "adam",
+        "learning_rate": 0.004,
+        "inputs": "uint8",
+        "scaling": "centred",
+        "steps_per_execution": 1,
+        "bf16": True,
+    },
 }
 
 # The lesson pipeline on a GPU: the data stays on the device, mixed_float16,
 # XLA, many steps per execution.
-LESSON_GPU = {model: {k: v for k, v in dict(settings, steps_per_execution=32).items() if k != "bf16"}
-              for model, settings in LESSON_CPU.items()}
+LESSON_GPU = {
+    model: {k: v for k, v in dict(settings, steps_per_execution=32).items() if k != "bf16"}
+    for model, settings in LESSON_CPU.items()
+}
 LESSON_GPU["cifar10_cnn"]["batch_size"] = 1024
 
 # The paired throughput measurement: images per chunk (a multiple of both
@@ -129,20 +146,25 @@ def _read_npz(path, dataset):
     except ValueError as e:
         if "allow_pickle" not in str(e):
             raise data.DataError(f"{path}: not a readable .npz file ({' '.join(str(e).split())})") from None
-        raise data.DataError(f"{path}: holds object arrays (pickled Python objects), "
-                             "which are not loaded: they could run code") from None
+        raise data.DataError(
+            f"{path}: holds object arrays (pickled Python objects), which are not loaded: they could run code"
+        ) from None
     except Exception as e:  # BadZipFile, zlib.error, EOFError, a single .npy (no .files)
-        raise data.DataError(f"{path}: not a readable .npz file, truncated or corrupt "
-                             f"({type(e).__name__}: {' '.join(str(e).split())})") from None
+        raise data.DataError(
+            f"{path}: not a readable .npz file, truncated or corrupt ({type(e).__name__}: {' '.join(str(e).split())})"
+        ) from None
     splits = []
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"].reshape(-1)
         if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3) or len(x) != len(y) or not len(x):
-            raise data.DataError(f"{path}: x_{split} must be uint8 of shape (N, 32, 32, 3) with one label "
-                                 f"per image; found {x.dtype} {x.shape} and {len(y)} labels")
+            raise data.DataError(
+                f"{path}: x_{split} must be uint8 of shape (N, 32, 32, 3) with one label "
+                f"per image; found {x.dtype} {x.shape} and {len(y)} labels"
+            )
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 9:
-            raise data.DataError(f"{path}: y_{split} must hold integer labels 0-9; found {y.dtype} "
-                                 f"from {y.min()} to {y.max()}")
+            raise data.DataError(
+                f"{path}: y_{split} must hold integer labels 0-9; found {y.dtype} from {y.min()} to {y.max()}"
+            )
         splits.append((x, y))
     return tuple(splits)
 
@@ -157,14 +179,18 @@ def _standin(dataset, n):
         (x, y), (xt, yt) = data.load_digits28()
         x, y = np.concatenate([x, xt]), np.concatenate([y, yt])
         idx = np.arange(n) % len(x)
-        return x[idx], y[idx], (f"STAND-IN for MNIST: scikit-learn digits resized to 28x28, "
-                                f"repeated to {n} images (real MNIST not found)")
-    chunks = [data.make_cifar10_standin(n_train=min(5000, n - i), n_test=10, seed=i)[0]
-              for i in range(0, n, 5000)]
+        return (
+            x[idx],
+            y[idx],
+            (
+                f"STAND-IN for MNIST: scikit-learn digits resized to 28x28, "
+                f"repeated to {n} images (real MNIST not found)"
+            ),
+        )
+    chunks = [data.make_cifar10_standin(n_train=min(5000, n - i), n_test=10, seed=i)[0] for i in range(0, n, 5000)]
     x = np.concatenate([c[0] for c in chunks])
     y = np.concatenate([c[1] for c in chunks])
-    return x, y, (f"STAND-IN for CIFAR-10: {n} generated 32x32 colour-and-stripe images "
-                  f"(real CIFAR-10 not found)")
+    return x, y, (f"STAND-IN for CIFAR-10: {n} generated 32x32 colour-and-stripe images (real CIFAR-10 not found)")
 
 
 def load_split(model, npz=None, quick=False, standin=False):
@@ -210,9 +236,14 @@ def load_split(model, npz=None, quick=False, standin=False):
     if quick:
         x_tr, y_tr, x_va, y_va = x_tr[:QUICK_TRAIN], y_tr[:QUICK_TRAIN], x_va[:QUICK_VAL], y_va[:QUICK_VAL]
         description += f"; quick: {len(x_tr)} train / {len(x_va)} validation"
-    return {"x_train": np.ascontiguousarray(x_tr), "y_train": y_tr,
-            "x_val": np.ascontiguousarray(x_va), "y_val": y_va,
-            "description": description, "real": real}
+    return {
+        "x_train": np.ascontiguousarray(x_tr),
+        "y_train": y_tr,
+        "x_val": np.ascontiguousarray(x_va),
+        "y_val": y_va,
+        "description": description,
+        "real": real,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -249,15 +280,20 @@ def build_model(model, settings, adapt_on=None):
         else:
             raise KeyError(f"unknown scaling {scaling!r}")
     if model == "mnist_mlp":
-        stack += [layers.Flatten(),
-                  layers.Dense(512, activation="relu"), layers.Dropout(0.2),
-                  layers.Dense(512, activation="relu"), layers.Dropout(0.2)]
+        stack += [
+            layers.Flatten(),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.2),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.2),
+        ]
     else:
         for filters in (16, 32, 64):
-            stack += [layers.Conv2D(filters, kernel_size=2, padding="same", activation="relu"),
-                      layers.MaxPooling2D(pool_size=2)]
-        stack += [layers.Dropout(0.3), layers.Flatten(),
-                  layers.Dense(500, activation="relu"), layers.Dropout(0.4)]
+            stack += [
+                layers.Conv2D(filters, kernel_size=2, padding="same", activation="relu"),
+                layers.MaxPooling2D(pool_size=2),
+            ]
+        stack += [layers.Dropout(0.3), layers.Flatten(), layers.Dense(500, activation="relu"), layers.Dropout(0.4)]
     float32_out = bool(settings.get("mixed_precision"))
     stack.append(layers.Dense(10, activation="softmax", dtype="float32" if float32_out else None))
     return keras.Sequential(stack, name=model)
@@ -294,12 +330,16 @@ OVERRIDES = {
     "schedule": (lambda v: v in (None, "cosine"), "cosine or null"),
     "schedule_epochs": (_whole, "a whole number, at least 1"),
     "inputs": (lambda v: v in ("float32", "uint8"), "float32 or uint8"),
-    "scaling": (lambda v: v in (None, "rescale", "centred", "normalization"),
-                "rescale, centred, normalization or null"),
+    "scaling": (
+        lambda v: v in (None, "rescale", "centred", "normalization"),
+        "rescale, centred, normalization or null",
+    ),
     "normalize_on": (lambda v: v is None or _whole(v), "a whole number of images, or null"),
     "steps_per_execution": (_whole, "a whole number, at least 1"),
-    "mixed_precision": (lambda v: v in (None, "float32", "mixed_float16", "mixed_bfloat16"),
-                        "mixed_float16, mixed_bfloat16, float32 or null"),
+    "mixed_precision": (
+        lambda v: v in (None, "float32", "mixed_float16", "mixed_bfloat16"),
+        "mixed_float16, mixed_bfloat16, float32 or null",
+    ),
     "jit_compile": (lambda v: v is True or v is False or v == "auto", "true, false or auto"),
 }
 
@@ -384,8 +424,11 @@ def lesson_precision(model, settings, quick):
         y = keras.utils.to_categorical(np.arange(bs) % 10, 10)
         # the notebooks' softmax layer computes in float32 whatever the policy; a
         # Normalization layer (adapted on data) is timed as the Rescaling it replaces
-        built = dict(settings, mixed_precision="mixed_bfloat16",
-                     scaling="centred" if settings["scaling"] == "normalization" else settings["scaling"])
+        built = dict(
+            settings,
+            mixed_precision="mixed_bfloat16",
+            scaling="centred" if settings["scaling"] == "normalization" else settings["scaling"],
+        )
         policy, _ = choose_precision(model=lambda: build_model(model, built), data=(x, y), quick=False)
     return "mixed_bfloat16" if policy == "mixed_bfloat16" else None
 
@@ -402,9 +445,15 @@ def pipeline_settings(model, pipeline, on_gpu=False, overrides=None, quick=True)
     jit_compile, steps_per_execution and a readable ``data`` line.
     Raises UsageError for overrides naming an unknown input or scaling."""
     if pipeline == "original":
-        return dict(ORIGINAL[model], inputs="float32", scaling=None, mixed_precision=None,
-                    jit_compile="auto", steps_per_execution=1,
-                    data="float32 arrays in [0, 1], one-hot labels")
+        return dict(
+            ORIGINAL[model],
+            inputs="float32",
+            scaling=None,
+            mixed_precision=None,
+            jit_compile="auto",
+            steps_per_execution=1,
+            data="float32 arrays in [0, 1], one-hot labels",
+        )
     if on_gpu:
         settings, bf16 = dict(LESSON_GPU[model], mixed_precision="mixed_float16", jit_compile=True), False
     else:
@@ -415,17 +464,22 @@ def pipeline_settings(model, pipeline, on_gpu=False, overrides=None, quick=True)
     if settings.get("normalize_on"):
         settings.update(inputs="uint8", scaling="normalization")
     if settings["inputs"] not in ("float32", "uint8") or (
-            settings["inputs"] == "uint8" and settings["scaling"] not in ("rescale", "centred", "normalization")):
-        raise UsageError("--lesson takes inputs=float32, or inputs=uint8 with scaling=rescale or "
-                         "scaling=centred (or normalize_on=N)")
+        settings["inputs"] == "uint8" and settings["scaling"] not in ("rescale", "centred", "normalization")
+    ):
+        raise UsageError(
+            "--lesson takes inputs=float32, or inputs=uint8 with scaling=rescale or scaling=centred (or normalize_on=N)"
+        )
     if not on_gpu and bf16 and "mixed_precision" not in (overrides or {}):
         # as precision_policy("auto") decides in the notebooks, per backend and model
         settings["mixed_precision"] = lesson_precision(model, settings, quick)
     if settings["inputs"] == "float32":
         data = "float32 arrays in [0, 1]"
     else:
-        layer = {"rescale": "Rescaling(1/255)", "centred": "Rescaling(1/127.5, offset=-1)",
-                 "normalization": f"Normalization (adapted on {settings.get('normalize_on')} images)"}
+        layer = {
+            "rescale": "Rescaling(1/255)",
+            "centred": "Rescaling(1/127.5, offset=-1)",
+            "normalization": f"Normalization (adapted on {settings.get('normalize_on')} images)",
+        }
         data = f"uint8 arrays, {layer[settings['scaling']]} in the model"
     if on_gpu:
         data = data.replace("arrays", "on the device (PyDataset)")
@@ -452,19 +506,24 @@ def prepare(model, pipeline, settings, d, on_gpu=False, seed=0):
     y_val = keras.utils.to_categorical(d["y_val"], 10)
     bs = settings["batch_size"]
     if on_gpu:
-        fit = dict(x=_device_batches(x, y, bs, True, seed),
-                   validation_data=_device_batches(x_val, y_val, 1024, False, 0))
+        fit = dict(
+            x=_device_batches(x, y, bs, True, seed), validation_data=_device_batches(x_val, y_val, 1024, False, 0)
+        )
     else:
         fit = dict(x=x, y=y, batch_size=bs, shuffle=True, validation_data=(x_val, y_val))
         if pipeline == "lesson":
             fit["validation_batch_size"] = 1024
     keras.mixed_precision.set_global_policy(settings["mixed_precision"] or "float32")
     try:
-        adapt_on = d["x_train"][:settings["normalize_on"]] if settings.get("normalize_on") else None
+        adapt_on = d["x_train"][: settings["normalize_on"]] if settings.get("normalize_on") else None
         net = build_model(model, settings, adapt_on=adapt_on)
-        net.compile(optimizer=make_optimizer(settings, math.ceil(len(x) / bs)),
-                    loss="categorical_crossentropy", metrics=["accuracy"],
-                    jit_compile=settings["jit_compile"], steps_per_execution=settings["steps_per_execution"])
+        net.compile(
+            optimizer=make_optimizer(settings, math.ceil(len(x) / bs)),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=settings["jit_compile"],
+            steps_per_execution=settings["steps_per_execution"],
+        )
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return {"net": net, "fit": fit, "x": x, "y": y, "data_bytes": int(x.nbytes + y.nbytes)}
@@ -501,19 +560,35 @@ def train_once(spec):
         net.fit(**p["fit"], epochs=epochs, verbose=0, callbacks=[clock, best])
     total_s = time.perf_counter() - t0
 
-    rec = [{"train_s": e["train_s"], "epoch_s": e["epoch_s"], "since_start_s": e["seconds"],
-            "val_accuracy": e["val_accuracy"]} for e in clock.epochs]
+    rec = [
+        {
+            "train_s": e["train_s"],
+            "epoch_s": e["epoch_s"],
+            "since_start_s": e["seconds"],
+            "val_accuracy": e["val_accuracy"],
+        }
+        for e in clock.epochs
+    ]
     reached = [i for i, e in enumerate(rec) if e["val_accuracy"] >= target]
     steady = rec[1:] if len(rec) > 1 else rec  # the first epoch also compiles
     train_s = statistics.median(e["train_s"] for e in steady)
     n_train = len(d["x_train"])
     result = {
-        "model": model, "pipeline": pipeline, "settings": settings,
+        "model": model,
+        "pipeline": pipeline,
+        "settings": settings,
         "params": sum(int(np.prod(w.shape)) for w in net.trainable_weights),
-        "data": d["description"], "real_data": d["real"], "n_train": n_train, "n_val": len(d["x_val"]),
-        "device": machine["where"], "versions": machine["versions"],
-        "epochs": rec, "total_s": total_s, "data_bytes": p["data_bytes"],
-        "images_per_s": n_train / train_s, "epoch_train_s": train_s,
+        "data": d["description"],
+        "real_data": d["real"],
+        "n_train": n_train,
+        "n_val": len(d["x_val"]),
+        "device": machine["where"],
+        "versions": machine["versions"],
+        "epochs": rec,
+        "total_s": total_s,
+        "data_bytes": p["data_bytes"],
+        "images_per_s": n_train / train_s,
+        "epoch_train_s": train_s,
         "epoch_s": statistics.median(e["epoch_s"] for e in steady),
         "first_epoch_s": rec[0]["epoch_s"],
         "target_val_accuracy": target,
@@ -557,13 +632,21 @@ def paired_throughput(spec):
     n = min(len(d["x_train"]), spec["chunk_images"])
     n = n // lcm * lcm or n
     # a quick run's chunk can be less than a batch: then it is one smaller batch, as fit would make it
-    chunks = {pipeline: (lambda bs=bs, p=p: images_per_second(p["net"], p["x"], p["y"], min(bs, n), n))
-              for pipeline, (bs, p) in prepared.items()}
+    chunks = {
+        pipeline: (lambda bs=bs, p=p: images_per_second(p["net"], p["x"], p["y"], min(bs, n), n))
+        for pipeline, (bs, p) in prepared.items()
+    }
     measured = compare(chunks["original"], chunks["lesson"], spec["rounds"])
-    return {"rounds": spec["rounds"], "chunk_images": n,
-            "original_images_per_s": measured["plain_rates"], "lesson_images_per_s": measured["lever_rates"],
-            "ratios": measured["ratios"], "median_ratio": measured["ratio"],
-            "original_median": measured["plain"], "lesson_median": measured["lever"]}
+    return {
+        "rounds": spec["rounds"],
+        "chunk_images": n,
+        "original_images_per_s": measured["plain_rates"],
+        "lesson_images_per_s": measured["lever_rates"],
+        "ratios": measured["ratios"],
+        "median_ratio": measured["ratio"],
+        "original_median": measured["plain"],
+        "lesson_median": measured["lever"],
+    }
 
 
 def _child_main(spec_json):
@@ -610,15 +693,21 @@ def summarize(model, runs, paired=None):
     ratio, and the full runs' ratio is kept as ``speedup_throughput_full_runs``.
 
     Returns the model's entry of results.json."""
-    entry = {"data": runs[0]["data"], "real_data": runs[0]["real_data"],
-             "n_train": runs[0]["n_train"], "n_val": runs[0]["n_val"],
-             "target_val_accuracy": TASKS[model]["target"]}
+    entry = {
+        "data": runs[0]["data"],
+        "real_data": runs[0]["real_data"],
+        "n_train": runs[0]["n_train"],
+        "n_val": runs[0]["n_val"],
+        "target_val_accuracy": TASKS[model]["target"],
+    }
     for p in PIPELINES:
         mine = [r for r in runs if r["pipeline"] == p]
         entry[p] = {
             "settings": mine[0]["settings"],
-            **{key: _median(r[key] for r in mine)
-               for key in ("images_per_s", "epoch_train_s", "epoch_s", "time_to_target_s", "epochs_to_target")},
+            **{
+                key: _median(r[key] for r in mine)
+                for key in ("images_per_s", "epoch_train_s", "epoch_s", "time_to_target_s", "epochs_to_target")
+            },
             "reached_target": f"{sum(r['epochs_to_target'] is not None for r in mine)}/{len(mine)}",
             "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
             "data_mb": mine[0]["data_bytes"] / 2**20,
@@ -626,24 +715,24 @@ def summarize(model, runs, paired=None):
         }
         if any("device_peak_mb" in r for r in mine):
             entry[p]["device_peak_mb"] = max(r.get("device_peak_mb", 0) for r in mine)
-    o, l = entry["original"], entry["lesson"]
-    entry["speedup_throughput_full_runs"] = _ratio(l["images_per_s"], o["images_per_s"])
+    o, les = entry["original"], entry["lesson"]
+    entry["speedup_throughput_full_runs"] = _ratio(les["images_per_s"], o["images_per_s"])
     entry["speedup_throughput"] = entry["speedup_throughput_full_runs"]
     if paired:
         entry["paired"] = paired
         if not paired.get("skipped"):
             entry["speedup_throughput"] = paired["median_ratio"]
-    entry["speedup_time_to_target"] = _ratio(o["time_to_target_s"], l["time_to_target_s"])
+    entry["speedup_time_to_target"] = _ratio(o["time_to_target_s"], les["time_to_target_s"])
     original_missed = [r for r in o["runs"] if r["time_to_target_s"] is None]
-    if entry["real_data"] and l["time_to_target_s"] and original_missed and len(original_missed) == len(o["runs"]):
+    if entry["real_data"] and les["time_to_target_s"] and original_missed and len(original_missed) == len(o["runs"]):
         # The original never got there: it trained this long without reaching the
         # target, so the speed-up is at least this much (a lower bound, not nothing).
         trained_s = _median(r["epochs"][-1]["since_start_s"] for r in original_missed)
         entry["original_trained_without_target_s"] = trained_s
-        entry["speedup_time_to_target_at_least"] = trained_s / l["time_to_target_s"]
-    entry["speedup_epoch_time"] = _ratio(o["epoch_s"], l["epoch_s"])
-    entry["ratio_epochs_to_target"] = _ratio(l["epochs_to_target"], o["epochs_to_target"])
-    entry["ratio_peak_rss"] = _ratio(l["peak_rss_mb"], o["peak_rss_mb"])
+        entry["speedup_time_to_target_at_least"] = trained_s / les["time_to_target_s"]
+    entry["speedup_epoch_time"] = _ratio(o["epoch_s"], les["epoch_s"])
+    entry["ratio_epochs_to_target"] = _ratio(les["epochs_to_target"], o["epochs_to_target"])
+    entry["ratio_peak_rss"] = _ratio(les["peak_rss_mb"], o["peak_rss_mb"])
     if not entry["real_data"]:
         entry["note"] = "stand-in data: throughput only, no time to target"
     return entry
@@ -663,31 +752,89 @@ def table(results):
             continue
         for p in PIPELINES:
             f = e[p]
-            rows.append([model, p, _fmt(f["images_per_s"]), _fmt(f["epoch_s"], "{:.2f}"),
-                         _fmt(f["epoch_train_s"], "{:.3f}"), _fmt(f["time_to_target_s"], "{:.1f} s"),
-                         _fmt(f["epochs_to_target"], "{:g}"), f["reached_target"], _fmt(f["peak_rss_mb"])])
-        rows.append([model, "ratio", *(_fmt(e[k], "{:.2f}x") if k else "" for k in (
-            "speedup_throughput_full_runs", "speedup_epoch_time", None, "speedup_time_to_target",
-            "ratio_epochs_to_target", None, "ratio_peak_rss"))])
+            rows.append(
+                [
+                    model,
+                    p,
+                    _fmt(f["images_per_s"]),
+                    _fmt(f["epoch_s"], "{:.2f}"),
+                    _fmt(f["epoch_train_s"], "{:.3f}"),
+                    _fmt(f["time_to_target_s"], "{:.1f} s"),
+                    _fmt(f["epochs_to_target"], "{:g}"),
+                    f["reached_target"],
+                    _fmt(f["peak_rss_mb"]),
+                ]
+            )
+        rows.append(
+            [
+                model,
+                "ratio",
+                *(
+                    _fmt(e[k], "{:.2f}x") if k else ""
+                    for k in (
+                        "speedup_throughput_full_runs",
+                        "speedup_epoch_time",
+                        None,
+                        "speedup_time_to_target",
+                        "ratio_epochs_to_target",
+                        None,
+                        "ratio_peak_rss",
+                    )
+                ),
+            ]
+        )
         if e.get("speedup_time_to_target_at_least"):
-            rows.append([model, "ratio", (f"time to target at least {e['speedup_time_to_target_at_least']:.2f}x: "
-                         f"the original trained {e['original_trained_without_target_s']:.0f} s without reaching it")])
+            rows.append(
+                [
+                    model,
+                    "ratio",
+                    (
+                        f"time to target at least {e['speedup_time_to_target_at_least']:.2f}x: "
+                        f"the original trained {e['original_trained_without_target_s']:.0f} s without reaching it"
+                    ),
+                ]
+            )
         pr = e.get("paired")
         if pr and not pr.get("skipped"):
-            rows.append([model, "paired", (f"original {pr['original_median']:,.0f} images/s, lesson "
-                         f"{pr['lesson_median']:,.0f} images/s: {pr['median_ratio']:.2f}x (median of "
-                         f"{pr['rounds']} alternating chunks of {pr['chunk_images']:,} images; "
-                         f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)")])
+            rows.append(
+                [
+                    model,
+                    "paired",
+                    (
+                        f"original {pr['original_median']:,.0f} images/s, lesson "
+                        f"{pr['lesson_median']:,.0f} images/s: {pr['median_ratio']:.2f}x (median of "
+                        f"{pr['rounds']} alternating chunks of {pr['chunk_images']:,} images; "
+                        f"{min(pr['ratios']):.2f}x-{max(pr['ratios']):.2f}x)"
+                    ),
+                ]
+            )
     paired_models = [m for m in results["models"] if m in PAIRED_MODELS]
-    head = ["model".ljust(12), "pipeline".ljust(9), *(name.rjust(w) for name, w in (
-        ("images/s", 9), ("epoch s", 8), ("train s", 8), ("to target", 10), ("epochs", 6), ("reached", 7),
-        ("peak RSS MB", 11)))]
+    head = [
+        "model".ljust(12),
+        "pipeline".ljust(9),
+        *(
+            name.rjust(w)
+            for name, w in (
+                ("images/s", 9),
+                ("epoch s", 8),
+                ("train s", 8),
+                ("to target", 10),
+                ("epochs", 6),
+                ("reached", 7),
+                ("peak RSS MB", 11),
+            )
+        ),
+    ]
     lines = [text_table(head, rows, right=set(range(2, 9)), sep=" ")] if paired_models else []
     if paired_models:
-        lines.append("ratios: images/s and times are lesson/original speed-ups; epochs and peak RSS are "
-                     "lesson/original. Medians over the runs that reached the target (reached: runs/all).")
-        lines.append("paired: both pipelines trained in one process in alternating chunks, so both meet the "
-                     "same load; this is speedup_throughput in the JSON.")
+        lines.append(
+            "ratios: images/s and times are lesson/original speed-ups; epochs and peak RSS are "
+            "lesson/original. Medians over the runs that reached the target (reached: runs/all)."
+        )
+        lines.append(
+            "paired: both pipelines trained in one process in alternating chunks, so both meet the "
+            "same load; this is speedup_throughput in the JSON."
+        )
     if "modern_cnn" in results["models"]:
         lines.append(modern_line(results["models"]["modern_cnn"]))
     for model, e in results["models"].items():
@@ -701,10 +848,14 @@ def table(results):
 # --------------------------------------------------------------------------
 # The modern CNN: its lesson notebook, run as the runner runs it
 
-_MODERN_EPOCH = re.compile(r"^epoch (\d+): training accuracy ([\d.]+)%, test accuracy ([\d.]+)%, "
-                           r"([\d,]+) images/s, ([\d.]+) min since the start$", re.MULTILINE)
-_MODERN_REACHED = re.compile(r"^Reached (\d+)% test accuracy at epoch (\d+), ([\d.]+) min after the start$",
-                             re.MULTILINE)
+_MODERN_EPOCH = re.compile(
+    r"^epoch (\d+): training accuracy ([\d.]+)%, test accuracy ([\d.]+)%, "
+    r"([\d,]+) images/s, ([\d.]+) min since the start$",
+    re.MULTILINE,
+)
+_MODERN_REACHED = re.compile(
+    r"^Reached (\d+)% test accuracy at epoch (\d+), ([\d.]+) min after the start$", re.MULTILINE
+)
 
 
 def parse_modern(text):
@@ -715,15 +866,25 @@ def parse_modern(text):
     the first (which also compiles; the first when there is only one),
     minutes_to: {"85": minutes or None, "90": ...}). Raises RuntimeError when
     no epoch line is found (the notebook and this parser disagree)."""
-    epochs = [{"epoch": int(e), "train_accuracy": float(a) / 100, "test_accuracy": float(t) / 100,
-               "images_per_s": float(speed.replace(",", "")), "minutes": float(m)}
-              for e, a, t, speed, m in _MODERN_EPOCH.findall(text)]
+    epochs = [
+        {
+            "epoch": int(e),
+            "train_accuracy": float(a) / 100,
+            "test_accuracy": float(t) / 100,
+            "images_per_s": float(speed.replace(",", "")),
+            "minutes": float(m),
+        }
+        for e, a, t, speed, m in _MODERN_EPOCH.findall(text)
+    ]
     if not epochs:
         raise RuntimeError("modern_cnn: the lesson printed no epoch line this benchmark can read")
     reached = {target: float(minutes) for target, _, minutes in _MODERN_REACHED.findall(text)}
     steady = epochs[1:] or epochs
-    return {"epochs": epochs, "images_per_s": statistics.median(e["images_per_s"] for e in steady),
-            "minutes_to": {target: reached.get(target) for target in ("85", "90")}}
+    return {
+        "epochs": epochs,
+        "images_per_s": statistics.median(e["images_per_s"] for e in steady),
+        "minutes_to": {target: reached.get(target) for target in ("85", "90")},
+    }
 
 
 def run_modern(quick):
@@ -738,25 +899,34 @@ def run_modern(quick):
     from cnn_course.runner import LESSONS, execute_notebook
 
     with tempfile.TemporaryDirectory(prefix="train-speed-modern-") as tmp:
-        parameters = lesson_parameters("modern-cnn", quick,
-                                       {"VERBOSE": 0, "CHECKPOINT": str(Path(tmp) / "modern_cnn.keras")})
+        parameters = lesson_parameters(
+            "modern-cnn", quick, {"VERBOSE": 0, "CHECKPOINT": str(Path(tmp) / "modern_cnn.keras")}
+        )
         result = execute_notebook(REPO / LESSONS["modern-cnn"], parameters, tmp, quick=quick)
     if result["status"] != "passed":
         raise RuntimeError(f"modern_cnn: the lesson failed: {result['error']}")
     accuracy = result["test_accuracy"]
-    return {"data": result["data"], "real_data": "STAND-IN" not in (result["data"] or "STAND-IN"),
-            "test_accuracy": None if accuracy is None else accuracy / 100,
-            "wall_s": result["wall_time_s"], **parse_modern(result["text"])}
+    return {
+        "data": result["data"],
+        "real_data": "STAND-IN" not in (result["data"] or "STAND-IN"),
+        "test_accuracy": None if accuracy is None else accuracy / 100,
+        "wall_s": result["wall_time_s"],
+        **parse_modern(result["text"]),
+    }
 
 
 def modern_line(e):
     """Return the table's line for the modern CNN's entry `e`."""
-    reached = ", ".join(f"{t}% at {e['minutes_to'][t]:.1f} min" if e["minutes_to"][t] is not None
-                        else f"{t}% not reached" for t in ("85", "90"))
+    reached = ", ".join(
+        f"{t}% at {e['minutes_to'][t]:.1f} min" if e["minutes_to"][t] is not None else f"{t}% not reached"
+        for t in ("85", "90")
+    )
     accuracy = "-" if e["test_accuracy"] is None else f"{100 * e['test_accuracy']:.2f}%"
-    return (f"modern_cnn   test accuracy {accuracy} (6 views averaged) after {len(e['epochs'])} epochs; {reached} "
-            f"(test accuracy after each epoch, clock from the notebook's imports cell); "
-            f"{e['images_per_s']:,.0f} images/s; whole notebook {e['wall_s'] / 60:.1f} min")
+    return (
+        f"modern_cnn   test accuracy {accuracy} (6 views averaged) after {len(e['epochs'])} epochs; {reached} "
+        f"(test accuracy after each epoch, clock from the notebook's imports cell); "
+        f"{e['images_per_s']:,.0f} images/s; whole notebook {e['wall_s'] / 60:.1f} min"
+    )
 
 
 # numpy's global seed, which keras.utils.set_random_seed sets, takes 0 to 2**32 - 1.
@@ -771,38 +941,60 @@ def seed_value(text):
     except ValueError:
         value = -1
     if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number from 0 to {MAX_SEED:,} "
-                                         "(what numpy's random seed accepts)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be a whole number from 0 to {MAX_SEED:,} (what numpy's random seed accepts)"
+        )
     return value
 
 
 def parse_args(argv=None):
     """Parse the command line. Returns argparse.Namespace; exits with a usage
     message on bad arguments."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default=",".join(MODELS),
-                   help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
-    p.add_argument("--max-epochs", type=int, default=None,
-                   help="epochs at most; training stops at the target (default: 20 on real data, "
-                        "3 on stand-in data, 2 with --quick)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)} (default: all)"
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="epochs at most; training stops at the target (default: 20 on real data, "
+        "3 on stand-in data, 2 with --quick)",
+    )
     p.add_argument("--repeats", type=int, default=1, help="runs of each pipeline, alternating (default 1)")
-    p.add_argument("--paired-rounds", type=int, default=None,
-                   help=f"rounds of the paired throughput measurement, 0 to skip it "
-                        f"(default {PAIRED_ROUNDS}, 2 with --quick)")
+    p.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=None,
+        help=f"rounds of the paired throughput measurement, 0 to skip it (default {PAIRED_ROUNDS}, 2 with --quick)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 256 training images, 2 epochs")
     p.add_argument("--standin", action="store_true", help="use the labelled stand-ins even if real data exists")
     p.add_argument("--mnist-npz", help="read MNIST from this Keras-layout .npz")
     p.add_argument("--cifar-npz", help="read CIFAR-10 from an .npz with x_train, y_train, x_test, y_test")
-    p.add_argument("--gpu-path", action="store_true",
-                   help="use the lesson's GPU settings even without a GPU (to test that path)")
-    p.add_argument("--lesson", default="", metavar="KEY=VALUE,...",
-                   help="override lesson settings for an experiment, e.g. "
-                        "batch_size=256,learning_rate=0.003,schedule=cosine,schedule_epochs=6,mixed_precision=null")
-    p.add_argument("--backend", default=None, help="the Keras backend to train on: tensorflow, jax or torch "
-                                                    "(default: $KERAS_BACKEND, else tensorflow)")
-    p.add_argument("--seed", type=seed_value, default=42,
-                   help=f"random seed of the first repeat, the next get +1 (0 to {MAX_SEED:,}; default 42)")
+    p.add_argument(
+        "--gpu-path", action="store_true", help="use the lesson's GPU settings even without a GPU (to test that path)"
+    )
+    p.add_argument(
+        "--lesson",
+        default="",
+        metavar="KEY=VALUE,...",
+        help="override lesson settings for an experiment, e.g. "
+        "batch_size=256,learning_rate=0.003,schedule=cosine,schedule_epochs=6,mixed_precision=null",
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="the Keras backend to train on: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow)",
+    )
+    p.add_argument(
+        "--seed",
+        type=seed_value,
+        default=42,
+        help=f"random seed of the first repeat, the next get +1 (0 to {MAX_SEED:,}; default 42)",
+    )
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON file to write (default {DEFAULT_OUT})")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -859,9 +1051,13 @@ def main(argv=None):
         return _child_main(args.child)
     from cnn_course import data
 
-    results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
-               "quick": args.quick, "repeats": args.repeats, "models": {}}
+    results = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "models": {},
+    }
     from cnn_course.backends import BackendError, check_backend, keras_backend
 
     try:
@@ -892,39 +1088,68 @@ def main(argv=None):
     try:
         for model, npz, real in plan:
             max_epochs = args.max_epochs or (2 if args.quick else 20 if real else 3)
-            print(f"{model}: {'real data' if real else 'STAND-IN data (throughput only)'}, "
-                  f"up to {max_epochs} epochs, {args.repeats} repeat(s)", flush=True)
+            print(
+                f"{model}: {'real data' if real else 'STAND-IN data (throughput only)'}, "
+                f"up to {max_epochs} epochs, {args.repeats} repeat(s)",
+                flush=True,
+            )
             runs = []
             for r in range(args.repeats):
                 order = PIPELINES if r % 2 == 0 else PIPELINES[::-1]
                 for pipeline in order:
-                    spec = {"model": model, "pipeline": pipeline, "npz": npz, "quick": args.quick,
-                            "standin": args.standin, "max_epochs": max_epochs, "seed": args.seed + r,
-                            "gpu_path": args.gpu_path, "lesson_overrides": overrides}
+                    spec = {
+                        "model": model,
+                        "pipeline": pipeline,
+                        "npz": npz,
+                        "quick": args.quick,
+                        "standin": args.standin,
+                        "max_epochs": max_epochs,
+                        "seed": args.seed + r,
+                        "gpu_path": args.gpu_path,
+                        "lesson_overrides": overrides,
+                    }
                     res = run_child(spec)
                     runs.append(res)
                     last = res["epochs"][-1]
-                    print(f"  {pipeline:<8} run {r + 1}: {len(res['epochs'])} epochs, "
-                          f"{res['images_per_s']:,.0f} images/s, epoch {res['epoch_s']:.2f} s "
-                          f"(training {res['epoch_train_s']:.3f} s, first {res['first_epoch_s']:.1f} s), "
-                          f"val acc {last['val_accuracy']:.4f}, "
-                          f"to target {_fmt(res['time_to_target_s'], '{:.1f} s')}, "
-                          f"peak RSS {res['peak_rss_mb']:,.0f} MB", flush=True)
+                    print(
+                        f"  {pipeline:<8} run {r + 1}: {len(res['epochs'])} epochs, "
+                        f"{res['images_per_s']:,.0f} images/s, epoch {res['epoch_s']:.2f} s "
+                        f"(training {res['epoch_train_s']:.3f} s, first {res['first_epoch_s']:.1f} s), "
+                        f"val acc {last['val_accuracy']:.4f}, "
+                        f"to target {_fmt(res['time_to_target_s'], '{:.1f} s')}, "
+                        f"peak RSS {res['peak_rss_mb']:,.0f} MB",
+                        flush=True,
+                    )
             paired = None
             if args.paired_rounds:
-                paired = run_child({"model": model, "pipeline": "paired", "npz": npz, "quick": args.quick,
-                                    "standin": args.standin, "seed": args.seed, "gpu_path": args.gpu_path,
-                                    "lesson_overrides": overrides, "rounds": args.paired_rounds,
-                                    "chunk_images": PAIRED_CHUNK[model]})
+                paired = run_child(
+                    {
+                        "model": model,
+                        "pipeline": "paired",
+                        "npz": npz,
+                        "quick": args.quick,
+                        "standin": args.standin,
+                        "seed": args.seed,
+                        "gpu_path": args.gpu_path,
+                        "lesson_overrides": overrides,
+                        "rounds": args.paired_rounds,
+                        "chunk_images": PAIRED_CHUNK[model],
+                    }
+                )
                 if not paired.get("skipped"):
-                    print(f"  paired   {paired['rounds']} rounds of {paired['chunk_images']:,} images: original "
-                          f"{paired['original_median']:,.0f} images/s, lesson {paired['lesson_median']:,.0f} "
-                          f"images/s, ratio {paired['median_ratio']:.2f}x", flush=True)
+                    print(
+                        f"  paired   {paired['rounds']} rounds of {paired['chunk_images']:,} images: original "
+                        f"{paired['original_median']:,.0f} images/s, lesson {paired['lesson_median']:,.0f} "
+                        f"images/s, ratio {paired['median_ratio']:.2f}x",
+                        flush=True,
+                    )
             results["models"][model] = summarize(model, runs, paired)
             results["device"], results["versions"] = runs[0]["device"], runs[0]["versions"]
         if "modern_cnn" in args.models:
-            print("modern_cnn: running training-speed/modern_cnn.ipynb"
-                  f"{' (quick sizes)' if args.quick else ''}", flush=True)
+            print(
+                f"modern_cnn: running training-speed/modern_cnn.ipynb{' (quick sizes)' if args.quick else ''}",
+                flush=True,
+            )
             results["models"]["modern_cnn"] = entry = run_modern(args.quick)
             print(modern_line(entry), flush=True)
             if "device" not in results:
@@ -943,14 +1168,16 @@ def main(argv=None):
         print(table(results), flush=True)  # before writing: a failed write loses no figure
     if status:
         if results["models"]:
-            print(f"{out} not written: the run did not finish (the table above has the models that did)",
-                  file=sys.stderr)
+            print(
+                f"{out} not written: the run did not finish (the table above has the models that did)", file=sys.stderr
+            )
         return status
     try:
         write_results(results, out)
     except OSError as e:
-        print(f"error: {out} could not be written ({e.strerror or e}); the table above has the figures",
-              file=sys.stderr)
+        print(
+            f"error: {out} could not be written ({e.strerror or e}); the table above has the figures", file=sys.stderr
+        )
         return 1
     print(f"\nwrote {out}")
     return 0

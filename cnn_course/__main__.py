@@ -39,8 +39,11 @@ def _stop_on_signals():
     ignored (``nohup``: a closed terminal must not stop the command). Main
     thread only. Returns {signal: previous handler} for what it changed."""
     signals = (getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
-    return {signum: signal.signal(signum, _raise_interrupt)
-            for signum in signals if signal.getsignal(signum) is not signal.SIG_IGN}
+    return {
+        signum: signal.signal(signum, _raise_interrupt)
+        for signum in signals
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
 
 
 def _interrupted():
@@ -102,59 +105,100 @@ def positive_seconds(text):
 
 def build_parser():
     """Return the argparse parser of the command line."""
-    parser = argparse.ArgumentParser(prog="python -m cnn_course",
-                                     description="Run the Keras CNN course's lessons headless and manage its datasets.")
+    parser = argparse.ArgumentParser(
+        prog="python -m cnn_course", description="Run the Keras CNN course's lessons headless and manage its datasets."
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    names = textwrap.fill(", ".join(runner.LESSONS), 76, initial_indent="  ", subsequent_indent="  ",
-                          break_on_hyphens=False)
+    names = textwrap.fill(
+        ", ".join(runner.LESSONS), 76, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False
+    )
     run = commands.add_parser(
-        "run", help="execute lessons and write the report", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run",
+        help="execute lessons and write the report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Execute lessons (default: all, in course order), save each executed notebook\nand its "
-                    f"HTML under the out folder, and write results.json and results.md there.\nLessons:\n{names}",
+        f"HTML under the out folder, and write results.json and results.md there.\nLessons:\n{names}",
         epilog="examples:\n  python -m cnn_course run --quick\n"
-               "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256\n"
-               "  python -m cnn_course run --quick --backend jax\n"
-               "  python -m cnn_course run --answers mnist-mlp --quick")
+        "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256\n"
+        "  python -m cnn_course run --quick --backend jax\n"
+        "  python -m cnn_course run --answers mnist-mlp --quick",
+    )
     run.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to run (default: all)")
-    run.add_argument("--quick", action="store_true", help="a smoke run: each lesson's small sizes (QUICK_PARAMETERS "
-                     "in cnn_course/lessons.py), labelled stand-in data where the real data is missing")
-    run.add_argument("--answers", action="store_true",
-                     help="run the lessons' worked answers to their exercises (solutions/<notebook>) instead of "
-                          "the lessons: the named lessons' (an error where one has none yet), else every one "
-                          "there is; each is reported as '<lesson> answers'")
-    run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-                     help="set a notebook parameter (repeatable); VALUE is a Python literal (a number, string, "
-                          "True/False/None, or a list, tuple or dict of them) or else a string. VERBOSE=2 is set "
-                          "unless given. The script lessons (conv-dims, pool-dims) take no parameters: -p is "
-                          "refused when only they are chosen, and a note names them otherwise")
-    run.add_argument("--out", default="build", metavar="DIR",
-                     help="where outputs and the report go (default: build); one run at a time per folder")
-    run.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
-                     help="fail a notebook cell (or a script) that runs longer than this: whole seconds, "
-                          "a fraction rounded up, at most 30 days (default: no limit)")
-    run.add_argument("--backend", choices=list(backends.BACKENDS), default=None,
-                     help="the Keras backend the lessons run on (default: $KERAS_BACKEND, else tensorflow)")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: each lesson's small sizes (QUICK_PARAMETERS "
+        "in cnn_course/lessons.py), labelled stand-in data where the real data is missing",
+    )
+    run.add_argument(
+        "--answers",
+        action="store_true",
+        help="run the lessons' worked answers to their exercises (solutions/<notebook>) instead of "
+        "the lessons: the named lessons' (an error where one has none yet), else every one "
+        "there is; each is reported as '<lesson> answers'",
+    )
+    run.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a notebook parameter (repeatable); VALUE is a Python literal (a number, string, "
+        "True/False/None, or a list, tuple or dict of them) or else a string. VERBOSE=2 is set "
+        "unless given. The script lessons (conv-dims, pool-dims) take no parameters: -p is "
+        "refused when only they are chosen, and a note names them otherwise",
+    )
+    run.add_argument(
+        "--out",
+        default="build",
+        metavar="DIR",
+        help="where outputs and the report go (default: build); one run at a time per folder",
+    )
+    run.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="fail a notebook cell (or a script) that runs longer than this: whole seconds, "
+        "a fraction rounded up, at most 30 days (default: no limit)",
+    )
+    run.add_argument(
+        "--backend",
+        choices=list(backends.BACKENDS),
+        default=None,
+        help="the Keras backend the lessons run on (default: $KERAS_BACKEND, else tensorflow)",
+    )
     run.set_defaults(handler=cmd_run, subparser=run)
 
-    data = commands.add_parser("data", help="find, download or import the datasets",
-                               description="Find, download or import the course's datasets.")
+    data = commands.add_parser(
+        "data",
+        help="find, download or import the datasets",
+        description="Find, download or import the course's datasets.",
+    )
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     status = actions.add_parser("status", help="list each dataset: where it was found, or how to get it")
-    fetch = actions.add_parser("fetch", help="download a dataset into the cache (default: every one)",
-                               description="Download a dataset into the Keras cache and check it; with no "
-                                           "NAME, or `all`, every dataset the lessons use, in turn.")
-    fetch.add_argument("name", metavar="NAME", nargs="?", default="all",
-                       help="mnist, cifar10, dogs, vgg16, or all (the default)")
+    fetch = actions.add_parser(
+        "fetch",
+        help="download a dataset into the cache (default: every one)",
+        description="Download a dataset into the Keras cache and check it; with no "
+        "NAME, or `all`, every dataset the lessons use, in turn.",
+    )
+    fetch.add_argument(
+        "name", metavar="NAME", nargs="?", default="all", help="mnist, cifar10, dogs, vgg16, or all (the default)"
+    )
     imp = actions.add_parser("import", help="bring a local file or folder into the data folder")
     imp.add_argument("name", metavar="NAME")
     imp.add_argument("src", metavar="PATH")
     for sub in (status, fetch, imp):
         sub.set_defaults(handler=cmd_data, subparser=sub)
 
-    strip = commands.add_parser("strip", help="clear notebook outputs in place (diff-friendly commits)",
-                                description="Clear outputs, execution counts and transient metadata of notebooks "
-                                            "in place. Default: every notebook in the repository that git tracks "
-                                            "or would track.")
+    strip = commands.add_parser(
+        "strip",
+        help="clear notebook outputs in place (diff-friendly commits)",
+        description="Clear outputs, execution counts and transient metadata of notebooks "
+        "in place. Default: every notebook in the repository that git tracks "
+        "or would track.",
+    )
     strip.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     strip.set_defaults(handler=cmd_strip, subparser=strip)
     return parser
@@ -183,7 +227,7 @@ def console_progress(label, out, tty):
     def status():
         elapsed = reports.format_minutes(time.perf_counter() - started)
         line = f"{label}  cell {state['cell']}/{state['total']}  {elapsed}  {state['line']}"
-        return line[:max(shutil.get_terminal_size((100, 20)).columns - 1, 20)] if tty else line
+        return line[: max(shutil.get_terminal_size((100, 20)).columns - 1, 20)] if tty else line
 
     def write(text="", redraw=True):  # a line of its own; on a TTY, then the status line again
         with lock:
@@ -278,9 +322,11 @@ def check_run_arguments(args, parser):
         parser.error(str(exc))
     scripts = script_lessons(chosen)
     if args.parameter and len(scripts) == len(chosen):
-        parser.error(f"-p sets notebook parameters, and {' and '.join(scripts)} "
-                     f"{'is a script' if len(scripts) == 1 else 'are scripts'}, run with default "
-                     "arguments: drop -p (or run the script yourself with its options, see its --help)")
+        parser.error(
+            f"-p sets notebook parameters, and {' and '.join(scripts)} "
+            f"{'is a script' if len(scripts) == 1 else 'are scripts'}, run with default "
+            "arguments: drop -p (or run the script yourself with its options, see its --help)"
+        )
     if not args.out:
         parser.error("--out: must name a folder (an empty name is no folder)")
     try:
@@ -333,8 +379,10 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
     sizes = " and each lesson's quick sizes" if args.quick else ""
     answers = getattr(args, "answers", False)
     what = "lesson answer notebook(s)" if answers else "lesson(s)"
-    out.write(f"Running {len(chosen)} {what}, {mode} mode, parameters "
-              f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {out_dir}/\n")
+    out.write(
+        f"Running {len(chosen)} {what}, {mode} mode, parameters "
+        f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {out_dir}/\n"
+    )
     missing = lessons.lessons_without_answers() if answers and not args.lessons else []
     if missing:
         out.write(f"note: no answer notebook yet for {', '.join(missing)} (in {lessons.ANSWERS_DIR}/)\n")
@@ -345,14 +393,23 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
     environment, results, interrupted = {}, [], False
     try:
         environment = backends.environment_info()
-        out.write(f"Device: {environment['device']}; Keras {environment['keras']} on "
-                  f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n")
+        out.write(
+            f"Device: {environment['device']}; Keras {environment['keras']} on "
+            f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n"
+        )
         for number, name in enumerate(chosen, 1):
             label = f"[{number}/{len(chosen)}] {name}{lessons.ANSWERS_SUFFIX if answers else ''}"
             progress, finish = console_progress(label, out, out.isatty())
             try:
-                result = runner.run_lesson(name, parameters, out_dir, progress=progress,
-                                           timeout=args.timeout, quick=args.quick, answers=answers)
+                result = runner.run_lesson(
+                    name,
+                    parameters,
+                    out_dir,
+                    progress=progress,
+                    timeout=args.timeout,
+                    quick=args.quick,
+                    answers=answers,
+                )
             except KeyboardInterrupt as stop:
                 finish(f"{label}  interrupted")
                 if isinstance(stop, runner.LessonInterrupted):
@@ -367,10 +424,14 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
         out.flush()
         print("interrupted", file=sys.stderr, flush=True)
     ran = {r["lesson"] for r in results}
-    report = reports.build_report(results, environment, args.quick, shown,
-                                  wall_time_s=round(time.perf_counter() - started, 1),
-                                  not_run=[label for name in chosen
-                                           if (label := name + (lessons.ANSWERS_SUFFIX if answers else "")) not in ran])
+    report = reports.build_report(
+        results,
+        environment,
+        args.quick,
+        shown,
+        wall_time_s=round(time.perf_counter() - started, 1),
+        not_run=[label for name in chosen if (label := name + (lessons.ANSWERS_SUFFIX if answers else "")) not in ran],
+    )
     out.write("\n" + reports.format_report(report).split("\n", 2)[2])  # printed first: never lost
     out.flush()
     try:
@@ -430,10 +491,15 @@ def cmd_data(args, parser, out):
     dataset, a bad setting). Errors are one line."""
     from cnn_course import data
 
-    if args.action in ("fetch", "import") and args.name not in data.DATASETS and not (
-            args.action == "fetch" and args.name == "all"):
-        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}"
-                     + (", all" if args.action == "fetch" else ""))
+    if (
+        args.action in ("fetch", "import")
+        and args.name not in data.DATASETS
+        and not (args.action == "fetch" and args.name == "all")
+    ):
+        parser.error(
+            f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}"
+            + (", all" if args.action == "fetch" else "")
+        )
     # fetch and import may import Keras to download or read a file: no TensorFlow start-up notices
     with keras_check.quiet_tensorflow():
         try:
@@ -466,8 +532,9 @@ def cmd_data(args, parser, out):
 def cmd_strip(args, parser, out):
     """Strip the given notebooks (default: the repository's); return the exit status."""
     if not args.notebooks and not lessons.IN_CHECKOUT:  # never every notebook in site-packages
-        parser.error("no notebook named, and the installed cnn-course package holds no lessons: "
-                     "name the notebooks to strip")
+        parser.error(
+            "no notebook named, and the installed cnn-course package holds no lessons: name the notebooks to strip"
+        )
     paths = [Path(p) for p in args.notebooks] or notebooks.tracked_notebooks()
     changed = failed = 0
     for path in paths:

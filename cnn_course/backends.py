@@ -20,8 +20,10 @@ from pathlib import Path
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 _INSTALL = {"tensorflow": "pip install tensorflow", "jax": 'pip install "jax[cpu]"', "torch": "pip install torch"}
 # What Keras accepts in keras.json (keras/src/backend/config.py); it stops at import on anything else.
-_KERAS_CONFIG_CHOICES = {"floatx": ("float16", "float32", "float64"),
-                         "image_data_format": ("channels_last", "channels_first")}
+_KERAS_CONFIG_CHOICES = {
+    "floatx": ("float16", "float32", "float64"),
+    "image_data_format": ("channels_last", "channels_first"),
+}
 
 
 class BackendError(ValueError):
@@ -71,11 +73,13 @@ def keras_config():
         except ValueError as exc:  # not JSON, or not UTF-8
             problem = f"is not JSON ({str(exc).splitlines()[0]})"
     if problem is None and not isinstance(config, dict):
-        problem = (f"holds a JSON {type(config).__name__}, not an object such as "
-                   '{"backend": "tensorflow"}')
+        problem = f'holds a JSON {type(config).__name__}, not an object such as {{"backend": "tensorflow"}}'
     if problem is None:
-        wrong = [f"{key}={config[key]!r}" for key, allowed in _KERAS_CONFIG_CHOICES.items()
-                 if key in config and config[key] not in allowed]
+        wrong = [
+            f"{key}={config[key]!r}"
+            for key, allowed in _KERAS_CONFIG_CHOICES.items()
+            if key in config and config[key] not in allowed
+        ]
         if "epsilon" in config and not isinstance(config["epsilon"], float):
             wrong.append(f"epsilon={config['epsilon']!r}")
         if "backend" in config and not (isinstance(config["backend"], str) and config["backend"]):
@@ -106,12 +110,16 @@ def check_backend(name):
     """Return `name` when it is a Keras backend whose package is installed;
     raise BackendError with a one-line message saying what to do otherwise."""
     if name not in BACKENDS:
-        raise BackendError(f"{name!r} is not a Keras backend the lessons train on; choose one of "
-                           f"{', '.join(BACKENDS)} (--backend or the environment variable KERAS_BACKEND)")
+        raise BackendError(
+            f"{name!r} is not a Keras backend the lessons train on; choose one of "
+            f"{', '.join(BACKENDS)} (--backend or the environment variable KERAS_BACKEND)"
+        )
     if name not in installed_backends():
-        raise BackendError(f"the Keras backend {name!r} is not installed in this Python ({sys.executable}); "
-                           f"install it ({_INSTALL[name]}, or see README.md, \"Keras backends and GPUs\") "
-                           "or choose another")
+        raise BackendError(
+            f"the Keras backend {name!r} is not installed in this Python ({sys.executable}); "
+            f'install it ({_INSTALL[name]}, or see README.md, "Keras backends and GPUs") '
+            "or choose another"
+        )
     return name
 
 
@@ -152,8 +160,14 @@ def environment_info(timeout=120):
     info = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **lesson_env()}  # JAX: do not grab the GPU's memory
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         lines = done.stdout.strip().splitlines()
         if not lines:
             raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])

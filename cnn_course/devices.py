@@ -61,8 +61,10 @@ def split_cpu(count, backend=None):
 
 
 def _too_late(count, have):
-    return TooLate(f"the backend has already started with {have} CPU device(s), so it cannot have {count} now: "
-                   "call split_cpu before anything computes (restart the kernel and run the cells in order)")
+    return TooLate(
+        f"the backend has already started with {have} CPU device(s), so it cannot have {count} now: "
+        "call split_cpu before anything computes (restart the kernel and run the cells in order)"
+    )
 
 
 def _split_tensorflow_cpu(count):

@@ -15,8 +15,10 @@ import re
 from cnn_course import keras_check, shapes
 
 KINDS = ("conv", "pool")
-ANSWER_HINT = ("type four whole numbers, height width depth parameters, "
-               "like: 30 30 8 224 (no thousands separators); Ctrl-D ends the quiz")
+ANSWER_HINT = (
+    "type four whole numbers, height width depth parameters, "
+    "like: 30 30 8 224 (no thousands separators); Ctrl-D ends the quiz"
+)
 
 
 def draw_layer(kind, rng):
@@ -109,22 +111,30 @@ def run_quiz(n=5, seed=None, kinds=KINDS, use_keras=True, ask=None, say=print):
         for number in range(1, n + 1):
             input_shape, layer = draw_layer(rng.choice(list(kinds)), rng)
             truth = right_answer(input_shape, layer, keras)
-            say(f"\n{number}/{n}. {layer['text']} on an input of {' x '.join(map(str, input_shape))} "
-                "(height x width x depth)")
+            say(
+                f"\n{number}/{n}. {layer['text']} on an input of {' x '.join(map(str, input_shape))} "
+                "(height x width x depth)"
+            )
             answer = _ask_until_parsed(ask, "   output height width depth, parameters? ", say)
             asked += 1
-            wrong = " and ".join(f"the {what}" for what, i in (("shape", 0), ("parameter count", 1))
-                                 if answer[i] != truth[i])
+            wrong = " and ".join(
+                f"the {what}" for what, i in (("shape", 0), ("parameter count", 1)) if answer[i] != truth[i]
+            )
             if not wrong:
                 right += 1
                 say(f"   Right: {shapes.shape_text(truth[0])}, {truth[1]:,} parameters.")
                 continue
-            say(f"   Not quite: {wrong} {'are' if ' and ' in wrong else 'is'} off. "
-                f"You said {shapes.shape_text(answer[0])}, {answer[1]:,} parameters.")
+            say(
+                f"   Not quite: {wrong} {'are' if ' and ' in wrong else 'is'} off. "
+                f"You said {shapes.shape_text(answer[0])}, {answer[1]:,} parameters."
+            )
             say("   The working:")
             sizes = input_shape, layer["window"], layer["strides"], layer["padding"]
-            for line in (shapes.conv_working(*sizes, layer["filters"]) if layer["kind"] == "conv"
-                         else shapes.pool_working(*sizes)):
+            for line in (
+                shapes.conv_working(*sizes, layer["filters"])
+                if layer["kind"] == "conv"
+                else shapes.pool_working(*sizes)
+            ):
                 say(f"     {line}")
     except EOFError:
         ended = "eof"
@@ -157,6 +167,7 @@ def shape_quiz(n=5, seed=None, kind="both"):
 
 def answers():
     """Return the numbers the exercises ask for, computed from the formulas: {name: (value, hint)}."""
+
     def cifar10_cnn(spec=shapes.CIFAR10_STACK):  # lesson 3's CNN, changed
         rows = shapes.trace_stack((32, 32, 3), shapes.parse_stack(spec))
         return {kind: [row for row in rows if row["layer"].startswith(kind)] for kind in ("conv", "flatten", "dense")}
@@ -164,17 +175,30 @@ def answers():
     bigger = cifar10_cnn(shapes.CIFAR10_STACK.replace(":2:same", ":3:same"))
     no_pool = cifar10_cnn(shapes.CIFAR10_STACK.replace("pool:2,", "", 1))
     return {
-        "conv1 params, kernel 3": (bigger["conv"][0]["params"], "each of the 16 filters has a 3x3 weight grid for "
-                                   "every one of the 3 colour channels, and one bias"),
-        "flatten size, no first pool": (no_pool["flatten"][0]["shape"][0], "with padding='same' only the pooling "
-                                        "layers shrink the maps; count how many are left, then multiply height x "
-                                        "width x the last layer's 64 filters"),
-        "dense1 params, no first pool": (no_pool["dense"][0]["params"], "a Dense layer has one weight per input per "
-                                         "unit (500 units, one input per number out of Flatten) and one bias per unit"),
-        "edge filter params": (shapes.conv_params(4, 1, 1) - 1,  # use_bias=False: the weights without the bias
-                               "one 4x4 filter on a grey image (1 channel), and the layer has use_bias=False"),
-        "conv3 map size": (cifar10_cnn()["conv"][2]["shape"][0], "follow the 32-pixel image through lesson 3's CNN: "
-                           "padding='same' keeps the size, each MaxPooling2D(2) halves it"),
+        "conv1 params, kernel 3": (
+            bigger["conv"][0]["params"],
+            "each of the 16 filters has a 3x3 weight grid for every one of the 3 colour channels, and one bias",
+        ),
+        "flatten size, no first pool": (
+            no_pool["flatten"][0]["shape"][0],
+            "with padding='same' only the pooling "
+            "layers shrink the maps; count how many are left, then multiply height x "
+            "width x the last layer's 64 filters",
+        ),
+        "dense1 params, no first pool": (
+            no_pool["dense"][0]["params"],
+            "a Dense layer has one weight per input per "
+            "unit (500 units, one input per number out of Flatten) and one bias per unit",
+        ),
+        "edge filter params": (
+            shapes.conv_params(4, 1, 1) - 1,  # use_bias=False: the weights without the bias
+            "one 4x4 filter on a grey image (1 channel), and the layer has use_bias=False",
+        ),
+        "conv3 map size": (
+            cifar10_cnn()["conv"][2]["shape"][0],
+            "follow the 32-pixel image through lesson 3's CNN: "
+            "padding='same' keeps the size, each MaxPooling2D(2) halves it",
+        ),
     }
 
 

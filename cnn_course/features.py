@@ -8,6 +8,7 @@ the slow step (`cached_features`), picks a few photos to look at
 (`imagenet_class_names`, `install_class_index`) without downloading when the
 course is offline.
 """
+
 import hashlib
 import json
 import os
@@ -20,9 +21,7 @@ import numpy as np
 from cnn_course import data
 
 CLASS_INDEX_FILE = "imagenet_class_index.json"
-CLASS_INDEX_URL = (
-    "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
-)
+CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
 CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # the hash keras.applications checks
 N_IMAGENET_CLASSES = 1000
 
@@ -136,8 +135,7 @@ def feature_cache_dir():
             return target
         except OSError:
             continue
-    raise OSError(f"no writable data folder for the feature cache among "
-                  f"{', '.join(map(str, data.data_dirs()))}")
+    raise OSError(f"no writable data folder for the feature cache among {', '.join(map(str, data.data_dirs()))}")
 
 
 def image_batches(paths, size=(224, 224), batch_size=64, progress=True):
@@ -196,8 +194,9 @@ def cached_features(name, compute, paths, model, size):
         saved = f"saved to {cache}"
     except OSError as e:
         saved = f"not cached ({e.strerror or e})"
-    print(f"Features: {name} {features.shape} computed in {seconds:.1f} s "
-          f"({len(paths) / seconds:.1f} images/s), {saved}")
+    print(
+        f"Features: {name} {features.shape} computed in {seconds:.1f} s ({len(paths) / seconds:.1f} images/s), {saved}"
+    )
     return features
 
 
@@ -232,7 +231,7 @@ def example_photos(paths=None, n=4, seed=0):
         if root is not None:
             test = data.load_image_folder(root, shuffle=False)["test"]
             rng = np.random.default_rng(seed)
-            breeds = rng.permutation(len(test["classes"]))[:max(1, int(n))]
+            breeds = rng.permutation(len(test["classes"]))[: max(1, int(n))]
             picked = [rng.choice(np.flatnonzero(test["labels"] == b)) for b in breeds]
             photos = []
             for i in picked:
@@ -273,10 +272,12 @@ def _read_class_index(path):
 def _missing_message(tried, reason):
     """Return the one-paragraph message for a missing class index."""
     places = ", ".join(str(p.parent) for p in tried)
-    return (f"ImageNet class names not found: {CLASS_INDEX_FILE} is in none of: {places} "
-            f"({reason}). Download it from {CLASS_INDEX_URL} and put it in one of those folders "
-            f"(for example {tried[0].parent}), or run once with network access so Keras "
-            f"caches it in {data.keras_home() / 'models'}.")
+    return (
+        f"ImageNet class names not found: {CLASS_INDEX_FILE} is in none of: {places} "
+        f"({reason}). Download it from {CLASS_INDEX_URL} and put it in one of those folders "
+        f"(for example {tried[0].parent}), or run once with network access so Keras "
+        f"caches it in {data.keras_home() / 'models'}."
+    )
 
 
 def imagenet_class_names(quick=None):
@@ -308,8 +309,9 @@ def imagenet_class_names(quick=None):
         import keras
 
         try:
-            path = keras.utils.get_file(CLASS_INDEX_FILE, CLASS_INDEX_URL, cache_subdir="models",
-                                        file_hash=CLASS_INDEX_MD5)
+            path = keras.utils.get_file(
+                CLASS_INDEX_FILE, CLASS_INDEX_URL, cache_subdir="models", file_hash=CLASS_INDEX_MD5
+            )
             names = _read_class_index(path)
             print(f"ImageNet class names: downloaded to {path}")
             return names
@@ -317,7 +319,6 @@ def imagenet_class_names(quick=None):
             reason = f"the download failed: {type(exc).__name__}"
 
     if data.quick_mode(quick):
-        print(f"ImageNet class names: STAND-IN placeholders "
-              f"({CLASS_INDEX_FILE} not found; {reason})")
+        print(f"ImageNet class names: STAND-IN placeholders ({CLASS_INDEX_FILE} not found; {reason})")
         return [f"class {i} (STAND-IN)" for i in range(N_IMAGENET_CLASSES)]
     raise data.DatasetNotFound(_missing_message(tried, reason))

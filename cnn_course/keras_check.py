@@ -29,10 +29,15 @@ def available_memory():
     cgroup limit; elsewhere the physical memory), or None if unknown. Raises nothing."""
     found = []
     with contextlib.suppress(OSError, ValueError, IndexError):
-        found += [int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemAvailable:")]
-    for limit_file, usage_file in (("memory.max", "memory.current"),  # cgroup v2, then v1
-                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        found += [
+            int(line.split()[1]) * 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemAvailable:")
+        ]
+    for limit_file, usage_file in (
+        ("memory.max", "memory.current"),  # cgroup v2, then v1
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    ):
         with contextlib.suppress(OSError, ValueError):
             limit = Path("/sys/fs/cgroup", limit_file).read_text().strip()
             if limit != "max":
@@ -56,9 +61,11 @@ def check_exact(*sizes, what="the layer"):
     (shapes, parameter counts, trace_stack rows). Returns None; raises ValueError (one line) over MAX_EXACT."""
     biggest = max(_integers(sizes), default=0)
     if biggest > MAX_EXACT:
-        raise ValueError(f"{what} has a size of {biggest:,} (in its input, its output or its parameter count): "
-                         f"over 2**53 = {MAX_EXACT:,}, the largest Keras computes shapes with exactly; "
-                         "use smaller sizes, or --no-keras for the formulas' exact working")
+        raise ValueError(
+            f"{what} has a size of {biggest:,} (in its input, its output or its parameter count): "
+            f"over 2**53 = {MAX_EXACT:,}, the largest Keras computes shapes with exactly; "
+            "use smaller sizes, or --no-keras for the formulas' exact working"
+        )
 
 
 def _size(n_bytes):
@@ -76,9 +83,11 @@ def check_fits(params, what="the layer", limit=None):
         available = available_memory()
         limit = None if available is None else int(available * MEMORY_SHARE)
     if limit is not None and estimate > limit:
-        raise ValueError(f"{what} has {params:,} parameters: building it with Keras needs about {_size(estimate)} "
-                         f"of memory ({BYTES_PER_PARAMETER} bytes a parameter), over the limit of {_size(limit)} "
-                         f"({MEMORY_SHARE:.0%} of the memory available now); --no-keras still prints the working")
+        raise ValueError(
+            f"{what} has {params:,} parameters: building it with Keras needs about {_size(estimate)} "
+            f"of memory ({BYTES_PER_PARAMETER} bytes a parameter), over the limit of {_size(limit)} "
+            f"({MEMORY_SHARE:.0%} of the memory available now); --no-keras still prints the working"
+        )
     return estimate
 
 
@@ -89,8 +98,10 @@ def build(make, what="the layer"):
         return make()
     except Exception as exc:
         if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
-            raise ValueError(f"{what}: Keras ran out of memory building it ({type(exc).__name__}); "
-                             "--no-keras still prints the working") from None
+            raise ValueError(
+                f"{what}: Keras ran out of memory building it ({type(exc).__name__}); "
+                "--no-keras still prints the working"
+            ) from None
         raise
 
 
@@ -145,12 +156,15 @@ def check_activation(keras, activation, where):
     try:
         shape = tuple(keras.ops.shape(function(keras.ops.ones(_PROBE_SHAPE))))
     except Exception as exc:
-        raise ValueError(f"{where}: Keras cannot apply it by name alone "
-                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+        raise ValueError(
+            f"{where}: Keras cannot apply it by name alone ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        ) from None
     if shape != _PROBE_SHAPE:
-        raise ValueError(f"{where}: changes the shape of what it is given ({_PROBE_SHAPE} becomes {shape}), so the "
-                         "layer's output is not what the formulas describe; use an activation that keeps the shape, "
-                         "such as relu, sigmoid, tanh or softmax")
+        raise ValueError(
+            f"{where}: changes the shape of what it is given ({_PROBE_SHAPE} becomes {shape}), so the "
+            "layer's output is not what the formulas describe; use an activation that keeps the shape, "
+            "such as relu, sigmoid, tanh or softmax"
+        )
 
 
 def _keras_layer(kl, layer):
@@ -176,8 +190,9 @@ def keras_stack(input_shape, layers, name="--stack"):
     for i, layer in enumerate(layers, 1):
         activation = layer.get("activation")
         check_activation(keras, activation, f"{name} layer {i} ({layer['text']!r}): activation {activation!r}")
-    return keras.Sequential([keras.Input(shape=tuple(input_shape)), *(_keras_layer(keras.layers, layer)
-                                                                      for layer in layers)])
+    return keras.Sequential(
+        [keras.Input(shape=tuple(input_shape)), *(_keras_layer(keras.layers, layer) for layer in layers)]
+    )
 
 
 def keras_mismatches(rows, model):
@@ -189,8 +204,10 @@ def keras_mismatches(rows, model):
     for i, (row, layer) in enumerate(zip(rows, model.layers), 1):
         shape, params = tuple(layer.output.shape)[1:], layer.count_params()
         if shape != tuple(row["shape"]) or params != row["params"]:
-            problems.append(f"layer {i} ({row['layer']}): formulas say {shape_text(row['shape'])}, "
-                            f"{row['params']:,} params; Keras says {shape_text(shape)}, {params:,} params")
+            problems.append(
+                f"layer {i} ({row['layer']}): formulas say {shape_text(row['shape'])}, "
+                f"{row['params']:,} params; Keras says {shape_text(shape)}, {params:,} params"
+            )
     return problems
 
 
@@ -215,8 +232,13 @@ def show_stack(spec, input_shape, no_keras):
         print(stack_table(rows))
         return 0
     total = sum(row["params"] for row in rows)
-    check_exact(input_shape, [layer.get(key) for layer in layers for key in ("window", "strides", "filters", "units")],
-                rows, total, what="the stack")
+    check_exact(
+        input_shape,
+        [layer.get(key) for layer in layers for key in ("window", "strides", "filters", "units")],
+        rows,
+        total,
+        what="the stack",
+    )
     check_fits(total, "the stack")
     model = build(lambda: keras_stack(input_shape, layers), "the stack")
     model.summary()

@@ -22,9 +22,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The lessons live in the course's checkout, beside this package. Installed from
 # a wheel (pip, Colab) REPO_ROOT is site-packages, which holds no lessons.
 IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
-NOT_IN_CHECKOUT = ("the lessons are not part of the installed cnn-course package: run this command in a "
-                   "checkout of the course (git clone its repository), or open a lesson's notebook in "
-                   "Jupyter or Colab and run it there")
+NOT_IN_CHECKOUT = (
+    "the lessons are not part of the installed cnn-course package: run this command in a "
+    "checkout of the course (git clone its repository), or open a lesson's notebook in "
+    "Jupyter or Colab and run it there"
+)
 
 # Lesson name -> path relative to the repository root, in the order they run.
 # conv-visualization comes after cifar10-cnn: it reuses that lesson's checkpoint.
@@ -53,20 +55,40 @@ LESSONS = {
 QUICK_PARAMETERS = {
     "mnist-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "mnist_mlp.quick.keras"},
     "cifar10-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "CHECKPOINT": "cifar10_mlp.quick.keras"},
-    "cifar10-cnn": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "cifar10_cnn.quick.keras",
-                    "MLP_CHECKPOINT": "cifar10_mlp.quick.keras"},
+    "cifar10-cnn": {
+        "EPOCHS": 1,
+        "N_TRAIN": 2000,
+        "BATCH_SIZE": 128,
+        "CHECKPOINT": "cifar10_cnn.quick.keras",
+        "MLP_CHECKPOINT": "cifar10_mlp.quick.keras",
+    },
     "cifar10-augmentation": {
-        "EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "cifar10_augmentation.quick.keras",
+        "EPOCHS": 1,
+        "N_TRAIN": 2000,
+        "BATCH_SIZE": 128,
+        "CHECKPOINT": "cifar10_augmentation.quick.keras",
         "PLAIN_CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
     },
     "bottleneck-features": {"N_PHOTOS": 2},
-    "transfer-learning": {"N_IMAGES": 100, "EPOCHS": 2, "FINE_TUNE_EPOCHS": 1,
-                          "CHECKPOINT": "transfer_learning.quick.keras"},
-    "conv-visualization": {
-        "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras", "N_TRAIN": 500, "EPOCHS": 1,
+    "transfer-learning": {
+        "N_IMAGES": 100,
+        "EPOCHS": 2,
+        "FINE_TUNE_EPOCHS": 1,
+        "CHECKPOINT": "transfer_learning.quick.keras",
     },
-    "training-speed": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHUNK_IMAGES": 1024, "ROUNDS": 1,
-                       "SKIP": ["jit_compile", "threads"]},
+    "conv-visualization": {
+        "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
+        "N_TRAIN": 500,
+        "EPOCHS": 1,
+    },
+    "training-speed": {
+        "EPOCHS": 1,
+        "N_TRAIN": 2000,
+        "BATCH_SIZE": 128,
+        "CHUNK_IMAGES": 1024,
+        "ROUNDS": 1,
+        "SKIP": ["jit_compile", "threads"],
+    },
     "modern-cnn": {"EPOCHS": 2, "N_TRAIN": 1000, "BATCH_SIZE": 128, "CHECKPOINT": "modern_cnn.quick.keras"},
     "data-parallel": {"EPOCHS": 1, "N_TRAIN": 512, "BATCH_SIZE": 64, "TIMING_ROUNDS": 1, "TIMING_STEPS": 2},
 }
@@ -89,8 +111,11 @@ def answer_path(name):
 def answer_lessons():
     """Return {"<lesson> answers": answer notebook path} for the lessons whose
     answer notebook exists, in course order. Raises nothing."""
-    return {name + ANSWERS_SUFFIX: str(path) for name in LESSONS
-            if (path := answer_path(name)) is not None and (REPO_ROOT / path).is_file()}
+    return {
+        name + ANSWERS_SUFFIX: str(path)
+        for name in LESSONS
+        if (path := answer_path(name)) is not None and (REPO_ROOT / path).is_file()
+    }
 
 
 def lessons_without_answers():
@@ -119,6 +144,7 @@ def check_value(value):
     report can hold it as JSON: None, bools, ints, finite floats, strings, and
     lists, tuples and dicts (scalar keys) of them. Raises ValueError saying
     what is wrong otherwise (inf and nan, also inside a container, included)."""
+
     def walk(item):
         if isinstance(item, (float, complex)) and not (math.isfinite(item.real) and math.isfinite(item.imag)):
             raise ValueError(f"{item!r} is not a finite number")
@@ -132,8 +158,10 @@ def check_value(value):
             for sub in item:
                 walk(sub)
         elif type(item) in _NOT_JSON:
-            raise ValueError(f"{item!r} is {_NOT_JSON[type(item)]}, which the report cannot hold: "
-                             "use a number, a string, True/False/None, or a list, tuple or dict of them")
+            raise ValueError(
+                f"{item!r} is {_NOT_JSON[type(item)]}, which the report cannot hold: "
+                "use a number, a string, True/False/None, or a list, tuple or dict of them"
+            )
         elif not isinstance(item, _SCALARS):
             raise ValueError(f"{item!r} cannot be written as a Python literal")
 
@@ -185,9 +213,11 @@ def inject_parameters(nb, parameters, require_cell=False):
     at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and _tagged(c, "parameters")), None)
     warnings = []
     if at is None and require_cell:
-        raise ValueError("the notebook has no cell tagged 'parameters', so its own values would override the "
-                         "quick sizes and checkpoint name (a quick run would run at full length and overwrite "
-                         "the full run's checkpoint); tag its parameters cell 'parameters' again")
+        raise ValueError(
+            "the notebook has no cell tagged 'parameters', so its own values would override the "
+            "quick sizes and checkpoint name (a quick run would run at full length and overwrite "
+            "the full run's checkpoint); tag its parameters cell 'parameters' again"
+        )
     if at is None:
         warnings.append("the notebook has no cell tagged 'parameters'; parameters injected first")
     else:
@@ -201,8 +231,10 @@ def inject_parameters(nb, parameters, require_cell=False):
         with contextlib.suppress(SyntaxError):  # magics are not Python
             again = [name for name in parameter_names(cell.source) if name in checkpoints]
             if again:
-                raise ValueError(f"a cell after the parameters cell assigns {', '.join(again)} again, so a quick "
-                                 "run would overwrite the full run's checkpoint; assign it in the parameters cell only")
+                raise ValueError(
+                    f"a cell after the parameters cell assigns {', '.join(again)} again, so a quick "
+                    "run would overwrite the full run's checkpoint; assign it in the parameters cell only"
+                )
     nb.cells.insert(at, nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]}))
     return at, warnings
 
@@ -233,8 +265,9 @@ def exercise_title(bold):
 def exercises_cell(nb):
     """Return the index of the lesson notebook's last markdown cell that starts
     with "## Exercises", or None."""
-    found = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "markdown" and c.source.lstrip().startswith("## Exercises")]
+    found = [
+        i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("## Exercises")
+    ]
     return found[-1] if found else None
 
 

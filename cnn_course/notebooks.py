@@ -50,9 +50,17 @@ def tracked_notebooks(root=REPO_ROOT):
     every one outside hidden folders, build/ and tests/."""
     root = Path(root)
     try:
-        done = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.ipynb"],
-                              cwd=root, capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.ipynb"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return sorted({root / name for name in done.stdout.split("\0") if name})
     except (OSError, subprocess.CalledProcessError):
-        return sorted(p for p in root.rglob("*.ipynb") if not any(
-            part.startswith(".") or part in ("build", "tests") for part in p.relative_to(root).parts[:-1]))
+        return sorted(
+            p
+            for p in root.rglob("*.ipynb")
+            if not any(part.startswith(".") or part in ("build", "tests") for part in p.relative_to(root).parts[:-1])
+        )

@@ -72,8 +72,15 @@ def show_pixel_values(image, size=10):
     threshold = (float(image.max()) + float(image.min())) / 2
     fmt = "{:.2f}" if np.issubdtype(image.dtype, np.floating) and image.max() <= 1 else "{:.0f}"
     for (row, col), value in np.ndenumerate(image):
-        ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=6,
-                color="white" if value < threshold else "black")
+        ax.text(
+            col,
+            row,
+            fmt.format(value),
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="white" if value < threshold else "black",
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
@@ -115,16 +122,17 @@ def show_predictions(images, y_true, y_pred, class_names=None, n=24, ncols=8, si
     y_true = np.asarray(y_true).reshape(-1)
     y_pred = np.asarray(y_pred).reshape(-1)
     if not len(images) == len(y_true) == len(y_pred):
-        raise ValueError(f"show_predictions: {len(images)} images, {len(y_true)} true labels, "
-                         f"{len(y_pred)} predictions: they must match")
+        raise ValueError(
+            f"show_predictions: {len(images)} images, {len(y_true)} true labels, "
+            f"{len(y_pred)} predictions: they must match"
+        )
     n = min(n, len(images))
     name = (lambda i: class_names[int(i)]) if class_names is not None else (lambda i: str(int(i)))
     fig, axes = _grid(n, ncols, size)
     for ax, image, true, pred in zip(axes, images[:n], y_true[:n], y_pred[:n]):
         image = _as_image(image)
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
-        ax.set_title(f"{name(pred)} ({name(true)})", fontsize=8,
-                     color=RIGHT if pred == true else WRONG)
+        ax.set_title(f"{name(pred)} ({name(true)})", fontsize=8, color=RIGHT if pred == true else WRONG)
     fig.tight_layout()
     return fig
 
@@ -143,8 +151,10 @@ def show_right_and_wrong(images, y_true, y_pred, class_names=None, n=16, ncols=8
     y_true = np.asarray(y_true).reshape(-1)
     y_pred = np.asarray(y_pred).reshape(-1)
     if not len(images) == len(y_true) == len(y_pred):
-        raise ValueError(f"show_right_and_wrong: {len(images)} images, {len(y_true)} true labels, "
-                         f"{len(y_pred)} predictions: they must match")
+        raise ValueError(
+            f"show_right_and_wrong: {len(images)} images, {len(y_true)} true labels, "
+            f"{len(y_pred)} predictions: they must match"
+        )
     if len(images) == 0:
         raise ValueError("show_right_and_wrong: no images to show")
     rng = np.random.default_rng(seed)
@@ -159,10 +169,14 @@ def show_right_and_wrong(images, y_true, y_pred, class_names=None, n=16, ncols=8
     for ax, i in zip(axes, chosen):
         image = _as_image(images[i])
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
-        ax.set_title(f"{name(y_pred[i])} ({name(y_true[i])})", fontsize=8,
-                     color=RIGHT if y_pred[i] == y_true[i] else WRONG)
-    fig.suptitle(f"{n_right} right answers, then {n_wrong} mistakes, picked at random from "
-                 f"{len(right):,} right and {len(wrong):,} wrong", fontsize=9)
+        ax.set_title(
+            f"{name(y_pred[i])} ({name(y_true[i])})", fontsize=8, color=RIGHT if y_pred[i] == y_true[i] else WRONG
+        )
+    fig.suptitle(
+        f"{n_right} right answers, then {n_wrong} mistakes, picked at random from "
+        f"{len(right):,} right and {len(wrong):,} wrong",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -182,8 +196,9 @@ def plot_confusion_matrix(y_true, y_pred, class_names):
         raise ValueError(f"plot_confusion_matrix: labels must be in 0..{k - 1}")
     fig, ax = plt.subplots(figsize=(0.6 * k + 2, 0.6 * k + 1.5))
     counts = confusion_matrix(y_true, y_pred, labels=range(k)) if y_true.size else np.zeros((k, k), int)
-    ConfusionMatrixDisplay(counts, display_labels=class_names).plot(cmap="Blues", colorbar=False,
-                                                                    xticks_rotation=45, ax=ax)
+    ConfusionMatrixDisplay(counts, display_labels=class_names).plot(
+        cmap="Blues", colorbar=False, xticks_rotation=45, ax=ax
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.tight_layout()
@@ -205,8 +220,7 @@ def show_filters(filters, titles=None, size=2.5):
         ax.imshow(kernel, cmap="gray")
         middle = (float(kernel.max()) + float(kernel.min())) / 2
         for (row, col), value in np.ndenumerate(kernel):
-            ax.text(col, row, f"{value:g}", ha="center", va="center",
-                    color="white" if value < middle else "black")
+            ax.text(col, row, f"{value:g}", ha="center", va="center", color="white" if value < middle else "black")
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9)
     fig.tight_layout()
@@ -266,15 +280,17 @@ def plot_embedding(points, labels, class_names, title=None, size=6):
     points = np.asarray(points)
     labels = np.asarray(labels).reshape(-1)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
-        raise ValueError(f"plot_embedding: points {points.shape} and {len(labels)} labels: "
-                         "expected (N, 2) points and N labels")
+        raise ValueError(
+            f"plot_embedding: points {points.shape} and {len(labels)} labels: expected (N, 2) points and N labels"
+        )
     fig, ax = plt.subplots(figsize=(size * 1.4, size))
     colours = plt.get_cmap("tab20" if len(class_names) > 10 else "tab10")
     for c, name in enumerate(class_names):
         chosen = labels == c
         if chosen.any():
-            ax.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.7,
-                       color=colours(c % colours.N), label=str(name))
+            ax.scatter(
+                points[chosen, 0], points[chosen, 1], s=10, alpha=0.7, color=colours(c % colours.N), label=str(name)
+            )
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

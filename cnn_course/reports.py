@@ -18,12 +18,24 @@ import tempfile
 from pathlib import Path
 
 _REPORT_KEYS = (
-    "lesson", "path", "status", "data", "epochs", "test_accuracy", "wall_time_s",
-    "error", "failed_cell", "executed_path", "html_path", "warnings",
+    "lesson",
+    "path",
+    "status",
+    "data",
+    "epochs",
+    "test_accuracy",
+    "wall_time_s",
+    "error",
+    "failed_cell",
+    "executed_path",
+    "html_path",
+    "warnings",
 )
 
-STAND_IN_FOOTNOTE = ("(stand-in): the lesson ran on stand-in data (generated images, or random "
-                     "weights), so its accuracy says nothing about the real dataset.")
+STAND_IN_FOOTNOTE = (
+    "(stand-in): the lesson ran on stand-in data (generated images, or random "
+    "weights), so its accuracy says nothing about the real dataset."
+)
 _GET_COMMAND_RE = re.compile(r"`(python -m cnn_course data (?:fetch|import) [^`]+)`")
 
 
@@ -107,12 +119,19 @@ def format_table(report):
     A stand-in lesson's accuracy reads "75.56% (stand-in)" (see `STAND_IN_FOOTNOTE`).
     """
     header = ["Lesson", "Status", "Data", "Epochs", "Test accuracy", "Wall time"]
-    rows = [[r["lesson"], r["status"] if r["status"] == "passed" else r["status"].upper(),
-             short_data(r.get("data")).replace("|", "/"),
-             "-" if r.get("epochs") is None else str(r["epochs"]),
-             "-" if r.get("test_accuracy") is None
-             else f"{r['test_accuracy']:.2f}%" + (" (stand-in)" if used_stand_in(r) else ""),
-             format_minutes(r.get("wall_time_s"))] for r in report["lessons"]]
+    rows = [
+        [
+            r["lesson"],
+            r["status"] if r["status"] == "passed" else r["status"].upper(),
+            short_data(r.get("data")).replace("|", "/"),
+            "-" if r.get("epochs") is None else str(r["epochs"]),
+            "-"
+            if r.get("test_accuracy") is None
+            else f"{r['test_accuracy']:.2f}%" + (" (stand-in)" if used_stand_in(r) else ""),
+            format_minutes(r.get("wall_time_s")),
+        ]
+        for r in report["lessons"]
+    ]
     return text_table(header, rows, right={3, 4, 5}, markdown=True)
 
 
@@ -132,8 +151,11 @@ def text_table(header, rows, right=(), markdown=False, sep="  "):
     def line(cells):
         cells = [str(c) for c in cells]
         padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells[:-1], widths))]
-        last = cells[-1] if len(cells) < len(header) else (
-            cells[-1].rjust(widths[-1]) if len(header) - 1 in right else cells[-1].ljust(widths[-1]))
+        last = (
+            cells[-1]
+            if len(cells) < len(header)
+            else (cells[-1].rjust(widths[-1]) if len(header) - 1 in right else cells[-1].ljust(widths[-1]))
+        )
         return "| " + " | ".join(padded + [last]) + " |" if markdown else sep.join(padded + [last]).rstrip()
 
     if markdown:
@@ -193,16 +215,22 @@ def next_steps(report, python="python"):
     commands = [c.replace("python -m", f"{python} -m", 1) for c in commands]
     lines = ["Next steps:"]
     if stand_ins:
-        lines += [f"- {len(stand_ins)} lesson(s) ran on stand-in data. The real datasets (a network is needed):",
-                  f"    {python} -m cnn_course data fetch all"]
+        lines += [
+            f"- {len(stand_ins)} lesson(s) ran on stand-in data. The real datasets (a network is needed):",
+            f"    {python} -m cnn_course data fetch all",
+        ]
         if commands:
             lines.append("  or only what these lessons missed:")
             lines += [f"    {c}" for c in commands]
-        lines.append(f"  A file you already have: `{python} -m cnn_course data import NAME FILE`; "
-                     f"what is found: `{python} -m cnn_course data status`")
+        lines.append(
+            f"  A file you already have: `{python} -m cnn_course data import NAME FILE`; "
+            f"what is found: `{python} -m cnn_course data status`"
+        )
     if report["mode"] == "quick":
-        lines.append(f"- That was a quick run (small sizes). The full course: `make full`; "
-                     f"one lesson: `{python} -m cnn_course run mnist-mlp`")
+        lines.append(
+            f"- That was a quick run (small sizes). The full course: `make full`; "
+            f"one lesson: `{python} -m cnn_course run mnist-mlp`"
+        )
     lines.append("- Work through the lessons: `make lab` opens the first notebook in JupyterLab")
     return "\n".join(lines) + "\n"
 
@@ -278,8 +306,9 @@ def lock_out_dir(out_dir):
     except OSError as exc:
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise ValueError(f"another run is writing into {out_dir}; wait for it to end "
-                             "or choose another folder") from None
+            raise ValueError(
+                f"another run is writing into {out_dir}; wait for it to end or choose another folder"
+            ) from None
         return None  # a file system without locks: run unlocked
     return fd
 
@@ -294,7 +323,7 @@ def _write_new(path, text):
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for a plain write
     try:
-        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
+        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -334,8 +363,7 @@ def write_report(report, out_dir="build"):
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "results.json"
     md_path = out_dir / "results.md"
-    texts = {json_path: json.dumps(_strict(report), indent=2, allow_nan=False) + "\n",
-             md_path: format_report(report)}
+    texts = {json_path: json.dumps(_strict(report), indent=2, allow_nan=False) + "\n", md_path: format_report(report)}
     written = {}
     try:
         for path, text in texts.items():

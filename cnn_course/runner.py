@@ -28,8 +28,16 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError
 
 from .backends import lesson_env
-from .lessons import (ANSWERS_DIR, ANSWERS_SUFFIX, LESSONS, REPO_ROOT, answer_path, inject_parameters,
-                      lesson_parameters, parameter_names)
+from .lessons import (
+    ANSWERS_DIR,
+    ANSWERS_SUFFIX,
+    LESSONS,
+    REPO_ROOT,
+    answer_path,
+    inject_parameters,
+    lesson_parameters,
+    parameter_names,
+)
 
 _DATA_RE = re.compile(r"^[ \t]*(Data|Weights):[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _EPOCHS_RE = re.compile(r"^[ \t]*Epochs run:[ \t]*(\d+)[ \t]*$", re.MULTILINE)
@@ -51,8 +59,11 @@ def parse_output(text):
     found = (m.group(2) if m.group(1) == "Data" else f"Weights: {m.group(2)}" for m in _DATA_RE.finditer(text))
     data = sorted(dict.fromkeys(found), key=lambda entry: "STAND-IN" not in entry)
     epochs, accuracy = _EPOCHS_RE.findall(text), _ACCURACY_RE.findall(text)
-    return {"data": "; ".join(data) if data else None, "epochs": int(epochs[-1]) if epochs else None,
-            "test_accuracy": float(accuracy[-1]) if accuracy else None}
+    return {
+        "data": "; ".join(data) if data else None,
+        "epochs": int(epochs[-1]) if epochs else None,
+        "test_accuracy": float(accuracy[-1]) if accuracy else None,
+    }
 
 
 def first_line(source):
@@ -62,9 +73,18 @@ def first_line(source):
 
 def _result(status, started, text="", **fields):
     """Return a result dict with every key present, and what `text` holds (`parse_output`)."""
-    return {"status": status, "error": None, "failed_cell": None, "text": text, "executed_path": None,
-            "html_path": None, "warnings": [], **parse_output(text), **fields,
-            "wall_time_s": round(time.perf_counter() - started, 2)}
+    return {
+        "status": status,
+        "error": None,
+        "failed_cell": None,
+        "text": text,
+        "executed_path": None,
+        "html_path": None,
+        "warnings": [],
+        **parse_output(text),
+        **fields,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+    }
 
 
 class LessonInterrupted(KeyboardInterrupt):
@@ -87,8 +107,14 @@ class _LessonClient(NotebookClient):
     def _cell_started(self, cell, cell_index):
         if cell_index in self.code_cells:
             self.running = cell_index
-            self.progress({"event": "cell", "done": self.code_cells.index(cell_index),
-                           "total": len(self.code_cells), "first_line": first_line(cell.source)})
+            self.progress(
+                {
+                    "event": "cell",
+                    "done": self.code_cells.index(cell_index),
+                    "total": len(self.code_cells),
+                    "first_line": first_line(cell.source),
+                }
+            )
 
     def output(self, outs, msg, display_id, cell_index):
         if msg["msg_type"] == "stream":
@@ -207,16 +233,27 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     # --log-level: no kernel start-up warnings on our console. capture_fd_output=False: what C++
     # libraries write to stderr (TensorFlow's oneDNN and cpu_feature_guard lines) goes to the kernel
     # log, not into the cells; `make setup` gives Jupyter's kernels the same setting.
-    client = _LessonClient(nb, progress or (lambda event: None), timeout=timeout, kernel_name="python3",
-                           extra_arguments=["--log-level=ERROR", "--IPKernelApp.capture_fd_output=False"],
-                           resources={"metadata": {"path": str(path.parent)}})
+    client = _LessonClient(
+        nb,
+        progress or (lambda event: None),
+        timeout=timeout,
+        kernel_name="python3",
+        extra_arguments=["--log-level=ERROR", "--IPKernelApp.capture_fd_output=False"],
+        resources={"metadata": {"path": str(path.parent)}},
+    )
 
     def result(status, **fields):
         client.progress({"event": "end", "status": status})
         at = client.running  # the cell that was running when it failed or stopped
-        cell = None if at is None or status == "passed" else {
-            "index": None if at == injected_at else at - (at > injected_at), "executed_index": at,
-            "first_line": first_line(nb.cells[at].source)}
+        cell = (
+            None
+            if at is None or status == "passed"
+            else {
+                "index": None if at == injected_at else at - (at > injected_at),
+                "executed_index": at,
+                "first_line": first_line(nb.cells[at].source),
+            }
+        )
         return _result(status, started, "".join(client.texts), failed_cell=cell, warnings=warnings, **fields)
 
     client.progress({"event": "start", "total": len(client.code_cells)})
@@ -240,8 +277,12 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
     except Exception as exc:  # a rendering problem must not hide the run's result
         warnings.append(f"no HTML rendering: {_error_summary(exc)}")
         html_path = None
-    return result("failed" if error else "passed", error=error, executed_path=str(executed_path),
-                  html_path=html_path and str(html_path))
+    return result(
+        "failed" if error else "passed",
+        error=error,
+        executed_path=str(executed_path),
+        html_path=html_path and str(html_path),
+    )
 
 
 def _die_with_parent():
@@ -282,9 +323,18 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
     log_path, lines, progress = out_dir / (path.stem + ".txt"), [], progress or (lambda event: None)
     progress({"event": "start", "total": 1})
     progress({"event": "cell", "done": 0, "total": 1, "first_line": f"python {path.name}"})
-    with subprocess.Popen([sys.executable, str(path)], cwd=path.parent, env=lesson_env(quick),
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          encoding="utf-8", errors="replace", bufsize=1, preexec_fn=_die_with_parent()) as proc:
+    with subprocess.Popen(
+        [sys.executable, str(path)],
+        cwd=path.parent,
+        env=lesson_env(quick),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+        preexec_fn=_die_with_parent(),
+    ) as proc:
         killer = threading.Timer(timeout, proc.kill) if timeout is not None else None
         if killer is not None:
             killer.start()
@@ -299,8 +349,9 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
                 proc.wait()
                 saved = _save_or_none(lambda: log_path.write_text("".join(lines), encoding="utf-8"), log_path)
             progress({"event": "end", "status": "interrupted"})
-            raise LessonInterrupted(_result("interrupted", started, "".join(lines), error=INTERRUPTED,
-                                            executed_path=saved)) from None
+            raise LessonInterrupted(
+                _result("interrupted", started, "".join(lines), error=INTERRUPTED, executed_path=saved)
+            ) from None
         finally:
             if killer is not None:
                 killer.cancel()
@@ -312,8 +363,7 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
     elif code != 0:
         error = last[-1] if last else f"exit status {code}"
     progress({"event": "end", "status": "failed" if error else "passed"})
-    return _result("failed" if error else "passed", started, "".join(lines), error=error,
-                   executed_path=str(log_path))
+    return _result("failed" if error else "passed", started, "".join(lines), error=error, executed_path=str(log_path))
 
 
 def _parameters_cell_names(path):
@@ -326,8 +376,9 @@ def _parameters_cell_names(path):
     return None
 
 
-def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=None, lessons=None, quick=False,
-               answers=False):
+def run_lesson(
+    name, parameters=None, out_dir="build", progress=None, timeout=None, lessons=None, quick=False, answers=False
+):
     """Run lesson `name` of `lessons` (default `LESSONS`): a notebook with
     `lesson_parameters(name, quick, parameters)`, or a script. With `answers`,
     run its answer notebook (`lessons.answer_path`) instead, named "<name>
@@ -354,8 +405,14 @@ def run_lesson(name, parameters=None, out_dir="build", progress=None, timeout=No
     try:
         if path.suffix == ".ipynb":
             accepted = _parameters_cell_names(path) if answers else None
-            result = execute_notebook(path, lesson_parameters(name, quick, parameters, accepted), out_dir,
-                                      progress=progress, timeout=timeout, quick=quick)
+            result = execute_notebook(
+                path,
+                lesson_parameters(name, quick, parameters, accepted),
+                out_dir,
+                progress=progress,
+                timeout=timeout,
+                quick=quick,
+            )
         else:
             result = run_script(path, out_dir, progress=progress, timeout=timeout, quick=quick)
     except LessonInterrupted as stop:

@@ -24,25 +24,31 @@ _LAYER_USAGE = {  # kind: (its fields, the Keras layer it is)
     "dense": ("dense:UNITS[:ACTIVATION]", "Dense"),
 }
 _FIELDS = {"conv": (2, 5), "pool": (1, 3), "avgpool": (1, 3), "dense": (1, 2), "dropout": (0, 1)}  # least, most
-CIFAR10_STACK = ("conv:16:2:same:relu,pool:2,conv:32:2:same:relu,pool:2,conv:64:2:same:relu,pool:2,"
-                 "dropout:0.3,flatten,dense:500:relu,dropout:0.4,dense:10:softmax")
-STACK_HELP = "\n".join([
-    "--stack SPEC: layers separated by commas, the fields of a layer by colons.",
-    *(f"  {fields:<37}{layer}" for fields, layer in _LAYER_USAGE.values()),
-    "After K and F (or F alone for pooling) the optional fields come in any order:",
-    "a size (N or HxW) is the stride S (default 1 for conv), valid or same the",
-    "padding (default valid), any other word the activation (default none).",
-    "Example, the lessons' CIFAR-10 CNN (528,054 parameters):",
-    f"  --input-shape 32,32,3 --stack {CIFAR10_STACK}",
-])
+CIFAR10_STACK = (
+    "conv:16:2:same:relu,pool:2,conv:32:2:same:relu,pool:2,conv:64:2:same:relu,pool:2,"
+    "dropout:0.3,flatten,dense:500:relu,dropout:0.4,dense:10:softmax"
+)
+STACK_HELP = "\n".join(
+    [
+        "--stack SPEC: layers separated by commas, the fields of a layer by colons.",
+        *(f"  {fields:<37}{layer}" for fields, layer in _LAYER_USAGE.values()),
+        "After K and F (or F alone for pooling) the optional fields come in any order:",
+        "a size (N or HxW) is the stride S (default 1 for conv), valid or same the",
+        "padding (default valid), any other word the activation (default none).",
+        "Example, the lessons' CIFAR-10 CNN (528,054 parameters):",
+        f"  --input-shape 32,32,3 --stack {CIFAR10_STACK}",
+    ]
+)
 # Activations that change the shape they are given (the formulas assume they keep it): refused by name;
 # keras_check.check_activation also tries every activation on a small tensor.
 _NUMBER = r"\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*"  # what parse_size reads as a (perhaps wrong) size
 SHAPE_CHANGING_ACTIVATIONS = {
-    "glu": "GLU halves the channels (one half gates the other) and needs an even number of them"}
+    "glu": "GLU halves the channels (one half gates the other) and needs an even number of them"
+}
 
 
 # ---- checking arguments ---------------------------------------------------------
+
 
 def _whole(value):
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
@@ -89,12 +95,15 @@ def _window_output(input_shape, window, strides, padding, name):
         return _ceil_div(h, sh), _ceil_div(w, sw)
     if fh > h or fw > w:
         side, f, size = ("height", fh, h) if fh > h else ("width", fw, w)
-        raise ValueError(f"{name} {fh}x{fw} does not fit the {h}x{w} input with padding='valid' ({side} {f} > "
-                         f"{size}, so the output would be empty): use a smaller {name} or padding='same'")
+        raise ValueError(
+            f"{name} {fh}x{fw} does not fit the {h}x{w} input with padding='valid' ({side} {f} > "
+            f"{size}, so the output would be empty): use a smaller {name} or padding='same'"
+        )
     return _ceil_div(h - fh + 1, sh), _ceil_div(w - fw + 1, sw)
 
 
 # ---- the formulas -----------------------------------------------------------------
+
 
 def conv_output_shape(input_shape, kernel_size, strides=1, padding="valid", filters=None):
     """Return the (H_out, W_out, D_out) a Conv2D layer gives an (H, W, D) input (D_out: filters, or D).
@@ -128,6 +137,7 @@ def dense_params(n_in, units):
 
 
 # ---- the scripts' command-line values ---------------------------------------------
+
 
 def attach_dash_values(argv, flags):
     """Return argv with "FLAG -VALUE" written "FLAG=-VALUE" for each of `flags` (argparse would take
@@ -191,13 +201,16 @@ def parse_activation(text, name="--activation"):
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", word):
         raise ValueError(f"{name} {text}: must be an activation name like relu or softmax")
     if word in SHAPE_CHANGING_ACTIVATIONS:
-        raise ValueError(f"{name} {text}: {SHAPE_CHANGING_ACTIVATIONS[word]}, so the layer's output would not be "
-                         "what the formulas here describe; use an activation that keeps the shape, such as relu, "
-                         "sigmoid, tanh or softmax")
+        raise ValueError(
+            f"{name} {text}: {SHAPE_CHANGING_ACTIVATIONS[word]}, so the layer's output would not be "
+            "what the formulas here describe; use an activation that keeps the shape, such as relu, "
+            "sigmoid, tanh or softmax"
+        )
     return None if word == "none" else word
 
 
 # ---- the working, with the numbers put in ---------------------------------------------
+
 
 def shape_text(shape):
     """Return a shape as Keras prints it, batch included: (None, 100, 100, 16)."""
@@ -217,13 +230,17 @@ def _window_working(input_shape, window, strides, padding, what):
     f = ("F", "F") if fh == fw else ("F_h", "F_w")
     s = ("S", "S") if sh == sw else ("S_h", "S_w")
     lines = [f"Input H_in x W_in x D_in = {h} x {w} x {d}; {what}, padding='{padding}'"]
-    for label, n, sym, fi, si, fs, ss in (("height", h, "H_in", fh, sh, f[0], s[0]),
-                                          ("width ", w, "W_in", fw, sw, f[1], s[1])):
+    for label, n, sym, fi, si, fs, ss in (
+        ("height", h, "H_in", fh, sh, f[0], s[0]),
+        ("width ", w, "W_in", fw, sw, f[1], s[1]),
+    ):
         if padding == "same":
             lines.append(f"{label}     = ceil({sym} / {ss}) = ceil({n} / {si}) {_ceil_steps(n, si)}")
         else:
-            lines.append(f"{label}     = ceil(({sym} - {fs} + 1) / {ss}) = ceil(({n} - {fi} + 1) / {si}) "
-                         f"{_ceil_steps(n - fi + 1, si)}")
+            lines.append(
+                f"{label}     = ceil(({sym} - {fs} + 1) / {ss}) = ceil(({n} - {fi} + 1) / {si}) "
+                f"{_ceil_steps(n - fi + 1, si)}"
+            )
     return lines
 
 
@@ -233,12 +250,15 @@ def conv_working(input_shape, kernel_size, strides, padding, filters):
     out = conv_output_shape(input_shape, kernel_size, strides, padding, filters)
     (fh, fw), (sh, sw), d = _pair(kernel_size, "kernel_size"), _pair(strides, "strides"), input_shape[2]
     params = conv_params(kernel_size, d, filters)
-    return [*_window_working(input_shape, (fh, fw), (sh, sw), padding,
-                             f"K = {filters} filters, kernel {fh}x{fw}, strides {sh}x{sw}"),
-            f"depth      = K = {filters}",
-            f"parameters = K x {'F x F' if fh == fw else 'F_h x F_w'} x D_in + K = {filters} x {fh} x {fw} x {d} "
-            f"+ {filters} = {params:,}",
-            f"Output shape {shape_text(out)}, {params:,} parameters"]
+    return [
+        *_window_working(
+            input_shape, (fh, fw), (sh, sw), padding, f"K = {filters} filters, kernel {fh}x{fw}, strides {sh}x{sw}"
+        ),
+        f"depth      = K = {filters}",
+        f"parameters = K x {'F x F' if fh == fw else 'F_h x F_w'} x D_in + K = {filters} x {fh} x {fw} x {d} "
+        f"+ {filters} = {params:,}",
+        f"Output shape {shape_text(out)}, {params:,} parameters",
+    ]
 
 
 def pool_working(input_shape, pool_size, strides=None, padding="valid"):
@@ -246,22 +266,28 @@ def pool_working(input_shape, pool_size, strides=None, padding="valid"):
     strides = pool_size if strides is None else strides
     out = pool_output_shape(input_shape, pool_size, strides, padding)
     (fh, fw), (sh, sw) = _pair(pool_size, "pool_size"), _pair(strides, "strides")
-    return [*_window_working(input_shape, (fh, fw), (sh, sw), padding,
-                             f"pool size F = {fh}x{fw}, strides S = {sh}x{sw}"),
-            f"depth      = D_in = {input_shape[2]} (pooling keeps every feature map)",
-            "parameters = 0 (pooling has nothing to learn)", f"Output shape {shape_text(out)}, 0 parameters"]
+    return [
+        *_window_working(input_shape, (fh, fw), (sh, sw), padding, f"pool size F = {fh}x{fw}, strides S = {sh}x{sw}"),
+        f"depth      = D_in = {input_shape[2]} (pooling keeps every feature map)",
+        "parameters = 0 (pooling has nothing to learn)",
+        f"Output shape {shape_text(out)}, 0 parameters",
+    ]
 
 
 def global_pool_working(input_shape):
     """Return the lines that work out a GlobalAveragePooling2D layer's output; ValueError for a bad shape."""
     h, w, d = _image_shape(input_shape)
-    return [f"Input H_in x W_in x D_in = {h} x {w} x {d}",
-            f"each of the D_in = {d} feature maps ({h} x {w} numbers) is averaged to one number",
-            f"output     = D_in = {d}", "parameters = 0 (pooling has nothing to learn)",
-            f"Output shape {shape_text((d,))}, 0 parameters"]
+    return [
+        f"Input H_in x W_in x D_in = {h} x {w} x {d}",
+        f"each of the D_in = {d} feature maps ({h} x {w} numbers) is averaged to one number",
+        f"output     = D_in = {d}",
+        "parameters = 0 (pooling has nothing to learn)",
+        f"Output shape {shape_text((d,))}, 0 parameters",
+    ]
 
 
 # ---- a whole stack of layers ------------------------------------------------------------
+
 
 def _parse_layer(text, where):
     """Return one stack layer as a dict; raise ValueError starting with `where`."""
@@ -329,10 +355,14 @@ def _trace_layer(shape, layer):
         raise ValueError(f"needs an H x W x D input but gets {shape_text(shape)}")
     if kind in ("conv", "pool", "avgpool"):
         (fh, fw), (sh, sw), (h, w, d) = layer["window"], layer["strides"], shape
-        h_out, w_out = _window_output(shape, (fh, fw), (sh, sw), layer["padding"],
-                                      "kernel_size" if kind == "conv" else "pool_size")
-        formula = (f"ceil({h}/{sh}) x ceil({w}/{sw})" if layer["padding"] == "same"
-                   else f"ceil(({h}-{fh}+1)/{sh}) x ceil(({w}-{fw}+1)/{sw})")
+        h_out, w_out = _window_output(
+            shape, (fh, fw), (sh, sw), layer["padding"], "kernel_size" if kind == "conv" else "pool_size"
+        )
+        formula = (
+            f"ceil({h}/{sh}) x ceil({w}/{sw})"
+            if layer["padding"] == "same"
+            else f"ceil(({h}-{fh}+1)/{sh}) x ceil(({w}-{fw}+1)/{sw})"
+        )
         if kind != "conv":
             return (h_out, w_out, d), 0, f"{formula} x {d}"
         k = layer["filters"]
@@ -366,8 +396,9 @@ def trace_stack(input_shape, layers, name="--stack"):
 def stack_table(rows):
     """Return the per-layer table of trace_stack rows and the total, as text."""
     table = [("#", "layer", "output shape", "params", "formula")]
-    table += [(str(i), r["layer"], shape_text(r["shape"]), f"{r['params']:,}", r["formula"])
-              for i, r in enumerate(rows, 1)]
+    table += [
+        (str(i), r["layer"], shape_text(r["shape"]), f"{r['params']:,}", r["formula"]) for i, r in enumerate(rows, 1)
+    ]
     wide = [max(len(row[c]) for row in table) for c in range(4)]
     lines = [f"{a:>{wide[0]}}  {b:<{wide[1]}}  {c:<{wide[2]}}  {d:>{wide[3]}}  {e}" for a, b, c, d, e in table]
     return "\n".join([*lines, f"Total params: {sum(r['params'] for r in rows):,}"])

@@ -87,8 +87,10 @@ def gpu_names():
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return [tf.config.experimental.get_device_details(gpu).get("device_name") or gpu.name
-                for gpu in tf.config.list_physical_devices("GPU")]
+        return [
+            tf.config.experimental.get_device_details(gpu).get("device_name") or gpu.name
+            for gpu in tf.config.list_physical_devices("GPU")
+        ]
     if backend == "torch":
         import torch
 
@@ -132,10 +134,17 @@ def describe_machine():
     counts = collections.Counter(gpu_names())
     device = ", ".join(n if c == 1 else f"{c} x {n}" for n, c in counts.items()) or "CPU"
     cpu = f"{cpu_model()}, {os.cpu_count()} cores"
-    return {"python": platform.python_version(), "platform": platform.platform(terse=True),
-            "keras": keras.__version__, "backend": backend, "backend_version": version, "cpu": cpu,
-            "device": device, "where": f"GPU: {device}" if counts else f"CPU: {cpu}",
-            "versions": f"Keras {keras.__version__}, {backend} {version}"}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "keras": keras.__version__,
+        "backend": backend,
+        "backend_version": version,
+        "cpu": cpu,
+        "device": device,
+        "where": f"GPU: {device}" if counts else f"CPU: {cpu}",
+        "versions": f"Keras {keras.__version__}, {backend} {version}",
+    }
 
 
 # --------------------------------------------------------------------------
@@ -195,8 +204,7 @@ def measure_precision(model, data, rounds=6, budget_s=6.0):
         for variable, value in kept.values():
             variable.assign(value)
     f32, bf16 = statistics.median(times["float32"]), statistics.median(times["mixed_bfloat16"])
-    return {"float32_s": f32, "mixed_bfloat16_s": bf16, "speedup": f32 / bf16,
-            "rounds": len(times["float32"])}
+    return {"float32_s": f32, "mixed_bfloat16_s": bf16, "speedup": f32 / bf16, "rounds": len(times["float32"])}
 
 
 def _compile_for_timing(net, y):
@@ -270,8 +278,11 @@ def _cached_verdict(entries, key):
     replaced once measured again). Raises nothing.
     """
     entry = entries.get(key)
-    if (isinstance(entry, dict) and entry.get("policy") in ("float32", "mixed_bfloat16")
-            and all(isinstance(entry.get(field), str) for field in ("reason", "date"))):
+    if (
+        isinstance(entry, dict)
+        and entry.get("policy") in ("float32", "mixed_bfloat16")
+        and all(isinstance(entry.get(field), str) for field in ("reason", "date"))
+    ):
         return entry
     return None
 
@@ -351,8 +362,15 @@ def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo",
 
     path = Path(cache) if cache is not None else cache_path()
     flags = sorted(f for f in cpu_flags(cpuinfo) if "bf16" in f or "amx" in f or f.startswith("avx512"))
-    key = " | ".join([cpu_model(cpuinfo), " ".join(flags), f"os.cpu_count()={os.cpu_count()}",
-                      f"keras {keras.__version__} on {backend} {version}", model_signature(model, data)])
+    key = " | ".join(
+        [
+            cpu_model(cpuinfo),
+            " ".join(flags),
+            f"os.cpu_count()={os.cpu_count()}",
+            f"keras {keras.__version__} on {backend} {version}",
+            model_signature(model, data),
+        ]
+    )
     entries = _read_cache(path)
     entry = _cached_verdict(entries, key)
     if entry is not None:
@@ -362,8 +380,10 @@ def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo",
     if speedup >= MIN_SPEEDUP:
         policy, reason = "mixed_bfloat16", f"measured {speedup:.2f}x faster than float32 on this CPU with {backend}"
     else:
-        policy, reason = "float32", (f"mixed_bfloat16 measured {speedup:.2f}x the speed of float32 "
-                                     f"on this CPU with {backend}")
+        policy, reason = (
+            "float32",
+            (f"mixed_bfloat16 measured {speedup:.2f}x the speed of float32 on this CPU with {backend}"),
+        )
     entries[key] = dict(result, policy=policy, reason=reason, date=date.today().isoformat())
     cached = _write_cache(path, entries)
     return policy, reason + ("" if cached else f"; not cached: {path.parent} is not writable")

@@ -55,7 +55,7 @@ def alternate(runs, rounds, budget_s=None):
     names, started = list(runs), time.perf_counter()
     values = {name: [] for name in names}
     for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             values[name].append(runs[name]())
         if budget_s is not None and r >= 1 and time.perf_counter() - started > budget_s:
             break
@@ -72,14 +72,16 @@ def images_per_second(model, x, y, batch_size, images):
     ``x`` holds; whatever ``fit`` raises.
     """
     if batch_size < 1 or images < batch_size or images > len(x):
-        raise ValueError(f"a timed chunk needs at least one batch ({batch_size}) and at most the "
-                         f"{len(x)} images given; got {images}")
+        raise ValueError(
+            f"a timed chunk needs at least one batch ({batch_size}) and at most the {len(x)} images given; got {images}"
+        )
     import keras
 
     n, marks = images // batch_size * batch_size, []
     clock = keras.callbacks.LambdaCallback(  # (batches done, time) at the start and after every step
         on_train_begin=lambda logs: marks.append((0, time.perf_counter())),
-        on_train_batch_end=lambda batch, logs: marks.append((batch + 1, time.perf_counter())))
+        on_train_batch_end=lambda batch, logs: marks.append((batch + 1, time.perf_counter())),
+    )
     model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[clock])
     if len(marks) >= 4:  # the start, then three steps or more
         (b1, t1), (b2, t2) = marks[1], marks[-1]
@@ -122,9 +124,14 @@ def paired_ratio(plain, lever):
     if min(plain) <= 0:
         raise ValueError(f"a plain rate must be positive to divide by, got {min(plain)}")
     ratios = [b / a for a, b in zip(plain, lever)]
-    return {"plain": statistics.median(plain), "lever": statistics.median(lever),
-            "ratio": statistics.median(ratios), "ratios": ratios, "plain_rates": list(plain),
-            "lever_rates": list(lever)}
+    return {
+        "plain": statistics.median(plain),
+        "lever": statistics.median(lever),
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "plain_rates": list(plain),
+        "lever_rates": list(lever),
+    }
 
 
 def target_clock(target, verbose=True, start=None, stop=True):
@@ -162,8 +169,15 @@ def target_clock(target, verbose=True, start=None, stop=True):
         def on_epoch_end(self, epoch, logs=None):
             now = time.perf_counter()
             seconds, accuracy = now - self.start, float((logs or {}).get("val_accuracy", float("nan")))
-            self.epochs.append({"epoch": epoch + 1, "seconds": seconds, "val_accuracy": accuracy,
-                                "train_s": self.train_end - self.epoch_start, "epoch_s": now - self.epoch_start})
+            self.epochs.append(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": seconds,
+                    "val_accuracy": accuracy,
+                    "train_s": self.train_end - self.epoch_start,
+                    "epoch_s": now - self.epoch_start,
+                }
+            )
             if verbose:
                 print(f"  epoch {epoch + 1}: validation accuracy {100 * accuracy:.2f}% at {seconds:.1f} s")
             if accuracy >= target:
@@ -187,21 +201,23 @@ def run_child(argv, what):
     """
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH"))
-                                        if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p
+    )
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
+            return json.loads(line[len(RESULT_TAG) :])
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    last = next((l for l in reversed(lines) if "Error" in l or l.startswith("error:")), lines[-1] if lines else "")
+    last = next((ln for ln in reversed(lines) if "Error" in ln or ln.startswith("error:")), lines[-1] if lines else "")
     raise RuntimeError(f"{what} failed (exit {proc.returncode}): {last or 'no output'}")
 
 
 def _run_child(spec):
     """Run `thread_rates`'s subprocess for ``spec``; return its result dict. Raises RuntimeError."""
-    return run_child(["-m", "cnn_course.timing", json.dumps(spec)],
-                     f"the timing subprocess for {spec.get('threads')} thread(s)")
+    return run_child(
+        ["-m", "cnn_course.timing", json.dumps(spec)], f"the timing subprocess for {spec.get('threads')} thread(s)"
+    )
 
 
 def thread_rates(model, x, y, batch_size, images, threads, rounds=2, chunks=2):
@@ -233,9 +249,20 @@ def thread_rates(model, x, y, batch_size, images, threads, rounds=2, chunks=2):
         model_path, data_path = Path(tmp) / "model.keras", Path(tmp) / "chunk.npz"
         model.save(model_path)
         np.savez(data_path, x=x[:images], y=y[:images])
-        runs = {t: (lambda t=t: _run_child({"threads": t, "model": str(model_path), "data": str(data_path),
-                                            "batch_size": batch_size, "chunks": chunks})["images_per_s"])
-                for t in threads}
+        runs = {
+            t: (
+                lambda t=t: _run_child(
+                    {
+                        "threads": t,
+                        "model": str(model_path),
+                        "data": str(data_path),
+                        "batch_size": batch_size,
+                        "chunks": chunks,
+                    }
+                )["images_per_s"]
+            )
+            for t in threads
+        }
         if len(runs) == 1:
             return {t: [f() for _ in range(rounds)] for t, f in runs.items()}
         return alternate(runs, rounds)
@@ -255,8 +282,7 @@ def _child_main(spec):
         x, y = f["x"], f["y"]
     images_per_second(model, x, y, spec["batch_size"], len(x))  # warm-up: compiles
     rates = [images_per_second(model, x, y, spec["batch_size"], len(x)) for _ in range(spec["chunks"])]
-    print(RESULT_TAG + json.dumps({"threads": spec["threads"], "images_per_s": statistics.median(rates)}),
-          flush=True)
+    print(RESULT_TAG + json.dumps({"threads": spec["threads"], "images_per_s": statistics.median(rates)}), flush=True)
     return 0
 
 
@@ -274,8 +300,13 @@ def verdict(name, ratio, baseline):
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
         raise ValueError(f"a speed ratio must be a positive number, not {ratio!r}")
     shown = round(ratio, 2)  # the word follows the figure printed: 1.0496 reads "1.05x: faster"
-    word = ("faster" if shown >= 1 + NOISE else "slower" if shown <= 1 - NOISE
-            else f"about the same (within {NOISE:.0%}, the noise of a shared machine)")
+    word = (
+        "faster"
+        if shown >= 1 + NOISE
+        else "slower"
+        if shown <= 1 - NOISE
+        else f"about the same (within {NOISE:.0%}, the noise of a shared machine)"
+    )
     return f"on this machine, {name} trained at {ratio:.2f}x {baseline}'s speed: {word}"
 
 
@@ -313,8 +344,14 @@ def lever_row(lever, setting, measured):
     (median lever/plain), ratios (per round). Raises KeyError when
     ``measured`` lacks those keys.
     """
-    return {"lever": lever, "setting": setting, "plain": measured["plain"],
-            "images_per_s": measured["lever"], "ratio": measured["ratio"], "ratios": measured["ratios"]}
+    return {
+        "lever": lever,
+        "setting": setting,
+        "plain": measured["plain"],
+        "images_per_s": measured["lever"],
+        "ratio": measured["ratio"],
+        "ratios": measured["ratios"],
+    }
 
 
 def skipped_row(lever, setting, reason):
@@ -330,8 +367,11 @@ def thread_rows(rates, default):
     """
     if default not in rates:
         raise ValueError(f"the default of {default} threads was not measured: {sorted(rates)}")
-    return [lever_row("threads", f"{threads} (against {default})", paired_ratio(rates[default], values))
-            for threads, values in rates.items() if threads != default]
+    return [
+        lever_row("threads", f"{threads} (against {default})", paired_ratio(rates[default], values))
+        for threads, values in rates.items()
+        if threads != default
+    ]
 
 
 def table(rows, plain_name="plain"):
@@ -341,11 +381,22 @@ def table(rows, plain_name="plain"):
     ``images_per_s``, ``ratio``, ``ratios`` (as `compare` returns them), or
     ``skipped`` (the reason). Raises KeyError for a row missing those keys.
     """
-    lines = [[row["lever"], row["setting"], f"skipped: {row['skipped']}"] if row.get("skipped") else
-             [row["lever"], row["setting"], f"{row['plain']:,.0f}", f"{row['images_per_s']:,.0f}",
-              f"{row['ratio']:.2f}x", f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x"] for row in rows]
-    return text_table(["lever", "setting", f"{plain_name} img/s", "lever img/s", "ratio", "range"], lines,
-                      right={2, 3, 4})
+    lines = [
+        [row["lever"], row["setting"], f"skipped: {row['skipped']}"]
+        if row.get("skipped")
+        else [
+            row["lever"],
+            row["setting"],
+            f"{row['plain']:,.0f}",
+            f"{row['images_per_s']:,.0f}",
+            f"{row['ratio']:.2f}x",
+            f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x",
+        ]
+        for row in rows
+    ]
+    return text_table(
+        ["lever", "setting", f"{plain_name} img/s", "lever img/s", "ratio", "range"], lines, right={2, 3, 4}
+    )
 
 
 def plot_levers(rows, times=None, target=None):
@@ -380,8 +431,7 @@ def plot_levers(rows, times=None, target=None):
         ax.barh(names, lengths, color=["tab:blue" if times[n]["seconds"] else "lightgray" for n in names])
         for i, n in enumerate(names):
             reached = times[n]["seconds"]
-            ax.text(lengths[i], i, f" {reached:.0f} s" if reached else f" more than {lengths[i]:.0f} s",
-                    va="center")
+            ax.text(lengths[i], i, f" {reached:.0f} s" if reached else f" more than {lengths[i]:.0f} s", va="center")
         ax.set_xlabel(f"seconds to {target:.0%} validation accuracy" if target else "seconds to target")
         ax.set_xlim(0, max(lengths) * 1.45)
     fig.tight_layout()

@@ -16,8 +16,9 @@ from cnn_course import lessons
 
 # TensorFlow's C++ log lines: absl's preamble, oneDNN's notice, cpu_feature_guard,
 # and any glog-style "I1129 12:00:00..." or "I0000 00:00:..." line.
-TF_LOG = re.compile(r"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard|^[IWEF]\d{4} \d\d:\d\d:\d\d",
-                    re.MULTILINE)
+TF_LOG = re.compile(
+    r"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard|^[IWEF]\d{4} \d\d:\d\d:\d\d", re.MULTILINE
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _COUNT = re.compile(r"(?<![\d/.])(\d+)/(\d+)(?![\d/.])")
 
@@ -58,8 +59,11 @@ def checkpoints_in(folder, lesson):
     clean); lessons run with the same `folder` find each other's checkpoints
     (lesson 4's PLAIN_CNN_CHECKPOINT is lesson 3's CHECKPOINT).
     """
-    return {name: str(Path(folder) / Path(value).name)
-            for name, value in lessons.QUICK_PARAMETERS[lesson].items() if "CHECKPOINT" in name}
+    return {
+        name: str(Path(folder) / Path(value).name)
+        for name, value in lessons.QUICK_PARAMETERS[lesson].items()
+        if "CHECKPOINT" in name
+    }
 
 
 def read(path):
@@ -84,9 +88,12 @@ def counts_past_total(text):
 
 def png_outputs(executed_path):
     """Return how many image/png outputs the executed notebook holds."""
-    return sum("image/png" in out.get("data", {})
-               for cell in read(executed_path).cells if cell.cell_type == "code"
-               for out in cell.get("outputs", []))
+    return sum(
+        "image/png" in out.get("data", {})
+        for cell in read(executed_path).cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    )
 
 
 def parameters_cell(nb):
@@ -111,13 +118,16 @@ def install_cell_source():
     pyproject.toml's [project.urls] names."""
     import tomllib
 
-    url = tomllib.loads((lessons.REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
-        "project"]["urls"]["Repository"]
-    return ("# Colab, or any Python without the course's helpers: install them (once).\n"
-            "import importlib.util\n"
-            "\n"
-            'if importlib.util.find_spec("cnn_course") is None:\n'
-            f'    %pip install --quiet "cnn-course @ git+{url}"')
+    url = tomllib.loads((lessons.REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"][
+        "Repository"
+    ]
+    return (
+        "# Colab, or any Python without the course's helpers: install them (once).\n"
+        "import importlib.util\n"
+        "\n"
+        'if importlib.util.find_spec("cnn_course") is None:\n'
+        f'    %pip install --quiet "cnn-course @ git+{url}"'
+    )
 
 
 def check_committed(path, lesson):

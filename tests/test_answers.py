@@ -42,8 +42,15 @@ def prose(cells):
 
 def printed(cells):
     """What the code cells of a section printed (streams and plain text), ANSI codes removed."""
-    return _ANSI.sub("", "".join(out.get("text", "") + out.get("data", {}).get("text/plain", "")
-                                 for c in cells if c.cell_type == "code" for out in c.get("outputs", [])))
+    return _ANSI.sub(
+        "",
+        "".join(
+            out.get("text", "") + out.get("data", {}).get("text/plain", "")
+            for c in cells
+            if c.cell_type == "code"
+            for out in c.get("outputs", [])
+        ),
+    )
 
 
 def test_lessons_still_without_answers():
@@ -103,8 +110,9 @@ def test_run_answers_quick_runs_every_answer_notebook_and_each_prints_what_it_cl
         for number, (_, cells) in lessons.answer_sections(executed).items():
             lines = [" ".join(line.split()) for line in printed(cells).splitlines()]
             for label in (" ".join(quoted.split()) for quoted in _QUOTED_LINE.findall(prose(cells))):
-                assert any(line.startswith(label) for line in lines), \
+                assert any(line.startswith(label) for line in lines), (
                     f"{result['lesson']}, exercise {number}: no {label!r} line printed"
+                )
 
 
 @pytest.mark.parametrize("lesson", ANSWERED)

@@ -18,8 +18,7 @@ from cnn_course import __main__ as cli
 from cnn_course import backends, runner
 
 REPO = Path(__file__).resolve().parents[1]
-FAKE_ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "jax",
-            "backend_version": "0.10.2", "device": "CPU"}
+FAKE_ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "jax", "backend_version": "0.10.2", "device": "CPU"}
 
 
 @pytest.fixture
@@ -55,8 +54,10 @@ def test_installed_backends_include_the_two_the_course_requires():
 
 def test_check_backend_refuses_unknown_and_missing_backends(monkeypatch):
     assert backends.check_backend("jax") == "jax"
-    with pytest.raises(backends.BackendError,
-                       match="'jx' is not a Keras backend the lessons train on; choose one of tensorflow, jax, torch"):
+    with pytest.raises(
+        backends.BackendError,
+        match="'jx' is not a Keras backend the lessons train on; choose one of tensorflow, jax, torch",
+    ):
         backends.check_backend("jx")
     monkeypatch.setattr(backends, "installed_backends", lambda: ("tensorflow",))
     with pytest.raises(backends.BackendError, match=r"the Keras backend 'jax' is not installed.*jax\[cpu\]"):
@@ -88,8 +89,9 @@ def test_run_passes_the_backend_to_the_lessons(tmp_path, monkeypatch, capsys, cl
 
 
 @pytest.mark.parametrize("argv_backend, variable", [("torch", None), (None, "torch"), (None, "jx")])
-def test_missing_backend_is_one_line_exit_2_before_anything_runs(tmp_path, monkeypatch, capsys, clean_backend,
-                                                                  argv_backend, variable):
+def test_missing_backend_is_one_line_exit_2_before_anything_runs(
+    tmp_path, monkeypatch, capsys, clean_backend, argv_backend, variable
+):
     monkeypatch.setattr(backends, "installed_backends", lambda: ("tensorflow", "jax"))
     monkeypatch.setattr(runner, "LESSONS", _registry(tmp_path))
 
@@ -129,10 +131,21 @@ def test_environment_probe_names_the_backend_and_its_version(monkeypatch, backen
 def test_data_status_is_the_same_on_each_backend(tmp_path):
     outputs = {}
     for backend in ("tensorflow", "jax"):
-        env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(REPO),
-                   CNN_COURSE_DATA=str(tmp_path / "data"), KERAS_HOME=str(tmp_path / "keras"))
-        done = subprocess.run([sys.executable, "-m", "cnn_course", "data", "status"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        env = dict(
+            os.environ,
+            KERAS_BACKEND=backend,
+            PYTHONPATH=str(REPO),
+            CNN_COURSE_DATA=str(tmp_path / "data"),
+            KERAS_HOME=str(tmp_path / "keras"),
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "cnn_course", "data", "status"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         outputs[backend] = done.stdout
     assert outputs["tensorflow"] == outputs["jax"]
@@ -164,8 +177,11 @@ def test_train_speed_refuses_a_missing_backend_before_training(monkeypatch, caps
 def test_train_speed_lesson_precision_follows_the_backend(monkeypatch):
     import cnn_course.speed
 
-    monkeypatch.setattr(cnn_course.speed, "unmeasured_cpu_precision",
-                        lambda backend, cpuinfo=None: ("mixed_bfloat16" if backend == "tensorflow" else "float32", ""))
+    monkeypatch.setattr(
+        cnn_course.speed,
+        "unmeasured_cpu_precision",
+        lambda backend, cpuinfo=None: ("mixed_bfloat16" if backend == "tensorflow" else "float32", ""),
+    )
     for backend, expected in (("tensorflow", "mixed_bfloat16"), ("jax", None)):
         monkeypatch.setenv("KERAS_BACKEND", backend)
         for model in train_speed.PAIRED_MODELS:

@@ -22,16 +22,22 @@ def _offline_env(tmp_path):
     env = dict(os.environ)
     for name in ("data", "keras"):
         (tmp_path / name).mkdir(exist_ok=True)
-    env.update(CNN_COURSE_OFFLINE="1", CNN_COURSE_DATA=str(tmp_path / "data"),
-               KERAS_HOME=str(tmp_path / "keras"), KERAS_BACKEND="tensorflow",
-               TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    env.update(
+        CNN_COURSE_OFFLINE="1",
+        CNN_COURSE_DATA=str(tmp_path / "data"),
+        KERAS_HOME=str(tmp_path / "keras"),
+        KERAS_BACKEND="tensorflow",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONPATH=str(REPO),
+    )
     return env
 
 
 def _run(args, env, timeout=600):
     # The timeout only guards against a hang: a quick run takes minutes on a busy shared machine.
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_quick_run_on_standin_writes_both_paired_models(tmp_path):
@@ -70,8 +76,19 @@ def test_gpu_settings_run_on_cpu(tmp_path):
 
 
 def test_bad_npz_is_one_line_error(tmp_path):
-    proc = _run(["--quick", "--models", "cifar10_cnn", "--cifar-npz", str(tmp_path / "missing.npz"),
-                 "--out", str(tmp_path / "r.json")], _offline_env(tmp_path), timeout=60)
+    proc = _run(
+        [
+            "--quick",
+            "--models",
+            "cifar10_cnn",
+            "--cifar-npz",
+            str(tmp_path / "missing.npz"),
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        _offline_env(tmp_path),
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: no such file: {tmp_path / 'missing.npz'}"]
     assert not (tmp_path / "r.json").exists()
@@ -87,16 +104,26 @@ def test_npz_split_follows_the_original_course(tmp_path):
     rng = np.random.default_rng(0)
     c = tmp_path / "c.npz"
     y = np.arange(6000) % 10
-    np.savez(c, x_train=rng.integers(0, 255, (6000, 32, 32, 3), dtype=np.uint8), y_train=y.reshape(-1, 1),
-             x_test=np.zeros((10, 32, 32, 3), np.uint8), y_test=np.zeros(10, np.uint8))
+    np.savez(
+        c,
+        x_train=rng.integers(0, 255, (6000, 32, 32, 3), dtype=np.uint8),
+        y_train=y.reshape(-1, 1),
+        x_test=np.zeros((10, 32, 32, 3), np.uint8),
+        y_test=np.zeros(10, np.uint8),
+    )
     d = train_speed.load_split("cifar10_cnn", npz=c)
     assert d["real"] and len(d["x_val"]) == 600 and len(d["x_train"]) == 5400
     assert d["y_train"].ndim == 1 and d["x_train"].dtype == np.uint8
     np.testing.assert_array_equal(d["y_val"], y[:600])
 
     m = tmp_path / "m.npz"
-    np.savez(m, x_train=np.zeros((100, 28, 28), np.uint8), y_train=np.arange(100) % 10,
-             x_test=np.zeros((10, 28, 28), np.uint8), y_test=np.arange(10, dtype=np.uint8))
+    np.savez(
+        m,
+        x_train=np.zeros((100, 28, 28), np.uint8),
+        y_train=np.arange(100) % 10,
+        x_test=np.zeros((10, 28, 28), np.uint8),
+        y_test=np.arange(10, dtype=np.uint8),
+    )
     d = train_speed.load_split("mnist_mlp", npz=m)
     assert len(d["x_train"]) == 80 and len(d["x_val"]) == 20
     np.testing.assert_array_equal(d["y_val"], np.arange(80, 100) % 10)
@@ -133,35 +160,69 @@ def test_paired_measurement_gives_the_throughput_ratio(tmp_path):
     assert entry["speedup_throughput"] == entry["speedup_throughput_full_runs"]
 
 
-@pytest.mark.parametrize("lesson, message", [
-    ("scaling=zscore", "--lesson scaling=zscore: scaling must be rescale, centred, normalization or null"),
-    ("batchsize=256", "--lesson batchsize=256: unknown setting 'batchsize'; known: batch_size, optimizer"),
-    ("batch_size=abc", "--lesson batch_size=abc: batch_size must be a whole number, at least 1"),
-    ("inputs=uint8,scaling=null", "--lesson takes inputs=float32, or inputs=uint8 with scaling=rescale"),
-])
+@pytest.mark.parametrize(
+    "lesson, message",
+    [
+        ("scaling=zscore", "--lesson scaling=zscore: scaling must be rescale, centred, normalization or null"),
+        ("batchsize=256", "--lesson batchsize=256: unknown setting 'batchsize'; known: batch_size, optimizer"),
+        ("batch_size=abc", "--lesson batch_size=abc: batch_size must be a whole number, at least 1"),
+        ("inputs=uint8,scaling=null", "--lesson takes inputs=float32, or inputs=uint8 with scaling=rescale"),
+    ],
+)
 def test_bad_overrides_are_one_error_line_before_training(tmp_path, lesson, message):
-    proc = _run(["--quick", "--models", "cifar10_cnn", "--lesson", lesson, "--paired-rounds", "0",
-                 "--out", str(tmp_path / "r.json")], _offline_env(tmp_path), timeout=120)
+    proc = _run(
+        [
+            "--quick",
+            "--models",
+            "cifar10_cnn",
+            "--lesson",
+            lesson,
+            "--paired-rounds",
+            "0",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        _offline_env(tmp_path),
+        timeout=120,
+    )
     assert proc.returncode == 2 and "run 1" not in proc.stdout  # refused before any training
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: " + message), proc.stderr
     assert not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("batch_size=256,learning_rate=0.003", {"batch_size": 256, "learning_rate": 0.003}),
-    ("schedule=cosine, schedule_epochs=6, mixed_precision=null", {"schedule": "cosine", "schedule_epochs": 6,
-                                                                 "mixed_precision": None}),
-    ("jit_compile=auto,steps_per_execution=8,optimizer=adam", {"jit_compile": "auto", "steps_per_execution": 8,
-                                                              "optimizer": "adam"}),
-    ("", {}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("batch_size=256,learning_rate=0.003", {"batch_size": 256, "learning_rate": 0.003}),
+        (
+            "schedule=cosine, schedule_epochs=6, mixed_precision=null",
+            {"schedule": "cosine", "schedule_epochs": 6, "mixed_precision": None},
+        ),
+        (
+            "jit_compile=auto,steps_per_execution=8,optimizer=adam",
+            {"jit_compile": "auto", "steps_per_execution": 8, "optimizer": "adam"},
+        ),
+        ("", {}),
+    ],
+)
 def test_good_overrides_parse(text, expected):
     assert train_speed.parse_overrides(text) == expected
 
 
-@pytest.mark.parametrize("text", ["batch_size=0", "batch_size=true", "batch_size=2.5", "learning_rate=-1",
-                                  "learning_rate=NaN", "optimizer=sgd", "jit_compile=1", "normalize_on=abc"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "batch_size=0",
+        "batch_size=true",
+        "batch_size=2.5",
+        "learning_rate=-1",
+        "learning_rate=NaN",
+        "optimizer=sgd",
+        "jit_compile=1",
+        "normalize_on=abc",
+    ],
+)
 def test_bad_override_values_are_refused(text):
     with pytest.raises(train_speed.UsageError, match=f"--lesson {text}: "):
         train_speed.parse_overrides(text)
@@ -185,11 +246,16 @@ def _parameters(notebook):
     return values, "".join("".join(c["source"]) for c in nb["cells"])
 
 
-@pytest.mark.parametrize("model, notebooks", [
-    ("mnist_mlp", ["mnist-mlp/mnist_mlp.ipynb"]),
-    ("cifar10_cnn", ["cifar10-classification/cifar10_cnn.ipynb",
-                     "cifar10-augmentation/cifar10_augmentation.ipynb"]),
-])
+@pytest.mark.parametrize(
+    "model, notebooks",
+    [
+        ("mnist_mlp", ["mnist-mlp/mnist_mlp.ipynb"]),
+        (
+            "cifar10_cnn",
+            ["cifar10-classification/cifar10_cnn.ipynb", "cifar10-augmentation/cifar10_augmentation.ipynb"],
+        ),
+    ],
+)
 def test_lesson_pipeline_is_what_the_notebooks_run(model, notebooks):
     """The benchmark's CPU lesson settings must not drift from the notebooks'."""
     lesson = train_speed.LESSON_CPU[model]
@@ -208,8 +274,10 @@ def test_lesson_pipeline_is_what_the_notebooks_run(model, notebooks):
         if lesson.get("schedule") == "cosine":
             assert "CosineDecay(LEARNING_RATE, decay_steps=EPOCHS * steps_per_epoch)" in text
             assert params["EPOCHS"] == lesson["schedule_epochs"], notebook
-        scaling = {"centred": "keras.layers.Rescaling(1 / 127.5, offset=-1)",
-                   "rescale": "keras.layers.Rescaling(1 / 255)"}.get(lesson["scaling"])
+        scaling = {
+            "centred": "keras.layers.Rescaling(1 / 127.5, offset=-1)",
+            "rescale": "keras.layers.Rescaling(1 / 255)",
+        }.get(lesson["scaling"])
         if lesson["inputs"] == "uint8":
             assert scaling in text, notebook
         else:
@@ -239,8 +307,12 @@ def test_lesson_precision_is_chosen_on_the_lessons_model_as_in_the_notebooks(mon
     assert calls == [("mnist_mlp", "float32", (1024, 28, 28), (1024, 10))]
     cnn = train_speed.pipeline_settings("cifar10_cnn", "lesson", quick=False)
     assert cnn["mixed_precision"] == expected and calls[-1][0] == "cifar10_cnn" and calls[-1][2] == (512, 32, 32, 3)
-    assert train_speed.pipeline_settings("mnist_mlp", "lesson", overrides={"mixed_precision": None},
-                                         quick=False)["mixed_precision"] is None
+    assert (
+        train_speed.pipeline_settings("mnist_mlp", "lesson", overrides={"mixed_precision": None}, quick=False)[
+            "mixed_precision"
+        ]
+        is None
+    )
     train_speed.pipeline_settings("mnist_mlp", "lesson", quick=True)
     assert len(calls) == 2
 
@@ -249,9 +321,10 @@ def test_out_that_cannot_be_written_is_refused_before_training(tmp_path):
     env = _offline_env(tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("mine\n")
-    for out, message in [(tmp_path, f"error: --out {tmp_path}: is a folder; give a file name"),
-                         (blocker / "r.json",
-                          f"error: --out {blocker / 'r.json'}: {blocker} is a file, not a folder")]:
+    for out, message in [
+        (tmp_path, f"error: --out {tmp_path}: is a folder; give a file name"),
+        (blocker / "r.json", f"error: --out {blocker / 'r.json'}: {blocker} is a file, not a folder"),
+    ]:
         proc = _run(["--quick", "--models", "mnist_mlp", "--out", str(out)], env, timeout=60)
         assert proc.returncode == 2 and "run 1" not in proc.stdout, proc.stderr
         lines = proc.stderr.strip().splitlines()
@@ -262,30 +335,46 @@ def test_out_that_cannot_be_written_is_refused_before_training(tmp_path):
 def _corrupt_files(folder):
     """name -> path of an .npz-named file that is not a usable Keras-layout .npz."""
     good = folder / "good.npz"
-    np.savez_compressed(good, x_train=np.zeros((50, 32, 32, 3), np.uint8), y_train=np.arange(50) % 10,
-                        x_test=np.zeros((10, 32, 32, 3), np.uint8), y_test=np.arange(10))
+    np.savez_compressed(
+        good,
+        x_train=np.zeros((50, 32, 32, 3), np.uint8),
+        y_train=np.arange(50) % 10,
+        x_test=np.zeros((10, 32, 32, 3), np.uint8),
+        y_test=np.arange(10),
+    )
     whole = good.read_bytes()
     middle = len(whole) // 3  # inside the compressed x_train: the zip's directory is intact
-    files = {"truncated": whole[:700], "garbage": b"not a zip file at all\n" * 10,
-             "damaged": whole[:middle] + bytes(64) + whole[middle + 64:]}
+    files = {
+        "truncated": whole[:700],
+        "garbage": b"not a zip file at all\n" * 10,
+        "damaged": whole[:middle] + bytes(64) + whole[middle + 64 :],
+    }
     for name, data in files.items():
         (folder / f"{name}.npz").write_bytes(data)
     np.save(folder / "single.npy", np.zeros((3, 3)))
     (folder / "single.npy").rename(folder / "single.npz")
-    np.savez(folder / "objects.npz", x_train=np.array([None, 1], dtype=object), y_train=np.zeros(2),
-             x_test=np.zeros(1), y_test=np.zeros(1))
-    np.savez(folder / "labels.npz", x_train=np.zeros((20, 32, 32, 3), np.uint8), y_train=np.arange(20),
-             x_test=np.zeros((10, 32, 32, 3), np.uint8), y_test=np.arange(10))
-    return {name: folder / f"{name}.npz"
-            for name in ("truncated", "garbage", "damaged", "single", "objects", "labels")}
+    np.savez(
+        folder / "objects.npz",
+        x_train=np.array([None, 1], dtype=object),
+        y_train=np.zeros(2),
+        x_test=np.zeros(1),
+        y_test=np.zeros(1),
+    )
+    np.savez(
+        folder / "labels.npz",
+        x_train=np.zeros((20, 32, 32, 3), np.uint8),
+        y_train=np.arange(20),
+        x_test=np.zeros((10, 32, 32, 3), np.uint8),
+        y_test=np.arange(10),
+    )
+    return {name: folder / f"{name}.npz" for name in ("truncated", "garbage", "damaged", "single", "objects", "labels")}
 
 
 @pytest.mark.parametrize("option, model", [("--cifar-npz", "cifar10_cnn"), ("--mnist-npz", "mnist_mlp")])
 def test_corrupt_npz_is_one_line_data_error(tmp_path, monkeypatch, capsys, option, model):
     monkeypatch.setattr(train_speed, "run_child", lambda spec: pytest.fail("trained on a corrupt file"))
     for name, path in _corrupt_files(tmp_path).items():
-        code = train_speed.main(["--quick", "--models", model, option, str(path),
-                                 "--out", str(tmp_path / "r.json")])
+        code = train_speed.main(["--quick", "--models", model, option, str(path), "--out", str(tmp_path / "r.json")])
         captured = capsys.readouterr()
         lines = captured.err.strip().splitlines()
         assert code == 1, (name, captured.err)
@@ -300,11 +389,26 @@ def _fake_run(spec):
     if spec["pipeline"] == "paired":
         return {"skipped": "not measured here"}
     epochs = [{"train_s": 1.0, "epoch_s": 1.2, "since_start_s": 1.5, "val_accuracy": 0.5}]
-    return {"model": spec["model"], "pipeline": spec["pipeline"], "settings": {"optimizer": "rmsprop"},
-            "data": "STAND-IN", "real_data": False, "n_train": 256, "n_val": 64, "device": "CPU: test",
-            "versions": "Keras test", "epochs": epochs, "data_bytes": 1000, "images_per_s": 2560.0,
-            "epoch_train_s": 1.0, "epoch_s": 1.2, "first_epoch_s": 1.2, "epochs_to_target": None,
-            "time_to_target_s": None, "peak_rss_mb": 300.0}
+    return {
+        "model": spec["model"],
+        "pipeline": spec["pipeline"],
+        "settings": {"optimizer": "rmsprop"},
+        "data": "STAND-IN",
+        "real_data": False,
+        "n_train": 256,
+        "n_val": 64,
+        "device": "CPU: test",
+        "versions": "Keras test",
+        "epochs": epochs,
+        "data_bytes": 1000,
+        "images_per_s": 2560.0,
+        "epoch_train_s": 1.0,
+        "epoch_s": 1.2,
+        "first_epoch_s": 1.2,
+        "epochs_to_target": None,
+        "time_to_target_s": None,
+        "peak_rss_mb": 300.0,
+    }
 
 
 def test_a_failed_write_keeps_the_table(tmp_path, monkeypatch, capsys):
@@ -320,7 +424,8 @@ def test_a_failed_write_keeps_the_table(tmp_path, monkeypatch, capsys):
     assert code == 1
     assert "mnist_mlp    original      2,560" in captured.out  # the figures were printed first
     assert captured.err.strip().splitlines() == [
-        f"error: {out} could not be written (No space left on device); the table above has the figures"]
+        f"error: {out} could not be written (No space left on device); the table above has the figures"
+    ]
 
 
 def test_a_later_failure_keeps_the_finished_models(tmp_path, monkeypatch, capsys):
@@ -376,10 +481,22 @@ def test_parse_modern_reads_the_lessons_lines():
 
 def _run_record(pipeline, reached_s, last_s):
     epochs = [{"train_s": 1.0, "epoch_s": 1.0, "since_start_s": last_s, "val_accuracy": 0.5}]
-    return {"pipeline": pipeline, "settings": {}, "images_per_s": 100.0, "epoch_train_s": 1.0, "epoch_s": 1.0,
-            "time_to_target_s": reached_s, "epochs_to_target": None if reached_s is None else 3,
-            "peak_rss_mb": 1.0, "data_bytes": 1, "epochs": epochs, "data": "CIFAR-10 (real)", "real_data": True,
-            "n_train": 10, "n_val": 5}
+    return {
+        "pipeline": pipeline,
+        "settings": {},
+        "images_per_s": 100.0,
+        "epoch_train_s": 1.0,
+        "epoch_s": 1.0,
+        "time_to_target_s": reached_s,
+        "epochs_to_target": None if reached_s is None else 3,
+        "peak_rss_mb": 1.0,
+        "data_bytes": 1,
+        "epochs": epochs,
+        "data": "CIFAR-10 (real)",
+        "real_data": True,
+        "n_train": 10,
+        "n_val": 5,
+    }
 
 
 def test_a_target_the_original_never_reached_gives_a_lower_bound():
@@ -403,8 +520,14 @@ def test_run_modern_runs_the_lesson_notebook_and_reads_it(monkeypatch):
 
     def fake_execute(path, parameters, out_dir, quick=False):
         calls.append((Path(path), parameters, quick))
-        return {"status": "passed", "error": None, "data": "STAND-IN for CIFAR-10: ...", "test_accuracy": 89.73,
-                "wall_time_s": 300.0, "text": MODERN_TEXT}
+        return {
+            "status": "passed",
+            "error": None,
+            "data": "STAND-IN for CIFAR-10: ...",
+            "test_accuracy": 89.73,
+            "wall_time_s": 300.0,
+            "text": MODERN_TEXT,
+        }
 
     monkeypatch.setattr(runner, "execute_notebook", fake_execute)
     entry = train_speed.run_modern(quick=True)

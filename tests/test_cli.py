@@ -23,8 +23,13 @@ from cnn_course import backends, reports, runner
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-FAKE_ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "tensorflow",
-            "backend_version": "2.21.0", "device": "CPU"}
+FAKE_ENV = {
+    "python": "3.11.7",
+    "keras": "3.15.1",
+    "backend": "tensorflow",
+    "backend_version": "2.21.0",
+    "device": "CPU",
+}
 
 
 @pytest.fixture
@@ -101,8 +106,13 @@ def test_help_lists_the_commands_and_lessons(capsys):
 
 
 def test_python_dash_m_entry_point():
-    done = subprocess.run([sys.executable, "-m", "cnn_course", "run", "no-such-lesson"],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnn_course", "run", "no-such-lesson"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "valid names: mnist-mlp" in done.stderr and "Traceback" not in done.stderr
 
@@ -139,7 +149,7 @@ def test_run_continues_after_a_failure_and_writes_the_report(tmp_path, monkeypat
 
     out = capsys.readouterr().out
     md = (out_dir / "results.md").read_text()
-    table = md[md.index("| Lesson"):md.index("\n\n", md.index("| Lesson"))]
+    table = md[md.index("| Lesson") : md.index("\n\n", md.index("| Lesson"))]
     assert table in out  # the same table is printed at the end
     assert "- **broken**: cell 3 `values = [1, 2, 3]`: ValueError: fixture failure after 3 values" in out
     # not a TTY: one plain line per cell start, and the compact epoch lines
@@ -176,8 +186,14 @@ def test_tty_progress_redraws_one_line():
 def test_single_epoch_fit_is_shown_without_a_header():
     stream = io.StringIO()
     progress, finish = cli.console_progress("[1/1] demo", stream, tty=False)
-    progress({"event": "output", "name": "stdout",
-              "text": "9/9 - 9s - 983ms/step - accuracy: 0.52 - val_accuracy: 0.79\n12/12 - 2s - 1ms/step - accuracy: 0.8\n"})
+    progress(
+        {
+            "event": "output",
+            "name": "stdout",
+            "text": "9/9 - 9s - 983ms/step - accuracy: 0.52 - val_accuracy: 0.79\n"
+            "12/12 - 2s - 1ms/step - accuracy: 0.8\n",
+        }
+    )
     finish("done")
     assert stream.getvalue() == "    epoch 1/1  9s - accuracy: 0.52 - val_accuracy: 0.79\ndone\n"
 
@@ -248,10 +264,19 @@ def fake_data(monkeypatch, tmp_path):
         calls.append(("import", name, src))
         return tmp_path / name
 
-    monkeypatch.setattr(data, "dataset_status", lambda: [
-        {"name": "mnist", "found": True, "where": "/data/mnist.npz", "how": "python -m cnn_course data fetch mnist"},
-        {"name": "dogs", "found": False, "where": None, "how": "python -m cnn_course data import dogs PATH"},
-    ])
+    monkeypatch.setattr(
+        data,
+        "dataset_status",
+        lambda: [
+            {
+                "name": "mnist",
+                "found": True,
+                "where": "/data/mnist.npz",
+                "how": "python -m cnn_course data fetch mnist",
+            },
+            {"name": "dogs", "found": False, "where": None, "how": "python -m cnn_course data import dogs PATH"},
+        ],
+    )
     monkeypatch.setattr(data, "import_dataset", import_dataset)
     monkeypatch.setattr(data, "calls", calls, raising=False)
     return data
@@ -377,10 +402,15 @@ def _interrupt_run(tmp_path, registry, args, ready, to_group):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(scratch), JUPYTER_RUNTIME_DIR=str(scratch))
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, json.dumps(registry), json.dumps(FAKE_ENV),
-                             "run", *args],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_DRIVER, json.dumps(registry), json.dumps(FAKE_ENV), "run", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _wait_for(lambda: ready() or proc.poll() is not None, 120, "the lesson to start")
         assert proc.poll() is None, proc.communicate()
@@ -394,8 +424,9 @@ def _interrupt_run(tmp_path, registry, args, ready, to_group):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    return types.SimpleNamespace(returncode=proc.returncode, out=out, err=err,
-                                 seconds=time.monotonic() - signalled, scratch=scratch)
+    return types.SimpleNamespace(
+        returncode=proc.returncode, out=out, err=err, seconds=time.monotonic() - signalled, scratch=scratch
+    )
 
 
 def _assert_interrupted(done, out_dir, lesson, not_run):
@@ -405,7 +436,9 @@ def _assert_interrupted(done, out_dir, lesson, not_run):
     report = json.loads((out_dir / "results.json").read_text())
     assert report["interrupted"] is True and report["not_run"] == not_run
     assert [(r["lesson"], r["status"]) for r in report["lessons"]] == [(lesson, "interrupted")]
-    assert "interrupted (Ctrl-C or a stop signal); not run: " + ", ".join(not_run) in (out_dir / "results.md").read_text()
+    assert (
+        "interrupted (Ctrl-C or a stop signal); not run: " + ", ".join(not_run) in (out_dir / "results.md").read_text()
+    )
     assert list(done.scratch.iterdir()) == []  # no kernel connection file or other temporary left
 
 
@@ -413,14 +446,21 @@ def test_ctrl_c_stops_a_notebook_run_and_its_kernel(tmp_path):
     pid_file = tmp_path / "kernel.pid"
     registry = {"slow": str(FIXTURES / "slow.ipynb"), **_scripts(tmp_path, ["after"])}
     out_dir = tmp_path / "build"
-    done = _interrupt_run(tmp_path, registry, ["-p", f"PID_FILE={str(pid_file)!r}", "--out", str(out_dir)],
-                          ready=pid_file.exists, to_group=True)
+    done = _interrupt_run(
+        tmp_path,
+        registry,
+        ["-p", f"PID_FILE={str(pid_file)!r}", "--out", str(out_dir)],
+        ready=pid_file.exists,
+        to_group=True,
+    )
     _assert_interrupted(done, out_dir, "slow", ["after"])
     kernel = int(pid_file.read_text())
     _wait_for(lambda: _process_gone(kernel), 10, f"kernel process {kernel} to end")
     assert not (out_dir / "after.txt").exists()  # the next lesson never started
-    assert "## Interrupted\n\n- **slow**: cell 4 `import time`: KeyboardInterrupt: interrupted (Ctrl-C or a stop signal)" in (
-        out_dir / "results.md").read_text()
+    assert (
+        "## Interrupted\n\n- **slow**: cell 4 `import time`: KeyboardInterrupt: interrupted (Ctrl-C or a stop signal)"
+        in (out_dir / "results.md").read_text()
+    )
     executed = nbformat.read(out_dir / "slow.ipynb", as_version=4)  # the cells run so far are kept
     assert any("slow fixture" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
 
@@ -428,10 +468,12 @@ def test_ctrl_c_stops_a_notebook_run_and_its_kernel(tmp_path):
 def test_ctrl_c_to_the_runner_alone_kills_a_script_lesson(tmp_path):
     pid_file = tmp_path / "script.pid"
     slow = tmp_path / "slow_script.py"
-    slow.write_text("import os, pathlib, time\n"
-                    f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
-                    "print('Data: slow script', flush=True)\n"
-                    "time.sleep(120)\n")
+    slow.write_text(
+        "import os, pathlib, time\n"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+        "print('Data: slow script', flush=True)\n"
+        "time.sleep(120)\n"
+    )
     registry = {"slow-script": str(slow), **_scripts(tmp_path, ["after"])}
     out_dir = tmp_path / "build"
     done = _interrupt_run(tmp_path, registry, ["--out", str(out_dir)], ready=pid_file.exists, to_group=False)
@@ -468,12 +510,15 @@ def _usage_error(argv, capsys):
     return lines[-1]
 
 
-@pytest.mark.parametrize("parameter, message", [
-    ("class=1", "'class' is not a valid Python name"),          # a keyword: SyntaxError in every notebook
-    ("SEED=1e999", "inf is not a finite number"),               # inf: NameError, and Infinity in results.json
-    ("SIZES=[1, -1e999]", "-inf is not a finite number"),
-    ("Z=1e999j", "is not a finite number"),
-])
+@pytest.mark.parametrize(
+    "parameter, message",
+    [
+        ("class=1", "'class' is not a valid Python name"),  # a keyword: SyntaxError in every notebook
+        ("SEED=1e999", "inf is not a finite number"),  # inf: NameError, and Infinity in results.json
+        ("SIZES=[1, -1e999]", "-inf is not a finite number"),
+        ("Z=1e999j", "is not a finite number"),
+    ],
+)
 def test_bad_parameters_are_usage_errors(no_run, capsys, parameter, message):
     line = _usage_error(["run", "-p", parameter, "--out", str(no_run / "o")], capsys)
     assert line.startswith("python -m cnn_course run: error: ") and message in line
@@ -521,4 +566,5 @@ def test_a_report_that_cannot_be_written_loses_no_result(tmp_path, monkeypatch, 
     captured = capsys.readouterr()
     assert "| dims " in captured.out and "1 passed, 0 failed" in captured.out  # the table came first
     assert captured.err.strip().splitlines() == [
-        f"error: the report could not be written to {tmp_path / 'o'}: No space left on device"]
+        f"error: the report could not be written to {tmp_path / 'o'}: No space left on device"
+    ]

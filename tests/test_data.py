@@ -19,10 +19,21 @@ import pytest
 
 from cnn_course import data
 
-PALETTE = np.array([
-    [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255],
-    [0, 255, 255], [255, 255, 255], [0, 0, 0], [128, 128, 128], [255, 128, 0],
-], np.uint8)
+PALETTE = np.array(
+    [
+        [255, 0, 0],
+        [0, 255, 0],
+        [0, 0, 255],
+        [255, 255, 0],
+        [255, 0, 255],
+        [0, 255, 255],
+        [255, 255, 255],
+        [0, 0, 0],
+        [128, 128, 128],
+        [255, 128, 0],
+    ],
+    np.uint8,
+)
 
 
 class DownloadAttempted(BaseException):
@@ -182,14 +193,17 @@ def test_missing_path_argument_warns_and_falls_back(tmp_path, hermetic):
         assert len(data.load_mnist(tmp_path / "nope.npz")[0][0]) == 13
 
 
-@pytest.mark.parametrize("override, match", [
-    ({"x_train": np.zeros((20, 28, 27), np.uint8)}, r"shape \(20, 28, 27\)"),
-    ({"x_test": np.zeros((10, 28, 28), np.float32)}, "dtype float32"),
-    ({"y_train": np.full(20, 10, np.uint8)}, "out of range 0-9"),
-    ({"y_test": np.zeros(9, np.uint8)}, "10 images but 9 labels"),
-    ({"y_train": np.zeros(20, np.uint8)}, "no images of class 1"),
-    ({"y_train": np.zeros(20, np.float32)}, "expected integers"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"x_train": np.zeros((20, 28, 27), np.uint8)}, r"shape \(20, 28, 27\)"),
+        ({"x_test": np.zeros((10, 28, 28), np.float32)}, "dtype float32"),
+        ({"y_train": np.full(20, 10, np.uint8)}, "out of range 0-9"),
+        ({"y_test": np.zeros(9, np.uint8)}, "10 images but 9 labels"),
+        ({"y_train": np.zeros(20, np.uint8)}, "no images of class 1"),
+        ({"y_train": np.zeros(20, np.float32)}, "expected integers"),
+    ],
+)
 def test_bad_mnist_arrays(tmp_path, override, match):
     path = write_mnist(tmp_path / "mnist.npz", **override)
     with pytest.raises(data.DataError, match=match) as err:
@@ -228,13 +242,22 @@ def test_offline_error_lists_every_place_and_what_to_do(tmp_path, monkeypatch):
         with pytest.raises(data.DatasetNotFound) as err:
             data.load_mnist(tmp_path / "given.npz")
     msg = str(err.value)
-    order = [str(tmp_path / "given.npz"), str(tmp_path / "env"), str(data.lookup.REPO_DATA_DIR),
-             str(data.keras_cache_dir())]
+    order = [
+        str(tmp_path / "given.npz"),
+        str(tmp_path / "env"),
+        str(data.lookup.REPO_DATA_DIR),
+        str(data.keras_cache_dir()),
+    ]
     positions = [msg.index(p) for p in order]
     assert positions == sorted(positions)
-    for needle in ("MNIST not found", data.MNIST_URL, "CNN_COURSE_OFFLINE=1",
-                   "python -m cnn_course data fetch mnist", "python -m cnn_course data import mnist PATH",
-                   f"put it in {tmp_path / 'env'}"):
+    for needle in (
+        "MNIST not found",
+        data.MNIST_URL,
+        "CNN_COURSE_OFFLINE=1",
+        "python -m cnn_course data fetch mnist",
+        "python -m cnn_course data import mnist PATH",
+        f"put it in {tmp_path / 'env'}",
+    ):
         assert needle in msg
     assert isinstance(err.value, FileNotFoundError)
 
@@ -252,8 +275,7 @@ def test_offline_error_for_cifar_names_both_keras_layouts():
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_cifar_pickles_folder_roundtrip(tmp_path, protocol):
-    folder = data.write_cifar10_pickles(tmp_path / "cifar-10-batches-py", *cifar_arrays(20, 10),
-                                        protocol=protocol)
+    folder = data.write_cifar10_pickles(tmp_path / "cifar-10-batches-py", *cifar_arrays(20, 10), protocol=protocol)
     (x_train, y_train), (x_test, y_test) = data.load_cifar10(folder)
     (ex, ey), (tx, ty) = cifar_arrays(20, 10)
     assert x_train.shape == (20, 32, 32, 3) and x_test.shape == (10, 32, 32, 3)
@@ -452,8 +474,7 @@ def test_wrong_class_folders_for_cifar(tmp_path):
 
 
 def test_load_image_folder_lists_and_shuffles(tmp_path):
-    root = data.make_image_folder_standin(tmp_path / "dogs", n_classes=3,
-                                          per_split={"train": 6, "valid": 2, "test": 2})
+    root = data.make_image_folder_standin(tmp_path / "dogs", n_classes=3, per_split={"train": 6, "valid": 2, "test": 2})
     folder = data.load_image_folder(root)
     assert set(folder) == {"train", "valid", "test"}
     classes = folder["train"]["classes"]
@@ -515,8 +536,9 @@ def test_make_image_folder_standin_is_class_coloured(tmp_path):
 
 
 def test_find_dog_images_folder_and_zip(tmp_path, hermetic, monkeypatch):
-    src = data.make_image_folder_standin(tmp_path / "dogImages", n_classes=2,
-                                         per_split={"train": 1, "valid": 1, "test": 1}, size=(8, 8))
+    src = data.make_image_folder_standin(
+        tmp_path / "dogImages", n_classes=2, per_split={"train": 1, "valid": 1, "test": 1}, size=(8, 8)
+    )
     assert data.find_dog_images(tmp_path) == src
     zip_path = tmp_path / "zips" / "dogImages.zip"
     zip_path.parent.mkdir()
@@ -557,11 +579,28 @@ def fake_get_file(calls, fixture):
     """A fake keras.utils.get_file with Keras's signature that 'downloads'
     by copying ``fixture``."""
 
-    def get_file(fname=None, origin=None, untar=False, md5_hash=None, file_hash=None,
-                 cache_subdir="datasets", hash_algorithm="auto", extract=False,
-                 archive_format="auto", cache_dir=None, force_download=False):
-        calls.append({"fname": fname, "origin": origin, "file_hash": file_hash,
-                      "cache_dir": cache_dir, "cache_subdir": cache_subdir})
+    def get_file(
+        fname=None,
+        origin=None,
+        untar=False,
+        md5_hash=None,
+        file_hash=None,
+        cache_subdir="datasets",
+        hash_algorithm="auto",
+        extract=False,
+        archive_format="auto",
+        cache_dir=None,
+        force_download=False,
+    ):
+        calls.append(
+            {
+                "fname": fname,
+                "origin": origin,
+                "file_hash": file_hash,
+                "cache_dir": cache_dir,
+                "cache_subdir": cache_subdir,
+            }
+        )
         target = Path(cache_dir) / cache_subdir / fname
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fixture, target)
@@ -576,8 +615,15 @@ def test_download_mnist_through_keras(tmp_path, monkeypatch):
     install_fake_keras(monkeypatch, fake_get_file(calls, write_mnist(tmp_path / "fx.npz", 15)))
     (x_train, _), _ = data.load_mnist()
     assert len(x_train) == 15
-    assert calls == [{"fname": "mnist.npz", "origin": data.MNIST_URL, "file_hash": data.MNIST_SHA256,
-                      "cache_dir": str(tmp_path / "keras_home"), "cache_subdir": "datasets"}]
+    assert calls == [
+        {
+            "fname": "mnist.npz",
+            "origin": data.MNIST_URL,
+            "file_hash": data.MNIST_SHA256,
+            "cache_dir": str(tmp_path / "keras_home"),
+            "cache_subdir": "datasets",
+        }
+    ]
     install_fake_keras(monkeypatch, refuse_download)
     assert len(data.load_mnist()[0][0]) == 15  # now found in the Keras cache
 
@@ -598,8 +644,7 @@ def test_network_failure_gives_one_clear_message(monkeypatch):
     monkeypatch.delenv("CNN_COURSE_OFFLINE")
 
     def no_network(fname=None, origin=None, **kwargs):
-        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] "
-                        "Temporary failure in name resolution")
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
 
     install_fake_keras(monkeypatch, no_network)
     with pytest.raises(data.DatasetNotFound) as err:
@@ -702,7 +747,8 @@ def test_vgg16_weights_found_in_data_dir_and_keras_models(capsys, hermetic):
     models = write_vgg_h5(data.keras_home() / "models" / data.VGG16_FILES[True][0])
     # with the top, offline, the ImageNet class names must be there too (as for any backbone)
     (models.parent / "imagenet_class_index.json").write_text(
-        json.dumps({str(i): [f"n{i:08d}", f"name_{i}"] for i in range(1000)}))
+        json.dumps({str(i): [f"n{i:08d}", f"name_{i}"] for i in range(1000)})
+    )
     assert data.backbone_weights("VGG16", include_top=True)[0] == str(models)
     assert capsys.readouterr().out.splitlines()[0] == f"Weights: {description}"
 
@@ -770,8 +816,9 @@ def test_import_cifar_formats(tmp_path, hermetic):
 
 
 def test_import_dogs_zip_and_vgg16(tmp_path, hermetic):
-    data.make_image_folder_standin(tmp_path / "dogImages", n_classes=2,
-                                   per_split={"train": 1, "valid": 1, "test": 1}, size=(8, 8))
+    data.make_image_folder_standin(
+        tmp_path / "dogImages", n_classes=2, per_split={"train": 1, "valid": 1, "test": 1}, size=(8, 8)
+    )
     zip_path = Path(shutil.make_archive(str(tmp_path / "dogImages"), "zip", tmp_path, "dogImages"))
     assert data.import_dataset("dogs", zip_path) == hermetic / "dogImages"
     assert data.find_dog_images() == hermetic / "dogImages"
@@ -784,8 +831,9 @@ def test_import_dogs_zip_and_vgg16(tmp_path, hermetic):
 
 def test_write_cifar10_pickles_rejects_wrong_shapes(tmp_path):
     with pytest.raises(data.DataError, match="expected uint8"):
-        data.write_cifar10_pickles(tmp_path, (np.zeros((5, 28, 28), np.uint8), labels(5)),
-                                   (np.zeros((5, 28, 28), np.uint8), labels(5)))
+        data.write_cifar10_pickles(
+            tmp_path, (np.zeros((5, 28, 28), np.uint8), labels(5)), (np.zeros((5, 28, 28), np.uint8), labels(5))
+        )
 
 
 def test_importing_the_data_layer_does_not_import_keras():
@@ -796,7 +844,6 @@ def test_importing_the_data_layer_does_not_import_keras():
     code = "import sys, cnn_course.data; print('keras' in sys.modules or 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
 
 
 # ------------------------------------------------- dog images for the lesson
@@ -814,8 +861,9 @@ def temp_dir(tmp_path, monkeypatch):
 
 
 def test_load_dog_images_real_prints_counts(tmp_path, capsys, temp_dir):
-    src = data.make_image_folder_standin(tmp_path / "dogImages", n_classes=3,
-                                         per_split={"train": 4, "valid": 2, "test": 1}, size=(8, 8))
+    src = data.make_image_folder_standin(
+        tmp_path / "dogImages", n_classes=3, per_split={"train": 4, "valid": 2, "test": 1}, size=(8, 8)
+    )
     (src / "train" / "001.Standin_Red" / "notes.txt").write_text("not an image")
     root, description = data.load_dog_images(tmp_path, quick=True)
     assert root == src

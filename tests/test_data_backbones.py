@@ -4,7 +4,6 @@ features. Hermetic: temporary data, repo-data and Keras folders, offline."""
 
 import json
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,16 +58,21 @@ def test_keras_file_names_for_each_backbone():
     assert backbones.weights_file_name("VGG16", include_top=True) == data.VGG16_FILES[True][0]
     assert backbones.weights_file_name("ResNet50") == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert backbones.weights_file_name("MobileNetV2", alpha=0.35) == MOBILENET_NOTOP
-    assert backbones.weights_file_name("MobileNetV2", True, 1, 160) == \
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160.h5"
+    assert (
+        backbones.weights_file_name("MobileNetV2", True, 1, 160)
+        == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160.h5"
+    )
     assert backbones.weights_file_name("MobileNetV2", alpha=0.5, size=64).endswith("_0.5_224_no_top.h5")
 
 
-@pytest.mark.parametrize("backbone, alpha, message", [
-    ("VGG19", 1.0, "BACKBONE must be one of VGG16, ResNet50, MobileNetV2, not 'VGG19'"),
-    ("MobileNetV2", 0.4, "ALPHA for MobileNetV2 must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4"),
-    ("MobileNetV2", "wide", "ALPHA for MobileNetV2 must be one of"),
-])
+@pytest.mark.parametrize(
+    "backbone, alpha, message",
+    [
+        ("VGG19", 1.0, "BACKBONE must be one of VGG16, ResNet50, MobileNetV2, not 'VGG19'"),
+        ("MobileNetV2", 0.4, "ALPHA for MobileNetV2 must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4"),
+        ("MobileNetV2", "wide", "ALPHA for MobileNetV2 must be one of"),
+    ],
+)
 def test_unknown_backbone_or_alpha_is_one_clear_line(home, backbone, alpha, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         data.backbone_weights(backbone, alpha)
@@ -113,13 +117,17 @@ def test_missing_weights_quick_stand_in_online_imagenet_optional_none(home, monk
     assert "with the top: not found (vgg16_weights_tf_dim_ordering_tf_kernels.h5)" in capsys.readouterr().out
     monkeypatch.setenv("CNN_COURSE_OFFLINE", "0")
     weights, description = data.backbone_weights("VGG16")
-    assert weights == "imagenet" and f"Keras downloads vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 into " \
-        f"{home / 'keras' / 'models'}" in description
+    assert (
+        weights == "imagenet"
+        and f"Keras downloads vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 into {home / 'keras' / 'models'}"
+        in description
+    )
 
 
 def test_weights_with_the_top_bring_the_class_index_where_keras_reads_it(home):
-    top = mobilenet_h5(home / "data" / "keras-models" /
-                       "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224.h5", top=True)
+    top = mobilenet_h5(
+        home / "data" / "keras-models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224.h5", top=True
+    )
     # offline and no class names anywhere: decode_predictions could not work, so not available
     assert data.backbone_weights("MobileNetV2", 0.35, include_top=True, required=False)[0] is None
     index = {str(i): [f"n{i:08d}", f"name_{i}"] for i in range(1000)}
@@ -131,8 +139,11 @@ def test_weights_with_the_top_bring_the_class_index_where_keras_reads_it(home):
 
 def test_identify_weights_files(tmp_path):
     assert backbones.identify_weights_file(fake_h5(tmp_path / "a.h5", ["block1_conv1"])) == ("VGG16", False, None)
-    assert backbones.identify_weights_file(fake_h5(tmp_path / "b.h5", ["conv1_conv"], top=True)) == \
-        ("ResNet50", True, None)
+    assert backbones.identify_weights_file(fake_h5(tmp_path / "b.h5", ["conv1_conv"], top=True)) == (
+        "ResNet50",
+        True,
+        None,
+    )
     assert backbones.identify_weights_file(mobilenet_h5(tmp_path / "c.h5", 320)) == ("MobileNetV2", False, 1.0)
     with pytest.raises(data.DataError, match="not the weights of VGG16, ResNet50, MobileNetV2"):
         backbones.identify_weights_file(fake_h5(tmp_path / "d.h5", ["dense"]))
@@ -188,8 +199,11 @@ def test_weights_that_do_not_load_into_their_model_do_not_replace_good_ones(home
         kernel = str(f["Conv1"].attrs["weight_names"][0])
         del f["Conv1"][kernel]
         f["Conv1"].create_dataset(kernel, data=np.zeros((5, 5, 3, 16), np.float32))
-    with pytest.raises(data.DataError, match=r"bad.h5: does not load into MobileNetV2 \(alpha 0.35\) "
-                                             r"without the top: .*\(5, 5, 3, 16\)"):
+    with pytest.raises(
+        data.DataError,
+        match=r"bad.h5: does not load into MobileNetV2 \(alpha 0.35\) "
+        r"without the top: .*\(5, 5, 3, 16\)",
+    ):
         data.import_dataset("weights", bad)
     assert dest.read_bytes() == before
     assert sorted(p.name for p in dest.parent.iterdir()) == [MOBILENET_NOTOP]

@@ -35,8 +35,7 @@ def snapshot(folder):
 
 
 def dog_tree(root, n_classes=2, splits=("train", "valid", "test")):
-    return data.make_image_folder_standin(root, n_classes=n_classes, per_split={s: 1 for s in splits},
-                                          size=(8, 8))
+    return data.make_image_folder_standin(root, n_classes=n_classes, per_split={s: 1 for s in splits}, size=(8, 8))
 
 
 # ------------------------------------------- 1. a failed import loses nothing
@@ -128,18 +127,20 @@ def cli_code(tmp_path, argv, patch=""):
     """Python code running `python -m cnn_course ARGV` with the repo's data
     folder moved to tmp_path/repo_data, after `patch`."""
     (tmp_path / "repo_data").mkdir(exist_ok=True)
-    return "\n".join([
-        "import signal, sys, time",
-        # a child of a background job starts with SIGINT ignored (as CI may run us):
-        # put back the handler a terminal's Ctrl-C meets, as tests/test_cli.py does
-        "signal.signal(signal.SIGINT, signal.default_int_handler)",
-        "from pathlib import Path",
-        "from cnn_course import data",
-        f"data.lookup.REPO_DATA_DIR = Path({str(tmp_path / 'repo_data')!r})",
-        textwrap.dedent(patch),
-        "from cnn_course.__main__ import main",
-        f"sys.exit(main({argv!r}))",
-    ])
+    return "\n".join(
+        [
+            "import signal, sys, time",
+            # a child of a background job starts with SIGINT ignored (as CI may run us):
+            # put back the handler a terminal's Ctrl-C meets, as tests/test_cli.py does
+            "signal.signal(signal.SIGINT, signal.default_int_handler)",
+            "from pathlib import Path",
+            "from cnn_course import data",
+            f"data.lookup.REPO_DATA_DIR = Path({str(tmp_path / 'repo_data')!r})",
+            textwrap.dedent(patch),
+            "from cnn_course.__main__ import main",
+            f"sys.exit(main({argv!r}))",
+        ]
+    )
 
 
 def start_interruptible(tmp_path, patch, argv, env_extra):
@@ -147,8 +148,13 @@ def start_interruptible(tmp_path, patch, argv, env_extra):
     that prints READY and sleeps at the point to interrupt); wait for READY,
     send SIGINT, and return (returncode, stderr)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), **env_extra)
-    proc = subprocess.Popen([sys.executable, "-c", cli_code(tmp_path, argv, patch)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", cli_code(tmp_path, argv, patch)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.strip() == "READY", (line, proc.stderr.read() if proc.poll() is not None else "")
@@ -186,8 +192,12 @@ def test_ctrl_c_during_an_import_keeps_the_old_copy_and_leaves_nothing(tmp_path,
     old = write_jpeg_tree(tmp_path / "old", per_class={"train": 1, "test": 1})
     new = write_jpeg_tree(tmp_path / "new", per_class={"train": 2, "test": 2})
     env = {"CNN_COURSE_DATA": str(data_dir), "KERAS_HOME": str(tmp_path / "keras")}
-    subprocess.run([sys.executable, "-c", cli_code(tmp_path, ["data", "import", "cifar10", str(old)])],
-                   env=dict(os.environ, PYTHONPATH=str(REPO), **env), check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", cli_code(tmp_path, ["data", "import", "cifar10", str(old)])],
+        env=dict(os.environ, PYTHONPATH=str(REPO), **env),
+        check=True,
+        capture_output=True,
+    )
     before = snapshot(data_dir / "cifar10-jpeg")
     patch = """
         def stuck(*args, **kwargs):
@@ -251,7 +261,9 @@ def test_tar_member_over_the_limit_is_refused(tmp_path, monkeypatch):
     tree = write_jpeg_tree(tmp_path / "tree", per_class={"train": 1, "test": 1})
     (tree / "train" / "cat" / "big.jpg").write_bytes(b"\xff\xd8" + b"\0" * 10_000)
     tarball = tar_folder(tmp_path / "cifar10-jpeg.tar.gz", tree, ".")
-    with pytest.raises(data.DataError, match=r"member ./train/cat/big.jpg is 0.0 MiB, over the 0 MiB limit for a CIFAR-10 image"):
+    with pytest.raises(
+        data.DataError, match=r"member ./train/cat/big.jpg is 0.0 MiB, over the 0 MiB limit for a CIFAR-10 image"
+    ):
         data.load_cifar10(tarball)
 
 
@@ -262,8 +274,13 @@ def png_header(width, height):
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk)) + b"\0\0\0\0IDAT\0\0\0\0")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + b"\0\0\0\0IDAT\0\0\0\0"
+    )
 
 
 def test_huge_image_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
@@ -306,10 +323,13 @@ def gif_bytes(width, height):
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("header, size", [
-    (png_header(640, 480), (640, 480)),
-    (gif_bytes(640, 480), (640, 480)),
-])
+@pytest.mark.parametrize(
+    "header, size",
+    [
+        (png_header(640, 480), (640, 480)),
+        (gif_bytes(640, 480), (640, 480)),
+    ],
+)
 def test_header_sizes(header, size):
     """The size in the header is what the pixel limit is checked against, before decoding."""
     reason = data.images.decode_one(header, max_pixels=1000)
@@ -349,15 +369,31 @@ def test_data_folder_naming_a_file_is_a_usage_error(tmp_path, monkeypatch):
 
 
 def run_cli(*argv, **env):
-    return subprocess.run([sys.executable, "-m", "cnn_course", *argv], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO), **env), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cnn_course", *argv],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO), **env),
+        timeout=120,
+    )
 
 
 # --------------------------------------------------- 17. true/false settings
 
 
-@pytest.mark.parametrize("value, expected", [("1", True), (" TRUE ", True), ("on", True), ("yes", True),
-                                             ("", False), ("0", False), ("Off", False), ("no", False)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("1", True),
+        (" TRUE ", True),
+        ("on", True),
+        ("yes", True),
+        ("", False),
+        ("0", False),
+        ("Off", False),
+        ("no", False),
+    ],
+)
 def test_offline_and_quick_accept_the_usual_spellings(monkeypatch, value, expected):
     monkeypatch.setenv("CNN_COURSE_OFFLINE", value)
     monkeypatch.setenv("CNN_COURSE_QUICK", value)
@@ -374,8 +410,10 @@ def test_unrecognised_flag_is_an_error_not_a_silent_false(monkeypatch, variable)
 def test_cli_fetch_with_a_bad_offline_value_exits_2_without_downloading():
     out = run_cli("data", "fetch", "mnist", CNN_COURSE_OFFLINE="2")
     assert out.returncode == 2
-    assert out.stderr == ("error: CNN_COURSE_OFFLINE='2' is not a true/false value: use 1, true, yes or on; "
-                          "or 0, false, no, off or unset it\n")
+    assert out.stderr == (
+        "error: CNN_COURSE_OFFLINE='2' is not a true/false value: use 1, true, yes or on; "
+        "or 0, false, no, off or unset it\n"
+    )
 
 
 # ------------------------------------------ 18 and 20. status checks what it says
@@ -416,9 +454,18 @@ def test_vgg16_weights_with_the_wrong_md5_are_refused(hermetic, monkeypatch):
 def test_status_table_shows_broken():
     from cnn_course.__main__ import format_status_table
 
-    table = format_status_table([{"name": "mnist", "status": "broken", "found": False, "where": "/d/m.npz",
-                                  "how": "broken: /d/m.npz: truncated; get it"}])
-    assert table.splitlines()[1].split() [:2] == ["mnist", "BROKEN"]
+    table = format_status_table(
+        [
+            {
+                "name": "mnist",
+                "status": "broken",
+                "found": False,
+                "where": "/d/m.npz",
+                "how": "broken: /d/m.npz: truncated; get it",
+            }
+        ]
+    )
+    assert table.splitlines()[1].split()[:2] == ["mnist", "BROKEN"]
 
 
 # ------------------------------------------------ 13. symlinks in a tree
@@ -434,8 +481,9 @@ def test_symlink_loop_in_a_jpeg_tree_is_one_clear_error(tmp_path):
 
 
 def test_symlink_out_of_the_tree_is_refused_and_inside_is_kept(tmp_path, hermetic):
-    tree = data.make_image_folder_standin(tmp_path / "dogImages", n_classes=2, size=(8, 8),
-                                          per_split={"train": 2, "valid": 1, "test": 1})
+    tree = data.make_image_folder_standin(
+        tmp_path / "dogImages", n_classes=2, size=(8, 8), per_split={"train": 2, "valid": 1, "test": 1}
+    )
     first = sorted((tree / "train" / "001.Standin_Red").iterdir())[0]
     inside = tree / "train" / "001.Standin_Red" / "z-inside.jpg"
     inside.symlink_to(first)
@@ -474,12 +522,15 @@ def link_member(name, target, kind):
     return info
 
 
-@pytest.mark.parametrize("member, payload, match", [
-    (file_member("../train/cat/escape.jpg", b"x"), b"x", "points outside"),
-    (file_member("/train/cat/absolute.jpg", b"x"), b"x", "points outside"),
-    (link_member("train/cat/sym.jpg", "/etc/passwd", tarfile.SYMTYPE), b"", "a link or special file"),
-    (link_member("train/cat/hard.jpg", "./train/cat/0000.jpg", tarfile.LNKTYPE), b"", "a link or special file"),
-])
+@pytest.mark.parametrize(
+    "member, payload, match",
+    [
+        (file_member("../train/cat/escape.jpg", b"x"), b"x", "points outside"),
+        (file_member("/train/cat/absolute.jpg", b"x"), b"x", "points outside"),
+        (link_member("train/cat/sym.jpg", "/etc/passwd", tarfile.SYMTYPE), b"", "a link or special file"),
+        (link_member("train/cat/hard.jpg", "./train/cat/0000.jpg", tarfile.LNKTYPE), b"", "a link or special file"),
+    ],
+)
 def test_tar_tree_members_that_escape_or_link_are_refused(tmp_path, member, payload, match):
     tarball = cifar_tar_with(tmp_path, member, payload)
     with pytest.raises(data.DataError, match=match) as err:
@@ -487,8 +538,14 @@ def test_tar_tree_members_that_escape_or_link_are_refused(tmp_path, member, payl
     assert member.name in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name, kind", [("../data_batch_1", None), ("/cifar-10-batches-py/data_batch_1", None),
-                                        ("cifar-10-batches-py/data_batch_1", tarfile.SYMTYPE)])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("../data_batch_1", None),
+        ("/cifar-10-batches-py/data_batch_1", None),
+        ("cifar-10-batches-py/data_batch_1", tarfile.SYMTYPE),
+    ],
+)
 def test_pickles_tar_members_that_escape_or_link_are_refused(tmp_path, name, kind):
     folder = write_pickles(tmp_path / "p" / "cifar-10-batches-py")
     tarball = tmp_path / "cifar-10-python.tar.gz"
@@ -535,10 +592,16 @@ def test_npz_with_object_arrays_is_refused_without_unpickling(tmp_path):
 # ------------------------------------------------- 21. read_images arguments
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"size": (0, 0)}, "size must be"), ({"size": (2.5, 3)}, "size must be"), ({"size": 224}, "size must be"),
-    ({"batch_size": 0}, "batch_size must be"), ({"batch_size": 1.5}, "batch_size must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"size": (0, 0)}, "size must be"),
+        ({"size": (2.5, 3)}, "size must be"),
+        ({"size": 224}, "size must be"),
+        ({"batch_size": 0}, "batch_size must be"),
+        ({"batch_size": 1.5}, "batch_size must be"),
+    ],
+)
 def test_read_images_checks_its_arguments_at_the_call(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         data.read_images([tmp_path / "never-read.jpg"], **kwargs)

@@ -26,8 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 def run_cli(*argv, timeout=60, **env):
     """`python -m cnn_course ARGV`; a command still running after `timeout`
     seconds fails the test (TimeoutExpired) instead of hanging it."""
-    return subprocess.run([sys.executable, "-m", "cnn_course", *argv], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO), **env), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cnn_course", *argv],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO), **env),
+        timeout=timeout,
+    )
 
 
 def one_error_line(proc):
@@ -62,8 +67,12 @@ def dogs_zip(path, members):
 
 
 def good_dog_members(breeds=("001.A", "002.B")):
-    return [(f"dogImages/{s}/{b}/{i}.jpg", jpeg_bytes([40 * i, 90, 30 * k], (8, 8)))
-            for s in ("train", "valid", "test") for k, b in enumerate(breeds) for i in range(2)]
+    return [
+        (f"dogImages/{s}/{b}/{i}.jpg", jpeg_bytes([40 * i, 90, 30 * k], (8, 8)))
+        for s in ("train", "valid", "test")
+        for k, b in enumerate(breeds)
+        for i in range(2)
+    ]
 
 
 # ------------------------------ High 1: a special file as the import source
@@ -138,7 +147,9 @@ def test_an_npz_over_the_limit_as_stored_is_refused(tmp_path, hermetic, monkeypa
     monkeypatch.setattr(data.formats, "MAX_NPZ_ARRAY_BYTES", 100_000)
     big = np.zeros((2000, 28, 28), np.uint8)  # 1.5 MB
     npz = tmp_path / "mnist.npz"
-    np.savez_compressed(npz, x_train=big, y_train=big[:, 0, 0], x_test=big[:2], y_test=big[:2, 0, 0])  # a deflate bomb in small
+    np.savez_compressed(
+        npz, x_train=big, y_train=big[:, 0, 0], x_test=big[:2], y_test=big[:2, 0, 0]
+    )  # a deflate bomb in small
     with pytest.raises(data.DataError, match="over the 0 MiB limit"):
         data.import_dataset("mnist", npz)
 
@@ -174,10 +185,13 @@ def symlink_member(name, target):
     return info, target
 
 
-@pytest.mark.parametrize("extra, match", [
-    ([("dogImages/train/001.A/0.jpg", b"junk")], "appears twice"),  # a junk second copy
-    ([symlink_member("dogImages/train/001.A/9.jpg", "/etc/passwd")], "a link or special file"),
-])
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ([("dogImages/train/001.A/0.jpg", b"junk")], "appears twice"),  # a junk second copy
+        ([symlink_member("dogImages/train/001.A/9.jpg", "/etc/passwd")], "a link or special file"),
+    ],
+)
 def test_duplicate_and_symlink_zip_members_are_refused(tmp_path, hermetic, extra, match):
     zip_path = dogs_zip(tmp_path / "dogImages.zip", good_dog_members() + extra)
     with pytest.raises(data.DataError, match=match):
@@ -190,8 +204,11 @@ def test_duplicate_and_symlink_zip_members_are_refused(tmp_path, hermetic, extra
 
 def test_a_jpeg_import_hidden_by_the_pickles_is_refused(tmp_path, hermetic):
     write_pickles(hermetic / "cifar-10-batches-py")
-    tarball = tar_folder(tmp_path / "cifar10-jpeg.tar.gz",
-                         write_jpeg_tree(tmp_path / "jpeg", per_class={"train": 1, "test": 1}), "cifar10-jpeg")
+    tarball = tar_folder(
+        tmp_path / "cifar10-jpeg.tar.gz",
+        write_jpeg_tree(tmp_path / "jpeg", per_class={"train": 1, "test": 1}),
+        "cifar10-jpeg",
+    )
     with pytest.raises(data.DataError, match=r"the lessons would still read .*cifar-10-batches-py"):
         data.import_dataset("cifar10", tarball)
     assert not (hermetic / "cifar10-jpeg.tar.gz").exists()
@@ -271,5 +288,6 @@ def test_a_fifo_in_the_data_folder_is_named_by_status_not_opened(tmp_path):
     os.mkfifo(folder / "mnist.npz")
     proc = run_cli("data", "status", CNN_COURSE_DATA=str(folder))
     assert proc.returncode == 0
-    assert any(line.startswith("mnist") and "BROKEN" in line and "mnist.npz" in line
-               for line in proc.stdout.splitlines())
+    assert any(
+        line.startswith("mnist") and "BROKEN" in line and "mnist.npz" in line for line in proc.stdout.splitlines()
+    )

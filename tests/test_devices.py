@@ -39,8 +39,14 @@ def test_another_backend_is_refused():
 
 def fresh_python(code):
     """Run `code` in a new interpreter with this checkout's cnn_course; return what it printed last, as JSON."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          cwd=REPO, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -93,6 +99,7 @@ def test_alternate_throughput_takes_turns_and_reports_images_per_second():
             calls.append(name)
             time.sleep(0.001)
             return images
+
         return train
 
     rates = devices.alternate_throughput({"a": run("a", 100), "b": run("b", 300)}, rounds=3, warmup=2)
@@ -108,8 +115,9 @@ def test_alternate_throughput_per_round_gives_each_round_for_the_median_ratio():
     from cnn_course import timing
 
     images = {"one": iter([10] * 2 + [100, 100, 100]), "all": iter([10] * 2 + [200, 200, 200])}
-    rates = devices.alternate_throughput({name: (lambda it=it: next(it)) for name, it in images.items()},
-                                         rounds=3, warmup=2, per_round=True)
+    rates = devices.alternate_throughput(
+        {name: (lambda it=it: next(it)) for name, it in images.items()}, rounds=3, warmup=2, per_round=True
+    )
     assert set(rates) == {"one", "all"} and all(len(values) == 3 for values in rates.values())
     measured = timing.paired_ratio(rates["one"], rates["all"])
     assert measured["ratios"] == [a / o for o, a in zip(rates["one"], rates["all"])]

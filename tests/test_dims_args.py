@@ -56,15 +56,19 @@ def test_check_exact_allows_up_to_the_limit():
 # Keras installed without its backend (`pip install cnn-course` with no extra): one
 # line naming what to install, not Keras's traceback. A `None` in sys.modules makes
 # the backend's package look absent to Keras and to the check alike.
-BLOCKED = "import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; " \
-          "runpy.run_path(sys.argv[0], run_name='__main__')"
+BLOCKED = (
+    "import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 @pytest.mark.parametrize("script", [CONV, POOL])
 def test_keras_without_its_backend_is_one_line_saying_what_to_install(env, script):
-    done = subprocess.run([sys.executable, "-c", BLOCKED, script], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED, script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"{script}: error: the Keras backend 'tensorflow' is not installed in this Python ({sys.executable}); "
-        "install it (pip install tensorflow, or see README.md, \"Keras backends and GPUs\") or choose another"]
+        'install it (pip install tensorflow, or see README.md, "Keras backends and GPUs") or choose another'
+    ]

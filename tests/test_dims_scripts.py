@@ -25,20 +25,28 @@ CONV, POOL = "conv-dims.py", "pool-dims.py"
 def env(tmp_path_factory):
     """Return an environment for the scripts: no network, Keras's home in a temp folder."""
     home = tmp_path_factory.mktemp("keras_home")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "PYTHONPATH")}
-    env.update(KERAS_HOME=str(home), CNN_COURSE_DATA=str(home / "data"),
-               CNN_COURSE_OFFLINE="1", KERAS_BACKEND="tensorflow", PYTHONPATH=str(REPO))
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "PYTHONPATH")
+    }
+    env.update(
+        KERAS_HOME=str(home),
+        CNN_COURSE_DATA=str(home / "data"),
+        CNN_COURSE_OFFLINE="1",
+        KERAS_BACKEND="tensorflow",
+        PYTHONPATH=str(REPO),
+    )
     return env
 
 
 def run(env, script, *args):
     """Return the finished `python script args...` process, run from the repo root."""
-    return subprocess.run([sys.executable, script, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 # ---- without Keras: fast subprocesses ---------------------------------------
+
 
 def test_no_keras_default_conv_prints_the_lesson_working(env):
     result = run(env, CONV, "--no-keras")
@@ -54,18 +62,31 @@ def test_no_keras_default_pool_prints_the_lesson_working(env):
     assert "Output shape (None, 50, 50, 15), 0 parameters" in result.stdout
 
 
-@pytest.mark.parametrize("script, args, expected", [
-    (CONV, ["--padding", "same", "--strides", "3", "--input-shape", "32,32,3"],
-     ["ceil(H_in / S) = ceil(32 / 3) = ceil(10.6667) = 11", "(None, 11, 11, 16), 208 parameters"]),
-    (CONV, ["--kernel-size", "3x5", "--strides", "2x1", "--filters", "8",
-            "--input-shape", "28,27,3"],
-     ["K x F_h x F_w x D_in + K = 8 x 3 x 5 x 3 + 8 = 368", "ceil((W_in - F_w + 1) / S_w)",
-      "(None, 13, 23, 8), 368 parameters"]),
-    (POOL, ["--pool-size", "3x2", "--input-shape", "10,10,1"],
-     ["strides S = 3x2", "(None, 3, 5, 1), 0 parameters"]),
-    (POOL, ["--type", "global-average", "--input-shape", "7,7,512"],
-     ["Output shape (None, 512), 0 parameters"]),
-])
+@pytest.mark.parametrize(
+    "script, args, expected",
+    [
+        (
+            CONV,
+            ["--padding", "same", "--strides", "3", "--input-shape", "32,32,3"],
+            ["ceil(H_in / S) = ceil(32 / 3) = ceil(10.6667) = 11", "(None, 11, 11, 16), 208 parameters"],
+        ),
+        (
+            CONV,
+            ["--kernel-size", "3x5", "--strides", "2x1", "--filters", "8", "--input-shape", "28,27,3"],
+            [
+                "K x F_h x F_w x D_in + K = 8 x 3 x 5 x 3 + 8 = 368",
+                "ceil((W_in - F_w + 1) / S_w)",
+                "(None, 13, 23, 8), 368 parameters",
+            ],
+        ),
+        (
+            POOL,
+            ["--pool-size", "3x2", "--input-shape", "10,10,1"],
+            ["strides S = 3x2", "(None, 3, 5, 1), 0 parameters"],
+        ),
+        (POOL, ["--type", "global-average", "--input-shape", "7,7,512"], ["Output shape (None, 512), 0 parameters"]),
+    ],
+)
 def test_no_keras_flag_combinations(env, script, args, expected):
     result = run(env, script, *args, "--no-keras")
     assert result.returncode == 0, result.stderr
@@ -100,8 +121,9 @@ def test_no_keras_imports_no_tensorflow(env, script):
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "print('HEAVY', heavy)\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
 
@@ -119,8 +141,11 @@ BAD_INPUTS = [
     (CONV, ["--input-shape", "32,32"], "--input-shape 32,32: must be H,W,D"),
     (CONV, ["--input-shape", "32,0,3"], "--input-shape 32,0,3: must be H,W,D"),
     (CONV, ["--input-shape", "a,b,c"], "--input-shape a,b,c: must be H,W,D"),
-    (CONV, ["--kernel-size", "5", "--input-shape", "4,10,1"],
-     "kernel_size 5x5 does not fit the 4x10 input with padding='valid'"),
+    (
+        CONV,
+        ["--kernel-size", "5", "--input-shape", "4,10,1"],
+        "kernel_size 5x5 does not fit the 4x10 input with padding='valid'",
+    ),
     (CONV, ["--activation", "re-lu"], "--activation re-lu: must be an activation name"),
     (CONV, ["--stack", "conv:16:2", "--filters", "8"], "leave out --filters"),
     (CONV, ["--stack", "conv:0:2"], "--stack layer 1 ('conv:0:2'): filters 0: must be a positive"),
@@ -144,20 +169,29 @@ BAD_INPUTS = [
 # Layers far too big for any machine's memory: refused before Keras starts
 # (they used to end in a ResourceExhaustedError traceback or the OOM killer).
 TOO_BIG = [
-    (CONV, ["--filters", "100000", "--kernel-size", "100", "--input-shape", "200,200,1000"],
-     "the layer has 1,000,000,100,000 parameters: building it with Keras needs about 11.8 TiB of memory",
-     "Output shape (None, 51, 51, 100000), 1,000,000,100,000 parameters"),
-    (CONV, ["--input-shape", "200,200,1000", "--stack", "conv:16:1,flatten,dense:100000"],
-     "the stack has 64,000,116,016 parameters: building it with Keras needs about 774.9 GiB",
-     "Total params: 64,000,116,016"),
-    (POOL, ["--input-shape", "200,200,1000", "--stack", "pool:2,flatten,dense:1000000"],
-     "the stack has 10,000,001,000,000 parameters", "Total params: 10,000,001,000,000"),
+    (
+        CONV,
+        ["--filters", "100000", "--kernel-size", "100", "--input-shape", "200,200,1000"],
+        "the layer has 1,000,000,100,000 parameters: building it with Keras needs about 11.8 TiB of memory",
+        "Output shape (None, 51, 51, 100000), 1,000,000,100,000 parameters",
+    ),
+    (
+        CONV,
+        ["--input-shape", "200,200,1000", "--stack", "conv:16:1,flatten,dense:100000"],
+        "the stack has 64,000,116,016 parameters: building it with Keras needs about 774.9 GiB",
+        "Total params: 64,000,116,016",
+    ),
+    (
+        POOL,
+        ["--input-shape", "200,200,1000", "--stack", "pool:2,flatten,dense:1000000"],
+        "the stack has 10,000,001,000,000 parameters",
+        "Total params: 10,000,001,000,000",
+    ),
 ]
 BAD_INPUTS += [(script, args, message) for script, args, message, _ in TOO_BIG]
 
 
-@pytest.mark.parametrize("script, args, message", BAD_INPUTS,
-                         ids=[" ".join([s, *a]) for s, a, _ in BAD_INPUTS])
+@pytest.mark.parametrize("script, args, message", BAD_INPUTS, ids=[" ".join([s, *a]) for s, a, _ in BAD_INPUTS])
 def test_bad_input_is_one_line_and_exit_status_2(env, script, args, message):
     result = run(env, script, *args)  # rejected before Keras is imported, so quick
     assert result.returncode == 2
@@ -169,8 +203,7 @@ def test_bad_input_is_one_line_and_exit_status_2(env, script, args, message):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("script, args, message, answer", TOO_BIG,
-                         ids=[" ".join([s, *a]) for s, a, _, _ in TOO_BIG])
+@pytest.mark.parametrize("script, args, message, answer", TOO_BIG, ids=[" ".join([s, *a]) for s, a, _, _ in TOO_BIG])
 def test_too_big_layers_still_get_the_arithmetic(env, script, args, message, answer):
     result = run(env, script, *args, "--no-keras")
     assert result.returncode == 0, result.stderr
@@ -179,8 +212,11 @@ def test_too_big_layers_still_get_the_arithmetic(env, script, args, message, ans
 
 def test_the_memory_refusal_gives_the_limit(env):
     result = run(env, *TOO_BIG[0][:1], *TOO_BIG[0][1])
-    assert re.search(r"over the limit of [0-9.,]+ [GMT]i?B \(80% of the memory available now\); "
-                     r"--no-keras still prints the working$", result.stderr.strip()), result.stderr
+    assert re.search(
+        r"over the limit of [0-9.,]+ [GMT]i?B \(80% of the memory available now\); "
+        r"--no-keras still prints the working$",
+        result.stderr.strip(),
+    ), result.stderr
 
 
 # ---- with Keras: one shared subprocess ----------------------------------------
@@ -221,13 +257,31 @@ print("RESULTS " + json.dumps(results))
 KERAS_CASES = {
     "conv default": (CONV, []),
     "pool default": (POOL, []),
-    "conv rectangular same": (CONV, ["--kernel-size", "3x5", "--strides", "2x1", "--padding",
-                                     "same", "--filters", "8", "--input-shape", "28,27,3",
-                                     "--activation", "sigmoid"]),
-    "conv valid stride 3": (CONV, ["--kernel-size", "5", "--strides", "3",
-                                   "--input-shape", "32,32,3", "--activation", "none"]),
-    "pool average same": (POOL, ["--type", "average", "--pool-size", "3", "--strides", "1",
-                                 "--padding", "same", "--input-shape", "7,9,4"]),
+    "conv rectangular same": (
+        CONV,
+        [
+            "--kernel-size",
+            "3x5",
+            "--strides",
+            "2x1",
+            "--padding",
+            "same",
+            "--filters",
+            "8",
+            "--input-shape",
+            "28,27,3",
+            "--activation",
+            "sigmoid",
+        ],
+    ),
+    "conv valid stride 3": (
+        CONV,
+        ["--kernel-size", "5", "--strides", "3", "--input-shape", "32,32,3", "--activation", "none"],
+    ),
+    "pool average same": (
+        POOL,
+        ["--type", "average", "--pool-size", "3", "--strides", "1", "--padding", "same", "--input-shape", "7,9,4"],
+    ),
     "pool rectangular": (POOL, ["--pool-size", "3x2", "--input-shape", "10,10,1"]),
     "pool global": (POOL, ["--type", "global-average", "--input-shape", "7,7,512"]),
     "conv stack": (CONV, ["--input-shape", "32,32,3", "--stack", CIFAR10_STACK]),
@@ -247,14 +301,22 @@ KERAS_CASES = {
 @pytest.fixture(scope="module")
 def keras_runs(env, keras_backend):
     """Return {case name: {'code', 'stdout', 'stderr'}} and the driver's own stderr, on each backend."""
-    cases = [{"script": s, "args": a, "break": rest[0] if rest else [], "oom": rest[1:] == [True]}
-             for s, a, *rest in KERAS_CASES.values()]
-    result = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(cases), cwd=REPO,
-                            env=dict(env, KERAS_BACKEND=keras_backend), capture_output=True, text=True,
-                            timeout=600)
+    cases = [
+        {"script": s, "args": a, "break": rest[0] if rest else [], "oom": rest[1:] == [True]}
+        for s, a, *rest in KERAS_CASES.values()
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER],
+        input=json.dumps(cases),
+        cwd=REPO,
+        env=dict(env, KERAS_BACKEND=keras_backend),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(out for out in result.stdout.splitlines() if out.startswith("RESULTS "))
-    runs = json.loads(line[len("RESULTS "):])
+    runs = json.loads(line[len("RESULTS ") :])
     return dict(zip(KERAS_CASES, runs)), result.stderr
 
 
@@ -280,13 +342,16 @@ def test_pool_default_is_the_lesson_layer(keras_runs):
     assert "Keras agrees: output (None, 50, 50, 15), 0 parameters" in working
 
 
-@pytest.mark.parametrize("case, shape, params", [
-    ("conv rectangular same", "(None, 14, 27, 8)", "368"),
-    ("conv valid stride 3", "(None, 10, 10, 16)", "1,216"),
-    ("pool average same", "(None, 7, 9, 4)", "0"),
-    ("pool rectangular", "(None, 3, 5, 1)", "0"),
-    ("pool global", "(None, 512)", "0"),
-])
+@pytest.mark.parametrize(
+    "case, shape, params",
+    [
+        ("conv rectangular same", "(None, 14, 27, 8)", "368"),
+        ("conv valid stride 3", "(None, 10, 10, 16)", "1,216"),
+        ("pool average same", "(None, 7, 9, 4)", "0"),
+        ("pool rectangular", "(None, 3, 5, 1)", "0"),
+        ("pool global", "(None, 512)", "0"),
+    ],
+)
 def test_flag_combinations_agree_with_keras(keras_runs, case, shape, params):
     out = agreed(keras_runs[0][case])
     assert f"Keras agrees: output {shape}, {params} parameters" in out
@@ -294,8 +359,7 @@ def test_flag_combinations_agree_with_keras(keras_runs, case, shape, params):
 
 def test_stack_traces_the_cifar10_cnn_layer_by_layer(keras_runs):
     out = agreed(keras_runs[0]["conv stack"])
-    for row in ["(None, 32, 32, 16)", "(None, 16, 16, 16)", "(None, 4, 4, 64)",
-                "(None, 1024)", "512,500", "5,010"]:
+    for row in ["(None, 32, 32, 16)", "(None, 16, 16, 16)", "(None, 4, 4, 64)", "(None, 1024)", "512,500", "5,010"]:
         assert row in out
     assert "Total params: 528,054" in out
     assert "Keras agrees: every layer, 528,054 parameters in total" in out
@@ -307,14 +371,17 @@ def test_stack_with_average_and_global_pooling(keras_runs):
     assert "Total params: 16" in out
 
 
-@pytest.mark.parametrize("case, message", [
-    ("bad activation", "--activation relux: Keras has no activation of that name"),
-    ("bad stack activation", "activation 'relux': Keras has no activation of that name"),
-    ("conv threshold", "--activation threshold: Keras cannot apply it by name alone (TypeError: "),
-    ("stack threshold", "--stack layer 2 ('dense:3:threshold'): activation 'threshold': Keras cannot apply"),
-    ("conv out of memory", "conv-dims.py: error: the layer: Keras ran out of memory building it (MemoryError)"),
-    ("stack out of memory", "pool-dims.py: error: the stack: Keras ran out of memory building it (MemoryError)"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("bad activation", "--activation relux: Keras has no activation of that name"),
+        ("bad stack activation", "activation 'relux': Keras has no activation of that name"),
+        ("conv threshold", "--activation threshold: Keras cannot apply it by name alone (TypeError: "),
+        ("stack threshold", "--stack layer 2 ('dense:3:threshold'): activation 'threshold': Keras cannot apply"),
+        ("conv out of memory", "conv-dims.py: error: the layer: Keras ran out of memory building it (MemoryError)"),
+        ("stack out of memory", "pool-dims.py: error: the stack: Keras ran out of memory building it (MemoryError)"),
+    ],
+)
 def test_refusals_with_keras_are_one_line_and_exit_status_2(keras_runs, case, message):
     run = keras_runs[0][case]
     assert run["code"] == 2

@@ -25,8 +25,11 @@ from test_dims_scripts import CONV, POOL, REPO, env, run  # noqa: F401
 
 ON_EVERY_BACKEND = True  # the quiz checks answers with Keras, and Keras's layers differ by backend
 
-QUESTION = re.compile(r"^(\d+)/(\d+)\. (Conv2D|MaxPooling2D|AveragePooling2D)\((.*)\) "
-                      r"on an input of (\d+) x (\d+) x (\d+) ", re.MULTILINE)
+QUESTION = re.compile(
+    r"^(\d+)/(\d+)\. (Conv2D|MaxPooling2D|AveragePooling2D)\((.*)\) "
+    r"on an input of (\d+) x (\d+) x (\d+) ",
+    re.MULTILINE,
+)
 PROMPT = "output height width depth, parameters?"
 
 
@@ -43,12 +46,14 @@ def solve(question):
     """Return the right answer to a printed question as the student types it: "H W D PARAMS"."""
     name, arguments, input_shape = question
     if name == "Conv2D":
-        shape = shapes.conv_output_shape(input_shape, arguments["kernel_size"], arguments["strides"],
-                                         arguments["padding"], arguments["filters"])
+        shape = shapes.conv_output_shape(
+            input_shape, arguments["kernel_size"], arguments["strides"], arguments["padding"], arguments["filters"]
+        )
         params = shapes.conv_params(arguments["kernel_size"], input_shape[2], arguments["filters"])
     else:
-        shape = shapes.pool_output_shape(input_shape, arguments["pool_size"], arguments.get("strides"),
-                                         arguments["padding"])
+        shape = shapes.pool_output_shape(
+            input_shape, arguments["pool_size"], arguments.get("strides"), arguments["padding"]
+        )
         params = 0
     return " ".join(map(str, shape)) + f" {params}"
 
@@ -77,6 +82,7 @@ def check_scored_session(out, asked):
 
 # ---- the scripts, through stdin -----------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def backend_env(env, keras_backend):
     """Return the scripts' environment on one Keras backend."""
@@ -85,15 +91,28 @@ def backend_env(env, keras_backend):
 
 @pytest.mark.parametrize("script, seed", [(CONV, "3"), (POOL, "11")])
 def test_quiz_scores_right_wrong_and_malformed_answers_against_keras(backend_env, script, seed):
-    first = subprocess.run([sys.executable, script, "--quiz", "3", "--seed", seed, "--no-keras"], cwd=REPO,
-                           env=backend_env, input="0 0 0 0\n" * 3, capture_output=True, text=True, timeout=60)
+    first = subprocess.run(
+        [sys.executable, script, "--quiz", "3", "--seed", seed, "--no-keras"],
+        cwd=REPO,
+        env=backend_env,
+        input="0 0 0 0\n" * 3,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     asked = questions(first.stdout)
     assert len(asked) == 3, first.stdout + first.stderr
     expected = "Conv2D" if script == CONV else "Pooling2D"
     assert all(name.endswith(expected) for name, _, _ in asked)
-    result = subprocess.run([sys.executable, script, "--quiz", "3", "--seed", seed], cwd=REPO, env=backend_env,
-                            input=scripted([solve(q) for q in asked]), capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, script, "--quiz", "3", "--seed", seed],
+        cwd=REPO,
+        env=backend_env,
+        input=scripted([solve(q) for q in asked]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     check_scored_session(result.stdout, asked)
@@ -104,17 +123,31 @@ def test_ctrl_d_ends_the_quiz_with_the_score_so_far(env):
     assert first.returncode == 0 and first.stderr == ""
     assert first.stdout.rstrip().endswith("Score: 0/0 right (stopped after 0 of 3 questions)")
     answer = solve(questions(first.stdout)[0])
-    result = subprocess.run([sys.executable, CONV, "--quiz", "3", "--seed", "5", "--no-keras"], cwd=REPO,
-                            env=env, input=answer + "\n", capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, CONV, "--quiz", "3", "--seed", "5", "--no-keras"],
+        cwd=REPO,
+        env=env,
+        input=answer + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.rstrip().endswith("Score: 1/1 right (stopped after 1 of 3 questions)")
 
 
 def test_ctrl_c_ends_the_quiz_with_the_score_and_status_130(env):
     # a child of a background job starts with SIGINT ignored (as CI may run us): put it back
-    proc = subprocess.Popen([sys.executable, POOL, "--quiz", "4", "--no-keras"], cwd=REPO, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, POOL, "--quiz", "4", "--no-keras"],
+        cwd=REPO,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = ""
         deadline = time.monotonic() + 30
@@ -185,8 +218,15 @@ print(json.dumps({"asked": asked, "out": second.getvalue()}))
 
 
 def test_shape_quiz_in_a_notebook_reads_input_and_checks_with_keras(backend_env):
-    result = subprocess.run([sys.executable, "-c", NOTEBOOK_DRIVER], cwd=REPO, env=backend_env,
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", NOTEBOOK_DRIVER],
+        cwd=REPO,
+        env=backend_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.splitlines()[-1])
     asked = [tuple(q[:2]) + (tuple(q[2]),) for q in found["asked"]]
@@ -216,20 +256,28 @@ def test_ctrl_c_in_a_notebook_ends_the_quiz_with_the_score(monkeypatch, capsys):
     assert capsys.readouterr().out.rstrip().endswith("Score: 0/0 right (stopped after 0 of 2 questions)")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("16 16 8 224", ((16, 16, 8), 224)),
-    ("(None, 16, 16, 8), 224", ((16, 16, 8), 224)),
-    ("16x16x8, 224", ((16, 16, 8), 224)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("16 16 8 224", ((16, 16, 8), 224)),
+        ("(None, 16, 16, 8), 224", ((16, 16, 8), 224)),
+        ("16x16x8, 224", ((16, 16, 8), 224)),
+    ],
+)
 def test_answers_are_read_in_the_forms_keras_prints(text, expected):
     assert drills.parse_answer(text) == expected
 
 
-@pytest.mark.parametrize("text, hint", [
-    ("", "no answer"), ("sixteen 16 8 224", "'sixteen' is not a whole number"),
-    ("-1 16 8 224", "is not a whole number"), ("16 16 8", "3 numbers, not 4"),
-    ("16 16 8 1,024", "5 numbers, not 4"),
-])
+@pytest.mark.parametrize(
+    "text, hint",
+    [
+        ("", "no answer"),
+        ("sixteen 16 8 224", "'sixteen' is not a whole number"),
+        ("-1 16 8 224", "is not a whole number"),
+        ("16 16 8", "3 numbers, not 4"),
+        ("16 16 8 1,024", "5 numbers, not 4"),
+    ],
+)
 def test_malformed_answers_get_a_one_line_hint(text, hint):
     with pytest.raises(ValueError, match=re.escape(hint)) as error:
         drills.parse_answer(text)
@@ -246,10 +294,12 @@ def test_drawn_layers_fit_their_input_and_stay_small():
 
 # ---- check_answer ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def exercise_numbers():
     """Return each exercise number, worked out by building the layers with Keras."""
     from cnn_course.keras_check import import_keras
+
     keras = import_keras()
 
     def cifar10_cnn(kernel=2, first_pool=True):
@@ -296,8 +346,10 @@ def test_check_answer_lists_the_names_for_an_unknown_one(capsys):
 
 # ---- the lessons point to the drill ---------------------------------------------------------
 
-LESSONS = {"cifar10-cnn": REPO / "cifar10-classification" / "cifar10_cnn.ipynb",
-           "conv-visualization": REPO / "conv-visualization" / "conv_visualization.ipynb"}
+LESSONS = {
+    "cifar10-cnn": REPO / "cifar10-classification" / "cifar10_cnn.ipynb",
+    "conv-visualization": REPO / "conv-visualization" / "conv_visualization.ipynb",
+}
 
 
 @pytest.mark.parametrize("lesson", list(LESSONS))

@@ -43,11 +43,13 @@ def images(tmp_path):
 def tiny_model(seed=0):
     """A small frozen 'base': one conv layer and a pooling layer, output (8, 8, 3)."""
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((*SIZE, 3)),
-        keras.layers.Conv2D(3, 3, padding="same"),
-        keras.layers.MaxPooling2D(2),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((*SIZE, 3)),
+            keras.layers.Conv2D(3, 3, padding="same"),
+            keras.layers.MaxPooling2D(2),
+        ]
+    )
 
 
 def expected(model, paths):
@@ -59,12 +61,16 @@ def expected(model, paths):
 
 def pass_of(model, calls=None):
     """The lesson's feature pass for `model`, recording each call's paths in `calls`."""
+
     def extract(paths):
         if calls is not None:
             calls.append(list(paths))
-        out = [model.predict(keras.applications.vgg16.preprocess_input(b.astype("float32")), verbose=0)
-               for b in features.image_batches(paths, size=SIZE, batch_size=3, progress=False)]
+        out = [
+            model.predict(keras.applications.vgg16.preprocess_input(b.astype("float32")), verbose=0)
+            for b in features.image_batches(paths, size=SIZE, batch_size=3, progress=False)
+        ]
         return np.concatenate(out)
+
     return extract
 
 
@@ -80,8 +86,9 @@ def test_image_batches_yield_every_image_in_order_with_a_bounded_bar(images, cap
     batches = list(features.image_batches(images, size=SIZE, batch_size=3, progress=True))
     assert [len(b) for b in batches] == [3, 3, 1]
     assert all(b.dtype == np.uint8 and b.shape[1:] == (*SIZE, 3) for b in batches)
-    np.testing.assert_array_equal(np.concatenate(batches),
-                                  np.concatenate(list(data.read_images(images, size=SIZE, batch_size=7))))
+    np.testing.assert_array_equal(
+        np.concatenate(batches), np.concatenate(list(data.read_images(images, size=SIZE, batch_size=7)))
+    )
     bar = capsys.readouterr().err
     assert "bottleneck features" in bar and "7/7" in bar and "8/7" not in bar
 
@@ -97,8 +104,12 @@ def test_cached_features_compute_time_and_save_then_load_without_computing(image
     assert first.shape == (7, 8, 8, 3) and first.dtype == np.float32
     np.testing.assert_allclose(first, expected(model, images), rtol=1e-5, atol=1e-5)
     out = capsys.readouterr().out
-    assert re.search(r"^Features: dogs-tiny-train \(7, 8, 8, 3\) computed in [\d.]+ s \([\d.]+ images/s\), "
-                     r"saved to .*dogs-tiny-train\.npz$", out, re.MULTILINE)
+    assert re.search(
+        r"^Features: dogs-tiny-train \(7, 8, 8, 3\) computed in [\d.]+ s \([\d.]+ images/s\), "
+        r"saved to .*dogs-tiny-train\.npz$",
+        out,
+        re.MULTILINE,
+    )
     assert (cache_home / "dogs-tiny-train.npz").is_file()
     second = features.cached_features("dogs-tiny-train", pass_of(model, calls), images, model, SIZE)
     assert len(calls) == 1  # the pass did not run again

@@ -24,9 +24,8 @@ from cnn_course import __main__ as cli
 from cnn_course import data
 from cnn_course.data import backbones, commands
 from cnn_course.data.catalog import CLASS_INDEX_MD5, CLASS_INDEX_URL, LESSON_ALPHA, TITLES
+from test_data import hermetic, install_fake_keras, tar_folder, write_mnist, write_pickles, write_vgg_h5  # noqa: F401
 from test_data_backbones import mobilenet_h5
-from test_data import (hermetic, install_fake_keras, tar_folder, write_mnist, write_pickles,  # noqa: F401
-                       write_vgg_h5)
 
 # The hash the catalogue pins for each URL (None: none is published).
 PINNED = {
@@ -35,8 +34,10 @@ PINNED = {
     data.DOGS_URL: data.DOGS_SHA256,
     **{data.VGG16_URL + fname: md5 for fname, md5 in data.VGG16_FILES.values()},
     # The lessons' default backbone: Keras pins no hash for these weights, only for the class names
-    **{backbones.BASE_URLS["MobileNetV2"] + backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA): None
-       for top in (False, True)},
+    **{
+        backbones.BASE_URLS["MobileNetV2"] + backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA): None
+        for top in (False, True)
+    },
     CLASS_INDEX_URL: CLASS_INDEX_MD5,
 }
 MOBILENET_FILES = {backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA) for top in (False, True)}
@@ -54,20 +55,26 @@ def _demand(condition, what):
 
 def fixtures(folder):
     """Small stand-ins for each downloadable file, by the name Keras saves it as."""
-    tree = data.make_image_folder_standin(folder / "dogs" / "dogImages", n_classes=2,
-                                          per_split={"train": 1, "valid": 1, "test": 1}, size=(8, 8))
+    tree = data.make_image_folder_standin(
+        folder / "dogs" / "dogImages", n_classes=2, per_split={"train": 1, "valid": 1, "test": 1}, size=(8, 8)
+    )
     dogs_zip = folder / "dogImages.zip"
     with zipfile.ZipFile(dogs_zip, "w") as z:
         for path in sorted(tree.rglob("*")):
             z.write(path, str(path.relative_to(tree.parent)))
     return {
         data.MNIST_FILE: write_mnist(folder / "mnist.npz", 15),
-        data.CIFAR10_FILE: tar_folder(folder / "cifar.tar.gz", write_pickles(folder / "cifar-10-batches-py", 20),
-                                      "cifar-10-batches-py"),
+        data.CIFAR10_FILE: tar_folder(
+            folder / "cifar.tar.gz", write_pickles(folder / "cifar-10-batches-py", 20), "cifar-10-batches-py"
+        ),
         data.DOGS_FILE: dogs_zip,
         **{fname: write_vgg_h5(folder / fname, top=top) for top, (fname, _) in data.VGG16_FILES.items()},
-        **{backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA): mobilenet_h5(
-            folder / backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA), top=top) for top in (False, True)},
+        **{
+            backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA): mobilenet_h5(
+                folder / backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA), top=top
+            )
+            for top in (False, True)
+        },
         "imagenet_class_index.json": class_index(folder / "imagenet_class_index.json"),
     }
 
@@ -80,9 +87,19 @@ def class_index(path):
 def strict_get_file(files, calls):
     """A fake keras.utils.get_file with Keras 3's signature and checks."""
 
-    def get_file(fname=None, origin=None, untar=False, md5_hash=None, file_hash=None,
-                 cache_subdir="datasets", hash_algorithm="auto", extract=False,
-                 archive_format="auto", cache_dir=None, force_download=False):
+    def get_file(
+        fname=None,
+        origin=None,
+        untar=False,
+        md5_hash=None,
+        file_hash=None,
+        cache_subdir="datasets",
+        hash_algorithm="auto",
+        extract=False,
+        archive_format="auto",
+        cache_dir=None,
+        force_download=False,
+    ):
         # What Keras 3.15's get_file itself refuses, with its errors:
         if origin is None:
             raise ValueError('Please specify the "origin" argument (URL of the file to download).')
@@ -94,12 +111,15 @@ def strict_get_file(files, calls):
         _demand(origin in PINNED, f"origin is not a URL of the catalogue: {origin!r}")
         _demand(fname == posixpath.basename(url.path), f"fname {fname!r} is not the file {origin} names")
         _demand(file_hash == PINNED[origin], f"file_hash {file_hash!r} is not the pinned {PINNED[origin]!r}")
-        _demand(file_hash is None or re.fullmatch(r"[0-9a-f]{32}|[0-9a-f]{64}", file_hash),
-                f"file_hash {file_hash!r} is neither an md5 nor a sha256")
+        _demand(
+            file_hash is None or re.fullmatch(r"[0-9a-f]{32}|[0-9a-f]{64}", file_hash),
+            f"file_hash {file_hash!r} is neither an md5 nor a sha256",
+        )
         _demand(hash_algorithm in ("auto", "md5", "sha256") and md5_hash is None, "hash_algorithm/md5_hash")
         _demand(not (extract or untar), "the course unpacks and checks archives itself")
-        _demand(isinstance(cache_subdir, str) and cache_subdir in ("datasets", "models"),
-                f"cache_subdir {cache_subdir!r}")
+        _demand(
+            isinstance(cache_subdir, str) and cache_subdir in ("datasets", "models"), f"cache_subdir {cache_subdir!r}"
+        )
         _demand(cache_dir == str(data.keras_home()), f"cache_dir {cache_dir!r} is not the Keras home")
         calls.append(fname)
         target = data.keras_home() / cache_subdir / fname
@@ -184,8 +204,13 @@ def test_cli_fetch_all_fetches_each_dataset_in_turn(online, capsys, argv):
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == list(commands.FETCHABLE)
-    assert set(online) == {data.MNIST_FILE, data.CIFAR10_FILE, data.DOGS_FILE, *MOBILENET_FILES,
-                           "imagenet_class_index.json"}
+    assert set(online) == {
+        data.MNIST_FILE,
+        data.CIFAR10_FILE,
+        data.DOGS_FILE,
+        *MOBILENET_FILES,
+        "imagenet_class_index.json",
+    }
 
 
 def test_cli_fetch_all_goes_on_after_a_failure(online, monkeypatch, capsys):

@@ -15,11 +15,10 @@ at closely, and the figures.
 import ast
 import re
 import warnings
-
-import numpy as np
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from cnn_course import lessons, runner
@@ -43,16 +42,23 @@ def saved_cnn(offline):
     from keras import layers
 
     keras.utils.set_random_seed(0)
-    cnn = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        layers.Rescaling(1 / 127.5, offset=-1),
-        layers.Conv2D(16, 2, padding="same", activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(32, 2, padding="same", activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(64, 2, padding="same", activation="relu"), layers.MaxPooling2D(2),
-        layers.Dropout(0.3), layers.Flatten(),
-        layers.Dense(500, activation="relu"), layers.Dropout(0.4),
-        layers.Dense(10, activation="softmax"),
-    ])
+    cnn = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            layers.Rescaling(1 / 127.5, offset=-1),
+            layers.Conv2D(16, 2, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 2, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 2, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.3),
+            layers.Flatten(),
+            layers.Dense(500, activation="relu"),
+            layers.Dropout(0.4),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
     path = offline / "cifar10_cnn.best.keras"
     with warnings.catch_warnings():  # Keras's own DeprecationWarning when saving on NumPy 2
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -87,8 +93,9 @@ def check_inside_the_cnn(text, executed_path):
     assert "Parameters: 528,054" in text
     assert re.search(r"^Right on the test images: \d{1,3}\.\d\d% of 1,000 \(STAND-IN data", text, re.MULTILINE)
     assert shapes(r"^First-layer filters: (\(.*?\))$", text) == [(2, 2, 3, 16)]
-    spread = re.findall(r"^Standard deviation of their weights: trained (\d\.\d{3}), untrained (\d\.\d{3})$",
-                        text, re.MULTILINE)
+    spread = re.findall(
+        r"^Standard deviation of their weights: trained (\d\.\d{3}), untrained (\d\.\d{3})$", text, re.MULTILINE
+    )
     assert len(spread) == 1 and all(float(v) > 0 for v in spread[0])
     # the feature maps are of two CIFAR-10 test images, each with the CNN's prediction
     examples = re.findall(rf"^Test image (\d+): predicted {CLASS} \(\d+%\), true {CLASS}$", text, re.MULTILINE)
@@ -98,24 +105,34 @@ def check_inside_the_cnn(text, executed_path):
     maps = shapes(r"^Feature maps of \w+: (\(.*?\))$", text)
     assert maps == [(32, 32, 16), (16, 16, 32), (8, 8, 64)]
     # occlusion heat maps: one per image and class, of the image's own shape, for 6 right and 6 wrong answers
-    (heat, image, right, wrong), = re.findall(
+    ((heat, image, right, wrong),) = re.findall(
         r"^Occlusion maps: (\(.*?\)) per image and class, images (\(.*?\)); (\d) right and (\d) wrong answers$",
-        text, re.MULTILINE)
+        text,
+        re.MULTILINE,
+    )
     assert ast.literal_eval(heat) == ast.literal_eval(image) == (32, 32)
     assert int(right) + int(wrong) == 12 and int(wrong) > 0
     # the surest mistake among them, and what covering its hottest square does to the answer
-    mistake = re.search(rf"^Mistake: test image \d+, true class {CLASS}, answered {CLASS} \(\d+%; \w+ \d+%\)$",
-                        text, re.MULTILINE)
+    mistake = re.search(
+        rf"^Mistake: test image \d+, true class {CLASS}, answered {CLASS} \(\d+%; \w+ \d+%\)$", text, re.MULTILINE
+    )
     assert mistake and mistake.group(1) != mistake.group(2)
-    assert re.search(rf"^With the 8x8 square at row \d+, column \d+ covered: {mistake.group(2)} \d+%, "
-                     rf"{mistake.group(1)} \d+%, answer {CLASS}$", text, re.MULTILINE)
+    assert re.search(
+        rf"^With the 8x8 square at row \d+, column \d+ covered: {mistake.group(2)} \d+%, "
+        rf"{mistake.group(1)} \d+%, answer {CLASS}$",
+        text,
+        re.MULTILINE,
+    )
     assert "retracing" not in text  # one occlusion batch per image: one shape, traced once
     # photo, four filters, four maps, trained and untrained filters, filter values, two test images,
     # two map grids, the dozen heat maps, the mistake's two maps
     assert png_outputs(executed_path) == 10
     nb = nbformat.read(executed_path, as_version=4)
-    assert all(sum("image/png" in out.get("data", {}) for out in cell.get("outputs", [])) <= 1
-               for cell in nb.cells if cell.cell_type == "code"), "one figure per code cell"
+    assert all(
+        sum("image/png" in out.get("data", {}) for out in cell.get("outputs", [])) <= 1
+        for cell in nb.cells
+        if cell.cell_type == "code"
+    ), "one figure per code cell"
 
 
 def test_quick_run_without_a_checkpoint_says_so_and_trains_lesson_3s_cnn(offline):
@@ -123,8 +140,10 @@ def test_quick_run_without_a_checkpoint_says_so_and_trains_lesson_3s_cnn(offline
     result = run({"CNN_CHECKPOINT": str(missing)}, offline, "no-checkpoint")
     text = check_executed(result)
     check_activation_maps(text)
-    assert (f"Model: no checkpoint at {missing} (cifar10-classification/cifar10_cnn.ipynb makes it); "
-            "training lesson 3's CNN here instead, with lesson 3's settings") in text
+    assert (
+        f"Model: no checkpoint at {missing} (cifar10-classification/cifar10_cnn.ipynb makes it); "
+        "training lesson 3's CNN here instead, with lesson 3's settings"
+    ) in text
     assert "Trained on 500 images" in text  # quick N_TRAIN, after lesson 3's 5,000 validation images
     assert result["epochs"] == 1
     assert "STAND-IN for CIFAR-10" in (result["data"] or "")
@@ -162,8 +181,10 @@ def test_quick_run_never_reads_a_full_runs_checkpoint_and_full_never_a_quick_one
     defaults = {}
     exec(next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source, {}, defaults)  # noqa: S102
     assert defaults["CNN_CHECKPOINT"] == "../cifar10-classification/cifar10_cnn.best.keras"
-    assert lessons.lesson_parameters("conv-visualization", True)["CNN_CHECKPOINT"] == \
-        "../cifar10-classification/" + lessons.QUICK_PARAMETERS["cifar10-cnn"]["CHECKPOINT"]
+    assert (
+        lessons.lesson_parameters("conv-visualization", True)["CNN_CHECKPOINT"]
+        == "../cifar10-classification/" + lessons.QUICK_PARAMETERS["cifar10-cnn"]["CHECKPOINT"]
+    )
     assert "CNN_CHECKPOINT" not in lessons.lesson_parameters("conv-visualization", False)
 
 
@@ -186,8 +207,10 @@ def test_fallback_trains_lesson_3s_cnn_with_lesson_3s_settings():
     assert len(fallback) == 1
     rate = re.search(r"CosineDecay\(([\d.e-]+), decay_steps=EPOCHS \* steps_per_epoch\)", fallback[0])
     assert "Adam(learning_rate=schedule)" in fallback[0], "not lesson 3's optimiser"
-    assert re.search(rf"CosineDecay\(LEARNING_RATE, decay_steps=EPOCHS \* steps_per_epoch\)", "\n".join(
-        c.source for c in lesson_3_nb.cells if c.cell_type == "code")), "lesson 3's schedule changed: change lesson 7's"
+    assert re.search(
+        r"CosineDecay\(LEARNING_RATE, decay_steps=EPOCHS \* steps_per_epoch\)",
+        "\n".join(c.source for c in lesson_3_nb.cells if c.cell_type == "code"),
+    ), "lesson 3's schedule changed: change lesson 7's"
     batch = re.search(r"batch_size=(\d+)", fallback[0])
     assert rate and float(rate.group(1)) == lesson_3["LEARNING_RATE"], "not lesson 3's learning-rate schedule"
     assert batch and int(batch.group(1)) == lesson_3["BATCH_SIZE"], "not lesson 3's batch size"
@@ -197,9 +220,10 @@ def test_fallback_trains_lesson_3s_cnn_with_lesson_3s_settings():
     assert 'EarlyStopping(monitor="val_accuracy", patience=5)' in lesson_3_code
 
     def layers_of(source):  # the layer calls of a build_model, whatever prefix names the layers module
-        body = source[source.index("def build_model"):]
-        body = body[:body.index("], name=")]
+        body = source[source.index("def build_model") :]
+        body = body[: body.index("], name=")]
         return re.findall(r"(?:keras\.)?layers\.(\w+\(.*?\)),?\n", body)
+
     built_7 = layers_of(next(c.source for c in lesson_7_nb.cells if "def build_model" in c.source))
     built_3 = layers_of(next(c.source for c in lesson_3_nb.cells if "def build_model" in c.source))
     assert built_7 == built_3 and len(built_7) == 12
@@ -213,7 +237,7 @@ def test_lesson_7_names_lesson_3s_checkpoint_where_it_loads_it():
     exec(parameters_cell(read(REPO / runner.LESSONS["cifar10-cnn"])).source, {}, lesson_3)  # noqa: S102
     loading = nb.cells.index(next(c for c in nb.cells if "keras.models.load_model(CNN_CHECKPOINT)" in c.source))
     said = nb.cells[loading - 1].source
-    assert f"`CNN_CHECKPOINT = \"../cifar10-classification/{lesson_3['CHECKPOINT']}\"`" in said
+    assert f'`CNN_CHECKPOINT = "../cifar10-classification/{lesson_3["CHECKPOINT"]}"`' in said
     assert "`CHECKPOINT`" in said and "cifar10-classification/" in said
 
 
@@ -234,13 +258,15 @@ def test_occlusion_maps_are_hot_only_where_the_answer_depends_on_the_image():
     keras = pytest.importorskip("keras")
     from keras import layers
 
-    corner = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        layers.Rescaling(1 / 127.5, offset=-1),
-        layers.Cropping2D(((0, 24), (0, 24))),  # rows and columns 0-7 only
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(2, activation="softmax"),
-    ])
+    corner = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            layers.Rescaling(1 / 127.5, offset=-1),
+            layers.Cropping2D(((0, 24), (0, 24))),  # rows and columns 0-7 only
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(2, activation="softmax"),
+        ]
+    )
     corner.layers[-1].set_weights([np.array([[4.0, -4.0]] * 3, dtype="float32"), np.zeros(2, dtype="float32")])
     images = np.full((3, 32, 32, 3), 250, dtype="uint8")  # bright: class 0 is sure; grey lowers it
     heat = occlusion_maps_of_the_notebook()(corner, images)

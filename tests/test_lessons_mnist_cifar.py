@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from cnn_course import lessons, runner
-from lesson_checks import (check_committed, check_executed, checkpoints_in, only_on_tensorflow_by_default,
-                           png_outputs)
+from lesson_checks import check_committed, check_executed, checkpoints_in, only_on_tensorflow_by_default, png_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 ON_EVERY_BACKEND = True  # for the lessons in ON_OTHER_BACKENDS only (conftest.py)
@@ -41,8 +40,12 @@ LESSONS = {
         "parameters": 3_590_642,
         "dataset": "CIFAR-10",
         "figures": 5,  # 36 images, curves, right and wrong answers, first-layer templates, confusion matrix
-        "lines": ["training:   2000 images", "validation: 5000 images", "Wrong answers:",
-                  "first Dense layer's weights: (3072, 1000)"],
+        "lines": [
+            "training:   2000 images",
+            "validation: 5000 images",
+            "Wrong answers:",
+            "first Dense layer's weights: (3072, 1000)",
+        ],
     },
     "cifar10-cnn": {
         "parameters": 528_054,
@@ -50,8 +53,10 @@ LESSONS = {
         "figures": 5,  # 36 images, sliding kernel, curves, right and wrong answers, confusion matrix
         "lines": ["after Rescaling: values from -", "Wrong answers:"],  # centred on zero
         # the formulas worked for the first conv and pooling layers agree with the model Keras built
-        "patterns": [r"^conv2d\w*: formula \(32, 32, 16\), 208 parameters; Keras \(32, 32, 16\), 208 parameters$",
-                     r"^max_pooling2d\w*: formula \(16, 16, 16\), 0 parameters; Keras \(16, 16, 16\), 0 parameters$"],
+        "patterns": [
+            r"^conv2d\w*: formula \(32, 32, 16\), 208 parameters; Keras \(32, 32, 16\), 208 parameters$",
+            r"^max_pooling2d\w*: formula \(16, 16, 16\), 0 parameters; Keras \(16, 16, 16\), 0 parameters$",
+        ],
     },
     "cifar10-augmentation": {
         "parameters": 528_054,
@@ -107,8 +112,12 @@ def test_lesson_runs_in_quick_mode(lesson, offline):
     text = check_executed(result)
 
     assert f"Parameters: {expected['parameters']:,}" in text
-    printed = re.findall(r"^Test accuracy: (\d{1,3}\.\d\d)% \(STAND-IN data: this number says nothing "
-                         rf"about {expected['dataset']}\)$", text, re.MULTILINE)
+    printed = re.findall(
+        r"^Test accuracy: (\d{1,3}\.\d\d)% \(STAND-IN data: this number says nothing "
+        rf"about {expected['dataset']}\)$",
+        text,
+        re.MULTILINE,
+    )
     assert printed, "no 'Test accuracy: NN.NN% (STAND-IN data: ...)' line"
     assert result["test_accuracy"] == pytest.approx(float(printed[-1]))
     assert re.search(r"^Epochs run: 1$", text, re.MULTILINE)
@@ -136,11 +145,14 @@ def test_lesson_runs_in_quick_mode(lesson, offline):
 def test_augmentation_compares_with_the_quick_plain_cnn_in_quick_mode(offline):
     # the lesson folders' names: lesson 4 reads lesson 3's quick checkpoint from lesson 3's folder
     plain = REPO / "cifar10-classification" / lessons.QUICK_PARAMETERS["cifar10-cnn"]["CHECKPOINT"]
-    assert (notebook("cifar10-augmentation").parent / lessons.QUICK_PARAMETERS["cifar10-augmentation"][
-        "PLAIN_CNN_CHECKPOINT"]).resolve() == plain.resolve()
+    assert (
+        notebook("cifar10-augmentation").parent
+        / lessons.QUICK_PARAMETERS["cifar10-augmentation"]["PLAIN_CNN_CHECKPOINT"]
+    ).resolve() == plain.resolve()
     # the runs write under tmp_path, not there (tests may run in parallel)
-    cnn = runner.run_lesson("cifar10-cnn", checkpoints_in(offline, "cifar10-cnn"), offline / "cnn",
-                            timeout=600, quick=True)
+    cnn = runner.run_lesson(
+        "cifar10-cnn", checkpoints_in(offline, "cifar10-cnn"), offline / "cnn", timeout=600, quick=True
+    )
     check_executed(cnn)
     overrides = checkpoints_in(offline, "cifar10-augmentation")
     result = runner.run_lesson("cifar10-augmentation", overrides, offline / "aug", timeout=600, quick=True)

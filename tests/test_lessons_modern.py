@@ -36,8 +36,9 @@ def offline(tmp_path_factory, keras_backend):
 @pytest.fixture(scope="module")
 def quick_run(offline):
     checkpoint = offline / "modern_cnn.quick.keras"
-    result = runner.run_lesson("modern-cnn", {"CHECKPOINT": str(checkpoint)}, offline / "build",
-                               timeout=600, quick=True)
+    result = runner.run_lesson(
+        "modern-cnn", {"CHECKPOINT": str(checkpoint)}, offline / "build", timeout=600, quick=True
+    )
     return result, checkpoint
 
 
@@ -50,9 +51,16 @@ def test_quick_run_trains_the_network_and_reports_each_epoch(quick_run):
     assert re.search(r"^Parameters: 1,973,944$", text, re.MULTILINE)  # WIDTHS = (64, 256, 256)
     groups = re.findall(r"^after group (\d): (\(.*\))$", text, re.MULTILINE)
     assert [(int(g), ast.literal_eval(shape)) for g, shape in groups] == [
-        (1, (None, 15, 15, 64)), (2, (None, 7, 7, 256)), (3, (None, 3, 3, 256))]
-    lines = re.findall(r"^epoch (\d+): training accuracy ([\d.]+)%, test accuracy ([\d.]+)%, ([\d,]+) images/s, "
-                       r"([\d.]+) min since the start$", text, re.MULTILINE)
+        (1, (None, 15, 15, 64)),
+        (2, (None, 7, 7, 256)),
+        (3, (None, 3, 3, 256)),
+    ]
+    lines = re.findall(
+        r"^epoch (\d+): training accuracy ([\d.]+)%, test accuracy ([\d.]+)%, ([\d,]+) images/s, "
+        r"([\d.]+) min since the start$",
+        text,
+        re.MULTILINE,
+    )
     assert [int(e) for e, *_ in lines] == list(range(1, epochs + 1))
     assert all(0 <= float(a) <= 100 and 0 <= float(t) <= 100 for _, a, t, _, _ in lines)
     assert all(int(speed.replace(",", "")) > 0 for *_, speed, _ in lines)
@@ -60,8 +68,9 @@ def test_quick_run_trains_the_network_and_reports_each_epoch(quick_run):
     assert minutes == sorted(minutes)  # one clock, started in the imports cell
     assert result["epochs"] == epochs
     for target in (85, 90):  # each target is announced once, or said not to be reached
-        reached = re.findall(rf"^Reached {target}% test accuracy at epoch (\d+), ([\d.]+) min after the start$",
-                             text, re.MULTILINE)
+        reached = re.findall(
+            rf"^Reached {target}% test accuracy at epoch (\d+), ([\d.]+) min after the start$", text, re.MULTILINE
+        )
         missed = re.findall(rf"^{target}% test accuracy was not reached in {epochs} epochs$", text, re.MULTILINE)
         assert len(reached) + len(missed) == 1, target
         if reached:  # announced at the first epoch whose printed test accuracy passed the target
@@ -115,8 +124,7 @@ def _notebook_definitions(*names):
             continue
         # IPython's own transform first: the install cell's `%pip` line is not Python.
         tree = ast.parse(TransformerManager().transform_cell(cell.source))
-        defs = [node for node in tree.body
-                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names]
+        defs = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names]
         if defs:
             exec(compile(ast.Module(body=defs, type_ignores=[]), str(MODERN), "exec"), namespace)  # noqa: S102
     return {name: namespace[name] for name in names}
@@ -133,7 +141,7 @@ def test_crop_and_flip_shifts_by_at_most_two_pixels_and_mirrors_where_asked():
     shifted = 0
     for image, pad, result, mirrored in zip(images, padded, out, flip):
         seen = result[:, ::-1] if mirrored else result
-        windows = [pad[i:i + 32, j:j + 32] for i in range(5) for j in range(5)]
+        windows = [pad[i : i + 32, j : j + 32] for i in range(5) for j in range(5)]
         assert any(np.array_equal(seen, w) for w in windows)  # a 32x32 window of the padded image
         shifted += not np.array_equal(seen, image)
     assert shifted > 300  # 24 of the 25 windows are shifted
@@ -182,9 +190,9 @@ def test_whitening_layer_decorrelates_the_patches_it_sees():
 def test_learning_rate_warms_up_over_23_percent_of_the_steps_then_falls_to_7_percent():
     schedule = _notebook_definitions("WarmupThenDecay")["WarmupThenDecay"](1.3, 1000)
     values = [float(schedule(step)) for step in (0, 115, 230, 615, 1000)]
-    assert values[0] == pytest.approx(0.2 * 1.3, rel=1e-4)   # starts at a fifth of the peak
-    assert values[1] == pytest.approx(0.6 * 1.3, rel=1e-3)   # half way up, in a straight line
-    assert values[2] == pytest.approx(1.3, rel=1e-4)         # the peak at 23% of the steps
+    assert values[0] == pytest.approx(0.2 * 1.3, rel=1e-4)  # starts at a fifth of the peak
+    assert values[1] == pytest.approx(0.6 * 1.3, rel=1e-3)  # half way up, in a straight line
+    assert values[2] == pytest.approx(1.3, rel=1e-4)  # the peak at 23% of the steps
     assert values[3] == pytest.approx(0.535 * 1.3, rel=1e-3)  # half way down
     assert values[4] == pytest.approx(0.07 * 1.3, rel=1e-4)  # 7% of the peak at the end
     assert type(schedule).from_config(schedule.get_config()).get_config() == schedule.get_config()
@@ -205,7 +213,10 @@ def test_widths_set_each_group_and_the_parameter_count(widths, parameters):
     model = lesson["build_model"]()
     assert model.count_params() == parameters
     assert [model.get_layer(f"group_{g}").output.shape for g in (1, 2, 3)] == [
-        (None, 15, 15, widths[0]), (None, 7, 7, widths[1]), (None, 3, 3, widths[2])]
+        (None, 15, 15, widths[0]),
+        (None, 7, 7, widths[1]),
+        (None, 3, 3, widths[2]),
+    ]
 
 
 def test_identity_init_makes_each_3x3_convolution_copy_its_inputs():
@@ -219,9 +230,9 @@ def test_identity_init_makes_each_3x3_convolution_copy_its_inputs():
     identity_init(model)
     x = np.random.default_rng(6).normal(size=(2, 8, 8, 3)).astype("float32")
     widened, kept = (keras.ops.convert_to_numpy(t) for t in model(x))
-    np.testing.assert_allclose(widened[..., :3], x, atol=1e-6)   # the first 3 of 5 outputs copy the 3 inputs
-    assert np.abs(widened[..., 3:]).sum() > 0                    # the other 2 keep their random start
-    np.testing.assert_allclose(kept, widened, atol=1e-6)         # 5 in, 5 out: all copied
+    np.testing.assert_allclose(widened[..., :3], x, atol=1e-6)  # the first 3 of 5 outputs copy the 3 inputs
+    assert np.abs(widened[..., 3:]).sum() > 0  # the other 2 keep their random start
+    np.testing.assert_allclose(kept, widened, atol=1e-6)  # 5 in, 5 out: all copied
 
 
 def test_offset_adds_eight_times_what_it_stores():
@@ -247,7 +258,7 @@ def test_lookahead_averages_only_after_30_percent_and_every_5_steps():
         lookahead.on_train_batch_end(step - 1)
         after = model.get_weights()[0].item()
         if step in (15, 20):
-            keep = 0.95 ** 5 * (step / 20) ** 3
+            keep = 0.95**5 * (step / 20) ** 3
             assert after == pytest.approx(keep * average + (1 - keep) * step, rel=1e-6), step
             average = after
         else:

@@ -63,8 +63,9 @@ def test_quick_run_measures_one_device_against_all_and_says_what_the_speed_up_me
     _, text = quick_run
     one = re.search(r"^One device \(cpu:0\): (\d+) images/s$", text, re.MULTILINE)
     every = re.search(r"^All 3 devices \(cpu:0, cpu:1, cpu:2\): (\d+) images/s$", text, re.MULTILINE)
-    speedup = re.search(r"^Speed-up: (\d+\.\d\d)x on 3 devices \(cpu:0, cpu:1, cpu:2\) over one \(cpu:0\)$",
-                        text, re.MULTILINE)
+    speedup = re.search(
+        r"^Speed-up: (\d+\.\d\d)x on 3 devices \(cpu:0, cpu:1, cpu:2\) over one \(cpu:0\)$", text, re.MULTILINE
+    )
     assert one and every and speedup, text
     assert int(one.group(1)) > 0 and int(every.group(1)) > 0
     # the printed speed-up is the median of the per-round ratios, as in the training-speed lesson
@@ -82,6 +83,11 @@ def test_committed_notebook_is_a_lesson():
     assert defaults["CPU_DEVICES"] == 2 and defaults["N_TRAIN"] == 10000
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     # the distribution code the lesson teaches stays visible
-    for visible in ("keras.distribution.DataParallel(devices=devices)", "keras.distribution.set_distribution(",
-                    "tf.distribute.MirroredStrategy(devices)", "with strategy.scope():", "split_cpu(CPU_DEVICES)"):
+    for visible in (
+        "keras.distribution.DataParallel(devices=devices)",
+        "keras.distribution.set_distribution(",
+        "tf.distribute.MirroredStrategy(devices)",
+        "with strategy.scope():",
+        "split_cpu(CPU_DEVICES)",
+    ):
         assert visible in source, visible

@@ -22,8 +22,7 @@ from lesson_checks import check_committed, check_executed, offline_home, png_out
 REPO = Path(__file__).resolve().parents[1]
 ON_EVERY_BACKEND = True  # the levers differ by backend (conftest.py)
 LESSON = REPO / runner.LESSONS["training-speed"]
-LEVERS = ["batch size", "mixed precision", "steps_per_execution", "jit_compile", "uint8 input", "threads",
-          "together"]
+LEVERS = ["batch size", "mixed precision", "steps_per_execution", "jit_compile", "uint8 input", "threads", "together"]
 NUMBER = r"[\d,]+"
 
 
@@ -48,7 +47,7 @@ def table_rows(text):
     for line in table.splitlines():
         for lever in LEVERS:
             if line.startswith(lever + " "):
-                rows[lever] = line[len(lever):].strip()
+                rows[lever] = line[len(lever) :].strip()
     return rows
 
 
@@ -67,8 +66,10 @@ def test_every_lever_has_a_row_with_positive_speeds_and_a_ratio_or_a_reason(quic
     assert list(rows) == LEVERS
     skipped = {lever: row.split("skipped: ", 1)[1] for lever, row in rows.items() if "skipped: " in row}
     if backend == "jax":
-        assert skipped == {"jit_compile": "Keras on JAX compiles with XLA by default",
-                           "threads": "a TensorFlow setting; the backend is jax"}
+        assert skipped == {
+            "jit_compile": "Keras on JAX compiles with XLA by default",
+            "threads": "a TensorFlow setting; the backend is jax",
+        }
     else:
         assert set(skipped) <= {"threads"}  # only on a one-core machine
         assert all(reason == "one core: nothing to compare" for reason in skipped.values())
@@ -84,8 +85,12 @@ def test_every_lever_has_a_row_with_positive_speeds_and_a_ratio_or_a_reason(quic
 
 def test_each_measured_lever_prints_its_verdict(quick_run):
     _, text, backend = quick_run
-    verdicts = re.findall(r"^on this machine, (.+?) trained at (\d+\.\d\d)x (.+?)'s speed: "
-                          r"(faster|slower|about the same)", text, re.MULTILINE)
+    verdicts = re.findall(
+        r"^on this machine, (.+?) trained at (\d+\.\d\d)x (.+?)'s speed: "
+        r"(faster|slower|about the same)",
+        text,
+        re.MULTILINE,
+    )
     names = [v[0] for v in verdicts]
     assert names[:3] == ["batch 128", "mixed_bfloat16", "steps_per_execution=8"]
     assert "uint8 input" in names and names[-1] == "the fast setting"
@@ -124,7 +129,12 @@ def test_quick_parameters_skip_only_the_slow_levers_and_the_full_lesson_skips_no
 def test_the_lever_code_is_visible_in_the_notebook():
     nb = check_committed(LESSON, "training-speed")
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    for snippet in ['keras.mixed_precision.set_global_policy(SIXTEEN_BIT)', "steps_per_execution=8",
-                    "jit_compile=True", "keras.layers.Rescaling(1 / 127.5, offset=-1)",
-                    "keras.optimizers.Adam(learning_rate=LEARNING_RATE)", 'dtype="uint8" if uint8_input']:
+    for snippet in [
+        "keras.mixed_precision.set_global_policy(SIXTEEN_BIT)",
+        "steps_per_execution=8",
+        "jit_compile=True",
+        "keras.layers.Rescaling(1 / 127.5, offset=-1)",
+        "keras.optimizers.Adam(learning_rate=LEARNING_RATE)",
+        'dtype="uint8" if uint8_input',
+    ]:
         assert snippet in code, snippet

@@ -54,9 +54,12 @@ def passed(result):
 def png_outputs(executed_path):
     """Return how many image/png outputs the executed notebook holds."""
     nb = nbformat.read(executed_path, as_version=4)
-    return sum("image/png" in output.get("data", {})
-               for cell in nb.cells if cell.cell_type == "code"
-               for output in cell.get("outputs", []))
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
 
 
 def shapes(pattern, text):
@@ -106,8 +109,11 @@ def test_bottleneck_shows_preprocess_input_counts_and_feature_shapes(bottleneck)
     """The default backbone, MobileNetV2 at alpha 0.35: Keras's own counts."""
     text = passed(bottleneck)
     # MobileNetV2's preprocess_input scales the pixels to [-1, 1]
-    assert re.search(r"^Pixels \d+ to \d+ -> preprocess_input -> \(2, 224, 224, 3\), values -(1\.0|0\.\d) to (1\.0|0\.\d)$",
-                     text, re.MULTILINE)
+    assert re.search(
+        r"^Pixels \d+ to \d+ -> preprocess_input -> \(2, 224, 224, 3\), values -(1\.0|0\.\d) to (1\.0|0\.\d)$",
+        text,
+        re.MULTILINE,
+    )
     assert "With its top: 1,691,208 parameters, output per photo (1000,)" in text
     assert re.search(r"^  predictions +1,281,000 parameters$", text, re.MULTILINE)
     assert "Without its top: 410,208 parameters, output per photo (7, 7, 1280)" in text
@@ -122,8 +128,11 @@ def test_bottleneck_with_vgg16_one_parameter_away(offline):
     text = passed(quick_run(BOTTLENECK, "bottleneck-features", offline, "bottleneck-vgg16", BACKBONE="VGG16"))
     assert "Weights: STAND-IN: random weights for VGG16" in text
     # VGG16's preprocess_input subtracts ImageNet's mean colour: values from about -124 to 152
-    assert re.search(r"^Pixels \d+ to \d+ -> preprocess_input -> \(2, 224, 224, 3\), values -1\d\d\.\d to 1\d\d\.\d$",
-                     text, re.MULTILINE)
+    assert re.search(
+        r"^Pixels \d+ to \d+ -> preprocess_input -> \(2, 224, 224, 3\), values -1\d\d\.\d to 1\d\d\.\d$",
+        text,
+        re.MULTILINE,
+    )
     assert "With its top: 138,357,544 parameters, output per photo (1000,)" in text
     assert re.search(r"^  fc1 +102,764,544 parameters$", text, re.MULTILINE)
     assert "Without its top: 14,714,688 parameters, output per photo (7, 7, 512)" in text
@@ -133,8 +142,9 @@ def test_bottleneck_with_vgg16_one_parameter_away(offline):
 
 
 def test_bottleneck_full_mode_without_weights_stops_with_a_clear_message(offline):
-    result = execute_notebook(BOTTLENECK, lessons.lesson_parameters("bottleneck-features"),
-                              offline / "bottleneck-full", timeout=600)
+    result = execute_notebook(
+        BOTTLENECK, lessons.lesson_parameters("bottleneck-features"), offline / "bottleneck-full", timeout=600
+    )
     assert result["status"] == "failed"
     assert result["error"].startswith("DatasetNotFound")
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5" in result["error"]
@@ -155,8 +165,10 @@ def test_bottleneck_decodes_predictions_with_keras_where_the_top_is_available(sh
     (tmp_path / "keras" / "datasets").mkdir(parents=True)  # found there, unpacked into the data folder
     (tmp_path / "keras" / "datasets" / "dogImages.tar.gz").symlink_to(shared_data / "dogImages-imagewoof10.tar.gz")
     keras.utils.set_random_seed(0)
-    legacy_h5_weights(keras.applications.MobileNetV2(weights=None, include_top=True, alpha=0.35),
-                      folder / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224.h5")
+    legacy_h5_weights(
+        keras.applications.MobileNetV2(weights=None, include_top=True, alpha=0.35),
+        folder / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224.h5",
+    )
     monkeypatch.setenv("CNN_COURSE_DATA", str(folder))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     result = quick_run(BOTTLENECK, "bottleneck-features", tmp_path, "out", BACKBONE="MobileNetV2", ALPHA=0.35)
@@ -179,8 +191,11 @@ MOBILENET_035 = "Backbone: mobilenetv2_0.35_224, 410,208 parameters, output per 
 # MobileNetV2 (alpha 0.35): the trainable weights of its last block (block_16 and Conv_1, the
 # batch-normalisation scales and offsets included), which fine-tuning unfreezes
 MOBILENET_035_LAST_BLOCK = 206_960
-FINE_TUNED = re.compile(r"^Fine-tuned: test accuracy (\d{1,3}\.\d\d)%, frozen head (\d{1,3}\.\d\d)%, "
-                        r"change ([+-]\d{1,3}\.\d\d) points$", re.MULTILINE)
+FINE_TUNED = re.compile(
+    r"^Fine-tuned: test accuracy (\d{1,3}\.\d\d)%, frozen head (\d{1,3}\.\d\d)%, "
+    r"change ([+-]\d{1,3}\.\d\d) points$",
+    re.MULTILINE,
+)
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +209,9 @@ def transfer(offline):
 
 def test_transfer_quick_run_passes_on_labelled_stand_ins(transfer, offline):
     text = passed(transfer[0])
-    assert re.search(r"^Data: STAND-IN for Dog-breed images \(dogImages\): generated colour-and-stripe images",
-                     text, re.MULTILINE)
+    assert re.search(
+        r"^Data: STAND-IN for Dog-breed images \(dogImages\): generated colour-and-stripe images", text, re.MULTILINE
+    )
     assert "Weights: STAND-IN: random weights for MobileNetV2 (alpha 0.35)" in text
     assert "STAND-IN data or weights: this number says nothing about telling dog breeds apart." in text
     # the stand-in is built under the kernel's temp folder, never in the lesson folder
@@ -208,8 +224,11 @@ def test_transfer_shows_the_central_step_with_its_shapes(transfer):
     assert MOBILENET_035 in text
     assert "photos (8, 224, 224, 3) uint8, values" in text
     # MobileNetV2's preprocess_input scales the pixels to [-1, 1]
-    assert re.search(r"^  -> preprocess_input -> \(8, 224, 224, 3\) float32, values -(1\.0|0\.\d) to (1\.0|0\.\d)$",
-                     text, re.MULTILINE)
+    assert re.search(
+        r"^  -> preprocess_input -> \(8, 224, 224, 3\) float32, values -(1\.0|0\.\d) to (1\.0|0\.\d)$",
+        text,
+        re.MULTILINE,
+    )
     assert "  -> base.predict     -> (8, 7, 7, 1280)" in text
 
 
@@ -217,14 +236,19 @@ def test_transfer_features_are_computed_timed_cached_then_reused(transfer, offli
     first, second = (passed(run) for run in transfer)
     used = re.search(r"^Using (\d+) training, (\d+) validation and (\d+) test photos$", first, re.MULTILINE)
     assert used, "no 'Using ... photos' line"
-    (train, valid, test), = re.findall(
-        r"^Bottleneck features: train (\(.*?\)), valid (\(.*?\)), test (\(.*?\))$", first, re.MULTILINE)
+    ((train, valid, test),) = re.findall(
+        r"^Bottleneck features: train (\(.*?\)), valid (\(.*?\)), test (\(.*?\))$", first, re.MULTILINE
+    )
     train, valid, test = map(ast.literal_eval, (train, valid, test))
     assert (train[0], valid[0], test[0]) == tuple(map(int, used.groups()))
     assert train[1:] == valid[1:] == test[1:] == (7, 7, 1280)  # 224x224 halved five times
     name = "dogs-mobilenetv2_0.35_224-224"
-    computed = re.findall(rf"^Features: {name}-(train|valid|test) \(.*?\) computed in [\d.]+ s \(([\d.]+) images/s\), "
-                          r"saved to (.*)$", first, re.MULTILINE)
+    computed = re.findall(
+        rf"^Features: {name}-(train|valid|test) \(.*?\) computed in [\d.]+ s \(([\d.]+) images/s\), "
+        r"saved to (.*)$",
+        first,
+        re.MULTILINE,
+    )
     assert [split for split, _, _ in computed] == ["train", "valid", "test"]
     assert all(float(rate) > 0 for _, rate, _ in computed)
     for split, _, path in computed:  # in the data folder, never in the lesson folder
@@ -247,13 +271,15 @@ def test_transfer_trains_checkpoints_and_reports_test_accuracy(transfer, offline
     result = transfer[0]
     text = passed(result)
     assert result["epochs"] == 2  # the head's; fine-tuning prints its own count
-    printed = re.findall(r"^Test accuracy: (\d{1,3}\.\d\d)% \(MobileNetV2 features, (\d+) breeds; guessing: ", text,
-                         re.MULTILINE)
+    printed = re.findall(
+        r"^Test accuracy: (\d{1,3}\.\d\d)% \(MobileNetV2 features, (\d+) breeds; guessing: ", text, re.MULTILINE
+    )
     assert printed, "no 'Test accuracy: NN.NN% (...)' line"
     assert result["test_accuracy"] == pytest.approx(float(printed[-1][0]))
     assert (offline / "transfer_learning.quick.keras").is_file()
-    right, wrong, total = map(int, re.search(r"^Right: (\d+), wrong: (\d+) of (\d+) test photos$", text,
-                                             re.MULTILINE).groups())
+    right, wrong, total = map(
+        int, re.search(r"^Right: (\d+), wrong: (\d+) of (\d+) test photos$", text, re.MULTILINE).groups()
+    )
     assert right + wrong == total
     # training photos, curves, predictions, their class activation maps, the surest mistake's two maps,
     # the map of the features, the most confused breeds' photos
@@ -268,23 +294,40 @@ def test_transfer_shows_where_the_head_looks_the_breeds_as_a_map_and_the_confuse
     from the test predictions, on the features computed (first run) or loaded (second)."""
     text = passed(transfer[run])
     n_test = int(re.search(r"^Using \d+ training, \d+ validation and (\d+) test photos$", text, re.MULTILINE).group(1))
-    agree, total = map(int, re.search(r"^The maps' breed scores give the head's prediction for (\d+) of (\d+) "
-                                      r"test photos$", text, re.MULTILINE).groups())
+    agree, total = map(
+        int,
+        re.search(
+            r"^The maps' breed scores give the head's prediction for (\d+) of (\d+) "
+            r"test photos$",
+            text,
+            re.MULTILINE,
+        ).groups(),
+    )
     assert agree == total == n_test  # the maps' means plus the bias are the head's own scores
-    (heat, photo), = re.findall(r"^Class activation maps: (\(.*?\)) per photo, photos (\(.*?\))$", text, re.MULTILINE)
+    ((heat, photo),) = re.findall(r"^Class activation maps: (\(.*?\)) per photo, photos (\(.*?\))$", text, re.MULTILINE)
     assert ast.literal_eval(heat) == ast.literal_eval(photo) == (224, 224)
     wrong = int(re.search(r"^Right: \d+, wrong: (\d+) of", text, re.MULTILINE).group(1))
-    mistake = re.search(r"^Mistake: test photo \d+, true breed (.+), answered (.+) \(\d+%; .+ \d+%\)$",
-                        text, re.MULTILINE)
+    mistake = re.search(
+        r"^Mistake: test photo \d+, true breed (.+), answered (.+) \(\d+%; .+ \d+%\)$", text, re.MULTILINE
+    )
     if wrong:
         assert mistake and mistake.group(1) != mistake.group(2)
-        assert re.search(rf"^With the 64x64 square at row \d+, column \d+ covered: {re.escape(mistake.group(2))} "
-                         rf"\d+%, {re.escape(mistake.group(1))} \d+%, answer .+$", text, re.MULTILINE)
-    embedded = re.search(r"^Embedding: (\d+) test photos, 1280 features each -> 2 coordinates, \d+% of the "
-                         r"features' variance$", text, re.MULTILINE)
+        assert re.search(
+            rf"^With the 64x64 square at row \d+, column \d+ covered: {re.escape(mistake.group(2))} "
+            rf"\d+%, {re.escape(mistake.group(1))} \d+%, answer .+$",
+            text,
+            re.MULTILINE,
+        )
+    embedded = re.search(
+        r"^Embedding: (\d+) test photos, 1280 features each -> 2 coordinates, \d+% of the "
+        r"features' variance$",
+        text,
+        re.MULTILINE,
+    )
     assert embedded and int(embedded.group(1)) == n_test  # one point per photo
-    pairs = re.findall(r"^Confused: (.+) and (.+), (\d+) test photos \((\d+) .+ called .+, (\d+) the other way\)$",
-                       text, re.MULTILINE)
+    pairs = re.findall(
+        r"^Confused: (.+) and (.+), (\d+) test photos \((\d+) .+ called .+, (\d+) the other way\)$", text, re.MULTILINE
+    )
     assert 1 <= len(pairs) <= 3 if wrong else pairs == []
     counts = [int(count) for _, _, count, _, _ in pairs]
     assert counts == sorted(counts, reverse=True) and sum(counts) <= wrong
@@ -297,19 +340,25 @@ def test_transfer_fine_tunes_the_last_block_and_prints_both_accuracies(transfer,
     the head trainable, and one line with both test accuracies and the change, which is
     their difference. The second run (cached features) fine-tunes again."""
     text = passed(transfer[run])
-    used = tuple(map(int, re.search(r"^Using (\d+) training, (\d+) validation and (\d+) test photos$", text,
-                                    re.MULTILINE).groups()))
-    in_memory = re.search(r"^Photos in memory: train (\(.*?\)), valid (\(.*?\)), test (\(.*?\)), [\d,]+ MB$",
-                          text, re.MULTILINE)
+    used = tuple(
+        map(
+            int,
+            re.search(r"^Using (\d+) training, (\d+) validation and (\d+) test photos$", text, re.MULTILINE).groups(),
+        )
+    )
+    in_memory = re.search(
+        r"^Photos in memory: train (\(.*?\)), valid (\(.*?\)), test (\(.*?\)), [\d,]+ MB$", text, re.MULTILINE
+    )
     assert in_memory, "no 'Photos in memory' line"
     assert [ast.literal_eval(shape) for shape in in_memory.groups()] == [(n, 224, 224, 3) for n in used]
     n_classes = int(re.search(r"^Breeds: (\d+)$", text, re.MULTILINE).group(1))
-    tuned, total = re.search(r"^Fine-tuning ([\d,]+) of the ([\d,]+) parameters: the last block and the head$",
-                             text, re.MULTILINE).groups()
+    tuned, total = re.search(
+        r"^Fine-tuning ([\d,]+) of the ([\d,]+) parameters: the last block and the head$", text, re.MULTILINE
+    ).groups()
     assert int(tuned.replace(",", "")) == MOBILENET_035_LAST_BLOCK + (1280 + 1) * n_classes
     assert int(total.replace(",", "")) == 410_208 + (1280 + 1) * n_classes
     assert "Fine-tuning epochs run: 1" in text
-    (fine, frozen, change), = FINE_TUNED.findall(text)
+    ((fine, frozen, change),) = FINE_TUNED.findall(text)
     fine, frozen, change = float(fine), float(frozen), float(change)
     assert all(math.isfinite(v) for v in (fine, frozen, change))
     assert 0 <= fine <= 100 and change == pytest.approx(fine - frozen, abs=0.011)
@@ -319,25 +368,42 @@ def test_transfer_fine_tunes_the_last_block_and_prints_both_accuracies(transfer,
 
 
 def test_transfer_with_vgg16_one_parameter_away_gives_7x7x512_features_and_fine_tunes_block5(offline):
-    result = quick_run(TRANSFER, "transfer-learning", offline, "transfer-vgg16", BACKBONE="VGG16", N_IMAGES=6,
-                       CHECKPOINT=str(offline / "vgg16.quick.keras"))
+    result = quick_run(
+        TRANSFER,
+        "transfer-learning",
+        offline,
+        "transfer-vgg16",
+        BACKBONE="VGG16",
+        N_IMAGES=6,
+        CHECKPOINT=str(offline / "vgg16.quick.keras"),
+    )
     text = passed(result)
     assert "Weights: STAND-IN: random weights for VGG16" in text
     assert "Backbone: vgg16, 14,714,688 parameters, output per photo (7, 7, 512)" in text
     # VGG16's preprocess_input subtracts ImageNet's mean colour: values from about -124 to 152
-    assert re.search(r"^  -> preprocess_input -> \(6, 224, 224, 3\) float32, values -1\d\d\.\d to 1\d\d\.\d$",
-                     text, re.MULTILINE)  # 6 photos: N_IMAGES
+    assert re.search(
+        r"^  -> preprocess_input -> \(6, 224, 224, 3\) float32, values -1\d\d\.\d to 1\d\d\.\d$", text, re.MULTILINE
+    )  # 6 photos: N_IMAGES
     assert shapes(r"^Bottleneck features: train (\(.*?\)),", text) == [(6, 7, 7, 512)]
     n_classes = int(re.search(r"^Breeds: (\d+)$", text, re.MULTILINE).group(1))
     block5 = 3 * (3 * 3 * 512 * 512 + 512)  # three 3x3 convolutions of 512 channels
-    assert (f"Fine-tuning {block5 + (512 + 1) * n_classes:,} of the {14_714_688 + (512 + 1) * n_classes:,} "
-            "parameters: the last block and the head") in text
+    assert (
+        f"Fine-tuning {block5 + (512 + 1) * n_classes:,} of the {14_714_688 + (512 + 1) * n_classes:,} "
+        "parameters: the last block and the head"
+    ) in text
     assert len(FINE_TUNED.findall(text)) == 1
 
 
 def test_transfer_fine_tune_epochs_0_skips_the_fine_tuning(offline):
-    result = quick_run(TRANSFER, "transfer-learning", offline, "transfer-no-fine-tuning", N_IMAGES=6,
-                       FINE_TUNE_EPOCHS=0, CHECKPOINT=str(offline / "no-fine-tuning.quick.keras"))
+    result = quick_run(
+        TRANSFER,
+        "transfer-learning",
+        offline,
+        "transfer-no-fine-tuning",
+        N_IMAGES=6,
+        FINE_TUNE_EPOCHS=0,
+        CHECKPOINT=str(offline / "no-fine-tuning.quick.keras"),
+    )
     text = passed(result)
     assert "Fine-tuning skipped: FINE_TUNE_EPOCHS is 0" in text
     assert "Photos in memory" not in text and not FINE_TUNED.search(text)
@@ -351,10 +417,16 @@ def test_transfer_last_block_names_a_layer_of_every_backbone():
     keras = pytest.importorskip("keras")
     from IPython.core.inputtransformer2 import TransformerManager  # the install cell's %pip is not Python
 
-    source = "\n".join(TransformerManager().transform_cell(c.source)
-                       for c in nbformat.read(TRANSFER, as_version=4).cells if c.cell_type == "code")
-    assignment = next(node for node in ast.parse(source).body
-                      if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "LAST_BLOCK")
+    source = "\n".join(
+        TransformerManager().transform_cell(c.source)
+        for c in nbformat.read(TRANSFER, as_version=4).cells
+        if c.cell_type == "code"
+    )
+    assignment = next(
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "LAST_BLOCK"
+    )
     last_block = ast.literal_eval(assignment.value)
     assert set(last_block) == {"VGG16", "ResNet50", "MobileNetV2"}
     for backbone, first in last_block.items():
@@ -393,21 +465,24 @@ def test_transfer_with_mobilenet_on_the_real_dogs_reaches_75_percent(shared_data
     (folder / "keras-models").symlink_to(shared_data / "keras-models")
     (tmp_path / "keras" / "datasets").mkdir(parents=True)  # found there, unpacked into the data folder
     (tmp_path / "keras" / "datasets" / "dogImages-imagewoof10.tar.gz").symlink_to(
-        shared_data / "dogImages-imagewoof10.tar.gz")
+        shared_data / "dogImages-imagewoof10.tar.gz"
+    )
     monkeypatch.setenv("CNN_COURSE_DATA", str(folder))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    parameters = lessons.lesson_parameters("transfer-learning", False, {
-        "FINE_TUNE_EPOCHS": 1, "CHECKPOINT": str(tmp_path / "transfer.best.keras")})
+    parameters = lessons.lesson_parameters(
+        "transfer-learning", False, {"FINE_TUNE_EPOCHS": 1, "CHECKPOINT": str(tmp_path / "transfer.best.keras")}
+    )
     result = execute_notebook(TRANSFER, parameters, tmp_path / "out", timeout=900)
     text = passed(result)
     assert "STAND-IN" not in text
-    assert re.search(r"^Data: Dog-breed images \(real, 2000 train / 500 valid / 1000 test, 10 breeds", text,
-                     re.MULTILINE)
+    assert re.search(
+        r"^Data: Dog-breed images \(real, 2000 train / 500 valid / 1000 test, 10 breeds", text, re.MULTILINE
+    )
     assert "Weights: MobileNetV2 (alpha 0.35) ImageNet weights (real, from" in text
     assert shapes(r"^Bottleneck features: train (\(.*?\)),", text) == [(2000, 7, 7, 1280)]
     assert "Head: 12,810 parameters on features (7, 7, 1280) for 10 breeds" in text
     assert result["test_accuracy"] is not None and result["test_accuracy"] >= 75.0
-    (fine, frozen, _), = FINE_TUNED.findall(text)
+    ((fine, frozen, _),) = FINE_TUNED.findall(text)
     assert float(frozen) == pytest.approx(result["test_accuracy"]) and math.isfinite(float(fine))
 
 
@@ -415,8 +490,11 @@ def test_transfer_with_mobilenet_on_the_real_dogs_reaches_75_percent(shared_data
 # The committed notebooks of lessons 5 and 6
 
 
-@pytest.mark.parametrize("notebook,lesson", [(BOTTLENECK, "bottleneck-features"), (TRANSFER, "transfer-learning")],
-                         ids=["bottleneck_features", "transfer_learning"])
+@pytest.mark.parametrize(
+    "notebook,lesson",
+    [(BOTTLENECK, "bottleneck-features"), (TRANSFER, "transfer-learning")],
+    ids=["bottleneck_features", "transfer_learning"],
+)
 def test_transfer_lessons_meet_the_committed_notebook_rules(notebook, lesson):
     """What README.md promises of every lesson (lesson_checks.check_committed: stripped, at
     most 8 knobs, quick sizes among them, imports in one cell, an exercises section at the

@@ -9,17 +9,19 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from cnn_course import __main__ as cli
 from cnn_course import lessons, reports, runner
 from test_cli import fake_env  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-STAND_IN_MNIST = ("STAND-IN for MNIST: scikit-learn digits resized to 28x28, 1797 train / 200 test "
-                  "(real MNIST not found; `python -m cnn_course data fetch mnist` gets it)")
-STAND_IN_WEIGHTS = ("STAND-IN: random weights for MobileNetV2 (mobilenet.h5 not found; "
-                    "`python -m cnn_course data import weights FILE` brings it in)")
+STAND_IN_MNIST = (
+    "STAND-IN for MNIST: scikit-learn digits resized to 28x28, 1797 train / 200 test "
+    "(real MNIST not found; `python -m cnn_course data fetch mnist` gets it)"
+)
+STAND_IN_WEIGHTS = (
+    "STAND-IN: random weights for MobileNetV2 (mobilenet.h5 not found; "
+    "`python -m cnn_course data import weights FILE` brings it in)"
+)
 REAL_MNIST = "MNIST (real, 60000 train / 10000 test, from /data/mnist.npz)"
 
 
@@ -41,9 +43,17 @@ def _run(tmp_path, monkeypatch, capsys, lessons_data, *args):
 
 
 def test_a_quick_run_on_stand_ins_marks_them_and_prints_the_next_steps(tmp_path, monkeypatch, capsys, fake_env):
-    out, md, report = _run(tmp_path, monkeypatch, capsys, [
-        ("digits", STAND_IN_MNIST, 75.56), ("dogs", STAND_IN_WEIGHTS, 20.0), ("real", REAL_MNIST, 98.21),
-    ], "--quick")
+    out, md, report = _run(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        [
+            ("digits", STAND_IN_MNIST, 75.56),
+            ("dogs", STAND_IN_WEIGHTS, 20.0),
+            ("real", REAL_MNIST, 98.21),
+        ],
+        "--quick",
+    )
     for text in (out, md):
         rows = [line for line in text.splitlines() if line.startswith("| ")]
         assert "75.56% (stand-in)" in rows[1] and "20.00% (stand-in)" in rows[2]
@@ -52,7 +62,7 @@ def test_a_quick_run_on_stand_ins_marks_them_and_prints_the_next_steps(tmp_path,
     assert [r["stand_in"] for r in report["lessons"]] == [True, True, False]
     assert report["lessons"][0]["test_accuracy"] == 75.56  # the number is kept, and marked
 
-    steps = out[out.index("Next steps:"):]
+    steps = out[out.index("Next steps:") :]
     python = cli.python_command()
     assert f"    {python} -m cnn_course data fetch all" in steps
     assert f"    {python} -m cnn_course data fetch mnist" in steps
@@ -64,10 +74,9 @@ def test_a_quick_run_on_stand_ins_marks_them_and_prints_the_next_steps(tmp_path,
     assert "Next steps" not in md  # the terminal's advice, not part of the record
 
 
-def test_a_quick_run_on_real_data_still_says_how_to_run_the_full_course(tmp_path, monkeypatch, capsys,
-                                                                        fake_env):
+def test_a_quick_run_on_real_data_still_says_how_to_run_the_full_course(tmp_path, monkeypatch, capsys, fake_env):
     out, md, _ = _run(tmp_path, monkeypatch, capsys, [("real", REAL_MNIST, 98.21)], "--quick")
-    steps = out[out.index("Next steps:"):]
+    steps = out[out.index("Next steps:") :]
     assert "`make full`" in steps and "stand-in" not in steps and "data fetch" not in steps
     assert reports.STAND_IN_FOOTNOTE not in out + md
 

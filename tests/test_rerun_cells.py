@@ -52,7 +52,7 @@ OVERRIDES = {
 
 PROBE_TAG = "RERUN-PROBE "
 
-PROBE = '''\
+PROBE = """\
 import keras as _keras
 
 _probe, _plain_fit = [], _keras.Model.fit
@@ -76,14 +76,14 @@ def _probed_fit(self, *args, callbacks=None, **kwargs):
 
 
 _keras.Model.fit = _probed_fit
-'''
+"""
 
-REPORT = f'''\
+REPORT = f"""\
 import json as _json
 
 _keras.Model.fit = _plain_fit
 print({PROBE_TAG!r} + _json.dumps(_probe))
-'''
+"""
 
 
 def run_twice_copy(lesson, folder):
@@ -98,7 +98,7 @@ def run_twice_copy(lesson, folder):
     assert TRAINING_CELLS[lesson] in ids, f"{lesson}: no cell {TRAINING_CELLS[lesson]} (renamed?)"
     at = ids.index(TRAINING_CELLS[lesson])
     again = nbformat.v4.new_code_cell(nb.cells[at].source)
-    nb.cells = nb.cells[:at + 1] + [nbformat.v4.new_code_cell(PROBE), again, nbformat.v4.new_code_cell(REPORT)]
+    nb.cells = nb.cells[: at + 1] + [nbformat.v4.new_code_cell(PROBE), again, nbformat.v4.new_code_cell(REPORT)]
     path = folder / Path(runner.LESSONS[lesson]).name
     nbformat.write(nb, path)
     return path, at + 2
@@ -118,12 +118,13 @@ def test_training_cell_run_twice_trains_again(lesson, keras_backend, tmp_path, t
     (tmp_path / "lesson").mkdir()
     path, second = run_twice_copy(lesson, tmp_path / "lesson")
     with offline_home(tmp_path_factory, f"rerun-{lesson}"):
-        result = runner.run_lesson(lesson, OVERRIDES.get(lesson, {}), tmp_path / "out", timeout=600, quick=True,
-                                   lessons={lesson: path})
+        result = runner.run_lesson(
+            lesson, OVERRIDES.get(lesson, {}), tmp_path / "out", timeout=600, quick=True, lessons={lesson: path}
+        )
     assert result["status"] == "passed", result["error"]
     reported = [line for line in result["text"].splitlines() if line.startswith(PROBE_TAG)]
     assert len(reported) == 1, "the probe's report is missing"
-    fits = json.loads(reported[0][len(PROBE_TAG):])
+    fits = json.loads(reported[0][len(PROBE_TAG) :])
     assert fits, "the second run of the training cell did not call fit"
     for fit in fits:
         assert fit["begin_rate"] > 0, f"a fit of the second run starts at learning rate {fit['begin_rate']}"

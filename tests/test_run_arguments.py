@@ -20,6 +20,8 @@ from test_cli import FAKE_ENV, _scripts, _usage_error, fake_env, no_run  # noqa:
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
+
+
 def _leftovers(folder):
     """The temporary files a report write could leave in `folder` (sorted names)."""
     return sorted(p.name for p in Path(folder).iterdir() if p.name.endswith(".tmp"))
@@ -29,13 +31,16 @@ def _leftovers(folder):
 # High 4: -p values the report cannot hold; a report no value can lose
 
 
-@pytest.mark.parametrize("parameter, message", [
-    ("X={1}", "{1} is a set"),
-    ("X=b'a'", "b'a' is bytes"),
-    ("X=1j", "1j is a complex number"),
-    ("X=[1, {2}]", "{2} is a set"),
-    ("X={(1, 2): 3}", "(1, 2) cannot be a key"),
-])
+@pytest.mark.parametrize(
+    "parameter, message",
+    [
+        ("X={1}", "{1} is a set"),
+        ("X=b'a'", "b'a' is bytes"),
+        ("X=1j", "1j is a complex number"),
+        ("X=[1, {2}]", "{2} is a set"),
+        ("X={(1, 2): 3}", "(1, 2) cannot be a key"),
+    ],
+)
 def test_parameters_json_cannot_hold_are_refused_before_anything_runs(no_run, capsys, parameter, message):
     line = _usage_error(["run", "-p", parameter, "--out", str(no_run / "o")], capsys)
     assert line.startswith("python -m cnn_course run: error: ") and message in line
@@ -54,8 +59,9 @@ def test_check_value_keeps_json_values(value):
 
 
 def test_a_value_json_cannot_hold_is_written_as_its_text(tmp_path):
-    report = reports.build_report([], {"device": b"GPU", "odd": 2j}, False,
-                                  {"S": {1}, "B": b"a", "K": {(1, 2): "x"}, "INF": float("inf")})
+    report = reports.build_report(
+        [], {"device": b"GPU", "odd": 2j}, False, {"S": {1}, "B": b"a", "K": {(1, 2): "x"}, "INF": float("inf")}
+    )
     json_path, md_path = reports.write_report(report, tmp_path)
     written = json.loads(json_path.read_text())
     assert written["parameters"] == {"S": "{1}", "B": "b'a'", "K": {"(1, 2)": "x"}, "INF": "inf"}
@@ -92,8 +98,13 @@ except OSError as exc:
 def test_a_write_that_fails_halfway_leaves_the_previous_report_whole(tmp_path):
     """A disk that fills up (here: a file size limit) while results.json is written."""
     old = _old_report(tmp_path / "o")
-    done = subprocess.run([sys.executable, "-c", _WRITE_UNDER_A_FILE_SIZE_LIMIT, str(tmp_path / "o")],
-                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE_UNDER_A_FILE_SIZE_LIMIT, str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=60,
+    )
     assert done.stdout.startswith("OSError"), done.stdout + done.stderr
     assert {name: (tmp_path / "o" / name).read_text() for name in old} == old
     assert _leftovers(tmp_path / "o") == []
@@ -128,7 +139,8 @@ def test_a_run_whose_report_hits_a_full_disk_keeps_the_old_report(tmp_path, monk
     captured = capsys.readouterr()
     assert "1 passed, 0 failed" in captured.out  # the table was printed first
     assert captured.err.strip().splitlines() == [
-        f"error: the report could not be written to {tmp_path / 'o'}: No space left on device"]
+        f"error: the report could not be written to {tmp_path / 'o'}: No space left on device"
+    ]
     assert {name: (tmp_path / "o" / name).read_text() for name in old} == old
     assert _leftovers(tmp_path / "o") == []
 
@@ -161,8 +173,7 @@ def test_a_huge_timeout_is_refused_before_anything_runs(no_run, capsys, value):
     assert not (no_run / "o").exists()
 
 
-def test_a_fractional_timeout_runs_notebooks_and_p_names_the_scripts_it_skips(tmp_path, monkeypatch, capsys,
-                                                                              fake_env):
+def test_a_fractional_timeout_runs_notebooks_and_p_names_the_scripts_it_skips(tmp_path, monkeypatch, capsys, fake_env):
     registry = {"fixture": str(FIXTURES / "passing.ipynb"), **_scripts(tmp_path, ["dims"])}
     monkeypatch.setattr(runner, "LESSONS", registry)
     code = cli.main(["run", "--timeout", "59.5", "-p", "EPOCHS=2", "--out", str(tmp_path / "o")])
@@ -221,8 +232,8 @@ def test_a_bad_true_false_setting_stops_data_status(capsys, monkeypatch, variabl
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip().splitlines() == [
-        f"error: {variable}='maybe' is not a true/false value: use 1, true, yes or on; "
-        "or 0, false, no, off or unset it"]
+        f"error: {variable}='maybe' is not a true/false value: use 1, true, yes or on; or 0, false, no, off or unset it"
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -255,9 +266,13 @@ def _write_config(home, how):
     return path
 
 
-CONFIG_PROBLEMS = {"folder": "is not a regular file", "list": "holds a JSON list", "not JSON": "is not JSON",
-                   "floatx": "settings Keras refuses (floatx='float8')",
-                   "backend": "settings Keras refuses (backend=5)"}
+CONFIG_PROBLEMS = {
+    "folder": "is not a regular file",
+    "list": "holds a JSON list",
+    "not JSON": "is not JSON",
+    "floatx": "settings Keras refuses (floatx='float8')",
+    "backend": "settings Keras refuses (backend=5)",
+}
 
 
 @pytest.mark.parametrize("how", list(CONFIG_PROBLEMS))
@@ -283,8 +298,9 @@ def test_run_with_an_unusable_keras_json_stops_before_anything_runs(no_run, kera
 
 
 def test_a_usable_keras_json_names_the_backend(keras_home):
-    (keras_home / "keras.json").write_text(json.dumps(
-        {"backend": "jax", "floatx": "float32", "epsilon": 1e-07, "image_data_format": "channels_last"}))
+    (keras_home / "keras.json").write_text(
+        json.dumps({"backend": "jax", "floatx": "float32", "epsilon": 1e-07, "image_data_format": "channels_last"})
+    )
     assert backends.keras_backend() == "jax"
 
 
@@ -298,8 +314,9 @@ def test_a_second_run_into_the_same_folder_is_refused(no_run, capsys):
     assert held is not None
     try:
         line = _usage_error(["run", "--out", str(out_dir)], capsys)
-        assert line.endswith(f"--out {out_dir}: another run is writing into {out_dir}; "
-                             "wait for it to end or choose another folder")
+        assert line.endswith(
+            f"--out {out_dir}: another run is writing into {out_dir}; wait for it to end or choose another folder"
+        )
         assert not (out_dir / "dims.txt").exists()
     finally:
         os.close(held)
@@ -317,9 +334,17 @@ def test_the_folder_is_free_again_after_a_run(tmp_path, monkeypatch, capsys, fak
 
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom cnn_course import reports\n"
-         "reports.lock_out_dir(sys.argv[1]); print('locked', flush=True); time.sleep(60)", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom cnn_course import reports\n"
+            "reports.lock_out_dir(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     try:
         assert holder.stdout.readline() == "locked\n"
         with pytest.raises(ValueError, match="another run is writing"):

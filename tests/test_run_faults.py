@@ -26,8 +26,13 @@ from test_cli import _wait_for
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-FAKE_ENV = {"python": "3.11.7", "keras": "3.15.1", "backend": "tensorflow",
-            "backend_version": "2.21.0", "device": "CPU"}
+FAKE_ENV = {
+    "python": "3.11.7",
+    "keras": "3.15.1",
+    "backend": "tensorflow",
+    "backend_version": "2.21.0",
+    "device": "CPU",
+}
 
 
 def _script(folder, name, source):
@@ -66,8 +71,10 @@ DAMAGED = {
     "empty": "",
     "no cells": '{"a": 1}\n',
     "a cell that is a number": '{"cells": [5], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n',
-    "a code cell without outputs": ('{"cells": [{"cell_type": "code", "id": "x", "metadata": {}, "source": "1"}],'
-                                    ' "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'),
+    "a code cell without outputs": (
+        '{"cells": [{"cell_type": "code", "id": "x", "metadata": {}, "source": "1"}],'
+        ' "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
+    ),
     "not UTF-8": b"\xff\xfe{".decode("latin-1"),
 }
 
@@ -76,8 +83,7 @@ DAMAGED = {
 def test_a_damaged_notebook_is_a_failed_lesson_in_one_line(tmp_path, content):
     broken = tmp_path / "broken.ipynb"
     broken.write_bytes(content.encode("latin-1"))
-    result = runner.run_lesson("broken", out_dir=tmp_path / "build", lessons={"broken": str(broken)},
-                               quick=True)
+    result = runner.run_lesson("broken", out_dir=tmp_path / "build", lessons={"broken": str(broken)}, quick=True)
     assert result["status"] == "failed"
     assert "\n" not in result["error"] and "Traceback" not in result["error"]
     assert str(broken) in result["error"] and "not a valid notebook" in result["error"]
@@ -87,8 +93,9 @@ def test_a_damaged_notebook_does_not_stop_the_run(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(backends, "environment_info", lambda: dict(FAKE_ENV))
     broken = tmp_path / "broken.ipynb"
     broken.write_text("[1, 2, 3]\n", encoding="utf-8")
-    monkeypatch.setattr(runner, "LESSONS", {"broken": str(broken),
-                                            "after": _script(tmp_path, "after", "print('after ran')\n")})
+    monkeypatch.setattr(
+        runner, "LESSONS", {"broken": str(broken), "after": _script(tmp_path, "after", "print('after ran')\n")}
+    )
     out_dir = tmp_path / "build"
     assert cli.main(["run", "--quick", "--out", str(out_dir)]) == 1
     report = json.loads((out_dir / "results.json").read_text())
@@ -113,15 +120,22 @@ def _untagged(nb):
 
 def test_a_quick_run_refuses_a_notebook_without_its_parameters_tag(tmp_path):
     # The untagged cell would run after the injected one and undo the quick checkpoint name.
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("CHECKPOINT = 'full.keras'  # the full run's checkpoint\nEPOCHS = 10"),
-        nbformat.v4.new_code_cell("open(CHECKPOINT, 'w').write('model')\nprint('Epochs run:', EPOCHS)"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("CHECKPOINT = 'full.keras'  # the full run's checkpoint\nEPOCHS = 10"),
+            nbformat.v4.new_code_cell("open(CHECKPOINT, 'w').write('model')\nprint('Epochs run:', EPOCHS)"),
+        ]
+    )
     lesson = tmp_path / "lesson" / "untagged.ipynb"
     lesson.parent.mkdir()
     nbformat.write(nb, lesson)
-    result = runner.run_lesson("untagged", {"CHECKPOINT": "full.quick.keras", "EPOCHS": 1},
-                               out_dir=tmp_path / "build", lessons={"untagged": str(lesson)}, quick=True)
+    result = runner.run_lesson(
+        "untagged",
+        {"CHECKPOINT": "full.quick.keras", "EPOCHS": 1},
+        out_dir=tmp_path / "build",
+        lessons={"untagged": str(lesson)},
+        quick=True,
+    )
     assert result["status"] == "failed"
     assert "no cell tagged 'parameters'" in result["error"] and "\n" not in result["error"]
     assert not (lesson.parent / "full.keras").exists()  # the full run's checkpoint was not written
@@ -129,11 +143,13 @@ def test_a_quick_run_refuses_a_notebook_without_its_parameters_tag(tmp_path):
 
 def test_a_quick_run_refuses_a_notebook_that_sets_its_checkpoint_again_later():
     # An editor moved the checkpoint's name out of the parameters cell: the injection would be undone.
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("EPOCHS = 10", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("%matplotlib inline"),
-        nbformat.v4.new_code_cell("CHECKPOINT = 'full.keras'\nEPOCHS = min(EPOCHS, 20)"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("EPOCHS = 10", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("%matplotlib inline"),
+            nbformat.v4.new_code_cell("CHECKPOINT = 'full.keras'\nEPOCHS = min(EPOCHS, 20)"),
+        ]
+    )
     quick = {"EPOCHS": 1, "CHECKPOINT": "full.quick.keras"}
     with pytest.raises(ValueError, match="assigns CHECKPOINT again"):
         lessons.inject_parameters(nb, quick, require_cell=True)
@@ -156,8 +172,11 @@ def test_every_lesson_without_its_tag_is_refused_in_quick_mode_only(name):
 
 
 def test_a_script_printing_non_utf8_bytes_passes_and_its_log_is_saved(tmp_path):
-    script = _script(tmp_path, "odd", "import sys\nsys.stdout.buffer.write(b'before \\xff\\xfe after\\n')\n"
-                                      "print('Data: odd bytes')\n")
+    script = _script(
+        tmp_path,
+        "odd",
+        "import sys\nsys.stdout.buffer.write(b'before \\xff\\xfe after\\n')\nprint('Data: odd bytes')\n",
+    )
     result = runner.run_lesson("odd", out_dir=tmp_path / "build", lessons={"odd": script})
     assert result["status"] == "passed", result["error"]
     assert result["data"] == "odd bytes"
@@ -175,8 +194,7 @@ def test_a_stop_still_stops_the_run_when_the_log_cannot_be_saved(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(runner.LessonInterrupted) as stop:
-        runner.run_lesson("slow", out_dir=tmp_path / "build", progress=stop_at_first_output,
-                          lessons={"slow": script})
+        runner.run_lesson("slow", out_dir=tmp_path / "build", progress=stop_at_first_output, lessons={"slow": script})
     assert stop.value.result["status"] == "interrupted" and stop.value.result["executed_path"] is None
     assert "started" in stop.value.result["text"]
 
@@ -194,11 +212,16 @@ runner.run_lesson("slow", out_dir=sys.argv[2], lessons={"slow": sys.argv[1]})
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_a_killed_runner_leaves_no_script_lesson_running(tmp_path):
     pid_file = tmp_path / "script.pid"
-    slow = _script(tmp_path, "slow", f"import os, pathlib, time\n"
-                                     f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
-                                     "time.sleep(120)\n")
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUNNER, slow, str(tmp_path / "build")],
-                            env=_env(tmp_path), stdin=subprocess.DEVNULL)
+    slow = _script(
+        tmp_path,
+        "slow",
+        f"import os, pathlib, time\npathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\ntime.sleep(120)\n",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUNNER, slow, str(tmp_path / "build")],
+        env=_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+    )
     try:
         _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the script to start")
         script = int(pid_file.read_text())
@@ -221,10 +244,16 @@ def test_a_stop_in_the_first_second_prints_interrupted_not_a_traceback(tmp_path,
     codes = []
     for delay in (0.3, 0.5, 0.8):
         # SIG_DFL: a child of a background job starts with SIGINT ignored (as CI may run us)
-        proc = subprocess.Popen([sys.executable, "-m", "cnn_course", "data", "status"], cwd=tmp_path,
-                                env=_env(tmp_path), stdin=subprocess.DEVNULL,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnn_course", "data", "status"],
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(delay)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=120)
@@ -256,10 +285,27 @@ def test_sigterm_or_sighup_stops_a_run_like_ctrl_c(tmp_path, signum):
     pid_file = tmp_path / "kernel.pid"
     registry = {"slow": str(FIXTURES / "slow.ipynb"), "after": _script(tmp_path, "after", "print('after')\n")}
     out_dir = tmp_path / "build"
-    proc = subprocess.Popen([sys.executable, "-c", RUN_DRIVER, json.dumps(registry), json.dumps(FAKE_ENV), "run",
-                             "-p", f"PID_FILE={str(pid_file)!r}", "--out", str(out_dir)],
-                            cwd=tmp_path, env=_env(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            RUN_DRIVER,
+            json.dumps(registry),
+            json.dumps(FAKE_ENV),
+            "run",
+            "-p",
+            f"PID_FILE={str(pid_file)!r}",
+            "--out",
+            str(out_dir),
+        ],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _wait_for(lambda: pid_file.exists() or proc.poll() is not None, 120, "the lesson to start")
         assert proc.poll() is None, proc.communicate()
@@ -327,9 +373,15 @@ def test_sigterm_during_an_import_keeps_the_old_copy_and_leaves_no_temporary(tmp
     _mnist_npz(tmp_path / "new.npz", 2000)
     marker = tmp_path / "checking"
     env = dict(_env(tmp_path), CNN_COURSE_DATA=str(data_dir))
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_IMPORT_DRIVER, str(marker), str(tmp_path / "new.npz")],
-                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_IMPORT_DRIVER, str(marker), str(tmp_path / "new.npz")],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: marker.exists() or proc.poll() is not None, 60, "the import to check its copy")
         assert proc.poll() is None, proc.communicate()

@@ -25,7 +25,7 @@ def passed(tmp_path_factory):
     out = tmp_path_factory.mktemp("passed")
     events = []
     result = runner.execute_notebook(
-        PASSING, {"QUICK": True, "VERBOSE": 2, "LABEL": "it's \"quoted\""}, out, progress=events.append
+        PASSING, {"QUICK": True, "VERBOSE": 2, "LABEL": 'it\'s "quoted"'}, out, progress=events.append
     )
     return result, events, out
 
@@ -178,12 +178,15 @@ def test_invalid_parameters_raise_value_error(bad):
         lessons.parameters_source(bad)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"SEED": float("inf")}, "parameter SEED: inf is not a finite number"),
-    ({"X": [1, float("nan")]}, "parameter X: nan is not a finite number"),
-    ({"X": {"a": (complex(0, float("inf")),)}}, "is not a finite number"),
-    ({"OBJ": Path("a")}, "cannot be written as a Python literal"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"SEED": float("inf")}, "parameter SEED: inf is not a finite number"),
+        ({"X": [1, float("nan")]}, "parameter X: nan is not a finite number"),
+        ({"X": {"a": (complex(0, float("inf")),)}}, "is not a finite number"),
+        ({"OBJ": Path("a")}, "cannot be written as a Python literal"),
+    ],
+)
 def test_values_that_do_not_read_back_are_refused(bad, message):
     # inf's repr is a valid expression (the name inf): it used to be injected
     # and fail the notebook with NameError
@@ -276,9 +279,12 @@ def test_relative_data_paths_reach_kernels_and_scripts_absolute(tmp_path, monkey
     (start / "data").mkdir(parents=True)
     lesson = tmp_path / "lesson"
     lesson.mkdir()
-    script = _script(lesson, "import os\n"
-                             "for name in ('CNN_COURSE_DATA', 'KERAS_HOME'):\n"
-                             "    print(name, os.environ[name], os.path.isdir(os.environ[name]))\n")
+    script = _script(
+        lesson,
+        "import os\n"
+        "for name in ('CNN_COURSE_DATA', 'KERAS_HOME'):\n"
+        "    print(name, os.environ[name], os.path.isdir(os.environ[name]))\n",
+    )
     monkeypatch.chdir(start)
     monkeypatch.setenv("CNN_COURSE_DATA", "data")
     monkeypatch.setenv("KERAS_HOME", "./keras/../data")
@@ -302,9 +308,18 @@ def test_an_out_dir_that_cannot_be_written_is_a_failed_result(tmp_path):
 
 def test_lesson_registry_names_the_twelve_lessons():
     assert list(runner.LESSONS) == [
-        "mnist-mlp", "cifar10-mlp", "cifar10-cnn", "cifar10-augmentation", "bottleneck-features",
-        "transfer-learning", "conv-visualization", "training-speed", "modern-cnn", "data-parallel",
-        "conv-dims", "pool-dims",
+        "mnist-mlp",
+        "cifar10-mlp",
+        "cifar10-cnn",
+        "cifar10-augmentation",
+        "bottleneck-features",
+        "transfer-learning",
+        "conv-visualization",
+        "training-speed",
+        "modern-cnn",
+        "data-parallel",
+        "conv-dims",
+        "pool-dims",
     ]
     assert list(runner.LESSONS).index("conv-visualization") > list(runner.LESSONS).index("cifar10-cnn")
     assert all(not Path(p).is_absolute() for p in runner.LESSONS.values())
@@ -318,13 +333,39 @@ def test_lesson_registry_names_the_twelve_lessons():
 def _results():
     base = {"text": "long", "executed_path": "x", "html_path": None, "warnings": [], "path": "p"}
     return [
-        {**base, "lesson": "mnist-mlp", "status": "passed", "data": "MNIST (real)", "epochs": 10,
-         "test_accuracy": 98.214, "wall_time_s": 75.4, "error": None, "failed_cell": None},
-        {**base, "lesson": "cifar10-cnn", "status": "failed", "data": "CIFAR-10 STAND-IN | labelled",
-         "epochs": None, "test_accuracy": None, "wall_time_s": 3.0, "error": "ValueError: boom",
-         "failed_cell": {"index": 4, "executed_index": 5, "first_line": "model.fit("}},
-        {**base, "lesson": "conv-dims", "status": "passed", "data": None, "epochs": None,
-         "test_accuracy": None, "wall_time_s": 0.4, "error": None, "failed_cell": None},
+        {
+            **base,
+            "lesson": "mnist-mlp",
+            "status": "passed",
+            "data": "MNIST (real)",
+            "epochs": 10,
+            "test_accuracy": 98.214,
+            "wall_time_s": 75.4,
+            "error": None,
+            "failed_cell": None,
+        },
+        {
+            **base,
+            "lesson": "cifar10-cnn",
+            "status": "failed",
+            "data": "CIFAR-10 STAND-IN | labelled",
+            "epochs": None,
+            "test_accuracy": None,
+            "wall_time_s": 3.0,
+            "error": "ValueError: boom",
+            "failed_cell": {"index": 4, "executed_index": 5, "first_line": "model.fit("},
+        },
+        {
+            **base,
+            "lesson": "conv-dims",
+            "status": "passed",
+            "data": None,
+            "epochs": None,
+            "test_accuracy": None,
+            "wall_time_s": 0.4,
+            "error": None,
+            "failed_cell": None,
+        },
     ]
 
 
@@ -399,12 +440,18 @@ def test_environment_info_names_the_gpus(tmp_path, monkeypatch, backend, version
     assert "error" not in info, info
     assert info["python"] == ".".join(map(str, sys.version_info[:3]))
     assert (info["keras"], info["backend"], info["backend_version"], info["device"]) == (
-        "3.99.0", backend, version, device)
+        "3.99.0",
+        backend,
+        version,
+        device,
+    )
 
 
 def test_short_data_keeps_the_table_narrow():
-    stand_in = ("STAND-IN for MNIST: scikit-learn digits resized to 28x28, 1437 train / 360 test "
-                "(real MNIST not found; `python -m cnn_course data fetch mnist` gets it)")
+    stand_in = (
+        "STAND-IN for MNIST: scikit-learn digits resized to 28x28, 1437 train / 360 test "
+        "(real MNIST not found; `python -m cnn_course data fetch mnist` gets it)"
+    )
     assert reports.short_data(stand_in) == stand_in[: stand_in.index(" (real")]
     assert reports.short_data("MNIST (real)") == "MNIST (real)"
     assert reports.short_data("x" * 200) == "x" * 77 + "..."
@@ -457,7 +504,9 @@ def test_quick_parameters_are_injected_under_the_users_values():
     quick = lessons.lesson_parameters("mnist-mlp", True, {"EPOCHS": 3})
     assert quick["VERBOSE"] == 2 and quick["EPOCHS"] == 3
     assert {k: v for k, v in quick.items() if k != "EPOCHS"} == {
-        "VERBOSE": 2, **{k: v for k, v in lessons.QUICK_PARAMETERS["mnist-mlp"].items() if k != "EPOCHS"}}
+        "VERBOSE": 2,
+        **{k: v for k, v in lessons.QUICK_PARAMETERS["mnist-mlp"].items() if k != "EPOCHS"},
+    }
     assert lessons.lesson_parameters("mnist-mlp", False, {"EPOCHS": 3}) == {"VERBOSE": 2, "EPOCHS": 3}
 
 

@@ -29,9 +29,14 @@ def test_a_home_folder_of_no_user_is_a_one_line_usage_error(tmp_path, variable, 
 
 @pytest.mark.parametrize("variable", ["CNN_COURSE_DATA", "KERAS_HOME"])
 def test_run_refuses_a_home_folder_of_no_user_before_anything_runs(tmp_path, variable):
-    result = subprocess.run([sys.executable, "-m", "cnn_course", "run", "pool-dims", "--out", str(tmp_path / "o")],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                            env=dict(os.environ, PYTHONPATH=str(REPO), **{variable: NO_USER}))
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn_course", "run", "pool-dims", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO), **{variable: NO_USER}),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no user" in result.stderr
     assert not (tmp_path / "o" / "results.json").exists()
@@ -45,9 +50,14 @@ def test_an_import_source_under_a_home_folder_of_no_user_is_one_line():
 
 @pytest.mark.parametrize("out", ["a" * 300, NO_USER])
 def test_an_out_folder_that_cannot_be_named_is_a_usage_error(tmp_path, out):
-    result = subprocess.run([sys.executable, "-m", "cnn_course", "run", "pool-dims", "--out", out],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn_course", "run", "pool-dims", "--out", out],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("python -m cnn_course run: error: --out ")
 

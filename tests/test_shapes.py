@@ -40,6 +40,7 @@ def keras_shape_or_none(make_layer, input_shape):
 
 # ---- against Keras -------------------------------------------------------------
 
+
 def assert_keras_refuses_too(err, layer, shape):
     """A window that shapes refuses must not fit Keras either: an error or an empty output."""
     event("shapes refuses: window larger than the input")
@@ -49,8 +50,7 @@ def assert_keras_refuses_too(err, layer, shape):
 
 
 @settings(max_examples=500, **SETTINGS)
-@given(h=sides, w=sides, d=st.integers(1, 8), filters=st.integers(1, 16),
-       kernel=sizes, strides=sizes, padding=paddings)
+@given(h=sides, w=sides, d=st.integers(1, 8), filters=st.integers(1, 16), kernel=sizes, strides=sizes, padding=paddings)
 def test_conv_shape_and_params_match_keras(h, w, d, filters, kernel, strides, padding):
     layer = keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding)
     try:
@@ -64,8 +64,15 @@ def test_conv_shape_and_params_match_keras(h, w, d, filters, kernel, strides, pa
 
 
 @settings(max_examples=300, **SETTINGS)
-@given(h=sides, w=sides, d=st.integers(1, 8), pool=sizes,
-       strides=st.one_of(st.none(), sizes), padding=paddings, average=st.booleans())
+@given(
+    h=sides,
+    w=sides,
+    d=st.integers(1, 8),
+    pool=sizes,
+    strides=st.one_of(st.none(), sizes),
+    padding=paddings,
+    average=st.booleans(),
+)
 def test_pool_shape_matches_keras(h, w, d, pool, strides, padding, average):
     kind = keras.layers.AveragePooling2D if average else keras.layers.MaxPooling2D
     layer = kind(pool_size=pool, strides=strides, padding=padding)
@@ -84,6 +91,7 @@ def test_pool_shape_matches_keras(h, w, d, pool, strides, padding, average):
 def test_what_shapes_refuses_keras_cannot_build(h, w, kernel, strides, padding):
     def make():
         return keras.layers.Conv2D(4, kernel, strides=strides, padding=padding)
+
     theirs = keras_shape_or_none(make, (h, w, 3))
     try:
         ours = shapes.conv_output_shape((h, w, 3), kernel, strides, padding, 4)
@@ -111,11 +119,14 @@ def test_keras_stack_refuses_an_unknown_activation():
         keras_check.keras_stack((8, 8, 1), shapes.parse_stack("conv:4:2:relux"))
 
 
-@pytest.mark.parametrize("activation, message", [
-    ("glu", r"--activation glu: changes the shape of what it is given \(\(1, 2, 2, 4\) becomes \(1, 2, 2, 2\)\)"),
-    ("threshold", "--activation threshold: Keras cannot apply it by name alone"),
-    ("relux", "--activation relux: Keras has no activation of that name"),
-])
+@pytest.mark.parametrize(
+    "activation, message",
+    [
+        ("glu", r"--activation glu: changes the shape of what it is given \(\(1, 2, 2, 4\) becomes \(1, 2, 2, 2\)\)"),
+        ("threshold", "--activation threshold: Keras cannot apply it by name alone"),
+        ("relux", "--activation relux: Keras has no activation of that name"),
+    ],
+)
 def test_activations_that_change_the_shape_or_cannot_run_are_refused(activation, message):
     # Keras's shape inference for Conv2D ignores the activation: it would "agree"
     # that glu keeps 16 channels while the layer really gives 8 (or crashes).
@@ -139,6 +150,7 @@ def test_glu_is_refused_without_keras_too():
 
 # ---- memory ----------------------------------------------------------------------
 
+
 def test_check_fits_says_the_estimate_and_the_limit():
     assert keras_check.check_fits(1000, limit=13_000) == 13_000
     with pytest.raises(ValueError) as err:
@@ -146,7 +158,8 @@ def test_check_fits_says_the_estimate_and_the_limit():
     assert str(err.value) == (
         "the layer has 1,000,000,000 parameters: building it with Keras needs about 12.1 GiB of memory "
         "(13 bytes a parameter), over the limit of 1.0 GiB (80% of the memory available now); "
-        "--no-keras still prints the working")
+        "--no-keras still prints the working"
+    )
     with pytest.raises(ValueError, match="about 13.0 TiB"):
         keras_check.check_fits(2**40)  # the machine's own limit
 
@@ -159,10 +172,12 @@ def test_available_memory_is_read():
 def test_the_estimate_covers_what_keras_takes_to_build():
     """The estimate (13 bytes a parameter) is at least what building takes:
     one Conv2D of 25 million parameters, its peak memory measured in a fresh process."""
-    code = ("import resource, keras\n"
-            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "keras.Sequential([keras.Input((64, 64, 100)), keras.layers.Conv2D(1000, 16)])\n"
-            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n")
+    code = (
+        "import resource, keras\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "keras.Sequential([keras.Input((64, 64, 100)), keras.layers.Conv2D(1000, 16)])\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     params = shapes.conv_params(16, 100, 1000)
@@ -180,6 +195,7 @@ def test_a_build_that_runs_out_of_memory_is_one_line():
 
 
 # ---- the formulas --------------------------------------------------------------
+
 
 def test_the_lessons_layers():
     assert shapes.conv_output_shape((200, 200, 1), 2, 2, "valid", 16) == (100, 100, 16)
@@ -199,21 +215,24 @@ def test_conv_without_filters_keeps_the_depth():
     assert shapes.conv_output_shape((9, 9, 7), 3) == (7, 7, 7)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: shapes.conv_output_shape((3, 3, 1), 5), "kernel_size 5x5 does not fit the 3x3"),
-    (lambda: shapes.conv_output_shape((9, 3, 1), (2, 4)), "width 4 > 3"),
-    (lambda: shapes.pool_output_shape((4, 4, 1), 5), "pool_size 5x5 does not fit"),
-    (lambda: shapes.conv_output_shape((8, 8, 1), 0), "kernel_size 0: must be a positive"),
-    (lambda: shapes.conv_output_shape((8, 8, 1), (2, -1)), "kernel_size (2, -1): must be"),
-    (lambda: shapes.conv_output_shape((8, 8, 1), 2.5), "kernel_size 2.5: must be"),
-    (lambda: shapes.conv_output_shape((8, 8, 1), True), "kernel_size True: must be"),
-    (lambda: shapes.conv_output_shape((8, 8, 1), 2, strides=0), "strides 0: must be"),
-    (lambda: shapes.conv_output_shape((8, 8, 1), 2, padding="full"), "padding 'full'"),
-    (lambda: shapes.conv_output_shape((8, 8), 2), "input_shape (8, 8): must be"),
-    (lambda: shapes.conv_output_shape((8, 8, 1), 2, filters=0), "filters 0: must be"),
-    (lambda: shapes.conv_params(3, 0, 4), "depth_in 0: must be"),
-    (lambda: shapes.dense_params(10, -1), "units -1: must be"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: shapes.conv_output_shape((3, 3, 1), 5), "kernel_size 5x5 does not fit the 3x3"),
+        (lambda: shapes.conv_output_shape((9, 3, 1), (2, 4)), "width 4 > 3"),
+        (lambda: shapes.pool_output_shape((4, 4, 1), 5), "pool_size 5x5 does not fit"),
+        (lambda: shapes.conv_output_shape((8, 8, 1), 0), "kernel_size 0: must be a positive"),
+        (lambda: shapes.conv_output_shape((8, 8, 1), (2, -1)), "kernel_size (2, -1): must be"),
+        (lambda: shapes.conv_output_shape((8, 8, 1), 2.5), "kernel_size 2.5: must be"),
+        (lambda: shapes.conv_output_shape((8, 8, 1), True), "kernel_size True: must be"),
+        (lambda: shapes.conv_output_shape((8, 8, 1), 2, strides=0), "strides 0: must be"),
+        (lambda: shapes.conv_output_shape((8, 8, 1), 2, padding="full"), "padding 'full'"),
+        (lambda: shapes.conv_output_shape((8, 8), 2), "input_shape (8, 8): must be"),
+        (lambda: shapes.conv_output_shape((8, 8, 1), 2, filters=0), "filters 0: must be"),
+        (lambda: shapes.conv_params(3, 0, 4), "depth_in 0: must be"),
+        (lambda: shapes.dense_params(10, -1), "units -1: must be"),
+    ],
+)
 def test_impossible_configurations_say_which_value_and_why(call, message):
     with pytest.raises(ValueError) as err:
         call()
@@ -227,6 +246,7 @@ def test_same_padding_never_refuses_a_big_kernel():
 
 # ---- parsing command-line values -----------------------------------------------
 
+
 def test_parsers_accept_what_students_type():
     assert shapes.parse_size("3", "--k") == (3, 3)
     assert shapes.parse_size(" 3X5 ", "--k") == (3, 5)
@@ -238,18 +258,21 @@ def test_parsers_accept_what_students_type():
     assert shapes.parse_activation("none") is None
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: shapes.parse_size("0", "--kernel-size"), "--kernel-size 0: must be a positive integer"),
-    (lambda: shapes.parse_size("-1", "--kernel-size"), "--kernel-size -1: must be a positive"),
-    (lambda: shapes.parse_size("2.5", "--strides"), "--strides 2.5: must be a positive integer"),
-    (lambda: shapes.parse_size("3x4x5", "--strides"), "--strides 3x4x5: must be N or HxW"),
-    (lambda: shapes.parse_size("", "--strides"), "--strides : must be N or HxW"),
-    (lambda: shapes.parse_positive_int("ten", "--filters"), "--filters ten: must be a positive"),
-    (lambda: shapes.parse_input_shape("32x32x3"), "--input-shape 32x32x3: must be H,W,D"),
-    (lambda: shapes.parse_input_shape("32,32,3,1"), "--input-shape 32,32,3,1: must be H,W,D"),
-    (lambda: shapes.parse_padding("causal"), "--padding causal: must be valid or same"),
-    (lambda: shapes.parse_activation("re lu"), "--activation re lu: must be an activation"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: shapes.parse_size("0", "--kernel-size"), "--kernel-size 0: must be a positive integer"),
+        (lambda: shapes.parse_size("-1", "--kernel-size"), "--kernel-size -1: must be a positive"),
+        (lambda: shapes.parse_size("2.5", "--strides"), "--strides 2.5: must be a positive integer"),
+        (lambda: shapes.parse_size("3x4x5", "--strides"), "--strides 3x4x5: must be N or HxW"),
+        (lambda: shapes.parse_size("", "--strides"), "--strides : must be N or HxW"),
+        (lambda: shapes.parse_positive_int("ten", "--filters"), "--filters ten: must be a positive"),
+        (lambda: shapes.parse_input_shape("32x32x3"), "--input-shape 32x32x3: must be H,W,D"),
+        (lambda: shapes.parse_input_shape("32,32,3,1"), "--input-shape 32,32,3,1: must be H,W,D"),
+        (lambda: shapes.parse_padding("causal"), "--padding causal: must be valid or same"),
+        (lambda: shapes.parse_activation("re lu"), "--activation re lu: must be an activation"),
+    ],
+)
 def test_parsers_refuse_bad_values_naming_them(call, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         call()
@@ -257,11 +280,22 @@ def test_parsers_refuse_bad_values_naming_them(call, message):
 
 # ---- stacks ------------------------------------------------------------------------
 
+
 def test_cifar10_stack_traces_to_528054_parameters():
     rows = shapes.trace_stack((32, 32, 3), shapes.parse_stack(shapes.CIFAR10_STACK))
     assert [r["shape"] for r in rows] == [
-        (32, 32, 16), (16, 16, 16), (16, 16, 32), (8, 8, 32), (8, 8, 64), (4, 4, 64),
-        (4, 4, 64), (1024,), (500,), (500,), (10,)]
+        (32, 32, 16),
+        (16, 16, 16),
+        (16, 16, 32),
+        (8, 8, 32),
+        (8, 8, 64),
+        (4, 4, 64),
+        (4, 4, 64),
+        (1024,),
+        (500,),
+        (500,),
+        (10,),
+    ]
     assert [r["params"] for r in rows if r["params"]] == [208, 2080, 8256, 512_500, 5010]
     assert sum(r["params"] for r in rows) == 528_054
     table = shapes.stack_table(rows)
@@ -279,30 +313,36 @@ def test_stack_fields_after_the_sizes_come_in_any_order():
     assert shapes.trace_stack((6, 6, 5), [pool, gap])[-1]["shape"] == (5,)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("", "--stack: is empty"),
-    ("conv:16", "--stack layer 1 ('conv:16'): expected conv:K:F"),
-    ("conv:16:2,pool", "--stack layer 2 ('pool'): expected pool:F"),
-    ("conv:16:2,pool:2:same:same", "layer 2 ('pool:2:same:same'): padding given twice"),
-    ("pool:2:relu", "'relu' is neither a stride nor valid/same"),
-    ("conv:16:0", "--stack layer 1 ('conv:16:0'): kernel size 0: must be a positive"),
-    ("dense:ten", "units ten: must be a positive integer"),
-    ("dropout:x", "rate x: must be a number from 0"),
-    ("flatten:2", "expected flatten"),
-    ("conv:8:3,,dense:2", "--stack layer 2: is empty"),
-    ("lstm:32", "unknown layer 'lstm'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("", "--stack: is empty"),
+        ("conv:16", "--stack layer 1 ('conv:16'): expected conv:K:F"),
+        ("conv:16:2,pool", "--stack layer 2 ('pool'): expected pool:F"),
+        ("conv:16:2,pool:2:same:same", "layer 2 ('pool:2:same:same'): padding given twice"),
+        ("pool:2:relu", "'relu' is neither a stride nor valid/same"),
+        ("conv:16:0", "--stack layer 1 ('conv:16:0'): kernel size 0: must be a positive"),
+        ("dense:ten", "units ten: must be a positive integer"),
+        ("dropout:x", "rate x: must be a number from 0"),
+        ("flatten:2", "expected flatten"),
+        ("conv:8:3,,dense:2", "--stack layer 2: is empty"),
+        ("lstm:32", "unknown layer 'lstm'"),
+    ],
+)
 def test_bad_stack_specs_name_the_layer(spec, message):
     with pytest.raises(ValueError) as err:
         shapes.parse_stack(spec)
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("conv:4:40", "--stack layer 1 ('conv:4:40'): kernel_size 40x40 does not fit the 32x32"),
-    ("conv:4:2,pool:2,flatten,conv:4:2", "layer 4 ('conv:4:2'): needs an H x W x D input"),
-    ("gap,gap", "layer 2 ('gap'): needs an H x W x D input but gets (None, 3)"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("conv:4:40", "--stack layer 1 ('conv:4:40'): kernel_size 40x40 does not fit the 32x32"),
+        ("conv:4:2,pool:2,flatten,conv:4:2", "layer 4 ('conv:4:2'): needs an H x W x D input"),
+        ("gap,gap", "layer 2 ('gap'): needs an H x W x D input but gets (None, 3)"),
+    ],
+)
 def test_stacks_that_cannot_fit_name_the_layer(spec, message):
     with pytest.raises(ValueError) as err:
         shapes.trace_stack((32, 32, 3), shapes.parse_stack(spec))
@@ -310,6 +350,7 @@ def test_stacks_that_cannot_fit_name_the_layer(spec, message):
 
 
 # ---- the working -------------------------------------------------------------------
+
 
 def test_conv_working_puts_the_numbers_in():
     text = "\n".join(shapes.conv_working((200, 200, 1), 2, 2, "valid", 16))
@@ -328,10 +369,11 @@ def test_pool_working_keeps_the_depth_and_has_no_parameters():
 
 
 def test_importing_shapes_imports_no_keras():
-    code = ("import sys, cnn_course.shapes; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)
+    code = (
+        "import sys, cnn_course.shapes; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

@@ -16,6 +16,7 @@ def test_alternate_stops_after_its_time_budget_but_not_before_two_rounds():
             calls.append(name)
             time.sleep(0.02)
             return 1.0
+
         return run
 
     values = timing.alternate({"a": slow("a"), "b": slow("b")}, rounds=10, budget_s=0.0)

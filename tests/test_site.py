@@ -70,26 +70,33 @@ def _stream(text):
 
 
 def _figure():
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+    }
 
 
 def test_merge_takes_outputs_by_code_and_drops_the_injected_cell():
-    current = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Title\nnew text"),
-        _code("EPOCHS = 10", tags=["parameters"]),
-        _code("print(EPOCHS)  "),  # trailing blanks do not count
-        _code("plot()"),
-        _code("plot()"),
-    ])
-    recorded = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Title\nold text"),
-        _code("EPOCHS = 10", tags=["parameters"]),
-        _code("EPOCHS = 1", [_stream("injected\n")], tags=["injected-parameters"]),
-        _code("print(EPOCHS)", [_stream("1\n")]),
-        _code("plot()", [_figure()]),
-        _code("plot()", [_stream("second\n")]),
-    ])
+    current = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title\nnew text"),
+            _code("EPOCHS = 10", tags=["parameters"]),
+            _code("print(EPOCHS)  "),  # trailing blanks do not count
+            _code("plot()"),
+            _code("plot()"),
+        ]
+    )
+    recorded = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title\nold text"),
+            _code("EPOCHS = 10", tags=["parameters"]),
+            _code("EPOCHS = 1", [_stream("injected\n")], tags=["injected-parameters"]),
+            _code("print(EPOCHS)", [_stream("1\n")]),
+            _code("plot()", [_figure()]),
+            _code("plot()", [_stream("second\n")]),
+        ]
+    )
     merged, missing = site.merge_outputs(current, recorded)
     assert missing == []
     assert [c.source for c in merged.cells] == [c.source for c in current.cells]  # no injected cell
@@ -112,8 +119,10 @@ def test_repository_url_comes_from_pyproject(tmp_path):
     url = site.repository_url()
     assert url.startswith("https://github.com/")
     assert site.colab_url("mnist-mlp/mnist_mlp.ipynb") == (
-        "https://colab.research.google.com/github/" + url.removeprefix("https://github.com/")
-        + "/blob/main/mnist-mlp/mnist_mlp.ipynb")
+        "https://colab.research.google.com/github/"
+        + url.removeprefix("https://github.com/")
+        + "/blob/main/mnist-mlp/mnist_mlp.ipynb"
+    )
     bad = tmp_path / "pyproject.toml"
     bad.write_text('[project]\nname = "x"\n')
     with pytest.raises(site.SiteError, match="Repository"):
@@ -133,19 +142,38 @@ def _fake_run(run_dir, lessons, mode="full", status="passed"):
                 if cell.cell_type == "code":
                     cell.outputs = [nbformat.from_dict(_stream(f"{name} cell {i}\n"))]
                     cell.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
-            executed = run_dir / Path(path).parent.name / Path(path).name if name.endswith(" answers") else \
-                run_dir / Path(path).name  # the runner puts answers in out/solutions/
+            executed = (
+                run_dir / Path(path).parent.name / Path(path).name
+                if name.endswith(" answers")
+                else run_dir / Path(path).name
+            )  # the runner puts answers in out/solutions/
             executed.parent.mkdir(exist_ok=True)
             nbformat.write(nb, executed)
         else:
             executed = run_dir / f"{Path(path).stem}.txt"
             executed.write_text(f"{name} printed this\n")
-        rows.append({"lesson": name, "path": str(REPO / path), "status": status, "data": "real", "epochs": 3,
-                     "test_accuracy": 91.234, "wall_time_s": 61.0, "error": None if status == "passed" else "boom",
-                     "executed_path": str(executed), "stand_in": False})
-    report = {"mode": mode, "parameters": {"VERBOSE": 2}, "passed": 0, "failed": 0,
-              "environment": {"device": "CPU", "keras": "3.x", "backend": "tensorflow", "backend_version": "2.x"},
-              "lessons": rows}
+        rows.append(
+            {
+                "lesson": name,
+                "path": str(REPO / path),
+                "status": status,
+                "data": "real",
+                "epochs": 3,
+                "test_accuracy": 91.234,
+                "wall_time_s": 61.0,
+                "error": None if status == "passed" else "boom",
+                "executed_path": str(executed),
+                "stand_in": False,
+            }
+        )
+    report = {
+        "mode": mode,
+        "parameters": {"VERBOSE": 2},
+        "passed": 0,
+        "failed": 0,
+        "environment": {"device": "CPU", "keras": "3.x", "backend": "tensorflow", "backend_version": "2.x"},
+        "lessons": rows,
+    }
     (run_dir / "results.json").write_text(json.dumps(report))
 
 
@@ -198,7 +226,7 @@ def test_recorded_answers_fold_under_their_exercises_on_the_lesson_page(tmp_path
     page, stale = site.prepare_lesson(name, site.LESSONS[name], rows, runs, "https://github.com/o/r")
     assert stale is None
     titles = lessons.exercise_titles(nbformat.read(REPO / site.LESSONS[name], as_version=4))
-    cells = page.cells[site.exercises_cell(page):]
+    cells = page.cells[site.exercises_cell(page) :]
     items = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.match(r"\d+\. \*\*", c.source)]
     assert len(items) == len(titles)  # one cell per exercise, each followed by its folded answer
     for at in items:
@@ -218,8 +246,9 @@ def test_recorded_answers_fold_under_their_exercises_on_the_lesson_page(tmp_path
 
 
 def _build_cli(*args):
-    return subprocess.run([sys.executable, str(REPO / "website" / "build.py"), *args],
-                          capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(REPO / "website" / "build.py"), *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 def test_a_stale_recording_fails_the_build_in_one_line_and_keeps_the_site(tmp_path):
@@ -247,16 +276,24 @@ def test_a_stale_recording_fails_the_build_in_one_line_and_keeps_the_site(tmp_pa
 
 
 def test_refresh_refuses_an_unknown_lesson_before_running_anything(tmp_path):
-    done = _build_cli("refresh", "no-such-lesson", "--runs", str(tmp_path / "runs"),
-                      "--run-dir", str(tmp_path / "run"))
+    done = _build_cli("refresh", "no-such-lesson", "--runs", str(tmp_path / "runs"), "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"error: no lesson named no-such-lesson; the lessons: {', '.join(site.LESSONS)}"]
+        f"error: no lesson named no-such-lesson; the lessons: {', '.join(site.LESSONS)}"
+    ]
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 
 
 # --------------------------------------------------------------------------
 # The browser
+
+
+def watch_page(page, note):
+    """Send `page`'s console errors, page errors, failed requests and HTTP errors to `note`."""
+    page.on("console", lambda msg: note(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: note(f"page error: {exc}"))
+    page.on("requestfailed", lambda req: note(f"failed request: {req.url} ({req.failure})"))
+    page.on("response", lambda res: note(f"HTTP {res.status}: {res.url}") if res.status >= 400 else None)
 
 
 @pytest.fixture(scope="session")
@@ -303,8 +340,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def quick_run(tmp_path_factory):
     """The runner's report of a quick run of mnist-mlp (stand-in data), made here."""
     run_dir = tmp_path_factory.mktemp("quick-run")
-    done = subprocess.run([sys.executable, "-m", "cnn_course", "run", "mnist-mlp", "--quick", "--out", str(run_dir)],
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnn_course", "run", "mnist-mlp", "--quick", "--out", str(run_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return run_dir
 
@@ -348,15 +389,11 @@ def visited(served, browser):
     for html in [p for p in pages if not p.startswith("_static/")]:  # the theme's template parts are no pages
         problems = []
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
-                if msg.type == "error" else None)
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("requestfailed", lambda req: problems.append(f"failed request: {req.url} ({req.failure})"))
-        page.on("response", lambda res: problems.append(f"HTTP {res.status}: {res.url}")
-                if res.status >= 400 else None)
+        watch_page(page, problems.append)
         page.goto(base + html, wait_until="networkidle")
         info = page.evaluate("""() => ({
-            links: Array.from(document.querySelectorAll('a[href]')).map(a => ({href: a.href, text: a.textContent.trim()})),
+            links: Array.from(document.querySelectorAll('a[href]'))
+                .map(a => ({href: a.href, text: a.textContent.trim()})),
             ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id)
                 .concat(Array.from(document.querySelectorAll('a[name]')).map(e => e.name)),
             figures: Array.from(document.querySelectorAll('.cell_output img, .cell_output svg')).map(e => {
@@ -389,8 +426,9 @@ def test_every_figure_renders_and_no_recorded_figure_is_missing(served, visited)
         assert all(natural > 0 and width > 0 and height > 0 for natural, width, height in figures), (name, figures)
         expected = 0
         if name in rows:
-            expected = site.shown_recorded_figures(nbformat.read(REPO / path, as_version=4),
-                                                   nbformat.read(runs / path, as_version=4))
+            expected = site.shown_recorded_figures(
+                nbformat.read(REPO / path, as_version=4), nbformat.read(runs / path, as_version=4)
+            )
         assert len(figures) >= expected, name
         shown += len(figures)
     if kind == "quick":
@@ -473,8 +511,10 @@ def test_screenshots_of_the_home_and_cifar10_cnn_pages(served, browser):
         pytest.skip("screenshots are of the committed site")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    for name, url in (("home", "index.html"),
-                      ("cifar10-cnn", site.LESSONS["cifar10-cnn"].removesuffix(".ipynb") + ".html")):
+    for name, url in (
+        ("home", "index.html"),
+        ("cifar10-cnn", site.LESSONS["cifar10-cnn"].removesuffix(".ipynb") + ".html"),
+    ):
         page.goto(base + url, wait_until="networkidle")
         shot = SCREENSHOTS / f"{name}.png"
         page.screenshot(path=str(shot), full_page=True)

@@ -21,10 +21,12 @@ PLAIN = "model name\t: Old CPU\nflags\t\t: fpu sse2 avx2\n"
 @pytest.fixture
 def cpu(tmp_path):
     """Return a function that writes a fake /proc/cpuinfo and returns its path."""
+
     def write(text):
         path = tmp_path / "cpuinfo"
         path.write_text(text)
         return path
+
     return write
 
 
@@ -47,24 +49,32 @@ def machine(monkeypatch, cpu, tmp_path):
         path = cpu(cpuinfo)
         monkeypatch.setattr(speed, "gpu_name", lambda: gpu)
         monkeypatch.setattr(speed, "backend_version", lambda: (backend, "9.9"))
-        monkeypatch.setattr(speed, "choose_precision",
-                            lambda model=None, data=None, cache=None, cpuinfo=path, quick=None:
-                            real(model, data, cache, cpuinfo, quick))
+        monkeypatch.setattr(
+            speed,
+            "choose_precision",
+            lambda model=None, data=None, cache=None, cpuinfo=path, quick=None: real(
+                model, data, cache, cpuinfo, quick
+            ),
+        )
+
     return fake
 
 
-@pytest.mark.parametrize("gpu, cpuinfo, backend, expected, why", [
-    ("NVIDIA H100", PLAIN, "jax", "mixed_float16", "GPU NVIDIA H100"),
-    (None, PLAIN, "tensorflow", "float32", "no bfloat16 instructions"),
-    (None, BF16_AMX, "tensorflow", "mixed_bfloat16", "TensorFlow on a CPU with AMX"),
-    (None, BF16_ONLY, "tensorflow", "float32", "without AMX units"),  # issue 12: VGG16 slower in bf16 there
-    (None, BF16_AMX, "jax", "float32", "on jax"),
-    (None, BF16_AMX, "torch", "float32", "on torch"),
-])
+@pytest.mark.parametrize(
+    "gpu, cpuinfo, backend, expected, why",
+    [
+        ("NVIDIA H100", PLAIN, "jax", "mixed_float16", "GPU NVIDIA H100"),
+        (None, PLAIN, "tensorflow", "float32", "no bfloat16 instructions"),
+        (None, BF16_AMX, "tensorflow", "mixed_bfloat16", "TensorFlow on a CPU with AMX"),
+        (None, BF16_ONLY, "tensorflow", "float32", "without AMX units"),  # issue 12: VGG16 slower in bf16 there
+        (None, BF16_AMX, "jax", "float32", "on jax"),
+        (None, BF16_AMX, "torch", "float32", "on torch"),
+    ],
+)
 def test_unmeasured_auto_is_conservative_and_says_why(machine, capsys, gpu, cpuinfo, backend, expected, why):
     machine(gpu, cpuinfo, backend)
     assert speed.precision_policy("auto") == expected
-    line, = capsys.readouterr().out.splitlines()
+    (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith(f"Precision: {expected} (") and why in line
 
 
@@ -78,27 +88,32 @@ def test_explicit_policy_is_kept_silently_and_unknown_refused(capsys):
 
 def _fake_measure(monkeypatch, speedup, calls, build=False):
     """Replace measure_precision by one that returns ``speedup`` (and, with ``build``, builds the model twice)."""
+
     def measure(model, data, rounds=6, budget_s=6.0):
         calls.append(1)
         if build:
             model(), model()
         return {"float32_s": 1.0, "mixed_bfloat16_s": 1.0 / speedup, "speedup": speedup, "rounds": rounds}
+
     monkeypatch.setattr(speed, "measure_precision", measure)
     if not build:
         monkeypatch.setattr(speed, "model_signature", lambda model, data: "tiny:42")
 
 
-@pytest.mark.parametrize("speedup, expected, why", [
-    (1.6, "mixed_bfloat16", "measured 1.60x faster than float32 on this CPU with jax"),
-    (1.05, "float32", "mixed_bfloat16 measured 1.05x the speed of float32 on this CPU with jax"),  # noise
-    (0.7, "float32", "mixed_bfloat16 measured 0.70x the speed of float32 on this CPU with jax"),  # slower
-])
+@pytest.mark.parametrize(
+    "speedup, expected, why",
+    [
+        (1.6, "mixed_bfloat16", "measured 1.60x faster than float32 on this CPU with jax"),
+        (1.05, "float32", "mixed_bfloat16 measured 1.05x the speed of float32 on this CPU with jax"),  # noise
+        (0.7, "float32", "mixed_bfloat16 measured 0.70x the speed of float32 on this CPU with jax"),  # slower
+    ],
+)
 def test_measured_auto_never_picks_a_slower_setting(machine, monkeypatch, capsys, speedup, expected, why):
     machine(None, BF16_ONLY, "jax")
     calls = []
     _fake_measure(monkeypatch, speedup, calls)
     assert speed.precision_policy("auto", model=lambda: None, data=(np.zeros((2, 3)), None)) == expected
-    line, = capsys.readouterr().out.splitlines()
+    (line,) = capsys.readouterr().out.splitlines()
     assert line == f"Precision: {expected} ({why})"
     assert calls == [1]
 
@@ -111,7 +126,7 @@ def test_measured_verdict_is_cached_per_machine_and_written_atomically(machine, 
     assert speed.precision_policy("auto", model=lambda: None, data=data) == "float32"
     path = speed.cache_path()
     assert path == tmp_path / "keras" / "cnn_course" / "precision.json"
-    (key, entry), = json.loads(path.read_text()).items()
+    ((key, entry),) = json.loads(path.read_text()).items()
     assert "Intel(R) Xeon(R) Processor" in key and "amx_bf16" in key and "jax 9.9" in key and "tiny:42" in key
     assert entry["policy"] == "float32" and entry["speedup"] == 0.8
     assert [p.name for p in path.parent.iterdir()] == ["precision.json"]  # no temporary file left
@@ -120,8 +135,11 @@ def test_measured_verdict_is_cached_per_machine_and_written_atomically(machine, 
     # the second call reads the cache and measures nothing
     assert speed.precision_policy("auto", model=lambda: None, data=data) == "float32"
     assert calls == [1]
-    assert capsys.readouterr().out.rstrip().endswith(f"on this CPU with jax on {date.today().isoformat()}; "
-                                                     f"cached in {path})")
+    assert (
+        capsys.readouterr()
+        .out.rstrip()
+        .endswith(f"on this CPU with jax on {date.today().isoformat()}; cached in {path})")
+    )
 
     # another backend is another verdict
     machine(None, BF16_AMX, "tensorflow")
@@ -144,8 +162,13 @@ def test_measure_precision_times_both_policies_and_restores_the_global_one():
     keras = pytest.importorskip("keras")
 
     def build():
-        net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                                keras.layers.Dense(2, activation="softmax", dtype="float32")])
+        net = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(2, activation="softmax", dtype="float32"),
+            ]
+        )
         net.compile(optimizer="sgd", loss="categorical_crossentropy")
         return net
 
@@ -166,8 +189,13 @@ def test_measure_precision_times_a_lessons_uncompiled_model(labels):
     keras = pytest.importorskip("keras")
 
     def build():
-        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                                 keras.layers.Dense(2, activation="softmax", dtype="float32")])
+        return keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(2, activation="softmax", dtype="float32"),
+            ]
+        )
 
     x = np.random.default_rng(0).random((32, 8), dtype="float32")
     y = np.arange(32) % 2 if labels == "class numbers" else np.eye(2)[np.arange(32) % 2]
@@ -182,7 +210,7 @@ def test_a_quick_run_does_not_measure_and_says_so(machine, monkeypatch, capsys):
     _fake_measure(monkeypatch, 1.6, calls)
     monkeypatch.setenv("CNN_COURSE_QUICK", "1")
     assert speed.precision_policy(model=lambda: None, data=(np.zeros((2, 3)), None)) == "float32"
-    line, = capsys.readouterr().out.splitlines()
+    (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith("Precision: float32 (quick run, not measured: ") and "without AMX" in line
     assert calls == [] and not speed.cache_path().exists()
 
@@ -195,15 +223,19 @@ def test_a_damaged_cache_is_measured_again_and_rewritten(machine, monkeypatch, c
     data = (np.zeros((2, 3)), None)
     assert speed.precision_policy(model=lambda: None, data=data) == "mixed_bfloat16"
     path = speed.cache_path()
-    (key, entry), = json.loads(path.read_text()).items()
-    path.write_bytes({"not json": b"\xff{\x00 half a file",
-                      "a list": b"[1, 2, 3]",
-                      "an entry without its fields": json.dumps({key: {"policy": "float32"}}).encode(),
-                      "an unknown policy": json.dumps({key: dict(entry, policy="int4")}).encode()}[damage])
+    ((key, entry),) = json.loads(path.read_text()).items()
+    path.write_bytes(
+        {
+            "not json": b"\xff{\x00 half a file",
+            "a list": b"[1, 2, 3]",
+            "an entry without its fields": json.dumps({key: {"policy": "float32"}}).encode(),
+            "an unknown policy": json.dumps({key: dict(entry, policy="int4")}).encode(),
+        }[damage]
+    )
     capsys.readouterr()
     assert speed.precision_policy(model=lambda: None, data=data) == "mixed_bfloat16"
     assert calls == [1, 1]
-    line, = capsys.readouterr().out.splitlines()
+    (line,) = capsys.readouterr().out.splitlines()
     assert line == "Precision: mixed_bfloat16 (measured 1.60x faster than float32 on this CPU with jax)"
     assert json.loads(path.read_text())[key]["policy"] == "mixed_bfloat16"
 
@@ -237,8 +269,15 @@ def test_measuring_leaves_a_layer_shared_by_the_builder_unchanged():
     shared = keras.layers.Dense(4, activation="relu")
 
     def build():
-        return keras.Sequential([keras.Input((2, 2, 1)), augment, keras.layers.Flatten(), shared,
-                                 keras.layers.Dense(2, activation="softmax", dtype="float32")])
+        return keras.Sequential(
+            [
+                keras.Input((2, 2, 1)),
+                augment,
+                keras.layers.Flatten(),
+                shared,
+                keras.layers.Dense(2, activation="softmax", dtype="float32"),
+            ]
+        )
 
     build()  # builds the shared Dense layer
     before = [keras.ops.convert_to_numpy(v) for v in augment.variables + shared.variables]

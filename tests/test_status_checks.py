@@ -3,15 +3,14 @@ low 11): a tarball by its member names, CIFAR-10 pickles by their opcodes
 (never unpickled), weights by their HDF5 signature."""
 
 import gzip
-import re
 import pickle
+import re
 
 import numpy as np
 import pytest
 
 from cnn_course import __main__ as cli
 from cnn_course import data
-from cnn_course.data import commands as status_module
 from test_data import hermetic, tar_folder, write_jpeg_tree, write_pickles  # noqa: F401
 
 
@@ -85,4 +84,3 @@ def test_weights_that_are_not_hdf5_are_broken(hermetic):
     path.write_bytes(b"not an HDF5 file at all")
     r = row("weights")
     assert r["status"] == "broken" and "not an HDF5 file" in r["how"], r
-

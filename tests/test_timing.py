@@ -38,7 +38,7 @@ def test_alternate_needs_two_settings():
 
 def test_compare_warms_up_each_then_alternates_and_takes_the_median_ratio():
     calls = []
-    plain = recorder("plain", calls, [999, 100, 100, 200])   # the first value is the warm-up
+    plain = recorder("plain", calls, [999, 100, 100, 200])  # the first value is the warm-up
     lever = recorder("lever", calls, [1, 150, 300, 100])
     measured = timing.compare(plain, lever, 3)
     assert calls == ["plain", "lever", "plain", "lever", "lever", "plain", "plain", "lever"]
@@ -46,8 +46,17 @@ def test_compare_warms_up_each_then_alternates_and_takes_the_median_ratio():
     assert measured["ratio"] == 1.5 and measured["plain"] == 100 and measured["lever"] == 150
 
 
-@pytest.mark.parametrize("ratio, word", [(0.8, "slower"), (1.25, "faster"), (1.02, "about the same"),
-                                         (0.96, "about the same"), (0.95, "slower"), (1.05, "faster")])
+@pytest.mark.parametrize(
+    "ratio, word",
+    [
+        (0.8, "slower"),
+        (1.25, "faster"),
+        (1.02, "about the same"),
+        (0.96, "about the same"),
+        (0.95, "slower"),
+        (1.05, "faster"),
+    ],
+)
 def test_verdict_says_faster_slower_or_within_the_noise(ratio, word):
     text = timing.verdict("mixed_bfloat16", ratio, "float32")
     assert text.startswith(f"on this machine, mixed_bfloat16 trained at {ratio:.2f}x float32's speed: {word}")
@@ -71,9 +80,12 @@ def test_time_and_speedup_texts_give_lower_bounds_when_plain_never_reached_the_t
 
 
 def test_table_has_a_line_per_row_and_says_why_a_row_was_skipped():
-    rows = [timing.lever_row("batch size", "512", {"plain": 1000.0, "lever": 2500.0, "ratio": 2.5,
-                                                   "ratios": [2.4, 2.5, 2.7]}),
-            timing.skipped_row("jit_compile", "True", "Keras on JAX always compiles")]
+    rows = [
+        timing.lever_row(
+            "batch size", "512", {"plain": 1000.0, "lever": 2500.0, "ratio": 2.5, "ratios": [2.4, 2.5, 2.7]}
+        ),
+        timing.skipped_row("jit_compile", "True", "Keras on JAX always compiles"),
+    ]
     lines = timing.table(rows).splitlines()
     assert len(lines) == 4
     assert lines[2].split()[-4:] == ["1,000", "2,500", "2.50x", "2.40-2.70x"]
@@ -92,10 +104,13 @@ def test_thread_rows_compare_each_count_with_the_default_round_by_round():
 
 
 def test_plot_leaves_out_skipped_rows_and_draws_the_times():
-    rows = [timing.lever_row("batch size", "512", {"plain": 1.0, "lever": 2.0, "ratio": 2.0, "ratios": [2.0]}),
-            timing.skipped_row("threads", "1", "why")]
-    fig = timing.plot_levers(rows, {"plain": {"seconds": None, "run_s": 300.0},
-                                    "fast": {"seconds": 60.0, "run_s": 60.0}}, 0.68)
+    rows = [
+        timing.lever_row("batch size", "512", {"plain": 1.0, "lever": 2.0, "ratio": 2.0, "ratios": [2.0]}),
+        timing.skipped_row("threads", "1", "why"),
+    ]
+    fig = timing.plot_levers(
+        rows, {"plain": {"seconds": None, "run_s": 300.0}, "fast": {"seconds": 60.0, "run_s": 60.0}}, 0.68
+    )
     left, right = fig.axes
     assert len(left.patches) == 1
     assert [t.get_text().strip() for t in right.texts] == ["60 s", "more than 300 s"]
@@ -111,8 +126,9 @@ def tiny():
     import numpy as np
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu"),
-                              keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
     model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
     x = np.random.default_rng(0).random((256, 8), dtype="float32")
     y = keras.utils.to_categorical(np.arange(256) % 2, 2)
@@ -163,8 +179,13 @@ def test_thread_rates_trains_in_a_fresh_process_per_setting(tiny):
 
 
 def test_a_failing_thread_subprocess_is_one_clear_error(tmp_path):
-    spec = {"threads": 1, "model": str(tmp_path / "missing.keras"), "data": str(tmp_path / "missing.npz"),
-            "batch_size": 16, "chunks": 1}
+    spec = {
+        "threads": 1,
+        "model": str(tmp_path / "missing.keras"),
+        "data": str(tmp_path / "missing.npz"),
+        "batch_size": 16,
+        "chunks": 1,
+    }
     with pytest.raises(RuntimeError, match=r"timing subprocess for 1 thread\(s\) failed \(exit 1\): .*missing"):
         timing._run_child(spec)
 

@@ -45,8 +45,7 @@ print(json.dumps({"runner": runner.__file__, "status": result["status"], "error"
 
 def source_modules():
     """Return the package's modules as paths inside a wheel ("cnn_course/data/files.py"), sorted."""
-    return sorted(str(p.relative_to(REPO).as_posix()) for p in PACKAGE.rglob("*.py")
-                  if "__pycache__" not in p.parts)
+    return sorted(str(p.relative_to(REPO).as_posix()) for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 
 
 def clean_env(**changes):
@@ -66,9 +65,25 @@ def wheel(tmp_path_factory):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     shutil.copytree(PACKAGE, src / "cnn_course", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", str(src), "-w", str(tmp / "dist")],
-                   check=True, env=clean_env(), capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            str(src),
+            "-w",
+            str(tmp / "dist"),
+        ],
+        check=True,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
     (found,) = (tmp / "dist").glob("cnn_course-*.whl")
     return found
 
@@ -87,16 +102,29 @@ def venv(wheel, tmp_path_factory):
     paths = sysconfig.get_paths()
     for ours in dict.fromkeys(Path(paths[key]) for key in ("purelib", "platlib")):
         for entry in ours.iterdir():
-            if (entry.name.startswith(("cnn_course", "__editable__")) or entry.suffix == ".pth"
-                    or (deps / entry.name).exists()):
+            if (
+                entry.name.startswith(("cnn_course", "__editable__"))
+                or entry.suffix == ".pth"
+                or (deps / entry.name).exists()
+            ):
                 continue
             (deps / entry.name).symlink_to(entry)
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "course_deps.pth").write_text(f"{deps}\n")
     # Without --no-deps: pip checks that every declared dependency is there (offline: --no-index).
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                           "--no-index", str(wheel)], env=clean_env(), capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-index", str(wheel)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     return python
 
@@ -115,7 +143,8 @@ def test_the_wheel_declares_the_dependencies_of_pyproject(wheel):
     requires = [line.split(": ", 1)[1] for line in meta.splitlines() if line.startswith("Requires-Dist: ")]
     assert len(requires) == len(project["dependencies"]) + sum(map(len, project["optional-dependencies"].values()))
     assert {e: f"Provides-Extra: {e}" in meta for e in ("tensorflow", "jax", "lab")} == dict.fromkeys(
-        ("tensorflow", "jax", "lab"), True)
+        ("tensorflow", "jax", "lab"), True
+    )
     assert f"Project-URL: Repository, {project['urls']['Repository']}" in meta
 
 
@@ -129,9 +158,16 @@ def test_a_copied_notebook_runs_from_the_installed_wheel(venv, tmp_path):
     keras_home = tmp_path / "keras"
     done = subprocess.run(
         [venv, "-c", DRIVER, str(notebook), str(tmp_path / "out"), LESSON],
-        cwd=folder, capture_output=True, text=True, timeout=900,
-        env=clean_env(KERAS_HOME=str(keras_home), JUPYTER_PATH=str(kernel_spec(venv, tmp_path / "jupyter")),
-                      CNN_COURSE_DATA=str(tmp_path / "data")))
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=clean_env(
+            KERAS_HOME=str(keras_home),
+            JUPYTER_PATH=str(kernel_spec(venv, tmp_path / "jupyter")),
+            CNN_COURSE_DATA=str(tmp_path / "data"),
+        ),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     site = Path(venv).parent.parent
@@ -151,28 +187,46 @@ def kernel_spec(python, folder):
     first through JUPYTER_PATH, whatever kernels the machine has); return folder."""
     spec = folder / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (wheel test)", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (wheel test)",
+                "language": "python",
+            }
+        )
+    )
     return folder
 
 
 def test_run_from_the_installed_package_says_where_the_lessons_are(venv, tmp_path):
-    done = subprocess.run([venv, "-m", "cnn_course", "run", "--quick", "--out", str(tmp_path / "out")],
-                          cwd=tmp_path, capture_output=True, text=True, env=clean_env())
+    done = subprocess.run(
+        [venv, "-m", "cnn_course", "run", "--quick", "--out", str(tmp_path / "out")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]  # after the usage lines: one line saying why
     assert last.startswith("python -m cnn_course run: error: the lessons are not part of the installed "), last
     assert "Traceback" not in done.stderr
-    done = subprocess.run([venv, "-m", "cnn_course", "strip"], cwd=tmp_path, capture_output=True, text=True,
-                          env=clean_env())
+    done = subprocess.run(
+        [venv, "-m", "cnn_course", "strip"], cwd=tmp_path, capture_output=True, text=True, env=clean_env()
+    )
     assert done.returncode == 2 and "name the notebooks to strip" in done.stderr
 
 
 def test_installed_the_course_data_folder_is_in_the_keras_home(venv, tmp_path):
     code = "from cnn_course.data import lookup; print(lookup.REPO_DATA_DIR); print(lookup.REPO_DATA_LABEL)"
-    done = subprocess.run([venv, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
-                          env=clean_env(KERAS_HOME=str(tmp_path / "keras")))
+    done = subprocess.run(
+        [venv, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env(KERAS_HOME=str(tmp_path / "keras")),
+    )
     assert done.stdout.splitlines() == [str(tmp_path / "keras" / "cnn-course"), "the course's data folder"]
 
 

@@ -59,8 +59,7 @@ def closure(requirements):
         for line in dist.requires or []:
             sub = Requirement(line)
             todo += [(sub, "")] + [(sub, e) for e in req.extras]
-    return {name: (version, metadata.metadata(name).get("Requires-Python"))
-            for (name, _), version in found.items()}
+    return {name: (version, metadata.metadata(name).get("Requires-Python")) for (name, _), version in found.items()}
 
 
 def python_marker(requires_python, python):
@@ -69,19 +68,26 @@ def python_marker(requires_python, python):
     of the minor version `python` ("3.11"); "" when it allows all of it."""
     if not requires_python or SpecifierSet(requires_python).contains(f"{python}.0"):
         return ""
-    return "".join(f' and python_full_version {spec.operator} "{spec.version}"'
-                   for spec in SpecifierSet(requires_python))
+    return "".join(
+        f' and python_full_version {spec.operator} "{spec.version}"' for spec in SpecifierSet(requires_python)
+    )
 
 
 def main():
     versions = closure(wanted())
     python = ".".join(platform.python_version_tuple()[:2])
-    marker = (f'python_version == "{python}" and sys_platform == "{sys.platform}" '
-              f'and platform_machine == "{platform.machine()}"')
-    lines = [f"# The versions `make test` passed with, on Python {python} ({sys.platform}, {platform.machine()}).",
-             "# Written by tools/record_constraints.py (make constraints); do not edit by hand.",
-             *(f"{name}=={version} ; {marker}{python_marker(requires, python)}"
-               for name, (version, requires) in sorted(versions.items()))]
+    marker = (
+        f'python_version == "{python}" and sys_platform == "{sys.platform}" '
+        f'and platform_machine == "{platform.machine()}"'
+    )
+    lines = [
+        f"# The versions `make test` passed with, on Python {python} ({sys.platform}, {platform.machine()}).",
+        "# Written by tools/record_constraints.py (make constraints); do not edit by hand.",
+        *(
+            f"{name}=={version} ; {marker}{python_marker(requires, python)}"
+            for name, (version, requires) in sorted(versions.items())
+        ),
+    ]
     (ROOT / "constraints.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"constraints.txt: {len(versions)} distributions")
 

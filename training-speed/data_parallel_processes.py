@@ -1,4 +1,4 @@
-"""Data parallelism past one machine: the data-parallel lesson's model trained by N processes.
+r"""Data parallelism past one machine: the data-parallel lesson's model trained by N processes.
 
 `data_parallel.ipynb` trains one model on every device of one machine. Here
 N processes, on one machine or on several, train one model together with
@@ -11,8 +11,10 @@ replicas, so every process ends with the same weights.
 On two machines (process 0's address is the coordinator's), with the same
 code and data on both:
 
-    machine A:  KERAS_BACKEND=jax python data_parallel_processes.py --coordinator A_ADDRESS:1234 --processes 2 --process-id 0
-    machine B:  KERAS_BACKEND=jax python data_parallel_processes.py --coordinator A_ADDRESS:1234 --processes 2 --process-id 1
+    machine A:  KERAS_BACKEND=jax python data_parallel_processes.py \
+                    --coordinator A_ADDRESS:1234 --processes 2 --process-id 0
+    machine B:  KERAS_BACKEND=jax python data_parallel_processes.py \
+                    --coordinator A_ADDRESS:1234 --processes 2 --process-id 1
 
 On one machine, to see it work: `KERAS_BACKEND=jax python data_parallel_processes.py --launch 2`
 starts both processes on 127.0.0.1 and prints what each says.
@@ -46,20 +48,35 @@ def positive_int(text):
 
 def build_parser():
     """Return the script's argument parser."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Run with KERAS_BACKEND=jax. See the module's docstring for two machines.")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Run with KERAS_BACKEND=jax. See the module's docstring for two machines.",
+    )
     parser.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for every process")
     parser.add_argument("--processes", type=positive_int, help="how many processes train together")
     parser.add_argument("--process-id", type=int, help="this process's number, 0 to processes - 1")
-    parser.add_argument("--launch", type=positive_int, metavar="N",
-                        help="start N processes on 127.0.0.1 (one machine) and wait for them")
+    parser.add_argument(
+        "--launch",
+        type=positive_int,
+        metavar="N",
+        help="start N processes on 127.0.0.1 (one machine) and wait for them",
+    )
     parser.add_argument("--epochs", type=positive_int, default=2, help="passes over the training images (default 2)")
-    parser.add_argument("--batch-size", type=positive_int, default=128,
-                        help="images per device per step (default 128); the global batch is this x devices")
-    parser.add_argument("--learning-rate", type=float, default=0.05,
-                        help="SGD's step for each 128 images of the global batch (default 0.05)")
-    parser.add_argument("--n-train", type=positive_int, default=10000,
-                        help="how many CIFAR-10 training images (default 10000)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=128,
+        help="images per device per step (default 128); the global batch is this x devices",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=0.05,
+        help="SGD's step for each 128 images of the global batch (default 0.05)",
+    )
+    parser.add_argument(
+        "--n-train", type=positive_int, default=10000, help="how many CIFAR-10 training images (default 10000)"
+    )
     return parser
 
 
@@ -67,7 +84,9 @@ def check_arguments(args, parser):
     """Exit through parser.error (status 2, one line) for a combination that cannot run."""
     if args.launch is not None:
         if args.coordinator or args.processes or args.process_id is not None:
-            parser.error("--launch starts its own processes: give it without --coordinator, --processes or --process-id")
+            parser.error(
+                "--launch starts its own processes: give it without --coordinator, --processes or --process-id"
+            )
         return
     if not (args.coordinator and args.processes and args.process_id is not None):
         parser.error("give --coordinator, --processes and --process-id (or --launch N on one machine)")
@@ -128,12 +147,16 @@ def train(args):
     import keras
 
     if keras.backend.backend() != "jax":
-        print(f"error: this script needs KERAS_BACKEND=jax (Keras runs on {keras.backend.backend()}): "
-              "keras.distribution.initialize supports only JAX", file=sys.stderr)
+        print(
+            f"error: this script needs KERAS_BACKEND=jax (Keras runs on {keras.backend.backend()}): "
+            "keras.distribution.initialize supports only JAX",
+            file=sys.stderr,
+        )
         return 2
     bypass_proxy(args.coordinator.rpartition(":")[0])
-    keras.distribution.initialize(job_addresses=args.coordinator, num_processes=args.processes,
-                                  process_id=args.process_id)
+    keras.distribution.initialize(
+        job_addresses=args.coordinator, num_processes=args.processes, process_id=args.process_id
+    )
     import jax
 
     from cnn_course.data import load_lesson_data
@@ -152,20 +175,27 @@ def train(args):
     local_batch = args.batch_size * local
     n_train = min(args.n_train, len(x_train)) // global_batch * global_batch
     if n_train == 0:
-        print(f"error: {min(args.n_train, len(x_train))} training images make no global batch of {global_batch}",
-              file=sys.stderr)
+        print(
+            f"error: {min(args.n_train, len(x_train))} training images make no global batch of {global_batch}",
+            file=sys.stderr,
+        )
         return 2
     # Process p takes images p, p + n, p + 2n, ...: its slice of each global batch.
     x_mine, y_mine = x_train[:n_train][me::n], y_onehot[:n_train][me::n]
     print(f"Process {me} of {n}: {local} local device(s) of {len(devices)} ({', '.join(devices)})")
-    print(f"Process {me}: global batch {global_batch} = {n} processes x {local_batch} images; "
-          f"this process trains on {len(x_mine)} of {n_train} images", flush=True)
+    print(
+        f"Process {me}: global batch {global_batch} = {n} processes x {local_batch} images; "
+        f"this process trains on {len(x_mine)} of {n_train} images",
+        flush=True,
+    )
 
     model = build_model()
     learning_rate = args.learning_rate * global_batch / 128
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2),
+        metrics=["accuracy"],
+    )
     history = model.fit(x_mine, y_mine, epochs=args.epochs, batch_size=local_batch, shuffle=False, verbose=2)
     losses = ", ".join(f"{loss:.4f}" for loss in history.history["loss"])
     print(f"Process {me}: loss per epoch {losses}")
@@ -187,12 +217,34 @@ def launch(args, count):
     Ctrl-C stops them all. No process outlives this one's return.
     """
     coordinator = f"127.0.0.1:{free_port()}"
-    passed = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-              "--learning-rate", str(args.learning_rate), "--n-train", str(args.n_train)]
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--coordinator", coordinator,
-                               "--processes", str(count), "--process-id", str(i), *passed],
-                              stdin=subprocess.DEVNULL, start_new_session=True)
-             for i in range(count)]
+    passed = [
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--learning-rate",
+        str(args.learning_rate),
+        "--n-train",
+        str(args.n_train),
+    ]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--coordinator",
+                coordinator,
+                "--processes",
+                str(count),
+                "--process-id",
+                str(i),
+                *passed,
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for i in range(count)
+    ]
     try:
         while any(p.poll() is None for p in procs):
             if any(p.returncode not in (None, 0) for p in procs):
@@ -201,8 +253,10 @@ def launch(args, count):
         codes = [p.poll() for p in procs]
         failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
         if failed:
-            print(f"error: process {failed[0]} exited with status {codes[failed[0]]}; the others were stopped",
-                  file=sys.stderr)
+            print(
+                f"error: process {failed[0]} exited with status {codes[failed[0]]}; the others were stopped",
+                file=sys.stderr,
+            )
             return 1
         return 0
     except KeyboardInterrupt:

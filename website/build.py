@@ -54,8 +54,15 @@ REPO_ROOT = WEBSITE.parent
 if str(REPO_ROOT) not in sys.path:  # `python website/build.py` from a checkout without an install
     sys.path.insert(0, str(REPO_ROOT))
 
-from cnn_course.lessons import (ANSWERS_SUFFIX, INJECTED_TAG, LESSONS, answer_lessons, answer_path,  # noqa: E402
-                                answer_sections, exercises_cell)
+from cnn_course.lessons import (  # noqa: E402
+    ANSWERS_SUFFIX,
+    INJECTED_TAG,
+    LESSONS,
+    answer_lessons,
+    answer_path,
+    answer_sections,
+    exercises_cell,
+)
 from cnn_course.reports import format_minutes  # noqa: E402
 
 RUNS_DIR = WEBSITE / "runs"
@@ -129,8 +136,9 @@ def recorded_paths():
     """Return {name: path in the repository} of everything a recording may hold:
     the lessons, and "<lesson> answers" for each notebook lesson's answer notebook."""
     paths = dict(LESSONS)
-    paths.update({name + ANSWERS_SUFFIX: str(answer_path(name).as_posix()) for name in LESSONS
-                  if answer_path(name) is not None})
+    paths.update(
+        {name + ANSWERS_SUFFIX: str(answer_path(name).as_posix()) for name in LESSONS if answer_path(name) is not None}
+    )
     return paths
 
 
@@ -177,8 +185,13 @@ def _is_injected(cell):
 
 def figure_count(cells):
     """Return how many outputs of the code `cells` are images (a figure each)."""
-    return sum(1 for cell in cells if cell.cell_type == "code"
-               for output in cell.get("outputs", []) if any(t in output.get("data", {}) for t in _FIGURE_TYPES))
+    return sum(
+        1
+        for cell in cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if any(t in output.get("data", {}) for t in _FIGURE_TYPES)
+    )
 
 
 def merge_outputs(current, recorded):
@@ -267,19 +280,26 @@ def _md_cell_text(text):
 def _page_header(name, path, row, repo_url, recorded):
     """Return the Markdown cell that opens a lesson's page: its launch links and
     where its outputs come from (or that none are recorded)."""
-    lines = [f"[Open in Colab]({colab_url(path, repo_url)}) · "
-             f"{{download}}`Download notebook </{DOWNLOADS}/{path}>`", ""]
+    lines = [
+        f"[Open in Colab]({colab_url(path, repo_url)}) · {{download}}`Download notebook </{DOWNLOADS}/{path}>`",
+        "",
+    ]
     if recorded:
         mode = "full run" if row.get("mode") == "full" else f"{row.get('mode', '?')} run (small sizes, not the lesson)"
         accuracy = format_accuracy(row)
         lines.append(
             f"The outputs below come from a recorded {mode} of this lesson on {row.get('date', '?')}, "
             f"on {format_machine(row)}: wall time {format_minutes(row.get('wall_time_s'))}"
-            + (f", test accuracy {accuracy}." if accuracy != "-" else "."))
+            + (f", test accuracy {accuracy}." if accuracy != "-" else ".")
+        )
     else:
-        lines += ["```{admonition} No recorded run yet", ":class: warning",
-                  "This page shows the lesson's text and code without outputs: no full run of it is recorded "
-                  f"yet. `make site-refresh LESSONS={name}` runs it and records its outputs.", "```"]
+        lines += [
+            "```{admonition} No recorded run yet",
+            ":class: warning",
+            "This page shows the lesson's text and code without outputs: no full run of it is recorded "
+            f"yet. `make site-refresh LESSONS={name}` runs it and records its outputs.",
+            "```",
+        ]
     return nbformat.v4.new_markdown_cell("\n".join(lines), metadata={"tags": ["site-header"]})
 
 
@@ -309,8 +329,9 @@ def prepare_lesson(name, path, rows, runs_dir, repo_url):
     stale = stale or answers_stale
     if answers is not None:
         page = fold_answers(page, answers)
-    page.cells.insert(min(1, len(page.cells)), _page_header(name, path, row or {}, repo_url,
-                                                            row is not None and stale is None))
+    page.cells.insert(
+        min(1, len(page.cells)), _page_header(name, path, row or {}, repo_url, row is not None and stale is None)
+    )
     return page, stale
 
 
@@ -325,14 +346,16 @@ def recorded_answers(name, rows, runs_dir):
     path = answer_path(name)
     recording = Path(runs_dir) / path
     if not (REPO_ROOT / path).is_file():
-        return None, f"its answers are recorded but {path} is gone: remove the \"{label}\" row"
+        return None, f'its answers are recorded but {path} is gone: remove the "{label}" row'
     if not recording.is_file():
         return None, f"{recording} is missing"
     merged, missing = merge_outputs(read_notebook(REPO_ROOT / path), read_notebook(recording))
     if missing:
         number, line = missing[0]
-        return None, (f"{path} cell {number} `{line}` changed since its recorded run: "
-                      f"`python website/build.py refresh --answers {name}`")
+        return None, (
+            f"{path} cell {number} `{line}` changed since its recorded run: "
+            f"`python website/build.py refresh --answers {name}`"
+        )
     return merged, None
 
 
@@ -354,10 +377,10 @@ def fold_answers(page, answers):
     starts = [m.start() for m in _ITEM_RE.finditer(source)]
     if not starts:
         return page
-    cells = [nbformat.v4.new_markdown_cell(source[:starts[0]].rstrip())]
+    cells = [nbformat.v4.new_markdown_cell(source[: starts[0]].rstrip())]
     tail = ""
     for i, start in enumerate(starts):
-        item = source[start:starts[i + 1] if i + 1 < len(starts) else len(source)].rstrip()
+        item = source[start : starts[i + 1] if i + 1 < len(starts) else len(source)].rstrip()
         if i + 1 == len(starts):  # a paragraph after the list (not indented) is no part of the last item
             parts = re.split(r"\n\n(?=\S)", item, maxsplit=1)
             item, tail = parts[0], parts[1] if len(parts) > 1 else ""
@@ -366,18 +389,23 @@ def fold_answers(page, answers):
         for cell in copy.deepcopy(sections.get(number, (None, []))[1]):
             if cell.cell_type == "markdown":
                 body = cell.source.split("\n", 1)[1].strip() if "\n" in cell.source else ""
-                cells.append(nbformat.v4.new_markdown_cell(
-                    f'<details class="course-answer">\n<summary>Show answer</summary>\n\n{body}\n\n</details>',
-                    metadata={"tags": ["answer"]}))
+                cells.append(
+                    nbformat.v4.new_markdown_cell(
+                        f'<details class="course-answer">\n<summary>Show answer</summary>\n\n{body}\n\n</details>',
+                        metadata={"tags": ["answer"]},
+                    )
+                )
             else:
                 tags = [t for t in cell.metadata.get("tags", []) if t != "hide-cell"] + ["hide-cell", "answer"]
                 cell.metadata["tags"] = tags
-                cell.metadata["mystnb"] = {"code_prompt_show": "Show the answer's code and output",
-                                           "code_prompt_hide": "Hide the answer's code and output"}
+                cell.metadata["mystnb"] = {
+                    "code_prompt_show": "Show the answer's code and output",
+                    "code_prompt_hide": "Hide the answer's code and output",
+                }
                 cells.append(cell)
     if tail:
         cells.append(nbformat.v4.new_markdown_cell(tail))
-    page.cells[at:at + 1] = cells
+    page.cells[at : at + 1] = cells
     return page
 
 
@@ -398,16 +426,25 @@ def _script_section(name, path, rows, runs_dir):
         parts += [_fence(textwrap.dedent(rest).strip("\n")), ""]
     row = rows.get(name)
     if row is None:
-        parts += ["```{admonition} No recorded run yet", ":class: warning",
-                  f"Its default output is not recorded yet: `make site-refresh LESSONS={name}` records it.", "```"]
+        parts += [
+            "```{admonition} No recorded run yet",
+            ":class: warning",
+            f"Its default output is not recorded yet: `make site-refresh LESSONS={name}` records it.",
+            "```",
+        ]
         return "\n".join(parts), None
     recording = Path(runs_dir) / row.get("recording", f"{Path(path).stem}.txt")
     if not recording.is_file():
         return "", f"{recording} is missing"
     if row.get("source_sha256") != sha256_file(script):
         return "", f"{path} changed since its recorded run"
-    parts += [f"Its output with the default arguments (`python {path}`), recorded on {row.get('date', '?')} "
-              f"on {format_machine(row)}:", "", _fence(recording.read_text(encoding="utf-8")), ""]
+    parts += [
+        f"Its output with the default arguments (`python {path}`), recorded on {row.get('date', '?')} "
+        f"on {format_machine(row)}:",
+        "",
+        _fence(recording.read_text(encoding="utf-8")),
+        "",
+    ]
     return "\n".join(parts), None
 
 
@@ -416,9 +453,16 @@ def home_page(rows, titles, title):
     (website/intro.md), the lesson table generated from the recorded `rows`,
     and the hidden table of contents. `titles` maps lesson -> (page, title)."""
     intro = (WEBSITE / "intro.md").read_text(encoding="utf-8").strip()
-    lines = [f"# {title}", "", intro, "", "## The lessons", "",
-             "| Lesson | Test accuracy | Epochs | Wall time | Machine | Date |",
-             "| --- | ---: | ---: | ---: | --- | --- |"]
+    lines = [
+        f"# {title}",
+        "",
+        intro,
+        "",
+        "## The lessons",
+        "",
+        "| Lesson | Test accuracy | Epochs | Wall time | Machine | Date |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
     for name in LESSONS:
         page, lesson_title = titles[name]
         if page == SCRIPTS_PAGE:  # its section of the scripts' page
@@ -430,16 +474,24 @@ def home_page(rows, titles, title):
             lines.append(f"| {link} | not recorded | | | | |")
             continue
         epochs = "-" if row.get("epochs") is None else str(row["epochs"])
-        lines.append(f"| {link} | {_md_cell_text(format_accuracy(row))} | {epochs} | "
-                     f"{format_minutes(row.get('wall_time_s'))} | {_md_cell_text(format_machine(row, versions=False))} | "
-                     f"{_md_cell_text(row.get('date', '?'))} |")
+        lines.append(
+            f"| {link} | {_md_cell_text(format_accuracy(row))} | {epochs} | "
+            f"{format_minutes(row.get('wall_time_s'))} | {_md_cell_text(format_machine(row, versions=False))} | "
+            f"{_md_cell_text(row.get('date', '?'))} |"
+        )
     quick = [name for name, row in rows.items() if row.get("mode") != "full"]
-    lines += ["", "Each row is generated from the lesson's recorded run (`website/runs/results.json`, "
-              "written by `make site-refresh`): test accuracy on the real test set, the epochs the lesson "
-              "trained, its wall time, and the machine and date of that run. \"-\": the lesson reports none."]
+    lines += [
+        "",
+        "Each row is generated from the lesson's recorded run (`website/runs/results.json`, "
+        "written by `make site-refresh`): test accuracy on the real test set, the epochs the lesson "
+        'trained, its wall time, and the machine and date of that run. "-": the lesson reports none.',
+    ]
     if quick:
-        lines += ["", f"```{{warning}}\nThese rows come from quick runs (small sizes), not full lessons: "
-                      f"{', '.join(quick)}.\n```"]
+        lines += [
+            "",
+            f"```{{warning}}\nThese rows come from quick runs (small sizes), not full lessons: "
+            f"{', '.join(quick)}.\n```",
+        ]
     pages = list(dict.fromkeys(page for page, _ in titles.values()))
     lines += ["", "```{toctree}", ":hidden:", ":maxdepth: 1", "", *pages, "```", ""]
     return "\n".join(lines)
@@ -458,8 +510,10 @@ def prepare_sources(runs_dir=RUNS_DIR, src_dir=REPO_ROOT / "build" / "site-src")
     rows = load_results(runs_dir)
     unknown = sorted(set(rows) - set(recorded_paths()))
     if unknown:
-        raise SiteError(f"{Path(runs_dir) / 'results.json'} records lessons the course no longer has: "
-                        f"{', '.join(unknown)}; remove their rows")
+        raise SiteError(
+            f"{Path(runs_dir) / 'results.json'} records lessons the course no longer has: "
+            f"{', '.join(unknown)}; remove their rows"
+        )
     pages, titles, stale, scripts = {}, {}, {}, []
     for name, path in LESSONS.items():
         if path.endswith(".ipynb"):
@@ -475,9 +529,11 @@ def prepare_sources(runs_dir=RUNS_DIR, src_dir=REPO_ROOT / "build" / "site-src")
     if stale:
         names = " ".join(stale)
         details = "; ".join(f"{name}: {reason}" for name, reason in stale.items())
-        raise SiteError(f"stale recorded run ({details}): run `make site-refresh LESSONS=\"{names}\"`"
-                        if len(stale) > 1 else
-                        f"stale recorded run of {names} ({details}): run `make site-refresh LESSONS={names}`")
+        raise SiteError(
+            f'stale recorded run ({details}): run `make site-refresh LESSONS="{names}"`'
+            if len(stale) > 1
+            else f"stale recorded run of {names} ({details}): run `make site-refresh LESSONS={names}`"
+        )
     if src_dir.exists():
         shutil.rmtree(src_dir)
     src_dir.mkdir(parents=True)
@@ -488,10 +544,15 @@ def prepare_sources(runs_dir=RUNS_DIR, src_dir=REPO_ROOT / "build" / "site-src")
         download = src_dir / DOWNLOADS / path
         download.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO_ROOT / path, download)
-    scripts_page = ["# Shapes and parameters of convolution and pooling layers", "",
-                    "Two scripts of the course print how a layer's arguments decide its output shape and "
-                    "its parameters, worked out by the formulas and checked against Keras. Each takes flags "
-                    "for any other layer (`--help` lists them), and `--quiz` drills you.", "", *scripts]
+    scripts_page = [
+        "# Shapes and parameters of convolution and pooling layers",
+        "",
+        "Two scripts of the course print how a layer's arguments decide its output shape and "
+        "its parameters, worked out by the formulas and checked against Keras. Each takes flags "
+        "for any other layer (`--help` lists them), and `--quiz` drills you.",
+        "",
+        *scripts,
+    ]
     (src_dir / f"{SCRIPTS_PAGE}.md").write_text("\n".join(scripts_page), encoding="utf-8")
     (src_dir / "index.md").write_text(home_page(rows, titles, course_title()), encoding="utf-8")
     return {name: page for name, (page, _) in titles.items()}
@@ -518,8 +579,22 @@ def build_site(runs_dir=RUNS_DIR, out_dir=SITE_DIR, src_dir=None, quiet=True):
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
         # myst-nb writes beside Sphinx's out folder (jupyter_execute/): keep it all in `work`.
-        command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-E",
-                   "-c", str(WEBSITE), "-d", str(work / "doctrees"), str(src_dir), str(work / "html")]
+        command = [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-b",
+            "html",
+            "-W",
+            "--keep-going",
+            "-E",
+            "-c",
+            str(WEBSITE),
+            "-d",
+            str(work / "doctrees"),
+            str(src_dir),
+            str(work / "html"),
+        ]
         if quiet:
             command.insert(5, "-q")
         done = subprocess.run(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
@@ -640,20 +715,38 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
             skipped[name] = f"its output cannot be read ({exc})"
             continue
         writes[runs_dir / recording] = text
-        row = {key: result.get(key) for key in ("lesson", "path", "status", "data", "epochs", "test_accuracy",
-                                                 "wall_time_s", "stand_in")}
-        row.update(path=path, recording=recording, mode=report.get("mode"), parameters=report.get("parameters"),
-                   environment=report.get("environment"), cpu=cpu, cpu_count=cores, date=date)
+        row = {
+            key: result.get(key)
+            for key in ("lesson", "path", "status", "data", "epochs", "test_accuracy", "wall_time_s", "stand_in")
+        }
+        row.update(
+            path=path,
+            recording=recording,
+            mode=report.get("mode"),
+            parameters=report.get("parameters"),
+            environment=report.get("environment"),
+            cpu=cpu,
+            cpu_count=cores,
+            date=date,
+        )
         if not path.endswith(".ipynb"):
             row["source_sha256"] = sha256_file(REPO_ROOT / path)
         rows[name] = row
     if writes:
         ordered = [rows[name] for name in recorded_paths() if name in rows]
         ordered += [row for name, row in rows.items() if name not in recorded_paths()]
-        writes[runs_dir / "results.json"] = json.dumps({
-            "about": "The runs the website shows, one row per lesson, each from its own run: "
-                     "written by `make site-refresh` (website/build.py); do not edit by hand.",
-            "lessons": ordered}, indent=2, allow_nan=False) + "\n"
+        writes[runs_dir / "results.json"] = (
+            json.dumps(
+                {
+                    "about": "The runs the website shows, one row per lesson, each from its own run: "
+                    "written by `make site-refresh` (website/build.py); do not edit by hand.",
+                    "lessons": ordered,
+                },
+                indent=2,
+                allow_nan=False,
+            )
+            + "\n"
+        )
         temporary = {}
         try:
             for target, text in writes.items():
@@ -679,15 +772,17 @@ def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False):
     unknown lesson name, and when the runner was interrupted or wrote no report.
     """
     named = list(lessons or [])
-    lessons = named or ([name.removesuffix(ANSWERS_SUFFIX) for name in answer_lessons()] if answers
-                        else list(LESSONS))
+    lessons = named or ([name.removesuffix(ANSWERS_SUFFIX) for name in answer_lessons()] if answers else list(LESSONS))
     unknown = [name for name in lessons if name not in LESSONS]
     if unknown:
         raise SiteError(f"no lesson named {', '.join(unknown)}; the lessons: {', '.join(LESSONS)}")
     report = Path(run_dir) / "results.json"
     report.unlink(missing_ok=True)  # never record an older run's report by mistake
-    done = subprocess.run([sys.executable, "-m", "cnn_course", "run", *named, *(["--answers"] if answers else []),
-                           "--out", str(run_dir)], cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnn_course", "run", *named, *(["--answers"] if answers else []), "--out", str(run_dir)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode == 130:
         raise SiteError("the run was interrupted; nothing was recorded")
     if not report.is_file():
@@ -701,12 +796,14 @@ def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False):
 
 def main(argv=None):
     """Run the command line; return the exit status (0 done, 1 failed, 2 usage)."""
-    parser = argparse.ArgumentParser(prog="website/build.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="website/build.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build = commands.add_parser("build", help="build the site (nothing is executed)")
-    build.add_argument("--runs", default=str(RUNS_DIR), metavar="DIR",
-                       help="the recorded runs (default: website/runs)")
+    build.add_argument("--runs", default=str(RUNS_DIR), metavar="DIR", help="the recorded runs (default: website/runs)")
     build.add_argument("--out", default=str(SITE_DIR), metavar="DIR", help="the site (default: build/site)")
     build.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
     refresh_cmd = commands.add_parser("refresh", help="run lessons at full length and record them")
@@ -714,12 +811,17 @@ def main(argv=None):
     record.add_argument("run_dir", metavar="DIR", help="the runner's out folder (holds results.json)")
     for sub in (refresh_cmd, record):
         sub.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to record (default: all)")
-        sub.add_argument("--runs", default=str(RUNS_DIR), metavar="DIR",
-                         help="where recordings go (default: website/runs)")
-        sub.add_argument("--answers", action="store_true",
-                         help="the lessons' answer notebooks (run --answers) instead of the lessons")
-    refresh_cmd.add_argument("--run-dir", default=str(RUN_DIR), metavar="DIR",
-                             help="the runner's out folder (default: build/full-run)")
+        sub.add_argument(
+            "--runs", default=str(RUNS_DIR), metavar="DIR", help="where recordings go (default: website/runs)"
+        )
+        sub.add_argument(
+            "--answers",
+            action="store_true",
+            help="the lessons' answer notebooks (run --answers) instead of the lessons",
+        )
+    refresh_cmd.add_argument(
+        "--run-dir", default=str(RUN_DIR), metavar="DIR", help="the runner's out folder (default: build/full-run)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "build":

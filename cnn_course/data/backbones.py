@@ -12,22 +12,26 @@ import os
 import re
 from pathlib import Path
 
+from . import install, lookup
 from .catalog import VGG16_FILES
 from .errors import DataError, DatasetNotFound, one_line
-from . import install, lookup
 
 BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 MOBILENET_SIZES = (96, 128, 160, 192, 224)  # input sizes with published MobileNetV2 weights
-BASE_URLS = {name: f"https://storage.googleapis.com/tensorflow/keras-applications/{folder}/"
-             for name, folder in (("VGG16", "vgg16"), ("ResNet50", "resnet"), ("MobileNetV2", "mobilenet_v2"))}
+BASE_URLS = {
+    name: f"https://storage.googleapis.com/tensorflow/keras-applications/{folder}/"
+    for name, folder in (("VGG16", "vgg16"), ("ResNet50", "resnet"), ("MobileNetV2", "mobilenet_v2"))
+}
 # The layer that tells each backbone apart; MobileNetV2's alpha from block_16_project's width
 FIRST_LAYER = {"VGG16": "block1_conv1", "ResNet50": "conv1_conv", "MobileNetV2": "Conv1"}
 MOBILENET_WIDTHS = {112: 0.35, 160: 0.5, 240: 0.75, 320: 1.0, 416: 1.3, 448: 1.4}
 CLASS_INDEX_FILE = "imagenet_class_index.json"
 KNOWN_MD5 = {fname: md5 for fname, md5 in VGG16_FILES.values()}  # file name -> md5 of the official file
-NAME_RE = re.compile(r"^(?:(vgg16|resnet50)_weights_tf_dim_ordering_tf_kernels(_notop)?"
-                     r"|mobilenet_v2_weights_tf_dim_ordering_tf_kernels_([0-9.]+)_(\d+)(_no_top)?)\.h5$")
+NAME_RE = re.compile(
+    r"^(?:(vgg16|resnet50)_weights_tf_dim_ordering_tf_kernels(_notop)?"
+    r"|mobilenet_v2_weights_tf_dim_ordering_tf_kernels_([0-9.]+)_(\d+)(_no_top)?)\.h5$"
+)
 
 
 def check_backbone(backbone, alpha=1.0):
@@ -41,8 +45,10 @@ def check_backbone(backbone, alpha=1.0):
     except (TypeError, ValueError):
         alpha = None
     if alpha not in MOBILENET_ALPHAS:
-        raise ValueError(f"ALPHA for MobileNetV2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} "
-                         "(the widths with ImageNet weights)")
+        raise ValueError(
+            f"ALPHA for MobileNetV2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} "
+            "(the widths with ImageNet weights)"
+        )
     return backbone, alpha
 
 
@@ -62,8 +68,11 @@ def describe(backbone, alpha):
 
 def weights_folders():
     """The (label, folder) places searched for weights files, in order."""
-    return [(label, root / sub) for label, root in lookup.search_places("weights")[:-1]
-            for sub in ("", "keras-models", "models")] + [("the Keras models cache", lookup.keras_home() / "models")]
+    return [
+        (label, root / sub)
+        for label, root in lookup.search_places("weights")[:-1]
+        for sub in ("", "keras-models", "models")
+    ] + [("the Keras models cache", lookup.keras_home() / "models")]
 
 
 def find_weights(name):
@@ -101,14 +110,18 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
         weights, description = None, f"{what}: not found ({name}), so this step is left out"
     elif lookup.quick_mode(quick):
         weights = None
-        description = (f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; "
-                       f"`python -m cnn_course data import weights FILE` brings it in)")
+        description = (
+            f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; "
+            f"`python -m cnn_course data import weights FILE` brings it in)"
+        )
     else:
         lines = [f"The {what} were not found: {name}. Looked in, in order:"]
         lines += [f"  {i}. {p}" for i, p in enumerate(looked, 1)]
         lines.append(f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}.")
-        lines.append(f"Get {name} ({url}) and put it in one of those folders, "
-                     "or run `python -m cnn_course data import weights FILE`.")
+        lines.append(
+            f"Get {name} ({url}) and put it in one of those folders, "
+            "or run `python -m cnn_course data import weights FILE`."
+        )
         raise DatasetNotFound("\n".join(lines))
     print(f"Weights: {description}")
     return weights, description
@@ -152,8 +165,9 @@ def check_h5(path: Path) -> tuple[list[str], int | None]:
     try:
         with open(path, "rb") as f:
             if f.read(8) != b"\x89HDF\r\n\x1a\n":
-                raise DataError(f"{path}: not a readable Keras .h5 weights file: not an HDF5 file "
-                                "(no HDF5 signature at its start)")
+                raise DataError(
+                    f"{path}: not a readable Keras .h5 weights file: not an HDF5 file (no HDF5 signature at its start)"
+                )
         import h5py
 
         with h5py.File(path, "r") as f:
@@ -163,21 +177,28 @@ def check_h5(path: Path) -> tuple[list[str], int | None]:
                 for name in group:
                     link = group.get(name, getlink=True)
                     if isinstance(link, h5py.ExternalLink):
-                        raise DataError(f"{path}: {group.name.rstrip('/')}/{name} is a link to {link.filename}; "
-                                        "refusing weights that read other files")
+                        raise DataError(
+                            f"{path}: {group.name.rstrip('/')}/{name} is a link to {link.filename}; "
+                            "refusing weights that read other files"
+                        )
                     if isinstance(link, h5py.HardLink) and isinstance(group.get(name), h5py.Group):
                         groups.append(group[name])
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])]
-            widths = [f["block_16_project"][k].shape[-1] for k in
-                      f["block_16_project"].attrs.get("weight_names", [])] if "block_16_project" in names else []
+            widths = (
+                [f["block_16_project"][k].shape[-1] for k in f["block_16_project"].attrs.get("weight_names", [])]
+                if "block_16_project" in names
+                else []
+            )
     except DataError:
         raise
     except Exception as e:
         raise DataError(f"{path}: not a readable HDF5 weights file, truncated or corrupt ({one_line(e)})") from None
     expected = KNOWN_MD5.get(Path(path).name)
     if expected and file_md5(path) != expected:
-        raise DataError(f"{path}: md5 {file_md5(path)} is not the md5 {expected} of the official {Path(path).name}; "
-                        "the file is damaged, truncated or not those weights")
+        raise DataError(
+            f"{path}: md5 {file_md5(path)} is not the md5 {expected} of the official {Path(path).name}; "
+            "the file is damaged, truncated or not those weights"
+        )
     return names, int(widths[0]) if widths else None
 
 
@@ -186,14 +207,17 @@ def identify_weights_file(path):
     names, width = check_h5(Path(path))
     backbone = next((b for b, layer in FIRST_LAYER.items() if layer in names), None)
     if backbone is None:
-        raise DataError(f"{path}: not the weights of {', '.join(BACKBONES)} "
-                        f"(none of the layers {', '.join(FIRST_LAYER.values())})")
+        raise DataError(
+            f"{path}: not the weights of {', '.join(BACKBONES)} (none of the layers {', '.join(FIRST_LAYER.values())})"
+        )
     alpha = None
     if backbone == "MobileNetV2":
         alpha = MOBILENET_WIDTHS.get(width)
         if alpha is None:
-            raise DataError(f"{path}: MobileNetV2 weights of a width without ImageNet weights "
-                            f"(block_16_project has {width} filters)")
+            raise DataError(
+                f"{path}: MobileNetV2 weights of a width without ImageNet weights "
+                f"(block_16_project has {width} filters)"
+            )
     return backbone, "predictions" in names, alpha
 
 
@@ -218,8 +242,10 @@ def check_loads(path, backbone, include_top, alpha):
     try:
         getattr(keras.applications, backbone)(weights=str(path), include_top=include_top, **kwargs)
     except Exception as e:
-        raise DataError(f"{path}: does not load into {describe(backbone, alpha)} "
-                        f"{'with' if include_top else 'without'} the top: {one_line(e)[:300]}") from None
+        raise DataError(
+            f"{path}: does not load into {describe(backbone, alpha)} "
+            f"{'with' if include_top else 'without'} the top: {one_line(e)[:300]}"
+        ) from None
     finally:
         keras.backend.clear_session()
 

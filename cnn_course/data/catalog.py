@@ -31,30 +31,44 @@ CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # the hash Keras's decode_
 
 NAMES = {  # what is looked for in each place, in order
     "mnist": (MNIST_FILE,),
-    "cifar10": ("cifar-10-batches-py", "cifar-10-batches-py-target/cifar-10-batches-py",
-                CIFAR10_FILE, "cifar10-jpeg", "cifar10-jpeg.tar.gz"),
+    "cifar10": (
+        "cifar-10-batches-py",
+        "cifar-10-batches-py-target/cifar-10-batches-py",
+        CIFAR10_FILE,
+        "cifar10-jpeg",
+        "cifar10-jpeg.tar.gz",
+    ),
     "dogs": ("dogImages", DOGS_FILE) + DOGS_TARBALLS,
 }
-TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "dogs": "Dog-breed images (dogImages)",
-          "vgg16": "The VGG16 ImageNet weights", "weights": "ImageNet weights of a backbone"}
+TITLES = {
+    "mnist": "MNIST",
+    "cifar10": "CIFAR-10",
+    "dogs": "Dog-breed images (dogImages)",
+    "vgg16": "The VGG16 ImageNet weights",
+    "weights": "ImageNet weights of a backbone",
+}
 GET = {
     "mnist": f"{MNIST_FILE} ({MNIST_URL})",
-    "cifar10": (f"{CIFAR10_FILE} ({CIFAR10_URL}; its unpacked cifar-10-batches-py/ "
-                "folder, or a JPEG tree cifar10-jpeg/ or cifar10-jpeg.tar.gz, works too)"),
+    "cifar10": (
+        f"{CIFAR10_FILE} ({CIFAR10_URL}; its unpacked cifar-10-batches-py/ "
+        "folder, or a JPEG tree cifar10-jpeg/ or cifar10-jpeg.tar.gz, works too)"
+    ),
     "dogs": f"{DOGS_FILE} ({DOGS_URL}; the unzipped dogImages/ folder, or a .tar.gz of it, works too)",
-    "weights": ("a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them "
-                "into ~/.keras/models where a network is available)"),
+    "weights": (
+        "a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them "
+        "into ~/.keras/models where a network is available)"
+    ),
     "vgg16": f"{VGG16_FILES[True][0]} and/or {VGG16_FILES[False][0]} ({VGG16_URL}<file>)",
 }
 
 # Size limits: the real data fits them many times over; anything bigger is refused before it is
 # read, unpacked or decoded (a zip bomb, a huge image). "real": the official files and the shared copies.
 MiB = 2**20
-MAX_NPZ_ARRAY_BYTES = 512 * MiB       # one array of mnist.npz (real: x_train is 45 MiB)
-MAX_CIFAR_PICKLE_BYTES = 64 * MiB     # one CIFAR-10 batch (real: 30 MiB)
-MAX_CIFAR_IMAGE_BYTES = 1 * MiB       # one CIFAR-10 JPEG (real: at most 1.1 KiB)
-MAX_CIFAR_TREE_BYTES = 2048 * MiB     # all images of a CIFAR-10 JPEG tarball (real: 53 MiB)
-MAX_CIFAR_SIDE = 256                  # pixels a side of a CIFAR-10 image (real: 32)
-MAX_PHOTO_BYTES = 64 * MiB            # one dog photo or sample photo (real: at most 21 KiB)
-MAX_PHOTO_PIXELS = 50_000_000         # pixels of one photo, about 8000x6000 (real: a few hundred a side)
+MAX_NPZ_ARRAY_BYTES = 512 * MiB  # one array of mnist.npz (real: x_train is 45 MiB)
+MAX_CIFAR_PICKLE_BYTES = 64 * MiB  # one CIFAR-10 batch (real: 30 MiB)
+MAX_CIFAR_IMAGE_BYTES = 1 * MiB  # one CIFAR-10 JPEG (real: at most 1.1 KiB)
+MAX_CIFAR_TREE_BYTES = 2048 * MiB  # all images of a CIFAR-10 JPEG tarball (real: 53 MiB)
+MAX_CIFAR_SIDE = 256  # pixels a side of a CIFAR-10 image (real: 32)
+MAX_PHOTO_BYTES = 64 * MiB  # one dog photo or sample photo (real: at most 21 KiB)
+MAX_PHOTO_PIXELS = 50_000_000  # pixels of one photo, about 8000x6000 (real: a few hundred a side)
 MAX_DOGS_ZIP_BYTES = 16 * 1024 * MiB  # dogImages.zip unpacked (real: about a GiB for 8,351 photos)

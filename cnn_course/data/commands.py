@@ -10,11 +10,31 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from .catalog import (CIFAR10_FILE, CIFAR10_PICKLES, CIFAR10_SHA256, CIFAR10_URL, CLASS_INDEX_MD5, CLASS_INDEX_URL,
-                      DATASETS, DOGS_FILE, DOGS_SHA256, DOGS_URL, GET, LESSON_ALPHA, LESSON_BACKBONE,
-                      MAX_DOGS_ZIP_BYTES, MNIST_FILE, MNIST_SHA256, MNIST_URL, SPLITS, TITLES, VGG16_FILES, VGG16_URL)
-from .errors import DataError, DatasetNotFound, one_line
 from . import backbones, formats, image_folders, install, loaders, lookup
+from .catalog import (
+    CIFAR10_FILE,
+    CIFAR10_PICKLES,
+    CIFAR10_SHA256,
+    CIFAR10_URL,
+    CLASS_INDEX_MD5,
+    CLASS_INDEX_URL,
+    DATASETS,
+    DOGS_FILE,
+    DOGS_SHA256,
+    DOGS_URL,
+    GET,
+    LESSON_ALPHA,
+    LESSON_BACKBONE,
+    MAX_DOGS_ZIP_BYTES,
+    MNIST_FILE,
+    MNIST_SHA256,
+    MNIST_URL,
+    SPLITS,
+    TITLES,
+    VGG16_FILES,
+    VGG16_URL,
+)
+from .errors import DataError, DatasetNotFound, one_line
 
 # What `data fetch` (or `fetch all`) downloads: what the lessons use by default; vgg16 only when named.
 FETCHABLE = ("mnist", "cifar10", "dogs", "weights")
@@ -26,13 +46,18 @@ def get_file(fname: str, url: str, file_hash: str | None, name: str, subdir: str
     import keras
 
     try:
-        return Path(keras.utils.get_file(fname=fname, origin=url, file_hash=file_hash,
-                                         cache_dir=str(lookup.keras_home()), cache_subdir=subdir))
+        return Path(
+            keras.utils.get_file(
+                fname=fname, origin=url, file_hash=file_hash, cache_dir=str(lookup.keras_home()), cache_subdir=subdir
+            )
+        )
     except ValueError as e:
         raise DataError(f"the download of {url} is corrupt or incomplete ({one_line(e)})") from None
     except Exception as e:  # Keras wraps HTTPError/URLError in a plain Exception
-        raise DatasetNotFound(f"Could not download {fname} from {url}: {one_line(e)}. Check the network, or get the "
-                              f"file by other means and run `python -m cnn_course data import {name} PATH`.") from None
+        raise DatasetNotFound(
+            f"Could not download {fname} from {url}: {one_line(e)}. Check the network, or get the "
+            f"file by other means and run `python -m cnn_course data import {name} PATH`."
+        ) from None
 
 
 def _get_weights(backbone: str, url: str, alpha=None, hashes=None) -> Path:
@@ -46,8 +71,10 @@ def _get_weights(backbone: str, url: str, alpha=None, hashes=None) -> Path:
 
 
 def _offline(what: str, how: str) -> DatasetNotFound:
-    return DatasetNotFound(f"Not downloading {what}: CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')} is set. "
-                           f"Get {how}, or unset CNN_COURSE_OFFLINE.")
+    return DatasetNotFound(
+        f"Not downloading {what}: CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')} is set. "
+        f"Get {how}, or unset CNN_COURSE_OFFLINE."
+    )
 
 
 def fetch(name: str) -> Path:
@@ -58,8 +85,9 @@ def fetch(name: str) -> Path:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if lookup.offline():
-        raise _offline(TITLES[name], f"{GET[name]} by other means and run "
-                       f"`python -m cnn_course data import {name} PATH`")
+        raise _offline(
+            TITLES[name], f"{GET[name]} by other means and run `python -m cnn_course data import {name} PATH`"
+        )
     if name == "mnist":
         path = get_file(MNIST_FILE, MNIST_URL, MNIST_SHA256, name)
         formats.read_mnist_npz(path)
@@ -82,8 +110,10 @@ def fetch_all() -> Iterator[tuple[str, Path | Exception]]:
     """fetch() each of FETCHABLE in turn, yielding (name, path) or (name, the error) and going on.
     Raises DatasetNotFound before downloading anything when CNN_COURSE_OFFLINE is set."""
     if lookup.offline():
-        raise _offline(", ".join(FETCHABLE), "the files by other means and run "
-                       "`python -m cnn_course data import NAME PATH` for each")
+        raise _offline(
+            ", ".join(FETCHABLE),
+            "the files by other means and run `python -m cnn_course data import NAME PATH` for each",
+        )
     for name in FETCHABLE:
         try:
             yield name, fetch(name)
@@ -214,8 +244,10 @@ def _check_cheaply(name: str, kind: str, source: Path) -> None:
 
 def _how(name: str) -> str:
     path = "FILE" if name == "weights" else "PATH"
-    return (f"get {GET[name]} into {lookup.data_dirs()[0]}, or run `python -m cnn_course data fetch {name}` or "
-            f"`python -m cnn_course data import {name} {path}`")
+    return (
+        f"get {GET[name]} into {lookup.data_dirs()[0]}, or run `python -m cnn_course data fetch {name}` or "
+        f"`python -m cnn_course data import {name} {path}`"
+    )
 
 
 def _status(name: str, paths, check) -> tuple[str, str | None, str]:

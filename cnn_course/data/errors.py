@@ -22,7 +22,7 @@ def one_line(e: BaseException) -> str:
 
 
 def tar_detail(e: BaseException) -> str:
-    """" (reason)" for a tar error worth detailing; "" for tarfile's many-line ReadError."""
+    """ " (reason)" for a tar error worth detailing; "" for tarfile's many-line ReadError."""
     import tarfile
 
     return "" if isinstance(e, tarfile.ReadError) else f" ({one_line(e)})"

@@ -11,9 +11,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from . import install
 from .catalog import CIFAR10_CLASSES, CIFAR10_PICKLES, MAX_CIFAR_PICKLE_BYTES, MAX_NPZ_ARRAY_BYTES, MiB
 from .errors import DataError, one_line
-from . import install
 
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -37,8 +37,9 @@ def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
         raise DataError(f"{what}: labels have dtype {y.dtype}, expected integers")
     bad = np.flatnonzero((y < 0) | (y >= n_classes))
     if bad.size:
-        raise DataError(f"{what}: {bad.size} labels out of range 0-{n_classes - 1} "
-                        f"(first at index {bad[0]}: {y[bad[0]]})")
+        raise DataError(
+            f"{what}: {bad.size} labels out of range 0-{n_classes - 1} (first at index {bad[0]}: {y[bad[0]]})"
+        )
     missing = np.flatnonzero(np.bincount(y.astype(np.int64), minlength=n_classes) == 0)
     if missing.size:
         names = [class_names[i] if class_names else str(i) for i in missing]
@@ -59,19 +60,26 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
             out = {}
             for k in keys:
                 if infos[k].file_size > max_bytes:
-                    raise DataError(f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the "
-                                    f"{max_bytes / MiB:.0f} MiB limit for one array of this dataset")
+                    raise DataError(
+                        f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the "
+                        f"{max_bytes / MiB:.0f} MiB limit for one array of this dataset"
+                    )
                 install.check_zip_member(path, infos[k], max_bytes, "one array of this dataset")
                 with z.open(infos[k]) as f:
                     version = np.lib.format.read_magic(f)
-                    shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                       else np.lib.format.read_array_header_2_0)(f)
+                    shape, _, dtype = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )(f)
                 if dtype.hasobject:
                     raise DataError(f"{path}: array {k} holds Python objects, not numbers; refusing to unpickle it")
                 declared = int(np.prod(shape, dtype=object)) * dtype.itemsize  # exact, no overflow
                 if declared > max_bytes:
-                    raise DataError(f"{path}: array {k} declares shape {shape} of {dtype}, {declared / MiB:.0f} "
-                                    f"MiB, over the {max_bytes / MiB:.0f} MiB limit for one array of this dataset")
+                    raise DataError(
+                        f"{path}: array {k} declares shape {shape} of {dtype}, {declared / MiB:.0f} "
+                        f"MiB, over the {max_bytes / MiB:.0f} MiB limit for one array of this dataset"
+                    )
                 out[k] = (shape, dtype)
             return out
     except DataError:
@@ -107,26 +115,33 @@ def check_mnist_npz(path: Path) -> None:
     for split in ("train", "test"):
         xs, ys = found[f"x_{split}"][0], found[f"y_{split}"][0]
         if len(xs) != 3 or tuple(xs[1:]) != (28, 28) or len(ys) not in (1, 2) or ys[0] != xs[0]:
-            raise DataError(f"{path}: x_{split} {xs} and y_{split} {ys} are not MNIST's shapes "
-                            "((N, 28, 28) and (N,))")
+            raise DataError(f"{path}: x_{split} {xs} and y_{split} {ys} are not MNIST's shapes ((N, 28, 28) and (N,))")
 
 
 class _CifarUnpickler(pickle.Unpickler):
     """Builds only dicts, lists, strings and NumPy arrays: a found file cannot run code."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-        ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
-        ("__builtin__", "object"), ("builtins", "object"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        ("copy_reg", "_reconstructor"),
+        ("copyreg", "_reconstructor"),
+        ("__builtin__", "object"),
+        ("builtins", "object"),
     }
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise DataError(f"refusing to load {module}.{name}, which a CIFAR-10 batch never imports "
-                            "(it could run code)")
+            raise DataError(
+                f"refusing to load {module}.{name}, which a CIFAR-10 batch never imports (it could run code)"
+            )
         return super().find_class(module, name)
 
 
@@ -157,10 +172,17 @@ def cifar_from_batches(batches: dict, source: Path):
     if missing:
         raise DataError(f"{source}: missing {', '.join(missing)} (CIFAR-10 has {', '.join(CIFAR10_PICKLES)})")
     parts = [read_cifar_batch(batches[f], f"{source}/{f}") for f in CIFAR10_PICKLES]
-    train = check_arrays(np.concatenate([p[0] for p in parts[:5]]), np.concatenate([p[1] for p in parts[:5]]),
-                         (32, 32, 3), 10, f"{source} (train)", CIFAR10_CLASSES)
-    test = check_arrays(np.ascontiguousarray(parts[5][0]), parts[5][1], (32, 32, 3), 10, f"{source} (test)",
-                        CIFAR10_CLASSES)
+    train = check_arrays(
+        np.concatenate([p[0] for p in parts[:5]]),
+        np.concatenate([p[1] for p in parts[:5]]),
+        (32, 32, 3),
+        10,
+        f"{source} (train)",
+        CIFAR10_CLASSES,
+    )
+    test = check_arrays(
+        np.ascontiguousarray(parts[5][0]), parts[5][1], (32, 32, 3), 10, f"{source} (test)", CIFAR10_CLASSES
+    )
     return train, test
 
 
@@ -172,8 +194,10 @@ def pickles_in_folder(folder: Path) -> dict:
             continue
         try:
             if f.stat().st_size > MAX_CIFAR_PICKLE_BYTES:
-                raise DataError(f"{f}: {f.stat().st_size / MiB:.0f} MiB, over the "
-                                f"{MAX_CIFAR_PICKLE_BYTES / MiB:.0f} MiB limit for one CIFAR-10 batch")
+                raise DataError(
+                    f"{f}: {f.stat().st_size / MiB:.0f} MiB, over the "
+                    f"{MAX_CIFAR_PICKLE_BYTES / MiB:.0f} MiB limit for one CIFAR-10 batch"
+                )
             batches[f.name] = f.read_bytes()
         except OSError as e:
             raise DataError(f"{f}: cannot be read ({e.strerror or e})") from None
@@ -183,9 +207,13 @@ def pickles_in_folder(folder: Path) -> dict:
 def cifar_pickles_in_tar(path: Path) -> dict:
     """{batch name: bytes} of the CIFAR-10 pickles in a tarball, read in memory (install.read_tar)."""
     wanted = CIFAR10_PICKLES + ("batches.meta",)
-    return {PurePosixPath(m.name).name: data for m, data in install.read_tar(
-        path, lambda m: PurePosixPath(m.name).name in wanted, MAX_CIFAR_PICKLE_BYTES, "one CIFAR-10 batch")
-        if data is not None}
+    return {
+        PurePosixPath(m.name).name: data
+        for m, data in install.read_tar(
+            path, lambda m: PurePosixPath(m.name).name in wanted, MAX_CIFAR_PICKLE_BYTES, "one CIFAR-10 batch"
+        )
+        if data is not None
+    }
 
 
 def read_cifar(source: Path, kind: str):
@@ -204,8 +232,11 @@ def write_cifar10_pickles(folder, train, test, protocol=4) -> Path:
     for name, (x, y) in zip(CIFAR10_PICKLES, chunks + [(np.asarray(x_test), np.asarray(y_test).ravel())]):
         if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3):
             raise DataError(f"cannot write {name}: images are {x.dtype} {x.shape}, expected uint8 (N, 32, 32, 3)")
-        d = {b"batch_label": name.encode(), b"labels": [int(v) for v in y],
-             b"data": np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), 3072)}
+        d = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in y],
+            b"data": np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), 3072),
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(d, f, protocol=protocol)
     return folder

@@ -11,9 +11,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from . import formats, images, install, lookup
 from .catalog import CIFAR10_CLASSES, MAX_CIFAR_IMAGE_BYTES, MAX_CIFAR_SIDE, MAX_CIFAR_TREE_BYTES, SPLITS, MiB
 from .errors import DataError, DatasetNotFound, one_line
-from . import formats, images, install, lookup
 
 CACHE_VERSION = 1
 CIFAR_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -32,12 +32,17 @@ def _check_tree(names_by_split: dict, source, skipped) -> dict:
         if empty:
             raise DataError(f"{source}/{split}: empty class folder(s) with no images: {', '.join(empty)}")
         if set(classes) != set(tree[first]):
-            raise DataError(f"{source}: {split}/ and {first}/ have different class folders "
-                            f"(only in {split}: {', '.join(sorted(set(classes) - set(tree[first]))) or 'none'}; "
-                            f"missing from {split}: {', '.join(sorted(set(tree[first]) - set(classes))) or 'none'})")
+            raise DataError(
+                f"{source}: {split}/ and {first}/ have different class folders "
+                f"(only in {split}: {', '.join(sorted(set(classes) - set(tree[first]))) or 'none'}; "
+                f"missing from {split}: {', '.join(sorted(set(tree[first]) - set(classes))) or 'none'})"
+            )
     if skipped:
-        warnings.warn(f"{source}: skipped {len(skipped)} file(s) that are not images "
-                      f"(by extension): {', '.join(map(str, skipped))}", stacklevel=3)
+        warnings.warn(
+            f"{source}: skipped {len(skipped)} file(s) that are not images "
+            f"(by extension): {', '.join(map(str, skipped))}",
+            stacklevel=3,
+        )
     return tree
 
 
@@ -75,8 +80,10 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
     if not root.exists():
         raise DatasetNotFound(f"{root}: no such folder (expected {root}/train/<class>/<image>)")
     if not root.is_dir():
-        raise DataError(f"{root}: a file, not a folder; unpack it first "
-                        "(`python -m cnn_course data import NAME PATH` does that for known datasets)")
+        raise DataError(
+            f"{root}: a file, not a folder; unpack it first "
+            "(`python -m cnn_course data import NAME PATH` does that for known datasets)"
+        )
     top, names_by_split, skipped = root.resolve(), {}, []
     for split in SPLITS:
         folder = root / split
@@ -120,7 +127,7 @@ def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image
         if any(p.startswith(".") and p != "." for p in parts):
             return None
         at = next((i for i, p in enumerate(parts) if p in SPLITS), None)
-        return None if at is None else (parts[at], parts[at + 1:])
+        return None if at is None else (parts[at], parts[at + 1 :])
 
     def wanted(member):
         where = place(member)
@@ -136,8 +143,10 @@ def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image
         elif data is not None:
             total += member.size
             if total > max_total:
-                raise DataError(f"{path}: its images add up to over the {max_total / MiB:.0f} MiB "
-                                f"limit for {what}s; refusing to read more")
+                raise DataError(
+                    f"{path}: its images add up to over the {max_total / MiB:.0f} MiB "
+                    f"limit for {what}s; refusing to read more"
+                )
             names_by_split.setdefault(split, {}).setdefault(rest[0], []).append((member.name, data))
         elif member.isfile():
             skipped.append(member.name)
@@ -156,8 +165,10 @@ def decode_cifar_tree(source: Path, kind: str):
     """Decode a CIFAR-10 JPEG tree (folder or tarball) into shuffled arrays with a fixed seed;
     returns (train, test, bad) with bad naming the skipped images. Raises DataError."""
     if kind == "tree":
-        tree = {s: (v["paths"], v["labels"], v["classes"], [str(p) for p in v["paths"]], v["paths"])
-                for s, v in load_image_folder(source, shuffle=False).items()}
+        tree = {
+            s: (v["paths"], v["labels"], v["classes"], [str(p) for p in v["paths"]], v["paths"])
+            for s, v in load_image_folder(source, shuffle=False).items()
+        }
     else:
         tree = {}
         for split, classes_files in tar_tree(source).items():
@@ -167,23 +178,27 @@ def decode_cifar_tree(source: Path, kind: str):
         if split not in tree:
             raise DataError(f"{source}: no {split}/ folder (CIFAR-10 needs train/<class>/ and test/<class>/)")
         if tuple(tree[split][2]) != CIFAR10_CLASSES:
-            raise DataError(f"{source}/{split}: class folders are {', '.join(tree[split][2])}; "
-                            f"CIFAR-10 needs exactly {', '.join(CIFAR10_CLASSES)}")
+            raise DataError(
+                f"{source}/{split}: class folders are {', '.join(tree[split][2])}; "
+                f"CIFAR-10 needs exactly {', '.join(CIFAR10_CLASSES)}"
+            )
     if "valid" in tree:
         warnings.warn(f"{source}: ignoring valid/ (CIFAR-10 has train and test only)", stacklevel=3)
     out, all_bad = [], []
     for k, split in enumerate(("train", "test")):
         _, labels, _, names, sources = tree[split]
-        x, bad = images.decode_many(sources, (32, 32, 3), names, MAX_CIFAR_SIDE ** 2, MAX_CIFAR_IMAGE_BYTES,
-                                    "a CIFAR-10 image (they are 32x32)")
+        x, bad = images.decode_many(
+            sources, (32, 32, 3), names, MAX_CIFAR_SIDE**2, MAX_CIFAR_IMAGE_BYTES, "a CIFAR-10 image (they are 32x32)"
+        )
         images.report_bad_images([b for _, b in bad], len(x), f"{source} ({split})")
         keep = np.ones(len(x), bool)
         keep[[i for i, _ in bad]] = False
         x, labels = x[keep], labels[keep]
         all_bad += [b for _, b in bad]
         order = np.random.default_rng(k).permutation(len(x))
-        out.append(formats.check_arrays(x[order], labels[order], (32, 32, 3), 10, f"{source} ({split})",
-                                        CIFAR10_CLASSES))
+        out.append(
+            formats.check_arrays(x[order], labels[order], (32, 32, 3), 10, f"{source} ({split})", CIFAR10_CLASSES)
+        )
     return out[0], out[1], all_bad
 
 
@@ -213,14 +228,19 @@ def read_cache(source: Path):
             continue
         try:
             a = formats.read_npz(path, CIFAR_KEYS + ("bad",))
-            train, test = (formats.check_arrays(a[f"x_{s}"], a[f"y_{s}"], (32, 32, 3), 10, str(path), CIFAR10_CLASSES)
-                           for s in ("train", "test"))
+            train, test = (
+                formats.check_arrays(a[f"x_{s}"], a[f"y_{s}"], (32, 32, 3), 10, str(path), CIFAR10_CLASSES)
+                for s in ("train", "test")
+            )
         except Exception as e:
             warnings.warn(f"ignoring the damaged decode cache {path} ({one_line(e)}); decoding again", stacklevel=3)
             continue
         if len(a["bad"]):
-            warnings.warn(f"{source}: skipped {len(a['bad'])} unusable image(s) when it was decoded: "
-                          f"{images.a_few(list(a['bad']))}", stacklevel=3)
+            warnings.warn(
+                f"{source}: skipped {len(a['bad'])} unusable image(s) when it was decoded: "
+                f"{images.a_few(list(a['bad']))}",
+                stacklevel=3,
+            )
         return train, test, path
     return None
 
@@ -233,8 +253,14 @@ def write_cache(source: Path, train, test, bad) -> Path | None:
         try:
             d.mkdir(parents=True, exist_ok=True)
             with install.temp_file(d, name) as (tmp, f):
-                np.savez(f, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1],
-                         bad=np.asarray(bad, dtype=str))
+                np.savez(
+                    f,
+                    x_train=train[0],
+                    y_train=train[1],
+                    x_test=test[0],
+                    y_test=test[1],
+                    bad=np.asarray(bad, dtype=str),
+                )
                 f.flush()
                 os.replace(tmp, d / name)
         except OSError:
@@ -243,8 +269,11 @@ def write_cache(source: Path, train, test, bad) -> Path | None:
             if old.name != name:
                 old.unlink(missing_ok=True)
         return d / name
-    warnings.warn(f"could not write a decode cache for {source} in any of "
-                  f"{', '.join(map(str, cache_dirs(source)))}; it will be decoded again next time", stacklevel=3)
+    warnings.warn(
+        f"could not write a decode cache for {source} in any of "
+        f"{', '.join(map(str, cache_dirs(source)))}; it will be decoded again next time",
+        stacklevel=3,
+    )
     return None
 
 
@@ -253,8 +282,9 @@ def load_cifar_tree(source: Path, kind: str):
     cached = read_cache(source)
     if cached:
         return cached[0], cached[1], f"JPEG copy, decoded cache {cached[2]}"
-    print(f"Decoding the CIFAR-10 JPEG images in {source} once; the arrays are cached for later loads.",
-          file=sys.stderr)
+    print(
+        f"Decoding the CIFAR-10 JPEG images in {source} once; the arrays are cached for later loads.", file=sys.stderr
+    )
     train, test, bad = decode_cifar_tree(source, kind)
     path = write_cache(source, train, test, bad)
     return train, test, f"JPEG copy, decoded{f' and cached in {path}' if path else ''}"

@@ -27,7 +27,7 @@ def is_image_name(name: str) -> bool:
 def _pixels(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1_000_000:g} megapixels"
-    side = int(round(n ** 0.5))
+    side = int(round(n**0.5))
     return f"{side}x{side} pixels" if side * side == n else f"{n} pixels"
 
 
@@ -85,10 +85,11 @@ def decode_many(sources, shape, names, max_pixels, max_bytes, what):
 
 
 def undecodable(paths, what="a photo") -> list[str]:
-    """"<file> <reason>" for each image in ``paths`` that cannot be decoded (within ``what``'s limits)."""
+    """ "<file> <reason>" for each image in ``paths`` that cannot be decoded (within ``what``'s limits)."""
     with ThreadPoolExecutor(WORKERS) as pool:
-        return [f"{p} {r}" for p, r in zip(paths, pool.map(lambda p: decode_one(p, what=what), paths))
-                if isinstance(r, str)]
+        return [
+            f"{p} {r}" for p, r in zip(paths, pool.map(lambda p: decode_one(p, what=what), paths)) if isinstance(r, str)
+        ]
 
 
 def a_few(items, shown=5) -> str:
@@ -99,8 +100,9 @@ def a_few(items, shown=5) -> str:
 def report_bad_images(bad, total: int, source) -> None:
     """Warn about unusable images (``bad``), or raise DataError when over 1% of ``total``."""
     if len(bad) > BAD_IMAGE_LIMIT * total:
-        raise DataError(f"{source}: {len(bad)} of {total} images are unusable "
-                        f"(more than {BAD_IMAGE_LIMIT:.0%}): {a_few(bad)}")
+        raise DataError(
+            f"{source}: {len(bad)} of {total} images are unusable (more than {BAD_IMAGE_LIMIT:.0%}): {a_few(bad)}"
+        )
     if bad:
         warnings.warn(f"{source}: skipped {len(bad)} unusable image(s) of {total}: {a_few(bad)}", stacklevel=3)
 
@@ -125,7 +127,7 @@ def read_images(paths, size=(224, 224), batch_size=64):
 def _batches(paths, size, batch_size):
     def batch(lo):
         out = np.empty((min(batch_size, len(paths) - lo), size[0], size[1], 3), np.uint8)
-        for j, p in enumerate(paths[lo:lo + len(out)]):
+        for j, p in enumerate(paths[lo : lo + len(out)]):
             img = decode_one(p, size)
             if isinstance(img, str):
                 raise DataError(f"{p} {img}")
@@ -148,8 +150,10 @@ def _photo_files(item: Path) -> list[Path]:
         raise DatasetNotFound(f"{item}: no such file or folder")
     if not item.is_dir():
         return [item]
-    files = sorted((p for p in item.iterdir() if p.is_file() and not p.name.startswith(".")
-                    and is_image_name(p.name)), key=lambda p: p.name)
+    files = sorted(
+        (p for p in item.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_name(p.name)),
+        key=lambda p: p.name,
+    )
     if not files:
         raise DataError(f"{item}: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return files

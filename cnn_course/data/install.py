@@ -18,8 +18,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .errors import DataError, one_line, tar_detail
 from . import lookup
+from .errors import DataError, one_line, tar_detail
 
 TEMP_PREFIX = ".tmp-cnn-course-"
 
@@ -113,8 +113,10 @@ def check_same_kind(is_dir: bool, dest: Path) -> None:
         return
     if stat.S_ISDIR(mode) != is_dir or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
         found = "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else "a special file"
-        raise DataError(f"refusing to replace {dest}: it is {found}, and the import is "
-                        f"{'a folder' if is_dir else 'a file'}; move it away first")
+        raise DataError(
+            f"refusing to replace {dest}: it is {found}, and the import is "
+            f"{'a folder' if is_dir else 'a file'}; move it away first"
+        )
 
 
 def check_source(src: Path) -> None:
@@ -124,8 +126,9 @@ def check_source(src: Path) -> None:
     except OSError as e:
         raise DataError(f"{src}: cannot be read ({e.strerror or e})") from None
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise DataError(f"{src}: not a regular file or folder (a FIFO, socket or device); "
-                        "give the dataset's file itself")
+        raise DataError(
+            f"{src}: not a regular file or folder (a FIFO, socket or device); give the dataset's file itself"
+        )
 
 
 @contextlib.contextmanager
@@ -140,18 +143,19 @@ def named_as(staged: Path, shown):
         raise DataError(str(e).replace(str(staged), str(shown))) from None
     finally:
         for w in caught:
-            warnings.warn_explicit(str(w.message).replace(str(staged), str(shown)), w.category,
-                                   w.filename, w.lineno)
+            warnings.warn_explicit(str(w.message).replace(str(staged), str(shown)), w.category, w.filename, w.lineno)
 
 
 def check_not_shadowed(dest: Path, candidates) -> None:
     """Refuse (DataError) an import into ``dest`` that an existing earlier candidate would hide."""
     order = [Path(os.path.abspath(c)) for c in candidates]
     target = Path(os.path.abspath(dest))
-    for earlier in order[:order.index(target)] if target in order else []:
+    for earlier in order[: order.index(target)] if target in order else []:
         if earlier.exists() or earlier.is_symlink():
-            raise DataError(f"refusing to import into {dest}: the lessons would still read {earlier}, "
-                            "which comes before it in the search order; move or remove that first")
+            raise DataError(
+                f"refusing to import into {dest}: the lessons would still read {earlier}, "
+                "which comes before it in the search order; move or remove that first"
+            )
 
 
 def same_or_nested(src: Path, dest: Path) -> bool:
@@ -160,8 +164,10 @@ def same_or_nested(src: Path, dest: Path) -> bool:
     if s == d:
         return True
     if d.is_relative_to(s):
-        raise DataError(f"refusing to import {src}: the data folder entry {dest} lies inside it; "
-                        "move the data folder or the source elsewhere first")
+        raise DataError(
+            f"refusing to import {src}: the data folder entry {dest} lies inside it; "
+            "move the data folder or the source elsewhere first"
+        )
     if s.is_relative_to(d):
         raise DataError(f"refusing to import {src}: it lies inside {dest}, which the import replaces")
     return False
@@ -196,11 +202,14 @@ def check_link(path: Path, top: Path) -> None:
     try:
         target = path.resolve(strict=True)
     except (OSError, RuntimeError):
-        raise DataError(f"{path}: a symbolic link that leads nowhere or in a loop; "
-                        "dataset trees must hold real files") from None
+        raise DataError(
+            f"{path}: a symbolic link that leads nowhere or in a loop; dataset trees must hold real files"
+        ) from None
     if target.is_dir():
-        raise DataError(f"{path}: a symbolic link to a folder; dataset trees must hold real "
-                        "folders (links to folders are not followed)")
+        raise DataError(
+            f"{path}: a symbolic link to a folder; dataset trees must hold real "
+            "folders (links to folders are not followed)"
+        )
     if not target.is_file():
         raise DataError(f"{path}: a symbolic link to {target}, not a regular file; dataset trees must hold real files")
     if not target.is_relative_to(top):
@@ -227,8 +236,9 @@ def tree_files(root: Path) -> tuple[list[Path], list[Path]]:
             elif entry.is_file(follow_symlinks=False):
                 found.append(path)
             else:
-                raise DataError(f"{path}: not a regular file (a FIFO, socket or device); "
-                                "dataset trees must hold real files")
+                raise DataError(
+                    f"{path}: not a regular file (a FIFO, socket or device); dataset trees must hold real files"
+                )
     return sorted(found), folders
 
 
@@ -269,8 +279,9 @@ def check_member(archive: Path, name: str, size: int, limit: int, what: str, is_
     if not is_file:
         raise DataError(f"{archive}: refusing member {name}: a link or special file, not a regular file")
     if size > limit:
-        raise DataError(f"{archive}: member {name} is {size / 2**20:.1f} MiB, over the "
-                        f"{limit / 2**20:.0f} MiB limit for {what}")
+        raise DataError(
+            f"{archive}: member {name} is {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit for {what}"
+        )
 
 
 def check_zip_member(archive: Path, info: zipfile.ZipInfo, limit: int, what: str) -> None:
@@ -278,8 +289,7 @@ def check_zip_member(archive: Path, info: zipfile.ZipInfo, limit: int, what: str
     if info.flag_bits & 0x1:
         raise DataError(f"{archive}: member {info.filename} is encrypted; give an archive without a password")
     kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no type recorded (not made on Unix)
-    check_member(archive, info.filename, info.file_size, limit, what,
-                 is_file=kind in (0, stat.S_IFREG, stat.S_IFDIR))
+    check_member(archive, info.filename, info.file_size, limit, what, is_file=kind in (0, stat.S_IFREG, stat.S_IFDIR))
 
 
 def read_tar(path: Path, wanted, limit: int, what: str):
@@ -289,8 +299,14 @@ def read_tar(path: Path, wanted, limit: int, what: str):
         with tarfile.open(path) as tar:
             for member in tar:
                 keep = member.isfile() and wanted(member)
-                check_member(path, member.name, member.size if keep else 0, limit, what,
-                             is_file=member.isfile() or member.isdir())
+                check_member(
+                    path,
+                    member.name,
+                    member.size if keep else 0,
+                    limit,
+                    what,
+                    is_file=member.isfile() or member.isdir(),
+                )
                 yield member, tar.extractfile(member).read() if keep else None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
@@ -301,9 +317,11 @@ def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what
     every member checked first (names, links, encryption, sizes, duplicates); returns the tree's root."""
     is_zip = zipfile.is_zipfile(archive)
     if not hasattr(tarfile, "data_filter") and not is_zip:
-        raise DataError(f"{archive}: unpacking a tarball safely needs Python 3.10.12, 3.11.4 or later "
-                        f"(tarfile's extraction filters), this is {sys.version.split()[0]}; "
-                        "upgrade Python, or unpack it yourself and import the folder")
+        raise DataError(
+            f"{archive}: unpacking a tarball safely needs Python 3.10.12, 3.11.4 or later "
+            f"(tarfile's extraction filters), this is {sys.version.split()[0]}; "
+            "upgrade Python, or unpack it yourself and import the folder"
+        )
     try:
         with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive) as opened:
             if is_zip:
@@ -324,15 +342,19 @@ def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what
                     check_member(archive, name, size, max_member, what, is_file=m.isfile())
             if len(set(names)) < len(names):
                 twice = next(n for n in names if names.count(n) > 1)
-                raise DataError(f"{archive}: member {twice} appears twice; "
-                                "refusing an archive whose copies could differ")
+                raise DataError(
+                    f"{archive}: member {twice} appears twice; refusing an archive whose copies could differ"
+                )
             total = sum(size for _, size in sized)
             if total > max_total:
-                raise DataError(f"{archive}: unpacks to {total / 2**20:.0f} MiB, over the "
-                                f"{max_total / 2**20:.0f} MiB limit for {what}s")
+                raise DataError(
+                    f"{archive}: unpacks to {total / 2**20:.0f} MiB, over the "
+                    f"{max_total / 2**20:.0f} MiB limit for {what}s"
+                )
             opened.extractall(work, members, **({} if is_zip else {"filter": "data"}))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, NotImplementedError) as e:
         detail = f" ({one_line(e)})" if is_zip else tar_detail(e)
-        raise DataError(f"{archive}: not a readable {'zip file' if is_zip else 'tar archive'}, "
-                        f"truncated or corrupt{detail}") from None
+        raise DataError(
+            f"{archive}: not a readable {'zip file' if is_zip else 'tar archive'}, truncated or corrupt{detail}"
+        ) from None
     return work / top if top else work

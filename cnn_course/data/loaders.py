@@ -9,9 +9,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from . import formats, image_folders, images, install, lookup, standins
 from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES
 from .errors import DataError, DatasetNotFound
-from . import formats, image_folders, images, install, lookup, standins
 
 
 def _download(name: str, missing_note) -> Path:
@@ -73,11 +73,15 @@ def load_lesson_data(name, path=None, quick=None):
         else:  # 7,000: the lessons hold out the first 5,000 for validation and still train on 2,000
             data = standins.make_cifar10_standin(n_train=7000, n_test=1000)
             what = "generated 32x32 colour-and-stripe images, one colour per class"
-        description = (f"STAND-IN for {title}: {what}, {len(data[0][0])} train / {len(data[1][0])} test "
-                       f"(real {title} not found; `python -m cnn_course data fetch {name}` gets it)")
+        description = (
+            f"STAND-IN for {title}: {what}, {len(data[0][0])} train / {len(data[1][0])} test "
+            f"(real {title} not found; `python -m cnn_course data fetch {name}` gets it)"
+        )
     else:
-        description = (f"{title} (real, {len(data[0][0])} train / {len(data[1][0])} test, "
-                       f"from {source}{f'; {note}' if note else ''})")
+        description = (
+            f"{title} (real, {len(data[0][0])} train / {len(data[1][0])} test, "
+            f"from {source}{f'; {note}' if note else ''})"
+        )
     print(f"Data: {description}")
     return data, description
 
@@ -110,8 +114,10 @@ def unpack_dogs(archive: Path, dest: Path) -> Path:
 def _check_splits(root: Path) -> None:
     missing = [s for s in SPLITS if not (root / s).is_dir()]
     if missing:
-        raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder "
-                        "(expected train/, valid/ and test/ with one folder per breed)")
+        raise DataError(
+            f"{root}: no {', '.join(s + '/' for s in missing)} folder "
+            "(expected train/, valid/ and test/ with one folder per breed)"
+        )
 
 
 def check_dog_tree(root: Path, decode: bool = False) -> Path:
@@ -131,10 +137,14 @@ def check_dog_tree(root: Path, decode: bool = False) -> Path:
 def _unpacked(archive: Path) -> Path:
     """The tree of a dogImages archive, unpacked once into the first writable of the data folders, the
     Keras cache and the archive's folder (last: it may be shared); an earlier copy is reused."""
-    name = next((archive.name[:-len(s)] for s in (".zip", ".tar.gz", ".tgz", ".tar") if archive.name.endswith(s)),
-                archive.name)
-    folders = [d for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()])
-               if d.resolve() != archive.parent.resolve()] + [archive.parent]
+    name = next(
+        (archive.name[: -len(s)] for s in (".zip", ".tar.gz", ".tgz", ".tar") if archive.name.endswith(s)), archive.name
+    )
+    folders = [
+        d
+        for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()])
+        if d.resolve() != archive.parent.resolve()
+    ] + [archive.parent]
     for d in folders:
         if (d / name / "train").is_dir():
             return d / name
@@ -191,8 +201,10 @@ def load_dog_images(path=None, quick=None, seed=0):
     if real:
         description = f"Dog-breed images (real, {split_counts}, {n_classes} breeds, from {root})"
     else:
-        description = (f"STAND-IN for {TITLES['dogs']}: generated colour-and-stripe images, one colour per class, "
-                       f"{n_classes} classes, {split_counts} (real dogImages not found; "
-                       "`python -m cnn_course data fetch dogs` gets it)")
+        description = (
+            f"STAND-IN for {TITLES['dogs']}: generated colour-and-stripe images, one colour per class, "
+            f"{n_classes} classes, {split_counts} (real dogImages not found; "
+            "`python -m cnn_course data fetch dogs` gets it)"
+        )
     print(f"Data: {description}")
     return root, description

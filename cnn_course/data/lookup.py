@@ -23,8 +23,10 @@ def user_path(text: str, what: str) -> Path:
     try:
         return Path(text).expanduser()
     except RuntimeError:
-        raise SettingError(f"{what}={text}: {str(text).split(os.sep, 1)[0]} is the home folder of no user "
-                           "on this machine; give the folder's full path") from None
+        raise SettingError(
+            f"{what}={text}: {str(text).split(os.sep, 1)[0]} is the home folder of no user "
+            "on this machine; give the folder's full path"
+        ) from None
 
 
 def env_data_dir() -> Path | None:
@@ -34,8 +36,10 @@ def env_data_dir() -> Path | None:
         return None
     folder = user_path(env, "CNN_COURSE_DATA").absolute()
     if folder.exists() and not folder.is_dir():
-        raise SettingError(f"CNN_COURSE_DATA={env} names a file ({folder}), not a folder; "
-                           "point it at the folder that holds the datasets")
+        raise SettingError(
+            f"CNN_COURSE_DATA={env} names a file ({folder}), not a folder; "
+            "point it at the folder that holds the datasets"
+        )
     return folder
 
 
@@ -83,8 +87,9 @@ def env_flag(name: str) -> bool:
         return True
     if value in ("", "0", "false", "no", "off"):
         return False
-    raise SettingError(f"{name}={raw!r} is not a true/false value: use 1, true, yes or on; "
-                       "or 0, false, no, off or unset it")
+    raise SettingError(
+        f"{name}={raw!r} is not a true/false value: use 1, true, yes or on; or 0, false, no, off or unset it"
+    )
 
 
 def offline() -> bool:
@@ -100,8 +105,10 @@ def quick_mode(quick=None) -> bool:
 def search_places(name: str) -> list[tuple[str, Path]]:
     """The (label, folder) places searched for dataset ``name`` after the path argument."""
     env = env_data_dir()
-    return ([("$CNN_COURSE_DATA", env)] if env else []) + [(REPO_DATA_LABEL, REPO_DATA_DIR),
-                                                            ("the Keras cache", keras_cache_dir())]
+    return ([("$CNN_COURSE_DATA", env)] if env else []) + [
+        (REPO_DATA_LABEL, REPO_DATA_DIR),
+        ("the Keras cache", keras_cache_dir()),
+    ]
 
 
 def candidates(name: str) -> list[Path]:
@@ -113,9 +120,11 @@ def not_found(name: str, looked: list[str], note: str = "") -> DatasetNotFound:
     """The one clear DatasetNotFound for ``name``: places looked, and how to get it."""
     lines = [f"{TITLES[name]} not found. Looked in, in order:"]
     lines += [f"  {i}. {place}" for i, place in enumerate(looked, 1)] + ([note] if note else [])
-    lines.append(f"Get {GET[name]} and put it in {data_dirs()[0]} (or in the folder named by CNN_COURSE_DATA); "
-                 f"or run `python -m cnn_course data fetch {name}` to download it, or "
-                 f"`python -m cnn_course data import {name} PATH` to bring in a copy you already have.")
+    lines.append(
+        f"Get {GET[name]} and put it in {data_dirs()[0]} (or in the folder named by CNN_COURSE_DATA); "
+        f"or run `python -m cnn_course data fetch {name}` to download it, or "
+        f"`python -m cnn_course data import {name} PATH` to bring in a copy you already have."
+    )
     return DatasetNotFound("\n".join(lines))
 
 

@@ -247,11 +247,13 @@ def show_heat_maps(images, maps, titles=None, colors=None, ncols=6, size=2.2, al
     """Draw each image with its heat map laid over it (the map's positive part, in "jet" colours).
 
     ``images`` are (H, W, 3) or (H, W) images and ``maps`` one 2-D map per
-    image, of the image's height and width. Each map is drawn from 0 (fully
-    transparent blue) to its own largest value (red), so the colours compare
-    places within one image, not between images. ``colors`` colours the
-    titles (for example green for right and red for wrong answers). Returns
-    the Figure. Raises ValueError when the counts differ or a map's shape is
+    image, of the image's height and width. Each map is scaled to its own
+    largest value, drawn red, so the colours compare places within one
+    image, not between images. Each pixel's opacity is proportional to the
+    map's positive value there: ``alpha`` at the largest value, fully
+    transparent (the image left clear) where the map is 0 or negative.
+    ``colors`` colours the titles (for example green for right and red for
+    wrong answers). Returns the Figure. Raises ValueError when the counts differ or a map's shape is
     not its image's.
     """
     maps = [np.asarray(m, dtype="float32") for m in maps]
@@ -264,7 +266,8 @@ def show_heat_maps(images, maps, titles=None, colors=None, ncols=6, size=2.2, al
             raise ValueError(f"show_heat_maps: map {i} has shape {heat.shape}, its image {image.shape[:2]}")
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
         positive = np.clip(heat, 0, None)
-        ax.imshow(positive, cmap="jet", alpha=alpha, vmin=0, vmax=max(float(positive.max()), 1e-12))
+        top = max(float(positive.max()), 1e-12)
+        ax.imshow(positive, cmap="jet", alpha=alpha * positive / top, vmin=0, vmax=top)
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=8, color="black" if colors is None else colors[i])
     fig.tight_layout()

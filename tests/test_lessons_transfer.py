@@ -214,9 +214,12 @@ def test_transfer_quick_run_passes_on_labelled_stand_ins(transfer, offline):
     )
     assert "Weights: STAND-IN: random weights for MobileNetV2 (alpha 0.35)" in text
     # the course's stand-in note after the result (data.standin_note), and a line of its own for stand-in weights
-    assert re.search(r"^Test accuracy: \d{1,3}\.\d\d% \(MobileNetV2 features, \d+ breeds; guessing: \d+\.\d\d%\)"
-                     r" \(STAND-IN data: this number says nothing about Dog-breed images \(dogImages\)\)$",
-                     text, re.MULTILINE)
+    assert re.search(
+        r"^Test accuracy: \d{1,3}\.\d\d% \(MobileNetV2 features, \d+ breeds; guessing: \d+\.\d\d%\)"
+        r" \(STAND-IN data: this number says nothing about Dog-breed images \(dogImages\)\)$",
+        text,
+        re.MULTILINE,
+    )
     assert "STAND-IN weights: this number says nothing about telling dog breeds apart." in text
     # the stand-in is built under the kernel's temp folder, never in the lesson folder
     assert any((offline / "tmp").glob("cnn-course-dogimages-standin-*/train"))

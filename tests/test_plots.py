@@ -113,7 +113,9 @@ def test_show_heat_maps_lays_each_maps_positive_part_over_its_image():
         opacity = np.asarray(overlay.get_alpha())  # per pixel: clear where covering changed nothing
         assert opacity.shape == heat.shape
         assert np.all(opacity[heat <= 0] == 0)
-        assert opacity.max() == pytest.approx(0.5) and opacity[np.unravel_index(heat.argmax(), heat.shape)] == pytest.approx(0.5)
+        assert opacity.max() == pytest.approx(0.5) and opacity[
+            np.unravel_index(heat.argmax(), heat.shape)
+        ] == pytest.approx(0.5)
     assert visible[1].title.get_color() == "red"
 
 

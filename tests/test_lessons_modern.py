@@ -207,7 +207,7 @@ def test_learning_rate_stays_at_its_end_past_the_last_step():
 
 @pytest.mark.parametrize("widths, parameters", [((64, 256, 256), 1_973_944), ((64, 128, 256), 1_162_168)])
 def test_widths_set_each_group_and_the_parameter_count(widths, parameters):
-    # The lesson's default, and the narrower network of exercise 5 that the text times.
+    # The lesson's default, and the narrower network of exercise 2 that the text times.
     lesson = _notebook_definitions("build_model", "conv_bn", "Offset")
     lesson["build_model"].__globals__["WIDTHS"] = widths
     model = lesson["build_model"]()

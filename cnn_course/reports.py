@@ -363,14 +363,28 @@ def write_report(report, out_dir="build"):
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "results.json"
     md_path = out_dir / "results.md"
-    texts = {json_path: json.dumps(_strict(report), indent=2, allow_nan=False) + "\n", md_path: format_report(report)}
+    write_together(
+        {json_path: json.dumps(_strict(report), indent=2, allow_nan=False) + "\n", md_path: format_report(report)}
+    )
+    return json_path, md_path
+
+
+def write_together(texts):
+    """Write several files, each {path: text or bytes}, all or none.
+
+    Each is written in full to a temporary file beside it first, and only then
+    are all put in place, so a failed write (a full disk) leaves every old file
+    as it was and no temporary file. Creates missing parent folders. Returns
+    nothing; raises OSError when a file cannot be written.
+    """
     written = {}
     try:
         for path, text in texts.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
             written[path] = _write_new(path, text)
         for path, tmp in written.items():
             os.replace(tmp, path)
     finally:
         for tmp in written.values():
             tmp.unlink(missing_ok=True)
-    return json_path, md_path

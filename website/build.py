@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -63,7 +62,7 @@ from cnn_course.lessons import (  # noqa: E402
     answer_sections,
     exercises_cell,
 )
-from cnn_course.reports import format_minutes  # noqa: E402
+from cnn_course.reports import format_minutes, write_together  # noqa: E402
 
 RUNS_DIR = WEBSITE / "runs"
 SITE_DIR = REPO_ROOT / "build" / "site"
@@ -634,22 +633,6 @@ def machine_cpu():
     return cpu_model(), os.cpu_count()
 
 
-def _write_new(path, text):
-    """Write `text` to a new temporary file beside `path`; return its Path.
-    Raises OSError after removing it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
 def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
     """Copy the passed lessons of the runner's report in `run_dir` into `runs_dir`.
 
@@ -747,17 +730,10 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
             )
             + "\n"
         )
-        temporary = {}
         try:
-            for target, text in writes.items():
-                temporary[target] = _write_new(target, text)
-            for target, tmp in temporary.items():
-                os.replace(tmp, target)
+            write_together(writes)
         except OSError as exc:
             raise SiteError(f"the recording could not be written to {runs_dir}: {exc.strerror or exc}") from None
-        finally:
-            for tmp in temporary.values():
-                tmp.unlink(missing_ok=True)
     recorded = [name for name in chosen if name not in skipped]
     return recorded, skipped
 

@@ -74,6 +74,12 @@ COLAB = "https://colab.research.google.com/github"
 _VOLATILE_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
 _VOLATILE_NOTEBOOK_METADATA = ("widgets", "papermill")
 _FIGURE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+# A code cell tagged so draws the dataset's images (or direct transforms of them): a
+# recording keeps its printed text but never its figures (see CONTRIBUTING.md).
+DATASET_IMAGES_TAG = "dataset-images"
+DATASET_IMAGES_NOTE = (
+    "*This figure shows images from the dataset, which the repository does not store: run the lesson to see it.*"
+)
 
 
 class SiteError(Exception):
@@ -182,14 +188,15 @@ def _is_injected(cell):
     return INJECTED_TAG in cell.get("metadata", {}).get("tags", [])
 
 
+def is_figure(output):
+    """Return whether a cell output is an image (a figure)."""
+    return any(t in output.get("data", {}) for t in _FIGURE_TYPES)
+
+
 def figure_count(cells):
     """Return how many outputs of the code `cells` are images (a figure each)."""
     return sum(
-        1
-        for cell in cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if any(t in output.get("data", {}) for t in _FIGURE_TYPES)
+        1 for cell in cells if cell.cell_type == "code" for output in cell.get("outputs", []) if is_figure(output)
     )
 
 
@@ -200,8 +207,9 @@ def merge_outputs(current, recorded):
     Cells are matched by their code (trailing blanks ignored), in order, so a
     repeated cell takes the next unused recorded cell with that code; the
     runner's injected parameters cell is not shown, and markdown always comes
-    from `current`. Returns (merged notebook, list of the code cells of
-    `current` that the recording lacks, as (cell number from 1, first line)).
+    from `current`; a cell `current` tags `DATASET_IMAGES_TAG` shows no figure.
+    Returns (merged notebook, list of the code cells of `current` that the
+    recording lacks, as (cell number from 1, first line)).
     Blank code cells need no match. Raises nothing.
     """
     pool = {}
@@ -218,16 +226,11 @@ def merge_outputs(current, recorded):
             match = matches.pop(0)
             cell.outputs = copy.deepcopy(match.get("outputs", []))
             cell.execution_count = match.get("execution_count")
+            if DATASET_IMAGES_TAG in cell.metadata.get("tags", []):  # tagged since its recording
+                cell.outputs = [dataset_images_note() if is_figure(o) else o for o in cell.outputs]
         elif cell.source.strip():
             missing.append((number, cell.source.strip().splitlines()[0]))
     return merged, missing
-
-
-def shown_recorded_figures(current, recorded):
-    """Return how many figures of the recording the page of `current` shows
-    (those of its cells whose code the current notebook still has). Raises nothing."""
-    merged, _ = merge_outputs(current, recorded)
-    return figure_count(merged.cells)
 
 
 def sha256_file(path):
@@ -611,10 +614,21 @@ def build_site(runs_dir=RUNS_DIR, out_dir=SITE_DIR, src_dir=None, quiet=True):
 # Recording runs
 
 
+def dataset_images_note():
+    """Return the output that stands in a recording for a figure of dataset images."""
+    return nbformat.v4.new_output(
+        "display_data",
+        data={"text/markdown": DATASET_IMAGES_NOTE, "text/plain": DATASET_IMAGES_NOTE.strip("*")},
+        metadata={"cnn_course": DATASET_IMAGES_TAG},
+    )
+
+
 def clean_recording(nb):
     """Return a copy of an executed notebook fit for git: no timings, widget
-    state or other volatile metadata, and a fixed id for the injected cell;
-    outputs (images included) are kept as nbformat holds them. Raises nothing."""
+    state or other volatile metadata, and a fixed id for the injected cell.
+    Outputs are kept as nbformat holds them, except the figures of cells
+    tagged `DATASET_IMAGES_TAG`: each becomes a short note saying the
+    dataset's images are not stored. Raises nothing."""
     nb = copy.deepcopy(nb)
     for key in _VOLATILE_NOTEBOOK_METADATA:
         nb.metadata.pop(key, None)
@@ -623,6 +637,8 @@ def clean_recording(nb):
             cell.metadata.pop(key, None)
         if _is_injected(cell) and "id" in cell:
             cell["id"] = INJECTED_TAG
+        if DATASET_IMAGES_TAG in cell.metadata.get("tags", []):
+            cell.outputs = [dataset_images_note() if is_figure(o) else o for o in cell.get("outputs", [])]
     return nb
 
 

@@ -19,7 +19,8 @@ with a "No recorded run yet" note. Where a lesson's answer notebook has a
 recorded run too, each exercise on the lesson's page is followed by its
 answer, folded ("Show answer"). The home page's lesson table is generated
 from website/runs/results.json, one row per lesson, each with its own run's
-date and machine. build/site-src/ holds the prepared sources; Sphinx (with
+date and machine; recording also writes README.md's results table from it
+(between its marker lines). build/site-src/ holds the prepared sources; Sphinx (with
 myst-nb and the configuration in website/conf.py) turns them into HTML.
 """
 
@@ -65,6 +66,10 @@ from cnn_course.lessons import (  # noqa: E402
 from cnn_course.reports import format_minutes, write_together  # noqa: E402
 
 RUNS_DIR = WEBSITE / "runs"
+README = REPO_ROOT / "README.md"
+# README's lesson results table lies between these lines, written by `record` (see `readme_with_results`).
+RESULTS_BEGIN = "<!-- results: written by website/build.py from website/runs/results.json; do not edit by hand -->"
+RESULTS_END = "<!-- end of results -->"
 SITE_DIR = REPO_ROOT / "build" / "site"
 RUN_DIR = REPO_ROOT / "build" / "full-run"
 SCRIPTS_PAGE = "dimension-scripts"
@@ -610,6 +615,42 @@ def build_site(runs_dir=RUNS_DIR, out_dir=SITE_DIR, src_dir=None, quiet=True):
     return out_dir
 
 
+def results_table(rows):
+    """Return README's lesson results (Markdown) for the recorded `rows` (see
+    `load_results`): one table row per recorded lesson in course order (test
+    accuracy, epochs, wall time, processor, date), then a line naming the
+    lessons not recorded; one line when none is. Raises nothing."""
+    recorded = [name for name in LESSONS if name in rows]
+    if not recorded:
+        return "No full run is recorded yet: `make site-refresh` runs every lesson at full length and records it."
+    lines = [
+        "| lesson | test accuracy | epochs | wall time | processor | date |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for name in recorded:
+        row = rows[name]
+        epochs = "-" if row.get("epochs") is None else str(row["epochs"])
+        lines.append(
+            f"| `{name}` | {_md_cell_text(format_accuracy(row))} | {epochs} | "
+            f"{format_minutes(row.get('wall_time_s'))} | {_md_cell_text(format_machine(row, versions=False))} | "
+            f"{_md_cell_text(row.get('date', '?'))} |"
+        )
+    missing = [name for name in LESSONS if name not in rows]
+    if missing:
+        lines += ["", f'Not recorded yet: {", ".join(missing)} (`make site-refresh LESSONS="{" ".join(missing)}"`).']
+    return "\n".join(lines)
+
+
+def readme_with_results(text, rows):
+    """Return the README `text` with its results (between `RESULTS_BEGIN` and
+    `RESULTS_END`) made `results_table(rows)`. Raises SiteError when the
+    markers are not there once each, in order."""
+    begin, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if text.count(RESULTS_BEGIN) != 1 or text.count(RESULTS_END) != 1 or end < begin:
+        raise SiteError(f"README.md lacks the results markers: {RESULTS_BEGIN} ... {RESULTS_END}")
+    return text[: begin + len(RESULTS_BEGIN)] + "\n" + results_table(rows) + "\n" + text[end:]
+
+
 # --------------------------------------------------------------------------
 # Recording runs
 
@@ -649,7 +690,7 @@ def machine_cpu():
     return cpu_model(), os.cpu_count()
 
 
-def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
+def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False, readme=None):
     """Copy the passed lessons of the runner's report in `run_dir` into `runs_dir`.
 
     For each chosen lesson (default: every one in the report) that passed,
@@ -660,8 +701,10 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
     each with its own date and machine. A row holds the report's lesson
     fields, the run's mode, parameters and environment, this machine's CPU
     (the run is taken to have been made here), the date of the report and,
-    for a script, the SHA-256 of the script it ran. Every file is written to
-    a temporary file first and all are then put in place together.
+    for a script, the SHA-256 of the script it ran. With `readme` (a path),
+    that file's results table is rewritten from the new rows too (see
+    `readme_with_results`). Every file is written to a temporary file first
+    and all are then put in place together.
 
     Returns (recorded lesson names, {lesson: why it was not recorded}).
     Raises SiteError when the report cannot be read, is of a quick run (unless
@@ -746,6 +789,11 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
             )
             + "\n"
         )
+        if readme is not None:
+            try:
+                writes[Path(readme)] = readme_with_results(Path(readme).read_text(encoding="utf-8"), rows)
+            except OSError as exc:
+                raise SiteError(f"{readme} cannot be read: {exc.strerror or exc}") from None
         try:
             write_together(writes)
         except OSError as exc:
@@ -754,11 +802,11 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
     return recorded, skipped
 
 
-def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False):
+def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False, readme=None):
     """Run the chosen lessons (default: all) at full length with the course's
     runner into `run_dir`, then record the passed ones (see `record_run`).
     With `answers`, run and record their answer notebooks instead (default:
-    every one there is), as "<lesson> answers".
+    every one there is), as "<lesson> answers". `readme` as in `record_run`.
 
     Returns (recorded, skipped) as `record_run`. Raises SiteError for an
     unknown lesson name, and when the runner was interrupted or wrote no report.
@@ -779,7 +827,8 @@ def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False):
         raise SiteError("the run was interrupted; nothing was recorded")
     if not report.is_file():
         raise SiteError(f"the run wrote no report (exit status {done.returncode}); nothing was recorded")
-    return record_run(run_dir, runs_dir, [name + ANSWERS_SUFFIX for name in lessons] if answers else lessons)
+    chosen = [name + ANSWERS_SUFFIX for name in lessons] if answers else lessons
+    return record_run(run_dir, runs_dir, chosen, readme=readme)
 
 
 # --------------------------------------------------------------------------
@@ -820,14 +869,16 @@ def main(argv=None):
             out = build_site(args.runs, args.out, quiet=not args.verbose)
             print(f"Site: {out / 'index.html'}")
             return 0
+        # README's results table shows the course's own recordings only.
+        readme = README if Path(args.runs).resolve() == RUNS_DIR.resolve() else None
         if args.command == "refresh":
-            recorded, skipped = refresh(args.lessons, args.runs, args.run_dir, args.answers)
+            recorded, skipped = refresh(args.lessons, args.runs, args.run_dir, args.answers, readme)
         else:
             unknown = [name for name in args.lessons if name not in LESSONS]
             if unknown:
                 raise SiteError(f"no lesson named {', '.join(unknown)}; the lessons: {', '.join(LESSONS)}")
             chosen = [name + ANSWERS_SUFFIX for name in args.lessons] if args.answers else args.lessons
-            recorded, skipped = record_run(args.run_dir, args.runs, chosen)
+            recorded, skipped = record_run(args.run_dir, args.runs, chosen, readme=readme)
     except SiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -5,12 +5,15 @@ headed "## Exercise N: <the exercise's bold title>" (checked against the
 lesson, so the two cannot drift). Its prose quotes the lines it measures as
 inline code ending with a colon (`No scaling, test accuracy:`): in quick mode
 on stand-ins every section must print each line its prose quotes. Where a
-full run is recorded (website/runs/solutions/), every measured number its
-prose quotes (a decimal like 98.21, or a count with thousands commas like
-669,706; inline code aside) must be printed, as that number, by that recording. Lessons still without an
-answer notebook are listed as a skip, not a pass.
+full run is recorded (website/runs/solutions/), every number its prose
+quotes (a decimal like 98.21, a count with thousands commas like 669,706, a
+percentage; code and LaTeX aside) must be printed by that recording or be in
+the notebook's code, to the digits quoted: the lessons' rule, with the same
+helper (website/quoted_numbers.py, used by tests/test_quoted_numbers.py too).
+Lessons still without an answer notebook are listed as a skip, not a pass.
 """
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -26,8 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 RECORDED = REPO / "website" / "runs"
 ANSWERED = [name.removesuffix(lessons.ANSWERS_SUFFIX) for name in lessons.answer_lessons()]
 _QUOTED_LINE = re.compile(r"`([^`]+?:)`")
-_MEASURED = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?![\d,])|(?<![\w.])\d+\.\d+")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+_spec = importlib.util.spec_from_file_location("website_quoted_numbers", REPO / "website" / "quoted_numbers.py")
+quoted = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quoted)
 
 
 def answer_notebook(lesson):
@@ -119,15 +126,12 @@ def test_run_answers_quick_runs_every_answer_notebook_and_each_prints_what_it_cl
 def test_recorded_answer_run_has_the_numbers_its_prose_quotes(lesson):
     recording = RECORDED / lessons.answer_path(lesson)
     if not recording.is_file():
-        pytest.skip(f"no recorded full run of {lesson}'s answers ({recording.relative_to(REPO)})")
-    recorded = nbformat.read(recording, as_version=4)
-    outputs = printed(recorded.cells)
-    current = answer_notebook(lesson)
-    text = "\n".join(c.source for c in current.cells if c.cell_type == "markdown")
-    text = re.sub(r"`[^`]*`", "", text)  # code (`validation_split=0.2`) is no measurement
-    printed_numbers = set(_MEASURED.findall(outputs))
-    missing = [number for number in _MEASURED.findall(text) if number not in printed_numbers]
-    assert not missing, f"quoted in the prose but not printed by the recorded run: {missing}"
+        pytest.skip(
+            f"no recorded full run of {lesson}'s answers ({recording.relative_to(REPO)}): "
+            f"`python website/build.py refresh --answers {lesson}` records it"
+        )
+    missing = quoted.unmatched_in_notebook(answer_notebook(lesson), nbformat.read(recording, as_version=4))
+    assert not missing, f"quoted in the prose but not printed by the recorded run nor in the code: {missing}"
 
 
 def test_run_answers_of_a_lesson_without_them_is_a_usage_error(tmp_path, capsys):

@@ -19,7 +19,8 @@ with a "No recorded run yet" note. Where a lesson's answer notebook has a
 recorded run too, each exercise on the lesson's page is followed by its
 answer, folded ("Show answer"). The home page's lesson table is generated
 from website/runs/results.json, one row per lesson, each with its own run's
-date and machine. build/site-src/ holds the prepared sources; Sphinx (with
+date and machine; recording also writes README.md's results table from it
+(between its marker lines). build/site-src/ holds the prepared sources; Sphinx (with
 myst-nb and the configuration in website/conf.py) turns them into HTML.
 """
 
@@ -65,6 +66,10 @@ from cnn_course.lessons import (  # noqa: E402
 from cnn_course.reports import format_minutes, write_together  # noqa: E402
 
 RUNS_DIR = WEBSITE / "runs"
+README = REPO_ROOT / "README.md"
+# README's lesson results table lies between these lines, written by `record` (see `readme_with_results`).
+RESULTS_BEGIN = "<!-- results: written by website/build.py from website/runs/results.json; do not edit by hand -->"
+RESULTS_END = "<!-- end of results -->"
 SITE_DIR = REPO_ROOT / "build" / "site"
 RUN_DIR = REPO_ROOT / "build" / "full-run"
 SCRIPTS_PAGE = "dimension-scripts"
@@ -74,6 +79,12 @@ COLAB = "https://colab.research.google.com/github"
 _VOLATILE_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
 _VOLATILE_NOTEBOOK_METADATA = ("widgets", "papermill")
 _FIGURE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+# A code cell tagged so draws the dataset's images (or direct transforms of them): a
+# recording keeps its printed text but never its figures (see CONTRIBUTING.md).
+DATASET_IMAGES_TAG = "dataset-images"
+DATASET_IMAGES_NOTE = (
+    "*This figure shows images from the dataset, which the repository does not store: run the lesson to see it.*"
+)
 
 
 class SiteError(Exception):
@@ -182,14 +193,15 @@ def _is_injected(cell):
     return INJECTED_TAG in cell.get("metadata", {}).get("tags", [])
 
 
+def is_figure(output):
+    """Return whether a cell output is an image (a figure)."""
+    return any(t in output.get("data", {}) for t in _FIGURE_TYPES)
+
+
 def figure_count(cells):
     """Return how many outputs of the code `cells` are images (a figure each)."""
     return sum(
-        1
-        for cell in cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if any(t in output.get("data", {}) for t in _FIGURE_TYPES)
+        1 for cell in cells if cell.cell_type == "code" for output in cell.get("outputs", []) if is_figure(output)
     )
 
 
@@ -200,8 +212,9 @@ def merge_outputs(current, recorded):
     Cells are matched by their code (trailing blanks ignored), in order, so a
     repeated cell takes the next unused recorded cell with that code; the
     runner's injected parameters cell is not shown, and markdown always comes
-    from `current`. Returns (merged notebook, list of the code cells of
-    `current` that the recording lacks, as (cell number from 1, first line)).
+    from `current`; a cell `current` tags `DATASET_IMAGES_TAG` shows no figure.
+    Returns (merged notebook, list of the code cells of `current` that the
+    recording lacks, as (cell number from 1, first line)).
     Blank code cells need no match. Raises nothing.
     """
     pool = {}
@@ -218,16 +231,11 @@ def merge_outputs(current, recorded):
             match = matches.pop(0)
             cell.outputs = copy.deepcopy(match.get("outputs", []))
             cell.execution_count = match.get("execution_count")
+            if DATASET_IMAGES_TAG in cell.metadata.get("tags", []):  # tagged since its recording
+                cell.outputs = [dataset_images_note() if is_figure(o) else o for o in cell.outputs]
         elif cell.source.strip():
             missing.append((number, cell.source.strip().splitlines()[0]))
     return merged, missing
-
-
-def shown_recorded_figures(current, recorded):
-    """Return how many figures of the recording the page of `current` shows
-    (those of its cells whose code the current notebook still has). Raises nothing."""
-    merged, _ = merge_outputs(current, recorded)
-    return figure_count(merged.cells)
 
 
 def sha256_file(path):
@@ -607,14 +615,61 @@ def build_site(runs_dir=RUNS_DIR, out_dir=SITE_DIR, src_dir=None, quiet=True):
     return out_dir
 
 
+def results_table(rows):
+    """Return README's lesson results (Markdown) for the recorded `rows` (see
+    `load_results`): one table row per recorded lesson in course order (test
+    accuracy, epochs, wall time, processor, date), then a line naming the
+    lessons not recorded; one line when none is. Raises nothing."""
+    recorded = [name for name in LESSONS if name in rows]
+    if not recorded:
+        return "No full run is recorded yet: `make site-refresh` runs every lesson at full length and records it."
+    lines = [
+        "| lesson | test accuracy | epochs | wall time | processor | date |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for name in recorded:
+        row = rows[name]
+        epochs = "-" if row.get("epochs") is None else str(row["epochs"])
+        lines.append(
+            f"| `{name}` | {_md_cell_text(format_accuracy(row))} | {epochs} | "
+            f"{format_minutes(row.get('wall_time_s'))} | {_md_cell_text(format_machine(row, versions=False))} | "
+            f"{_md_cell_text(row.get('date', '?'))} |"
+        )
+    missing = [name for name in LESSONS if name not in rows]
+    if missing:
+        lines += ["", f'Not recorded yet: {", ".join(missing)} (`make site-refresh LESSONS="{" ".join(missing)}"`).']
+    return "\n".join(lines)
+
+
+def readme_with_results(text, rows):
+    """Return the README `text` with its results (between `RESULTS_BEGIN` and
+    `RESULTS_END`) made `results_table(rows)`. Raises SiteError when the
+    markers are not there once each, in order."""
+    begin, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if text.count(RESULTS_BEGIN) != 1 or text.count(RESULTS_END) != 1 or end < begin:
+        raise SiteError(f"README.md lacks the results markers: {RESULTS_BEGIN} ... {RESULTS_END}")
+    return text[: begin + len(RESULTS_BEGIN)] + "\n" + results_table(rows) + "\n" + text[end:]
+
+
 # --------------------------------------------------------------------------
 # Recording runs
 
 
+def dataset_images_note():
+    """Return the output that stands in a recording for a figure of dataset images."""
+    return nbformat.v4.new_output(
+        "display_data",
+        data={"text/markdown": DATASET_IMAGES_NOTE, "text/plain": DATASET_IMAGES_NOTE.strip("*")},
+        metadata={"cnn_course": DATASET_IMAGES_TAG},
+    )
+
+
 def clean_recording(nb):
     """Return a copy of an executed notebook fit for git: no timings, widget
-    state or other volatile metadata, and a fixed id for the injected cell;
-    outputs (images included) are kept as nbformat holds them. Raises nothing."""
+    state or other volatile metadata, and a fixed id for the injected cell.
+    Outputs are kept as nbformat holds them, except the figures of cells
+    tagged `DATASET_IMAGES_TAG`: each becomes a short note saying the
+    dataset's images are not stored. Raises nothing."""
     nb = copy.deepcopy(nb)
     for key in _VOLATILE_NOTEBOOK_METADATA:
         nb.metadata.pop(key, None)
@@ -623,6 +678,8 @@ def clean_recording(nb):
             cell.metadata.pop(key, None)
         if _is_injected(cell) and "id" in cell:
             cell["id"] = INJECTED_TAG
+        if DATASET_IMAGES_TAG in cell.metadata.get("tags", []):
+            cell.outputs = [dataset_images_note() if is_figure(o) else o for o in cell.get("outputs", [])]
     return nb
 
 
@@ -633,7 +690,7 @@ def machine_cpu():
     return cpu_model(), os.cpu_count()
 
 
-def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
+def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False, readme=None):
     """Copy the passed lessons of the runner's report in `run_dir` into `runs_dir`.
 
     For each chosen lesson (default: every one in the report) that passed,
@@ -644,8 +701,10 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
     each with its own date and machine. A row holds the report's lesson
     fields, the run's mode, parameters and environment, this machine's CPU
     (the run is taken to have been made here), the date of the report and,
-    for a script, the SHA-256 of the script it ran. Every file is written to
-    a temporary file first and all are then put in place together.
+    for a script, the SHA-256 of the script it ran. With `readme` (a path),
+    that file's results table is rewritten from the new rows too (see
+    `readme_with_results`). Every file is written to a temporary file first
+    and all are then put in place together.
 
     Returns (recorded lesson names, {lesson: why it was not recorded}).
     Raises SiteError when the report cannot be read, is of a quick run (unless
@@ -730,6 +789,11 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
             )
             + "\n"
         )
+        if readme is not None:
+            try:
+                writes[Path(readme)] = readme_with_results(Path(readme).read_text(encoding="utf-8"), rows)
+            except OSError as exc:
+                raise SiteError(f"{readme} cannot be read: {exc.strerror or exc}") from None
         try:
             write_together(writes)
         except OSError as exc:
@@ -738,11 +802,11 @@ def record_run(run_dir, runs_dir=RUNS_DIR, lessons=None, allow_quick=False):
     return recorded, skipped
 
 
-def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False):
+def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False, readme=None):
     """Run the chosen lessons (default: all) at full length with the course's
     runner into `run_dir`, then record the passed ones (see `record_run`).
     With `answers`, run and record their answer notebooks instead (default:
-    every one there is), as "<lesson> answers".
+    every one there is), as "<lesson> answers". `readme` as in `record_run`.
 
     Returns (recorded, skipped) as `record_run`. Raises SiteError for an
     unknown lesson name, and when the runner was interrupted or wrote no report.
@@ -763,7 +827,8 @@ def refresh(lessons=None, runs_dir=RUNS_DIR, run_dir=RUN_DIR, answers=False):
         raise SiteError("the run was interrupted; nothing was recorded")
     if not report.is_file():
         raise SiteError(f"the run wrote no report (exit status {done.returncode}); nothing was recorded")
-    return record_run(run_dir, runs_dir, [name + ANSWERS_SUFFIX for name in lessons] if answers else lessons)
+    chosen = [name + ANSWERS_SUFFIX for name in lessons] if answers else lessons
+    return record_run(run_dir, runs_dir, chosen, readme=readme)
 
 
 # --------------------------------------------------------------------------
@@ -804,14 +869,16 @@ def main(argv=None):
             out = build_site(args.runs, args.out, quiet=not args.verbose)
             print(f"Site: {out / 'index.html'}")
             return 0
+        # README's results table shows the course's own recordings only.
+        readme = README if Path(args.runs).resolve() == RUNS_DIR.resolve() else None
         if args.command == "refresh":
-            recorded, skipped = refresh(args.lessons, args.runs, args.run_dir, args.answers)
+            recorded, skipped = refresh(args.lessons, args.runs, args.run_dir, args.answers, readme)
         else:
             unknown = [name for name in args.lessons if name not in LESSONS]
             if unknown:
                 raise SiteError(f"no lesson named {', '.join(unknown)}; the lessons: {', '.join(LESSONS)}")
             chosen = [name + ANSWERS_SUFFIX for name in args.lessons] if args.answers else args.lessons
-            recorded, skipped = record_run(args.run_dir, args.runs, chosen)
+            recorded, skipped = record_run(args.run_dir, args.runs, chosen, readme=readme)
     except SiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -202,3 +202,28 @@ def test_the_benchmark_check_bites(tmp_path):
     assert quoted.unmatched_in_tables(unnamed, tmp_path) == {}  # a table naming no file is not checked
     missing = table.replace("run.json", "gone.json").format("1")
     assert quoted.unmatched_in_tables(missing, tmp_path) == {"line 3 (benchmarks/results/gone.json)": ["file missing"]}
+
+
+def test_a_table_can_name_several_run_logs(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "a.log").write_text("Test accuracy: 90.26% (6 views averaged)\n")
+    (results / "b.log").write_text("Test accuracy: 89.93% (6 views averaged)\n")
+    table = (
+        "Logs: `benchmarks/results/a.log` `benchmarks/results/b.log`\n\n"
+        "| run | 6 views |\n| --- | ---: |\n| first | {} |\n| second | 89.93% |\n"
+    )
+    assert quoted.unmatched_in_tables(table.format("90.26%"), tmp_path) == {}
+    assert quoted.unmatched_in_tables(table.format("90.62%"), tmp_path) == {
+        "line 3 (benchmarks/results/a.log, benchmarks/results/b.log)": ["90.62%"]
+    }
+
+
+def test_the_gpu_tables_are_checked():
+    """The H200 tables name their files, so the check above covers them (it would pass vacuously otherwise)."""
+    named = [
+        quoted.results_files_of(before)
+        for _, before, _ in quoted.tables((REPO / "benchmarks" / "README.md").read_text(encoding="utf-8"))
+    ]
+    assert ["benchmarks/results/gpu-h200-2026-12-04.json"] in named
+    assert any(len(names) == 4 and all(n.endswith(".log") for n in names) for names in named)

@@ -159,7 +159,7 @@ def unmatched_in_notebook(current, recorded):
 # --------------------------------------------------------------------------
 # Markdown tables that name their results file
 
-_RESULTS_FILE = re.compile(r"`?(benchmarks/results/[\w.-]+\.json)`?")
+_RESULTS_FILE = re.compile(r"`?(benchmarks/results/[\w.-]+\.(?:json|log))`?")
 
 
 def tables(markdown):
@@ -185,10 +185,9 @@ def tables(markdown):
     return found
 
 
-def results_file_of(line):
-    """Return the `benchmarks/results/NAME.json` path that `line` names, or None."""
-    match = _RESULTS_FILE.search(line)
-    return match.group(1) if match else None
+def results_files_of(line):
+    """Return the `benchmarks/results/NAME.json` (or a run's `.log`) paths that `line` names, a list."""
+    return _RESULTS_FILE.findall(line)
 
 
 def table_numbers(rows):
@@ -205,25 +204,28 @@ def table_numbers(rows):
 
 
 def unmatched_in_tables(markdown, root):
-    """Return {"line N (NAME.json)": [numbers not in that file]} for each table of
-    `markdown` whose preceding line names its results file (relative to `root`);
-    a named file that is missing or not JSON is reported as ["file missing"] or
-    ["not JSON"]. Tables that name no file are not checked."""
+    """Return {"line N (NAME.json ...)": [numbers in none of those files]} for each
+    table of `markdown` whose preceding line names its results files (JSON, or
+    the text log of a run; relative to `root`); a named file that is missing or
+    not JSON is reported as ["file missing"] or ["not JSON"]. Tables that name
+    no file are not checked."""
     problems = {}
     for line, before, rows in tables(markdown):
-        name = results_file_of(before)
-        if name is None:
+        names = results_files_of(before)
+        if not names:
             continue
-        where = f"line {line} ({name})"
+        where, numbers = f"line {line} ({', '.join(names)})", Numbers()
         try:
-            data = json.loads((root / name).read_text(encoding="utf-8"))
+            for name in names:
+                text = (root / name).read_text(encoding="utf-8")
+                numbers.add_json(json.loads(text)) if name.endswith(".json") else numbers.add_text(text)
         except FileNotFoundError:
             problems[where] = ["file missing"]
             continue
         except ValueError:
             problems[where] = ["not JSON"]
             continue
-        missing = Numbers().add_json(data).missing(table_numbers(rows))
+        missing = numbers.missing(table_numbers(rows))
         if missing:
             problems[where] = missing
     return problems

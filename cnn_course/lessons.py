@@ -44,23 +44,13 @@ LESSONS = {
 
 # What `run --quick` injects into each notebook lesson (-p values override them): small sizes and a
 # checkpoint name of its own, so a smoke run never replaces a full run's checkpoint.
+_SMALL = {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128}  # most training lessons' quick sizes
+_CNN = "../cifar10-classification/cifar10_cnn.quick.keras"  # lesson 3's quick checkpoint, which 4 and 7 reuse
 QUICK_PARAMETERS = {
-    "mnist-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "mnist_mlp.quick.keras"},
+    "mnist-mlp": {**_SMALL, "CHECKPOINT": "mnist_mlp.quick.keras"},
     "cifar10-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "CHECKPOINT": "cifar10_mlp.quick.keras"},
-    "cifar10-cnn": {
-        "EPOCHS": 1,
-        "N_TRAIN": 2000,
-        "BATCH_SIZE": 128,
-        "CHECKPOINT": "cifar10_cnn.quick.keras",
-        "MLP_CHECKPOINT": "cifar10_mlp.quick.keras",
-    },
-    "cifar10-augmentation": {
-        "EPOCHS": 1,
-        "N_TRAIN": 2000,
-        "BATCH_SIZE": 128,
-        "CHECKPOINT": "cifar10_augmentation.quick.keras",
-        "PLAIN_CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
-    },
+    "cifar10-cnn": {**_SMALL, "CHECKPOINT": "cifar10_cnn.quick.keras", "MLP_CHECKPOINT": "cifar10_mlp.quick.keras"},
+    "cifar10-augmentation": {**_SMALL, "CHECKPOINT": "cifar10_augmentation.quick.keras", "PLAIN_CNN_CHECKPOINT": _CNN},
     "bottleneck-features": {"N_PHOTOS": 2},
     "transfer-learning": {
         "N_IMAGES": 100,
@@ -68,19 +58,8 @@ QUICK_PARAMETERS = {
         "FINE_TUNE_EPOCHS": 1,
         "CHECKPOINT": "transfer_learning.quick.keras",
     },
-    "conv-visualization": {
-        "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
-        "N_TRAIN": 500,
-        "EPOCHS": 1,
-    },
-    "training-speed": {
-        "EPOCHS": 1,
-        "N_TRAIN": 2000,
-        "BATCH_SIZE": 128,
-        "CHUNK_IMAGES": 1024,
-        "ROUNDS": 1,
-        "SKIP": ["jit_compile", "threads"],
-    },
+    "conv-visualization": {"CNN_CHECKPOINT": _CNN, "N_TRAIN": 500, "EPOCHS": 1},
+    "training-speed": {**_SMALL, "CHUNK_IMAGES": 1024, "ROUNDS": 1, "SKIP": ["jit_compile", "threads"]},
     "modern-cnn": {"EPOCHS": 2, "N_TRAIN": 1000, "BATCH_SIZE": 128, "CHECKPOINT": "modern_cnn.quick.keras"},
     "data-parallel": {"EPOCHS": 1, "N_TRAIN": 512, "BATCH_SIZE": 64, "TIMING_ROUNDS": 1, "TIMING_STEPS": 2},
 }

@@ -47,9 +47,6 @@ SHAPE_CHANGING_ACTIVATIONS = {
 }
 
 
-# ---- checking arguments ---------------------------------------------------------
-
-
 def _whole(value):
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
 
@@ -101,9 +98,6 @@ def _window_output(input_shape, window, strides, padding, name):
     return _ceil_div(h - fh + 1, sh), _ceil_div(w - fw + 1, sw)
 
 
-# ---- the formulas -----------------------------------------------------------------
-
-
 def conv_output_shape(input_shape, kernel_size, strides=1, padding="valid", filters=None):
     """Return the (H_out, W_out, filters or D) a Conv2D layer gives an (H, W, D) input. Raises ValueError
     for a size that is not a positive integer (or pair), an unknown padding, or a kernel that does not fit."""
@@ -127,9 +121,6 @@ def conv_params(kernel_size, depth_in, filters):
 def dense_params(n_in, units):
     """Return a Dense layer's weights and biases, units x n_in + units; ValueError for a bad size."""
     return _positive_int(units, "units") * _positive_int(n_in, "n_in") + units
-
-
-# ---- the scripts' command-line values ---------------------------------------------
 
 
 def attach_dash_values(argv, flags):
@@ -197,9 +188,6 @@ def parse_activation(text, name="--activation"):
             "sigmoid, tanh or softmax"
         )
     return None if word == "none" else word
-
-
-# ---- the working, with the numbers put in ---------------------------------------------
 
 
 def shape_text(shape):
@@ -273,9 +261,6 @@ def global_pool_working(input_shape):
         "parameters = 0 (pooling has nothing to learn)",
         f"Output shape {shape_text((d,))}, 0 parameters",
     ]
-
-
-# ---- a whole stack of layers ------------------------------------------------------------
 
 
 def _parse_layer(text, where):

@@ -4,10 +4,9 @@
     python -m cnn_course data status | fetch [NAME|all] | import NAME PATH
     python -m cnn_course strip [NOTEBOOK ...]
 
-Exit status: 0 when everything passed, 1 when a lesson or a data command
-failed, 2 for a usage error (checked before anything runs), 130 when Ctrl-C,
-SIGTERM or SIGHUP stopped the command (each is handled as Ctrl-C: what was
-running is stopped and cleaned up, "interrupted" is printed).
+Exit status: 0 when everything passed, 1 when a lesson or a data command failed, 2 for a usage
+error (checked before anything runs), 130 when Ctrl-C, SIGTERM or SIGHUP stopped the command (each
+handled as Ctrl-C: what was running is stopped and cleaned up, "interrupted" is printed).
 """
 
 from __future__ import annotations
@@ -35,19 +34,13 @@ def _raise_interrupt(signum, frame):
 
 
 def _stop_on_signals():
-    """Make SIGTERM and SIGHUP raise KeyboardInterrupt, except where they are
-    ignored (``nohup``: a closed terminal must not stop the command). Main
-    thread only. Returns {signal: previous handler} for what it changed."""
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt unless ignored (``nohup``); main thread only.
+    Returns {signal: previous handler} for what it changed."""
     signals = (getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
-    return {
-        signum: signal.signal(signum, _raise_interrupt)
-        for signum in signals
-        if signal.getsignal(signum) is not signal.SIG_IGN
-    }
+    return {s: signal.signal(s, _raise_interrupt) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
 
 
 def _interrupted():
-    """Print "interrupted"; return the exit status 130."""
     print("\ninterrupted", file=sys.stderr, flush=True)
     return EXIT_INTERRUPTED
 
@@ -61,17 +54,14 @@ except KeyboardInterrupt:
         raise
     sys.exit(_interrupted())
 
-# The longest --timeout: 30 days, far below what threading's and asyncio's timers hold.
-MAX_TIMEOUT_S = 30 * 24 * 3600
+MAX_TIMEOUT_S = 30 * 24 * 3600  # the longest --timeout, far below what threading's and asyncio's timers hold
 _EPOCH_RE = re.compile(r"^Epoch (\d+)/(\d+)$")
 _STEPS_RE = re.compile(r"^\d+/\d+ - ")
 
 
 def parse_parameter(text):
-    """Return (name, value) for one ``-p NAME=VALUE``: VALUE read as a Python
-    literal (3, 0.5, True, None, "a", [1, 2]), else kept as the raw string.
-    Raises ValueError for no "=", a NAME that is no identifier or a keyword,
-    or a value `lessons.check_value` refuses (not finite, a set, bytes, ...)."""
+    """Return (name, value) for one ``-p NAME=VALUE``, VALUE a Python literal or else the raw string.
+    Raises ValueError for no "=", a NAME that is no identifier, or a value `lessons.check_value` refuses."""
     name, sep, raw = text.partition("=")
     name = name.strip()
     if not sep:
@@ -89,9 +79,8 @@ def parse_parameter(text):
 
 
 def positive_seconds(text):
-    """Return ``--timeout`` as whole seconds (int; a fraction rounded up, as
-    the notebook client counts whole seconds). Raises
-    argparse.ArgumentTypeError unless above 0 and at most `MAX_TIMEOUT_S`."""
+    """Return ``--timeout`` as whole seconds, rounded up. Raises argparse.ArgumentTypeError unless
+    above 0 and at most `MAX_TIMEOUT_S`."""
     try:
         seconds = float(text)
     except ValueError:
@@ -118,24 +107,20 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Execute lessons (default: all, in course order), save each executed notebook\nand its "
         f"HTML under the out folder, and write results.json and results.md there.\nLessons:\n{names}",
-        epilog="examples:\n  python -m cnn_course run --quick\n"
-        "  python -m cnn_course run mnist-mlp -p EPOCHS=3 -p BATCH_SIZE=256\n"
-        "  python -m cnn_course run --quick --backend jax\n"
-        "  python -m cnn_course run --answers mnist-mlp --quick",
+        epilog="examples:\n  python -m cnn_course run --quick\n  python -m cnn_course run mnist-mlp -p EPOCHS=3\n"
+        "  python -m cnn_course run --quick --backend jax\n  python -m cnn_course run --answers mnist-mlp --quick",
     )
     run.add_argument("lessons", nargs="*", metavar="LESSON", help="lessons to run (default: all)")
     run.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run: each lesson's small sizes (QUICK_PARAMETERS "
-        "in cnn_course/lessons.py), labelled stand-in data where the real data is missing",
+        help="a smoke run: each lesson's small sizes (QUICK_PARAMETERS in cnn_course/lessons.py), "
+        "labelled stand-in data where the real data is missing",
     )
     run.add_argument(
         "--answers",
         action="store_true",
-        help="run the lessons' worked answers to their exercises (solutions/<notebook>) instead of "
-        "the lessons: the named lessons' (an error where one has none yet), else every one "
-        "there is; each is reported as '<lesson> answers'",
+        help="run the lessons' worked answers (solutions/<notebook>) instead, reported as '<lesson> answers'",
     )
     run.add_argument(
         "-p",
@@ -143,69 +128,38 @@ def build_parser():
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a notebook parameter (repeatable); VALUE is a Python literal (a number, string, "
-        "True/False/None, or a list, tuple or dict of them) or else a string. VERBOSE=2 is set "
-        "unless given. The script lessons (conv-dims, pool-dims) take no parameters: -p is "
-        "refused when only they are chosen, and a note names them otherwise",
+        help="set a notebook parameter (repeatable); VALUE is a Python literal, else a string. "
+        "VERBOSE=2 unless given. The script lessons (conv-dims, pool-dims) take none",
     )
-    run.add_argument(
-        "--out",
-        default="build",
-        metavar="DIR",
-        help="where outputs and the report go (default: build); one run at a time per folder",
-    )
+    run.add_argument("--out", default="build", metavar="DIR", help="where outputs and the report go (default: build)")
     run.add_argument(
         "--timeout",
         type=positive_seconds,
-        default=None,
         metavar="SECONDS",
-        help="fail a notebook cell (or a script) that runs longer than this: whole seconds, "
-        "a fraction rounded up, at most 30 days (default: no limit)",
+        help="fail a notebook cell (or a script) that runs longer than this (default: no limit)",
     )
     run.add_argument(
         "--backend",
         choices=list(backends.BACKENDS),
-        default=None,
         help="the Keras backend the lessons run on (default: $KERAS_BACKEND, else tensorflow)",
     )
     run.set_defaults(handler=cmd_run, subparser=run)
 
-    data = commands.add_parser(
-        "data",
-        help="find, download or import the datasets",
-        description="Find, download or import the course's datasets.",
-    )
+    data = commands.add_parser("data", help="find, download or import the datasets")
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     status = actions.add_parser("status", help="list each dataset: where it was found, or how to get it")
-    fetch = actions.add_parser(
-        "fetch",
-        help="download a dataset into the cache (default: every one)",
-        description="Download a dataset into the Keras cache and check it; with no "
-        "NAME, or `all`, every dataset the lessons use, in turn.",
-    )
-    fetch.add_argument(
-        "name", metavar="NAME", nargs="?", default="all", help="mnist, cifar10, dogs, vgg16, or all (the default)"
-    )
+    fetch = actions.add_parser("fetch", help="download a dataset into the cache and check it (default: every one)")
+    fetch.add_argument("name", metavar="NAME", nargs="?", default="all", help="mnist, cifar10, dogs, vgg16, or all")
     imp = actions.add_parser("import", help="bring a local file or folder into the data folder")
     imp.add_argument("name", metavar="NAME")
     imp.add_argument("src", metavar="PATH")
     for sub in (status, fetch, imp):
         sub.set_defaults(handler=cmd_data, subparser=sub)
 
-    strip = commands.add_parser(
-        "strip",
-        help="clear notebook outputs in place (diff-friendly commits)",
-        description="Clear outputs, execution counts and transient metadata of notebooks "
-        "in place. Default: every notebook in the repository that git tracks "
-        "or would track.",
-    )
+    strip = commands.add_parser("strip", help="clear notebooks' outputs in place (default: the repository's)")
     strip.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     strip.set_defaults(handler=cmd_strip, subparser=strip)
     return parser
-
-
-# --------------------------------------------------------------------------
-# run
 
 
 def compact_epoch(epoch_line, steps_line):
@@ -216,10 +170,9 @@ def compact_epoch(epoch_line, steps_line):
 
 
 def console_progress(label, out, tty):
-    """Return (progress, finish): `progress(event)` shows the runner's events on
-    `out` (on a TTY a status line redrawn every second, else a line per cell;
-    Keras's epoch lines compacted and "Data:"/"Weights:" lines as they come);
-    `finish(text)` stops it and prints `text` as the lesson's last line."""
+    """Return (progress, finish): `progress(event)` shows the runner's events on `out` (on a TTY a
+    status line redrawn every second, else a line per cell; epoch lines compacted, "Data:" and
+    "Weights:" lines as they come); `finish(text)` stops it and prints `text` as the lesson's line."""
     state = {"total": 0, "cell": 0, "line": "starting", "epoch": None}
     partial = {}  # stream name -> its unfinished last line
     started, lock, stop = time.perf_counter(), threading.Lock(), threading.Event()
@@ -243,11 +196,9 @@ def console_progress(label, out, tty):
         for line in (line.rsplit("\r", 1)[-1].rstrip() for line in lines):
             if _EPOCH_RE.match(line):
                 state["epoch"] = line
-            elif state["epoch"] and _STEPS_RE.match(line):
-                write("    " + compact_epoch(state["epoch"], line))
+            elif _STEPS_RE.match(line) and (state["epoch"] or " - val_" in line):  # one epoch has no header
+                write("    " + compact_epoch(state["epoch"] or "Epoch 1/1", line))
                 state["epoch"] = None
-            elif _STEPS_RE.match(line) and " - val_" in line:  # no "Epoch 1/1" header for a single epoch
-                write("    " + compact_epoch("Epoch 1/1", line))
             elif line.startswith(("Data:", "Weights:")):
                 write("    " + line)
 
@@ -282,19 +233,17 @@ def lesson_summary(result):
     if result["status"] != "passed":
         return text.replace("failed", "FAILED") + "  " + reports.describe_failure(result)
     if result.get("test_accuracy") is not None:
-        text += f"  Test accuracy {result['test_accuracy']:.2f}%"
-        text += " (stand-in)" if reports.used_stand_in(result) else ""
+        text += f"  Test accuracy {result['test_accuracy']:.2f}%" + " (stand-in)" * reports.used_stand_in(result)
     return text
 
 
 def script_lessons(names):
-    """Return the lessons among `names` that are scripts (list, in order): run without -p."""
+    """Return the lessons among `names` that are scripts (run without -p)."""
     return [name for name in names if Path(runner.LESSONS[name]).suffix != ".ipynb"]
 
 
 def _check_settings():
-    """Raise ValueError (SettingError) for a bad CNN_COURSE_* or KERAS_HOME
-    setting: the lessons read them, so a typo stops the command at once."""
+    """Raise SettingError (a ValueError) for a bad CNN_COURSE_* or KERAS_HOME setting."""
     from cnn_course import data
 
     for check in (data.offline, data.quick_mode, data.data_dirs, data.keras_home):
@@ -302,11 +251,8 @@ def _check_settings():
 
 
 def check_run_arguments(args, parser):
-    """Return (chosen lessons in course order, ``-p`` values, out folder created,
-    its lock from `reports.lock_out_dir`, to os.close unless None), checked
-    before anything runs; else exit through ``parser.error`` (status 2, one
-    line): an unknown lesson, a bad ``-p`` or one for scripts only, a bad
-    setting, an out folder that is empty, a file, not writable or in use."""
+    """Return (lessons in course order, ``-p`` values, out folder created, its lock or None), checked
+    before anything runs; else exit through ``parser.error`` (status 2, one line)."""
     if not lessons.IN_CHECKOUT:
         parser.error(lessons.NOT_IN_CHECKOUT)
     known = runner.LESSONS
@@ -314,8 +260,14 @@ def check_run_arguments(args, parser):
     if unknown:
         parser.error(f"unknown lesson {', '.join(map(repr, unknown))}; valid names: {', '.join(known)}")
     chosen = [name for name in known if name in args.lessons] if args.lessons else list(known)
-    if getattr(args, "answers", False):
-        chosen = _answer_choice(chosen, bool(args.lessons), parser)
+    if args.answers and not args.lessons:  # every answer notebook there is
+        chosen = [name for name in chosen if name + lessons.ANSWERS_SUFFIX in lessons.answer_lessons()]
+    for name in chosen if args.answers and args.lessons else []:
+        path = lessons.answer_path(name)
+        if path is None:
+            parser.error(f"--answers: {name} is a script lesson; it has no answer notebook")
+        if not (lessons.REPO_ROOT / path).is_file():
+            parser.error(f"--answers: {name} has no answer notebook yet ({path} does not exist)")
     try:
         parameters = dict(parse_parameter(text) for text in args.parameter)
     except ValueError as exc:
@@ -340,25 +292,9 @@ def check_run_arguments(args, parser):
         parser.error(f"--out {args.out}: {exc}")
 
 
-def _answer_choice(chosen, named, parser):
-    """Return the lessons among `chosen` whose answer notebooks `run --answers`
-    runs: every one that exists when no lesson was `named`; else all of them,
-    or exit through ``parser.error`` naming the missing answer notebook."""
-    if not named:
-        return [name for name in chosen if name + lessons.ANSWERS_SUFFIX in lessons.answer_lessons()]
-    for name in chosen:
-        path = lessons.answer_path(name)
-        if path is None:
-            parser.error(f"--answers: {name} is a script lesson; it has no answer notebook")
-        if not (lessons.REPO_ROOT / path).is_file():
-            parser.error(f"--answers: {name} has no answer notebook yet ({path} does not exist)")
-    return chosen
-
-
 def cmd_run(args, parser, out):
     """Run the chosen lessons, print progress and the report, write it; return the exit status.
-    Ctrl-C stops the whole run at once: the lesson's kernel or script is killed,
-    the report of what ran written, "interrupted" printed, and the status is 130."""
+    Ctrl-C stops the lesson at once, writes the report of what ran and returns 130."""
     try:  # before anything runs: the lessons' kernels and scripts inherit KERAS_BACKEND
         os.environ["KERAS_BACKEND"] = backends.check_backend(backends.keras_backend(args.backend))
     except backends.BackendError as exc:
@@ -369,21 +305,18 @@ def cmd_run(args, parser, out):
         return _run_lessons(args, chosen, parameters, out_dir, out)
     finally:
         if lock is not None:
-            os.close(lock)  # another run may now use the folder
+            os.close(lock)
 
 
 def _run_lessons(args, chosen, parameters, out_dir, out):
-    """`cmd_run` once its arguments are checked and `out_dir` locked."""
-    started, mode = time.perf_counter(), "quick" if args.quick else "full"
+    started, suffix = time.perf_counter(), lessons.ANSWERS_SUFFIX if args.answers else ""
     shown = lessons.lesson_parameters(None, False, parameters)  # what every lesson gets
+    what = "lesson answer notebook(s)" if args.answers else "lesson(s)"
+    mode = "quick mode" if args.quick else "full mode"
     sizes = " and each lesson's quick sizes" if args.quick else ""
-    answers = getattr(args, "answers", False)
-    what = "lesson answer notebook(s)" if answers else "lesson(s)"
-    out.write(
-        f"Running {len(chosen)} {what}, {mode} mode, parameters "
-        f"{', '.join(f'{k}={v!r}' for k, v in shown.items())}{sizes}; outputs in {out_dir}/\n"
-    )
-    missing = lessons.lessons_without_answers() if answers and not args.lessons else []
+    values = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+    out.write(f"Running {len(chosen)} {what}, {mode}, parameters {values}{sizes}; outputs in {out_dir}/\n")
+    missing = lessons.lessons_without_answers() if args.answers and not args.lessons else []
     if missing:
         out.write(f"note: no answer notebook yet for {', '.join(missing)} (in {lessons.ANSWERS_DIR}/)\n")
     ignoring = script_lessons(chosen) if args.parameter else []
@@ -398,7 +331,7 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
             f"{environment['backend']} {environment['backend_version']}; Python {environment['python']}\n"
         )
         for number, name in enumerate(chosen, 1):
-            label = f"[{number}/{len(chosen)}] {name}{lessons.ANSWERS_SUFFIX if answers else ''}"
+            label = f"[{number}/{len(chosen)}] {name}{suffix}"
             progress, finish = console_progress(label, out, out.isatty())
             try:
                 result = runner.run_lesson(
@@ -408,7 +341,7 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
                     progress=progress,
                     timeout=args.timeout,
                     quick=args.quick,
-                    answers=answers,
+                    answers=args.answers,
                 )
             except KeyboardInterrupt as stop:
                 finish(f"{label}  interrupted")
@@ -424,14 +357,9 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
         out.flush()
         print("interrupted", file=sys.stderr, flush=True)
     ran = {r["lesson"] for r in results}
-    report = reports.build_report(
-        results,
-        environment,
-        args.quick,
-        shown,
-        wall_time_s=round(time.perf_counter() - started, 1),
-        not_run=[label for name in chosen if (label := name + (lessons.ANSWERS_SUFFIX if answers else "")) not in ran],
-    )
+    not_run = [name + suffix for name in chosen if name + suffix not in ran]
+    wall_time_s = round(time.perf_counter() - started, 1)
+    report = reports.build_report(results, environment, args.quick, shown, wall_time_s, not_run)
     out.write("\n" + reports.format_report(report).split("\n", 2)[2])  # printed first: never lost
     out.flush()
     try:
@@ -447,8 +375,8 @@ def _run_lessons(args, chosen, parameters, out_dir, out):
 
 
 def python_command():
-    """Return how to start this interpreter from the current folder: "python",
-    or a virtual environment's python (relative when below this folder)."""
+    """Return how to start this interpreter from here: "python", or a virtual environment's python
+    (relative when below this folder)."""
     if sys.prefix == sys.base_prefix:
         return "python"
     venv_python = Path(sys.prefix) / "bin" / "python"
@@ -457,20 +385,16 @@ def python_command():
     return str(venv_python)
 
 
-# --------------------------------------------------------------------------
-# data and strip
-
-
 def format_status_table(rows):
-    """Return `data status` rows as an aligned text table: each dataset, its
-    status (found, MISSING or BROKEN) and where it is or how to get it."""
-    table = [("Dataset", "Status", "Where / how to get it")]
+    """Return `data status` rows as a table: each dataset, found, MISSING or BROKEN, and where it is
+    or how to get it."""
+    table = []
     for r in rows:
         status = r.get("status") or ("found" if r["found"] else "missing")
-        shown = "found" if status == "found" else status.upper()
-        table.append((r["name"], shown, _one_line(r["where"] if status == "found" else r["how"])))
-    widths = [max(len(row[i]) for row in table) for i in range(2)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in table)
+        where = _one_line(r["where"] if status == "found" else r["how"])
+        table.append((r["name"], "found" if status == "found" else status.upper(), where))
+    lines = reports.text_table(("Dataset", "Status", "Where / how to get it"), table).splitlines()
+    return "\n".join(lines[:1] + lines[2:])  # no rule under the header
 
 
 def _one_line(text) -> str:
@@ -478,40 +402,33 @@ def _one_line(text) -> str:
     return "; ".join(s.strip() for s in str(text).splitlines() if s.strip())
 
 
-def _data_error_line(exc) -> str:
-    """The one line that says what a data error was (an OSError by its file and reason)."""
-    if not isinstance(exc, OSError) or exc.strerror is None:
-        return _one_line(exc)
-    return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-
-
 def cmd_data(args, parser, out):
-    """Run `data status|fetch|import`; return the exit status: 0, 1 for a data
-    error (not found, unusable, not writable), 2 for a usage error (an unknown
+    """Run `data status|fetch|import`; return 0, 1 for a data error, 2 for a usage error (an unknown
     dataset, a bad setting). Errors are one line."""
     from cnn_course import data
 
-    if (
-        args.action in ("fetch", "import")
-        and args.name not in data.DATASETS
-        and not (args.action == "fetch" and args.name == "all")
-    ):
-        parser.error(
-            f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}"
-            + (", all" if args.action == "fetch" else "")
-        )
+    fetch_all = args.action == "fetch" and args.name == "all"
+    if args.action in ("fetch", "import") and args.name not in data.DATASETS and not fetch_all:
+        also = ", all" if args.action == "fetch" else ""
+        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}{also}")
+
+    def error_line(exc):  # an OSError by its file and reason
+        if not isinstance(exc, OSError) or exc.strerror is None:
+            return _one_line(exc)
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+
     # fetch and import may import Keras to download or read a file: no TensorFlow start-up notices
     with keras_check.quiet_tensorflow():
         try:
             _check_settings()  # a typo in any setting is a usage error, whatever the action
             if args.action == "status":
                 out.write(format_status_table(data.dataset_status()) + "\n")
-            elif args.action == "fetch" and args.name == "all":
+            elif fetch_all:
                 failed = 0
                 for name, result in data.fetch_all():  # one line each; a failure does not stop it
                     if isinstance(result, Exception):
                         failed += 1
-                        print(f"error: {name}: {_data_error_line(result)}", file=sys.stderr)
+                        print(f"error: {name}: {error_line(result)}", file=sys.stderr)
                     else:
                         out.write(f"{name}: {result}\n")
                         out.flush()
@@ -524,7 +441,7 @@ def cmd_data(args, parser, out):
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_USAGE
         except (data.DataError, data.DatasetNotFound, ValueError, OSError) as exc:
-            print(f"error: {_data_error_line(exc)}", file=sys.stderr)
+            print(f"error: {error_line(exc)}", file=sys.stderr)
             return EXIT_FAILED
     return EXIT_OK
 
@@ -551,11 +468,9 @@ def cmd_strip(args, parser, out):
 
 @contextlib.contextmanager
 def stop_signals_interrupt():
-    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C
-    does, unless ignored (`_stop_on_signals`; main thread only); the previous
-    handlers are put back after it."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = _stop_on_signals() if main_thread else {}
+    """Within the block SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does (`_stop_on_signals`);
+    the previous handlers are put back after it."""
+    previous = _stop_on_signals() if threading.current_thread() is threading.main_thread() else {}
     try:
         yield
     finally:
@@ -564,9 +479,8 @@ def stop_signals_interrupt():
 
 
 def main(argv=None):
-    """Run the command line with `argv` (default sys.argv[1:]); return the exit status.
-    Usage errors exit through argparse (SystemExit, status 2); Ctrl-C, SIGTERM
-    and SIGHUP end it with "interrupted" and 130, after its own clean-up."""
+    """Run the command line with `argv` (default sys.argv[1:]); return the exit status. Usage errors
+    exit through argparse (SystemExit 2); Ctrl-C, SIGTERM and SIGHUP end it with 130."""
     try:
         with stop_signals_interrupt():
             args = build_parser().parse_args(argv)

@@ -1,18 +1,18 @@
 """Several devices on a machine that has one, for the data-parallel lesson.
 
-On a machine without a GPU `split_cpu` makes the processor appear as several
-CPU devices, so that `keras.distribution.list_devices()` lists them and a
-data-parallel strategy trains one replica on each (they share the same cores:
-they show how data parallelism works, not how fast it is). The backend fixes
-its devices when it first computes, so call it after ``import keras`` and
-before anything computes; it keeps no state of its own.
-`alternate_throughput` times training runs in turns (`cnn_course.timing.alternate`).
+Without a GPU `split_cpu` makes the processor appear as several CPU devices, so that a
+data-parallel strategy trains one replica on each (sharing the same cores: they show how data
+parallelism works, not how fast it is). Call it after ``import keras`` and before anything
+computes. `alternate_throughput` times training runs in turns (`cnn_course.timing.alternate`).
 """
 
-BACKENDS = ("tensorflow", "jax")
+import statistics
+import time
 
-# More virtual devices than this only multiplies the overhead on any laptop.
-MAX_CPU_DEVICES = 64
+from cnn_course.timing import alternate
+
+BACKENDS = ("tensorflow", "jax")
+MAX_CPU_DEVICES = 64  # more only multiplies the overhead on any laptop
 
 
 class TooLate(RuntimeError):
@@ -20,10 +20,7 @@ class TooLate(RuntimeError):
 
 
 def check_count(count):
-    """Return `count` when it is a whole number of devices from 1 to MAX_CPU_DEVICES.
-
-    Raises ValueError, with a one-line message, otherwise (also for bool and float).
-    """
+    """Return `count` when it is a whole number from 1 to MAX_CPU_DEVICES; else raise ValueError."""
     if isinstance(count, bool) or not isinstance(count, int):
         raise ValueError(f"the number of CPU devices must be a whole number, not {count!r}")
     if not 1 <= count <= MAX_CPU_DEVICES:
@@ -32,91 +29,48 @@ def check_count(count):
 
 
 def split_cpu(count, backend=None):
-    """Make Keras's backend see the CPU as `count` devices, when no GPU is present.
-
-    `backend` is "tensorflow" or "jax" (default: the one Keras runs on).
-    TensorFlow: when a GPU is present nothing changes (the GPUs are the
-    devices to train on); otherwise the CPU becomes `count` logical devices
-    (`tf.config.set_logical_device_configuration`). JAX: the CPU platform gets
-    `count` devices (`jax_num_cpu_devices`); with a GPU present JAX trains on
-    the GPUs and the CPU devices go unused. Calling it again with the same
-    count, even after the backend started, changes nothing and succeeds.
-
-    Returns the number of CPU devices the backend will have (`count`), or 0
-    when TensorFlow found a GPU and left the CPU alone. Raises ValueError for
-    a bad count or a backend other than TensorFlow or JAX, and TooLate when
-    the backend has already started with a different number of CPU devices
-    (call it before anything computes, or restart the kernel).
-    """
+    """Make the backend ("tensorflow" or "jax", default Keras's) see the CPU as `count` devices (again
+    with the same count is a no-op). Returns `count`, or 0 when TensorFlow found a GPU and left the
+    CPU alone. Raises ValueError (bad count or backend) and TooLate once the backend has started."""
     check_count(count)
     if backend is None:
         import keras
 
         backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return _split_tensorflow_cpu(count)
-    if backend == "jax":
-        return _split_jax_cpu(count)
-    raise ValueError(f"virtual CPU devices are for the Keras backends {' and '.join(BACKENDS)}, not {backend!r}")
-
-
-def _too_late(count, have):
-    return TooLate(
-        f"the backend has already started with {have} CPU device(s), so it cannot have {count} now: "
-        "call split_cpu before anything computes (restart the kernel and run the cells in order)"
-    )
-
-
-def _split_tensorflow_cpu(count):
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return 0
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
-    have = len(tf.config.get_logical_device_configuration(cpu) or [None])
-    if have == count:
-        return count  # already so: configured before, or one device and none asked for
+    if backend not in BACKENDS:
+        raise ValueError(f"virtual CPU devices are for the Keras backends {' and '.join(BACKENDS)}, not {backend!r}")
+    have = count
     try:
-        tf.config.set_logical_device_configuration(cpu, wanted)
-    except RuntimeError:  # "Virtual devices cannot be modified after being initialized"
-        raise _too_late(count, have) from None
-    return count
+        if backend == "jax":
+            import jax
 
+            try:
+                jax.config.update("jax_num_cpu_devices", count)
+            except RuntimeError:  # "... should be updated before backends are initialized"
+                have = len(jax.devices("cpu"))
+                if have != count:
+                    raise
+        else:
+            import tensorflow as tf
 
-def _split_jax_cpu(count):
-    import jax
-
-    try:
-        jax.config.update("jax_num_cpu_devices", count)
-    except RuntimeError:  # "... should be updated before backends are initialized"
-        have = len(jax.devices("cpu"))
-        if have != count:
-            raise _too_late(count, have) from None
+            if tf.config.list_physical_devices("GPU"):
+                return 0
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            have = len(tf.config.get_logical_device_configuration(cpu) or [None])
+            if have != count:  # else already so
+                tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        raise TooLate(
+            f"the backend has already started with {have} CPU device(s), so it cannot have {count} now: "
+            "call split_cpu before anything computes (restart the kernel and run the cells in order)"
+        ) from None
     return count
 
 
 def alternate_throughput(runs, rounds=3, warmup=2, per_round=False):
-    """Measure how many images per second each of several training runs gets, taking turns.
-
-    `runs` maps a name to a function that trains for a while and returns how
-    many images it trained on. Each function is first called `warmup` times
-    untimed (compiling: a JAX model's second `fit` compiles again), then the functions take turns for `rounds` rounds,
-    in the given order on even rounds and reversed on odd ones (ABBA), so
-    that all meet the same machine load.
-
-    Returns {name: median images per second over the rounds}, or with
-    `per_round` {name: [images per second of each round, in round order]}
-    (for `cnn_course.timing.paired_ratio`, which takes the speed-up as the
-    median of the per-round ratios). Raises ValueError when `runs` has fewer
-    than two runs or `rounds` < 1 (`cnn_course.timing.alternate`), and
-    whatever a run raises.
-    """
-    import statistics
-    import time
-
-    from cnn_course.timing import alternate
-
+    """Time training runs ({name: function training a while and returning its image count}) in turns
+    after `warmup` untimed calls each. Returns {name: median images/s}, or with `per_round` each
+    round's. Raises ValueError for fewer than two runs or rounds < 1, and what a run raises."""
     if len(runs) < 2 or rounds < 1:  # before the warm-up spends its time
         raise ValueError("alternate_throughput needs at least two runs and one round")
     for train in runs.values():

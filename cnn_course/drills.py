@@ -1,11 +1,9 @@
 """Shape drills that check themselves: predict a layer's output, then see.
 
-``shape_quiz(5)`` in a notebook, ``python conv-dims.py --quiz 5`` or ``pool-dims.py --quiz`` draw
-random Conv2D or pooling layers, ask for the output shape and parameter count, and check the answer
-against Keras building the layer (or the formulas of ``cnn_course.shapes`` alone); a wrong answer
-gets the working with the numbers put in. Answers are read with ``input()`` (terminal, Jupyter,
-Colab); Ctrl-D or Ctrl-C ends with the score so far. ``check_answer("conv1 params, kernel 3", 448)``
-checks one number a lesson's exercise asks for (computed from the formulas), with a hint, never the answer.
+``shape_quiz(5)`` in a notebook and ``conv-dims.py --quiz`` / ``pool-dims.py --quiz`` draw random
+layers, ask for the output shape and parameter count with ``input()``, check the answer against
+Keras (or the formulas alone) and show the working after a wrong one; Ctrl-D or Ctrl-C ends with the
+score. ``check_answer(name, number)`` checks a number an exercise asks for, with a hint, never the answer.
 """
 
 import numbers
@@ -22,8 +20,8 @@ ANSWER_HINT = (
 
 
 def draw_layer(kind, rng):
-    """Return (input_shape, layer) for a random layer of `kind` ('conv' or 'pool') that fits its input;
-    the layer is a dict as shapes.parse_stack makes it. Raises ValueError for another kind."""
+    """Return (input_shape, layer as shapes.parse_stack makes it) for a random `kind` layer ('conv' or
+    'pool') that fits. Raises ValueError for another kind."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: must be one of {', '.join(KINDS)}")
     side = rng.randint(5, 64)
@@ -47,8 +45,8 @@ def draw_layer(kind, rng):
 
 
 def right_answer(input_shape, layer, keras=None):
-    """Return (output shape, parameters) of the layer: Keras's from building it with `keras` (the
-    module), else the formulas'. Raises ValueError if the two disagree (a bug to report)."""
+    """Return (output shape, parameters): Keras's from building it with `keras` (the module), else the
+    formulas'. Raises ValueError if the two disagree (a bug to report)."""
     row = shapes.trace_stack(input_shape, [layer])[0]
     if keras is None:
         return tuple(row["shape"]), row["params"]
@@ -60,8 +58,8 @@ def right_answer(input_shape, layer, keras=None):
 
 
 def parse_answer(text):
-    """Return (shape, parameters) from a typed answer like "16 16 8 224" or "(None, 16, 16, 8), 224"
-    (an 'x' between digits separates too). Raises ValueError, a one-line hint, unless four whole numbers."""
+    """Return (shape, parameters) from "16 16 8 224", "(None, 16, 16, 8), 224" or "16x16x8 224".
+    Raises ValueError, a one-line hint, unless four whole numbers."""
     tokens = [t for t in re.split(r"[\s,()\[\]]+|(?<=\d)[x×](?=\d)", text.strip().lower()) if t]
     tokens = tokens[1:] if tokens[:1] == ["none"] else tokens
     if not tokens:
@@ -75,7 +73,7 @@ def parse_answer(text):
 
 
 def _ask_until_parsed(ask, prompt, say):
-    """Return the first answer ask(prompt) gives that parse_answer reads, saying a hint after each other."""
+    """Return the first answer that parse_answer reads, with a hint after each other one."""
     while True:
         try:
             line = ask(prompt)
@@ -89,13 +87,9 @@ def _ask_until_parsed(ask, prompt, say):
 
 
 def run_quiz(n=5, seed=None, kinds=KINDS, use_keras=True, ask=None, say=print):
-    """Ask `n` random layers of `kinds`, check each answer and print the score at the end.
-
-    `seed` repeats a quiz (None draws one and says it); `ask(prompt)` returns a line (None: the
-    builtin input(), looked up when called); `say` prints. With `use_keras` the right answers come
-    from Keras building each layer. Ctrl-D, Ctrl-C or a notebook without a keyboard end it early.
-    Returns (right, asked, 'done', 'eof' or 'interrupted'); raises ValueError for a bad n or kind.
-    """
+    """Ask `n` random layers of `kinds` (`seed` repeats a quiz; `ask`: input(); `say`: print; answers
+    from Keras with `use_keras`) and print the score. Returns (right, asked, 'done', 'eof' or
+    'interrupted'); raises ValueError for a bad n or kind."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n {n!r}: must be a positive integer")
     for kind in kinds:
@@ -146,9 +140,8 @@ def run_quiz(n=5, seed=None, kinds=KINDS, use_keras=True, ask=None, say=print):
 
 
 def quiz_command(count, seed, kind, use_keras=True):
-    """Run conv-dims.py's or pool-dims.py's --quiz (`kind` 'conv' or 'pool'; count and seed: the
-    options' text, seed may be None). Returns 0, or 130 after Ctrl-C; raises ValueError naming the
-    option unless count is a positive integer and seed an integer."""
+    """Run the dims scripts' --quiz (`count`, `seed`: the options' text). Returns 0, or 130 after
+    Ctrl-C; raises ValueError naming the option for a bad value."""
     n = shapes.parse_positive_int(count, "--quiz")
     try:
         seed = None if seed is None else int(seed.strip())
@@ -158,10 +151,8 @@ def quiz_command(count, seed, kind, use_keras=True):
 
 
 def shape_quiz(n=5, seed=None, kind="both"):
-    """Ask `n` random layers in a notebook (input()), checked with Keras, and print the score.
-
-    kind: 'conv', 'pool' or 'both'. Returns None; raises ValueError for a bad n or kind.
-    """
+    """Ask `n` random layers ('conv', 'pool' or 'both') in a notebook, checked with Keras, and print
+    the score. Raises ValueError for a bad n or kind."""
     run_quiz(n, seed, KINDS if kind == "both" else (kind,))
 
 
@@ -203,9 +194,8 @@ def answers():
 
 
 def check_answer(name, answer):
-    """Print whether `answer` is right for the exercise number `name` (see answers()): right, or
-    wrong (or not a whole number) with a hint, never the answer; an unknown name lists the known
-    ones. Returns None (the notebook shows no extra value); raises nothing."""
+    """Print whether `answer` is right for the exercise number `name` (answers()), with a hint when not,
+    never the answer; an unknown name lists the known ones. Returns None."""
     known = answers()
     if name not in known:
         print(f"No answer is kept under {name!r}; the names are: " + ", ".join(map(repr, known)))

@@ -1,10 +1,9 @@
 """Build conv-dims.py's and pool-dims.py's layers with Keras and compare them with ``cnn_course.shapes``.
 
 Checked before anything is built, so that a typo gives one clear line, not a traceback or the
-out-of-memory killer: sizes Keras cannot compute exactly (`check_exact`), the memory building
-needs (`check_fits`), and an activation Keras lacks or that changes the shape (`check_activation`:
-Keras's shape inference ignores the activation, so it would "agree" with a wrong answer).
-Keras is imported only by `import_keras`, when called.
+out-of-memory killer: sizes Keras cannot compute exactly (`check_exact`), the memory building needs
+(`check_fits`), an activation Keras lacks or that changes the shape (`check_activation`: Keras's
+shape inference ignores it). Keras is imported only by `import_keras`.
 """
 
 import contextlib
@@ -13,20 +12,18 @@ from pathlib import Path
 
 from cnn_course.shapes import parse_stack, shape_text, stack_table, trace_stack
 
-# Bytes of memory per parameter while Keras builds a layer: the float32 weights and two temporaries
-# from their initialisation (measured: peak 12.6 bytes for Conv2D layers of 125 and 250 million
-# parameters, Keras 3.15 on TensorFlow 2.21, CPU).
+# Bytes per parameter while Keras builds a layer: the float32 weights and two temporaries (measured:
+# peak 12.6 bytes for Conv2D layers of 125 and 250 million parameters, Keras 3.15, TensorFlow 2.21, CPU).
 BYTES_PER_PARAMETER = 13
 MEMORY_SHARE = 0.8  # of the memory available now that building may take; the rest is TensorFlow's and others'
-# Keras computes shapes and parameter counts with floats and 64-bit integers, exact only up to 2**53:
-# above it its answer can be off by one and would look like a mismatch with the (exact) formulas.
+# Keras computes shapes and counts with floats, exact only up to 2**53: above, off by one = a "mismatch".
 MAX_EXACT = 2**53
 _PROBE_SHAPE = (1, 2, 2, 4)  # what check_activation applies an activation to
 
 
 def available_memory():
-    """Return the bytes of memory this process can still use (Linux: MemAvailable, or less under a
-    cgroup limit; elsewhere the physical memory), or None if unknown. Raises nothing."""
+    """Return the bytes of memory this process can still use (MemAvailable or a cgroup limit, else the
+    physical memory), or None if unknown."""
     found = []
     with contextlib.suppress(OSError, ValueError, IndexError):
         found += [
@@ -48,7 +45,6 @@ def available_memory():
 
 
 def _integers(value):
-    """Yield every int in `value`: an int, or nested tuples, lists and dicts of them."""
     if isinstance(value, (tuple, list, dict)):
         for item in value.values() if isinstance(value, dict) else value:
             yield from _integers(item)
@@ -57,8 +53,7 @@ def _integers(value):
 
 
 def check_exact(*sizes, what="the layer"):
-    """Refuse sizes Keras cannot compute exactly: ints, or nested tuples, lists and dicts of them
-    (shapes, parameter counts, trace_stack rows). Returns None; raises ValueError (one line) over MAX_EXACT."""
+    """Raise ValueError (one line) for an int in `sizes` (nested in tuples, lists, dicts) over MAX_EXACT."""
     biggest = max(_integers(sizes), default=0)
     if biggest > MAX_EXACT:
         raise ValueError(
@@ -75,9 +70,8 @@ def _size(n_bytes):
 
 
 def check_fits(params, what="the layer", limit=None):
-    """Refuse to build `params` parameters when params x BYTES_PER_PARAMETER exceeds `limit` (bytes;
-    default MEMORY_SHARE of available_memory(), no check when unknown). Returns the estimate in bytes;
-    raises ValueError, one line giving the estimate and the limit."""
+    """Return the bytes building `params` parameters needs; raise ValueError (one line) over `limit`
+    (default MEMORY_SHARE of available_memory(), no check when unknown)."""
     estimate = params * BYTES_PER_PARAMETER
     if limit is None:
         available = available_memory()
@@ -92,8 +86,7 @@ def check_fits(params, what="the layer", limit=None):
 
 
 def build(make, what="the layer"):
-    """Return make() (a Keras model); running out of memory anyway (a GPU's memory, other programs)
-    raises ValueError in one line. Any other exception propagates."""
+    """Return make(); running out of memory anyway raises ValueError in one line."""
     try:
         return make()
     except Exception as exc:
@@ -107,12 +100,9 @@ def build(make, what="the layer"):
 
 @contextlib.contextmanager
 def quiet_tensorflow():
-    """Within the block TensorFlow imports without its start-up notices; yields None.
-
-    Sets TF_CPP_MIN_LOG_LEVEL=2 and TF_ENABLE_ONEDNN_OPTS=0 unless set, and removes the latter
-    again afterwards: processes started later inherit the environment, and a notebook kernel
-    without oneDNN trains several times slower (lesson 9's quick run: 127 s instead of 36 s).
-    """
+    """Within the block TensorFlow imports without its start-up notices (TF_CPP_MIN_LOG_LEVEL=2 and
+    TF_ENABLE_ONEDNN_OPTS=0 unless set). The latter goes after it: a kernel started later would train
+    several times slower without oneDNN (lesson 9's quick run: 127 s instead of 36 s)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     added = "TF_ENABLE_ONEDNN_OPTS" not in os.environ
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -124,11 +114,8 @@ def quiet_tensorflow():
 
 
 def import_keras():
-    """Return the keras module, imported inside quiet_tensorflow().
-
-    Raises ImportError without Keras, and backends.BackendError (a ValueError, one line saying
-    what to install) when Keras is installed but its backend's package is not.
-    """
+    """Return the keras module, imported quietly. Raises ImportError without Keras, BackendError (one
+    line saying what to install) without its backend's package."""
     with quiet_tensorflow():
         try:
             import keras
@@ -142,11 +129,8 @@ def import_keras():
 
 
 def check_activation(keras, activation, where):
-    """Check that Keras has `activation` (None: none) and that it keeps the shape of a small tensor.
-
-    Returns None. Raises ValueError starting with `where` when Keras has no such activation,
-    cannot apply it by name alone, or it changes the shape.
-    """
+    """Raise ValueError starting with `where` unless Keras has `activation` (None: none) and it keeps
+    the shape of a small tensor."""
     if activation is None:
         return
     try:
@@ -182,10 +166,7 @@ def _keras_layer(kl, layer):
 
 
 def keras_stack(input_shape, layers, name="--stack"):
-    """Return a keras.Sequential of parsed stack layers on an (H, W, D) input (imports Keras).
-
-    Raises ValueError for an activation check_activation refuses.
-    """
+    """Return a keras.Sequential of parsed stack layers on an (H, W, D) input; ValueError as check_activation."""
     keras = import_keras()
     for i, layer in enumerate(layers, 1):
         activation = layer.get("activation")
@@ -196,8 +177,7 @@ def keras_stack(input_shape, layers, name="--stack"):
 
 
 def keras_mismatches(rows, model):
-    """Return one line per layer where trace_stack rows and a Keras model disagree on the output
-    shape or parameter count; an empty list when they agree on every layer."""
+    """Return a line per layer where trace_stack rows and a Keras model disagree (shape or parameters)."""
     if len(rows) != len(model.layers):
         return [f"the formulas have {len(rows)} layers, Keras {len(model.layers)}"]
     problems = []
@@ -223,9 +203,8 @@ def report_agreement(problems, agreement):
 
 
 def show_stack(spec, input_shape, no_keras):
-    """Print a --stack SPEC's table layer by layer (and Keras's summary unless `no_keras`); return
-    0, or 1 on a mismatch. Raises ValueError for a bad SPEC or a layer that does not fit, and as
-    check_exact, check_fits, build and check_activation do."""
+    """Print a --stack SPEC's table (and Keras's summary unless `no_keras`); return 0, or 1 on a
+    mismatch. Raises ValueError for a bad SPEC, as the checks above do."""
     layers = parse_stack(spec)
     rows = trace_stack(input_shape, layers)
     if no_keras:

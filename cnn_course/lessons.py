@@ -1,10 +1,8 @@
-"""The course's lessons, their quick-mode sizes, and writing parameters into a notebook.
+"""The course's lessons, their quick-mode sizes and answer notebooks, and writing parameters into a notebook.
 
-`LESSONS` names each lesson's notebook or script, in course order, and
-`QUICK_PARAMETERS` each notebook's small sizes for ``run --quick``.
-`lesson_parameters` returns what one lesson gets; `inject_parameters` writes it
-as a code cell after the notebook's ``parameters`` cell (papermill's
-convention), refusing what cannot be written there as Python (`check_value`).
+`LESSONS` names each lesson's notebook or script in course order, `QUICK_PARAMETERS` each notebook's
+small sizes for ``run --quick``. `inject_parameters` writes `lesson_parameters` as a cell after the
+notebook's ``parameters`` cell (papermill's convention), refusing what Python cannot read back.
 """
 
 from __future__ import annotations
@@ -19,8 +17,7 @@ from pathlib import Path
 import nbformat
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The lessons live in the course's checkout, beside this package. Installed from
-# a wheel (pip, Colab) REPO_ROOT is site-packages, which holds no lessons.
+# The lessons live in the checkout beside this package; installed from a wheel, REPO_ROOT holds none.
 IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
 NOT_IN_CHECKOUT = (
     "the lessons are not part of the installed cnn-course package: run this command in a "
@@ -28,10 +25,8 @@ NOT_IN_CHECKOUT = (
     "Jupyter or Colab and run it there"
 )
 
-# Lesson name -> path relative to the repository root, in the order they run.
-# conv-visualization comes after cifar10-cnn: it reuses that lesson's checkpoint.
-# bottleneck-features comes before transfer-learning: it explains the backbone
-# and its features, which transfer-learning then computes for every dog photo.
+# Lesson name -> path from the repository root, in the order they run. conv-visualization reuses
+# cifar10-cnn's checkpoint; bottleneck-features explains the features transfer-learning computes.
 LESSONS = {
     "mnist-mlp": "mnist-mlp/mnist_mlp.ipynb",
     "cifar10-mlp": "cifar10-classification/cifar10_mlp.ipynb",
@@ -47,28 +42,15 @@ LESSONS = {
     "pool-dims": "pool-dims.py",
 }
 
-# What `run --quick` injects into each notebook lesson: small sizes and a
-# checkpoint name of its own, so a smoke run never replaces a full run's
-# checkpoint. The notebooks need no quick-mode cell; quick runs also set
-# CNN_COURSE_QUICK=1 in the kernel, which lets the data loaders use labelled
-# stand-ins (see cnn_course.data.quick_mode). User -p values override these.
+# What `run --quick` injects into each notebook lesson (-p values override them): small sizes and a
+# checkpoint name of its own, so a smoke run never replaces a full run's checkpoint.
+_SMALL = {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128}  # most training lessons' quick sizes
+_CNN = "../cifar10-classification/cifar10_cnn.quick.keras"  # lesson 3's quick checkpoint, which 4 and 7 reuse
 QUICK_PARAMETERS = {
-    "mnist-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "BATCH_SIZE": 128, "CHECKPOINT": "mnist_mlp.quick.keras"},
+    "mnist-mlp": {**_SMALL, "CHECKPOINT": "mnist_mlp.quick.keras"},
     "cifar10-mlp": {"EPOCHS": 1, "N_TRAIN": 2000, "CHECKPOINT": "cifar10_mlp.quick.keras"},
-    "cifar10-cnn": {
-        "EPOCHS": 1,
-        "N_TRAIN": 2000,
-        "BATCH_SIZE": 128,
-        "CHECKPOINT": "cifar10_cnn.quick.keras",
-        "MLP_CHECKPOINT": "cifar10_mlp.quick.keras",
-    },
-    "cifar10-augmentation": {
-        "EPOCHS": 1,
-        "N_TRAIN": 2000,
-        "BATCH_SIZE": 128,
-        "CHECKPOINT": "cifar10_augmentation.quick.keras",
-        "PLAIN_CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
-    },
+    "cifar10-cnn": {**_SMALL, "CHECKPOINT": "cifar10_cnn.quick.keras", "MLP_CHECKPOINT": "cifar10_mlp.quick.keras"},
+    "cifar10-augmentation": {**_SMALL, "CHECKPOINT": "cifar10_augmentation.quick.keras", "PLAIN_CNN_CHECKPOINT": _CNN},
     "bottleneck-features": {"N_PHOTOS": 2},
     "transfer-learning": {
         "N_IMAGES": 100,
@@ -76,41 +58,28 @@ QUICK_PARAMETERS = {
         "FINE_TUNE_EPOCHS": 1,
         "CHECKPOINT": "transfer_learning.quick.keras",
     },
-    "conv-visualization": {
-        "CNN_CHECKPOINT": "../cifar10-classification/cifar10_cnn.quick.keras",
-        "N_TRAIN": 500,
-        "EPOCHS": 1,
-    },
-    "training-speed": {
-        "EPOCHS": 1,
-        "N_TRAIN": 2000,
-        "BATCH_SIZE": 128,
-        "CHUNK_IMAGES": 1024,
-        "ROUNDS": 1,
-        "SKIP": ["jit_compile", "threads"],
-    },
+    "conv-visualization": {"CNN_CHECKPOINT": _CNN, "N_TRAIN": 500, "EPOCHS": 1},
+    "training-speed": {**_SMALL, "CHUNK_IMAGES": 1024, "ROUNDS": 1, "SKIP": ["jit_compile", "threads"]},
     "modern-cnn": {"EPOCHS": 2, "N_TRAIN": 1000, "BATCH_SIZE": 128, "CHECKPOINT": "modern_cnn.quick.keras"},
     "data-parallel": {"EPOCHS": 1, "N_TRAIN": 512, "BATCH_SIZE": 64, "TIMING_ROUNDS": 1, "TIMING_STEPS": 2},
 }
 
 INJECTED_TAG = "injected-parameters"
 
-# Worked answers to a lesson's exercises: one notebook per notebook lesson, named
-# like it, in this folder (solutions/mnist_mlp.ipynb for mnist-mlp).
+# Worked answers: one notebook per notebook lesson, named like it (solutions/mnist_mlp.ipynb).
 ANSWERS_DIR = "solutions"
 ANSWERS_SUFFIX = " answers"  # a report's row for lesson X's answers is "X answers"
 
 
 def answer_path(name):
-    """Return the answer notebook of lesson `name`, relative to the repository
-    root (a Path, which may not exist yet), or None for a script lesson. Raises KeyError."""
+    """Return lesson `name`'s answer notebook from the repository root (may not exist), None for a
+    script. Raises KeyError."""
     path = Path(LESSONS[name])
     return Path(ANSWERS_DIR) / path.name if path.suffix == ".ipynb" else None
 
 
 def answer_lessons():
-    """Return {"<lesson> answers": answer notebook path} for the lessons whose
-    answer notebook exists, in course order. Raises nothing."""
+    """Return {"<lesson> answers": path} for the answer notebooks that exist, in course order."""
     return {
         name + ANSWERS_SUFFIX: str(path)
         for name in LESSONS
@@ -133,17 +102,14 @@ def parameter_names(source):
     return list(names)
 
 
-# What a parameter's value may be made of: what a notebook reads back from its
-# repr() and the report holds as JSON (a tuple becomes a list there).
+# What a parameter's value may be made of: what a notebook reads back from its repr() and JSON holds.
 _SCALARS = (type(None), bool, int, float, str)
 _NOT_JSON = {set: "a set", frozenset: "a set", bytes: "bytes", complex: "a complex number"}
 
 
 def check_value(value):
-    """Return `value` when a notebook can read it back from its repr() and the
-    report can hold it as JSON: None, bools, ints, finite floats, strings, and
-    lists, tuples and dicts (scalar keys) of them. Raises ValueError saying
-    what is wrong otherwise (inf and nan, also inside a container, included)."""
+    """Return `value` when a notebook reads it back from its repr() and JSON holds it (None, bools, ints,
+    finite floats, strings, and lists, tuples and dicts of them); else raise ValueError saying why."""
 
     def walk(item):
         if isinstance(item, (float, complex)) and not (math.isfinite(item.real) and math.isfinite(item.imag)):
@@ -176,9 +142,8 @@ def check_value(value):
 
 
 def parameters_source(parameters):
-    """Return the injected cell's source, one ``NAME = repr(value)`` line each.
-    Raises ValueError for a name that is no identifier or a keyword, or a
-    value `check_value` refuses."""
+    """Return the injected cell's source, a ``NAME = repr(value)`` line each. Raises ValueError for a
+    name that is no identifier or a value `check_value` refuses."""
     lines = ["# Parameters injected by cnn_course.runner"]
     for name, value in parameters.items():
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
@@ -196,18 +161,10 @@ def _tagged(cell, tag):
 
 
 def inject_parameters(nb, parameters, require_cell=False):
-    """Insert, in place, a code cell tagged ``injected-parameters`` after the
-    ``parameters`` cell of `nb`, replacing an earlier injected cell.
-
-    Without a ``parameters`` cell the new cell goes first, with a warning.
-    `require_cell` (a quick run: the notebook's own values would undo its
-    sizes and quick checkpoint name, and the full run's checkpoint would be
-    overwritten) refuses that instead, and a later cell that assigns a quick
-    checkpoint's name (a str with ".quick.") again. Returns (the injected
-    cell's index, warnings), warning also of names the parameters cell does
-    not assign (injected anyway). Raises ValueError for those refusals and
-    for what `parameters_source` refuses.
-    """
+    """Insert in `nb` a cell tagged ``injected-parameters`` after its ``parameters`` cell (first, with a
+    warning, without one), replacing an earlier one. `require_cell` (a quick run, whose checkpoint must
+    not be the full run's) refuses a notebook without that cell or with a later cell assigning a quick
+    checkpoint's name again. Returns (its index, warnings). Raises ValueError for those refusals."""
     source = parameters_source(parameters)
     nb.cells = [c for c in nb.cells if not _tagged(c, INJECTED_TAG)]
     at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and _tagged(c, "parameters")), None)
@@ -240,31 +197,26 @@ def inject_parameters(nb, parameters, require_cell=False):
 
 
 def lesson_parameters(name, quick=False, overrides=None, accepted=None):
-    """Return the parameters for lesson `name` (or its answers, "<name> answers"):
-    VERBOSE=2 (one line per epoch), then with `quick` its `QUICK_PARAMETERS`,
-    then `overrides` (the user's ``-p``), later ones winning. `accepted` (the
-    names an answer notebook's parameters cell assigns) keeps only those of the
-    quick sizes: an answer notebook needs no checkpoint name. Raises nothing."""
+    """Return lesson `name`'s parameters: VERBOSE=2, with `quick` its `QUICK_PARAMETERS` (only the
+    `accepted` names, when given: an answer notebook's), then `overrides` (``-p``), later ones winning."""
     quick_sizes = QUICK_PARAMETERS.get(name.removesuffix(ANSWERS_SUFFIX) if name else name, {}) if quick else {}
     if accepted is not None:
         quick_sizes = {key: value for key, value in quick_sizes.items() if key in accepted}
     return {"VERBOSE": 2, **quick_sizes, **(overrides or {})}
 
 
-# "1. **No scaling.** In section 3, ..." in a lesson's "## Exercises" cell, and
-# "## Exercise 1: No scaling" opening that exercise's answer in its answer notebook.
+# "1. **No scaling.** ..." in a lesson's "## Exercises" cell; "## Exercise 1: No scaling" opens its answer.
 _EXERCISE_RE = re.compile(r"^(\d+)\.\s+\*\*(.+?)\*\*", re.MULTILINE)
 _ANSWER_HEADING_RE = re.compile(r"^##\s+Exercise\s+(\d+):\s*(.+?)\s*$")
 
 
 def exercise_title(bold):
-    """Return an exercise's title as its answer's heading has it: the bold text without its final full stop."""
+    """Return an exercise's title as its answer's heading has it: the bold text without its full stop."""
     return bold.strip().removesuffix(".").strip()
 
 
 def exercises_cell(nb):
-    """Return the index of the lesson notebook's last markdown cell that starts
-    with "## Exercises", or None."""
+    """Return the index of the last markdown cell that starts with "## Exercises", or None."""
     found = [
         i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("## Exercises")
     ]
@@ -272,15 +224,14 @@ def exercises_cell(nb):
 
 
 def exercise_titles(nb):
-    """Return {number: title} of the exercises of a lesson notebook (`exercise_title`), in order. Raises nothing."""
+    """Return {number: title} of a lesson notebook's exercises, in order."""
     at = exercises_cell(nb)
     return {} if at is None else {int(n): exercise_title(t) for n, t in _EXERCISE_RE.findall(nb.cells[at].source)}
 
 
 def answer_sections(nb):
-    """Return {number: (title, [cells])} of an answer notebook: each section opens
-    with a markdown cell whose first line is "## Exercise N: <title>" and runs
-    to the next cell that opens with a heading of level 1 or 2. Raises nothing."""
+    """Return {number: (title, [cells])} of an answer notebook: from each "## Exercise N: <title>" cell
+    to the next heading of level 1 or 2."""
     sections, current = {}, None
     for cell in nb.cells:
         first = cell.source.lstrip().splitlines()[0] if cell.cell_type == "markdown" and cell.source.strip() else ""

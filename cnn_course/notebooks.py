@@ -9,16 +9,13 @@ from pathlib import Path
 import nbformat
 
 from .lessons import INJECTED_TAG, REPO_ROOT
+from .reports import write_atomic
 
 
 def strip_notebook(path):
-    """Clear a notebook's outputs, execution counts, transient metadata and
-    injected parameters cell, in place; return True when the file changed.
-
-    The file is replaced whole (never half-written, no temporary left) with
-    its permissions kept; a symbolic link's target is stripped. Raises
-    FileNotFoundError, and nbformat's errors for a file that is no notebook.
-    """
+    """Clear a notebook's outputs, execution counts, transient metadata and injected parameters cell in
+    place (whole or not at all, mode kept, a link's target); return True when it changed.
+    Raises FileNotFoundError, and nbformat's errors for a file that is no notebook."""
     path = Path(os.path.realpath(path))
     before = path.read_text(encoding="utf-8")
     nb = nbformat.reads(before, as_version=4)
@@ -33,21 +30,13 @@ def strip_notebook(path):
     after = nbformat.writes(nb).rstrip("\n") + "\n"
     if after == before:
         return False
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), path.stat().st_mode & 0o7777)
-            f.write(after)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, after)
     return True
 
 
 def tracked_notebooks(root=REPO_ROOT):
-    """Return the .ipynb files under `root` that git tracks or would track
-    (sorted Paths; git-ignored ones such as build/ left out); without git,
-    every one outside hidden folders, build/ and tests/."""
+    """Return the .ipynb files under `root` that git tracks or would track (sorted Paths); without
+    git, every one outside hidden folders, build/ and tests/."""
     root = Path(root)
     try:
         done = subprocess.run(

@@ -1,7 +1,7 @@
 """The figures the lessons show.
 
-Every function draws one matplotlib figure and returns it; the notebook shows
-it with ``plt.show()``. Nothing here trains or changes a model.
+Every function draws one matplotlib figure and returns it; the notebook shows it with
+``plt.show()``. Nothing here trains or changes a model.
 """
 
 import math
@@ -16,33 +16,47 @@ WRONG = "red"
 def _as_image(image):
     """Return ``image`` ready for ``imshow``: (H, W) for one channel, else (H, W, C)."""
     image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    return image
+    return image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
 
 
 def _grid(n, ncols, size):
-    """Return (figure, flat list of axes) for ``n`` panels in rows of ``ncols``."""
+    """Return (figure, flat axes without ticks) for ``n`` panels in rows of ``ncols``."""
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     axes = axes.ravel()
-    for ax in axes:
+    for i, ax in enumerate(axes):
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in axes[n:]:
-        ax.set_visible(False)
+        ax.set_visible(i < n)
     return fig, axes
 
 
-def show_images(images, titles=None, ncols=6, cmap=None, size=1.6):
-    """Draw images in a grid, each with an optional title.
+def _labels(images, y_true, y_pred, what):
+    """Return y_true, y_pred as flat arrays; ValueError unless their lengths match the images'."""
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    if not len(images) == len(y_true) == len(y_pred):
+        raise ValueError(
+            f"{what}: {len(images)} images, {len(y_true)} true labels, {len(y_pred)} predictions: they must match"
+        )
+    return y_true, y_pred
 
-    ``images`` is a sequence or array of (H, W), (H, W, 1) or (H, W, 3) images
-    (uint8 0-255 or floats 0-1). One-channel images are drawn in grey unless
-    ``cmap`` says otherwise. Returns the Figure. Raises ValueError when there
-    are no images or the number of titles does not match.
-    """
+
+def _predictions(images, chosen, y_true, y_pred, class_names, ncols, size):
+    """Return a grid of images[chosen], each titled "predicted (true)", green when right, red when wrong."""
+    name = (lambda i: class_names[int(i)]) if class_names is not None else (lambda i: str(int(i)))
+    fig, axes = _grid(len(chosen), ncols, size)
+    for ax, i in zip(axes, chosen):
+        image = _as_image(images[i])
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        color = RIGHT if y_pred[i] == y_true[i] else WRONG
+        ax.set_title(f"{name(y_pred[i])} ({name(y_true[i])})", fontsize=8, color=color)
+    return fig
+
+
+def show_images(images, titles=None, ncols=6, cmap=None, size=1.6):
+    """Draw (H, W), (H, W, 1) or (H, W, 3) images in a grid (one channel in grey unless ``cmap``).
+    Returns the Figure; raises ValueError for no images or a wrong number of titles."""
     images = list(images)
     if not images:
         raise ValueError("show_images: no images to show")
@@ -58,29 +72,23 @@ def show_images(images, titles=None, ncols=6, cmap=None, size=1.6):
     return fig
 
 
-def show_pixel_values(image, size=10):
-    """Draw one grayscale image enlarged, with each pixel's value written in it.
+def _write_values(ax, array, fmt, fontsize=None):
+    """Write each value of a 2-D array in its cell, white on the darker half, black on the lighter."""
+    middle = (float(array.max()) + float(array.min())) / 2
+    for (row, col), value in np.ndenumerate(array):
+        color = "white" if value < middle else "black"
+        ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=fontsize, color=color)
 
-    Text is white on dark pixels and black on light ones. Returns the Figure.
-    Raises ValueError for an image that is not 2-D (or (H, W, 1)).
-    """
+
+def show_pixel_values(image, size=10):
+    """Draw one grayscale image enlarged with each pixel's value in it. Returns the Figure;
+    raises ValueError for an image that is not 2-D (or (H, W, 1))."""
     image = _as_image(image)
     if image.ndim != 2:
         raise ValueError(f"show_pixel_values: expected a grayscale image, got shape {image.shape}")
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(image, cmap="gray")
-    threshold = (float(image.max()) + float(image.min())) / 2
-    fmt = "{:.2f}" if np.issubdtype(image.dtype, np.floating) and image.max() <= 1 else "{:.0f}"
-    for (row, col), value in np.ndenumerate(image):
-        ax.text(
-            col,
-            row,
-            fmt.format(value),
-            ha="center",
-            va="center",
-            fontsize=6,
-            color="white" if value < threshold else "black",
-        )
+    _write_values(ax, image, "{:.2f}" if np.issubdtype(image.dtype, np.floating) and image.max() <= 1 else "{:.0f}", 6)
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
@@ -88,12 +96,8 @@ def show_pixel_values(image, size=10):
 
 
 def plot_history(history):
-    """Draw loss and accuracy per epoch, training against validation.
-
-    ``history`` is what ``model.fit`` returns or its ``.history`` dict. Only
-    the curves present are drawn (accuracy needs ``metrics=["accuracy"]``).
-    Returns the Figure. Raises ValueError when the history has no loss.
-    """
+    """Draw loss and accuracy per epoch, training against validation, from what ``fit`` returns (or its
+    ``.history``). Returns the Figure; raises ValueError when there is no loss."""
     logs = getattr(history, "history", history)
     if "loss" not in logs:
         raise ValueError("plot_history: the history has no 'loss' (was the model trained?)")
@@ -113,48 +117,18 @@ def plot_history(history):
 
 
 def show_predictions(images, y_true, y_pred, class_names=None, n=24, ncols=8, size=1.6):
-    """Draw the first ``n`` images titled "predicted (true)", green when right and red when wrong.
-
-    ``y_true`` and ``y_pred`` are integer class indices (use ``argmax`` on
-    one-hot labels or softmax outputs first); ``class_names`` maps them to
-    names. Returns the Figure. Raises ValueError when the lengths differ.
-    """
-    y_true = np.asarray(y_true).reshape(-1)
-    y_pred = np.asarray(y_pred).reshape(-1)
-    if not len(images) == len(y_true) == len(y_pred):
-        raise ValueError(
-            f"show_predictions: {len(images)} images, {len(y_true)} true labels, "
-            f"{len(y_pred)} predictions: they must match"
-        )
-    n = min(n, len(images))
-    name = (lambda i: class_names[int(i)]) if class_names is not None else (lambda i: str(int(i)))
-    fig, axes = _grid(n, ncols, size)
-    for ax, image, true, pred in zip(axes, images[:n], y_true[:n], y_pred[:n]):
-        image = _as_image(image)
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
-        ax.set_title(f"{name(pred)} ({name(true)})", fontsize=8, color=RIGHT if pred == true else WRONG)
+    """Draw the first ``n`` images titled "predicted (true)" (integer classes), green when right and
+    red when wrong. Returns the Figure; raises ValueError when the lengths differ."""
+    y_true, y_pred = _labels(images, y_true, y_pred, "show_predictions")
+    fig = _predictions(images, range(min(n, len(images))), y_true, y_pred, class_names, ncols, size)
     fig.tight_layout()
     return fig
 
 
 def show_right_and_wrong(images, y_true, y_pred, class_names=None, n=16, ncols=8, seed=0, size=1.6):
-    """Draw right answers and mistakes side by side: half the panels of each, picked at random.
-
-    Up to ``n // 2`` correctly classified images come first (titled
-    "predicted (true)" in green), then up to ``n - n // 2`` misclassified ones
-    (in red); when one kind is short, more of the other fill the grid. With
-    ``ncols = n // 2`` (the default for n=16) the right answers fill the top
-    row and the mistakes the bottom one. ``seed`` makes the choice repeatable.
-    ``y_true`` and ``y_pred`` are integer class indices. Returns the Figure.
-    Raises ValueError when the lengths differ or there are no images.
-    """
-    y_true = np.asarray(y_true).reshape(-1)
-    y_pred = np.asarray(y_pred).reshape(-1)
-    if not len(images) == len(y_true) == len(y_pred):
-        raise ValueError(
-            f"show_right_and_wrong: {len(images)} images, {len(y_true)} true labels, "
-            f"{len(y_pred)} predictions: they must match"
-        )
+    """Draw up to ``n // 2`` right answers, then mistakes (more of one kind when the other is short),
+    picked at random with ``seed``. Returns the Figure; raises ValueError for mismatched lengths or no images."""
+    y_true, y_pred = _labels(images, y_true, y_pred, "show_right_and_wrong")
     if len(images) == 0:
         raise ValueError("show_right_and_wrong: no images to show")
     rng = np.random.default_rng(seed)
@@ -164,14 +138,7 @@ def show_right_and_wrong(images, y_true, y_pred, class_names=None, n=16, ncols=8
     n_wrong = min(len(wrong), n - min(n // 2, len(right)))
     n_right = min(len(right), n - n_wrong)
     chosen = np.concatenate([right[:n_right], wrong[:n_wrong]]).astype(int)
-    name = (lambda i: class_names[int(i)]) if class_names is not None else (lambda i: str(int(i)))
-    fig, axes = _grid(len(chosen), ncols, size)
-    for ax, i in zip(axes, chosen):
-        image = _as_image(images[i])
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
-        ax.set_title(
-            f"{name(y_pred[i])} ({name(y_true[i])})", fontsize=8, color=RIGHT if y_pred[i] == y_true[i] else WRONG
-        )
+    fig = _predictions(images, chosen, y_true, y_pred, class_names, ncols, size)
     fig.suptitle(
         f"{n_right} right answers, then {n_wrong} mistakes, picked at random from "
         f"{len(right):,} right and {len(wrong):,} wrong",
@@ -182,11 +149,8 @@ def show_right_and_wrong(images, y_true, y_pred, class_names=None, n=16, ncols=8
 
 
 def plot_confusion_matrix(y_true, y_pred, class_names):
-    """Draw the confusion matrix with scikit-learn's ``ConfusionMatrixDisplay``:
-    rows are true classes, columns predicted, counts written in.
-
-    Returns the Figure. Raises ValueError when a label is outside ``class_names``.
-    """
+    """Draw the confusion matrix with scikit-learn's ``ConfusionMatrixDisplay`` (rows true, columns
+    predicted). Returns the Figure; raises ValueError for a label outside ``class_names``."""
     from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
 
     y_true = np.asarray(y_true).reshape(-1).astype(int)
@@ -196,9 +160,8 @@ def plot_confusion_matrix(y_true, y_pred, class_names):
         raise ValueError(f"plot_confusion_matrix: labels must be in 0..{k - 1}")
     fig, ax = plt.subplots(figsize=(0.6 * k + 2, 0.6 * k + 1.5))
     counts = confusion_matrix(y_true, y_pred, labels=range(k)) if y_true.size else np.zeros((k, k), int)
-    ConfusionMatrixDisplay(counts, display_labels=class_names).plot(
-        cmap="Blues", colorbar=False, xticks_rotation=45, ax=ax
-    )
+    display = ConfusionMatrixDisplay(counts, display_labels=class_names)
+    display.plot(cmap="Blues", colorbar=False, xticks_rotation=45, ax=ax)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.tight_layout()
@@ -206,11 +169,8 @@ def plot_confusion_matrix(y_true, y_pred, class_names):
 
 
 def show_filters(filters, titles=None, size=2.5):
-    """Draw small 2-D kernels side by side with every value written in its cell.
-
-    ``filters`` is a sequence of 2-D arrays (for example 4x4 edge detectors).
-    Returns the Figure. Raises ValueError for a kernel that is not 2-D.
-    """
+    """Draw small 2-D kernels side by side with every value written in. Returns the Figure;
+    raises ValueError for a kernel that is not 2-D."""
     filters = [np.asarray(f) for f in filters]
     for f in filters:
         if f.ndim != 2:
@@ -218,9 +178,7 @@ def show_filters(filters, titles=None, size=2.5):
     fig, axes = _grid(len(filters), len(filters), size)
     for i, (ax, kernel) in enumerate(zip(axes, filters)):
         ax.imshow(kernel, cmap="gray")
-        middle = (float(kernel.max()) + float(kernel.min())) / 2
-        for (row, col), value in np.ndenumerate(kernel):
-            ax.text(col, row, f"{value:g}", ha="center", va="center", color="white" if value < middle else "black")
+        _write_values(ax, kernel, "{:g}")
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9)
     fig.tight_layout()
@@ -228,34 +186,21 @@ def show_filters(filters, titles=None, size=2.5):
 
 
 def show_feature_maps(maps, titles=None, ncols=4, cmap="gray", size=2.2):
-    """Draw activation (feature) maps in a grid.
-
-    ``maps`` is an (H, W, C) array, one map per channel, or a sequence of 2-D
-    maps. Returns the Figure. Raises ValueError for other shapes.
-    """
+    """Draw feature maps (an (H, W, C) array or 2-D maps) in a grid. Returns the Figure;
+    raises ValueError for other shapes."""
     if isinstance(maps, np.ndarray) and maps.ndim == 3:
         maps = [maps[..., c] for c in range(maps.shape[-1])]
     maps = [np.asarray(m) for m in maps]
     if not maps or any(m.ndim != 2 for m in maps):
         raise ValueError("show_feature_maps: expected an (H, W, C) array or a list of 2-D maps")
-    if titles is None:
-        titles = [f"map {i}" for i in range(len(maps))]
+    titles = [f"map {i}" for i in range(len(maps))] if titles is None else titles
     return show_images(maps, titles=titles, ncols=ncols, cmap=cmap, size=size)
 
 
 def show_heat_maps(images, maps, titles=None, colors=None, ncols=6, size=2.2, alpha=0.5):
-    """Draw each image with its heat map laid over it (the map's positive part, in "jet" colours).
-
-    ``images`` are (H, W, 3) or (H, W) images and ``maps`` one 2-D map per
-    image, of the image's height and width. Each map is scaled to its own
-    largest value, drawn red, so the colours compare places within one
-    image, not between images. Each pixel's opacity is proportional to the
-    map's positive value there: ``alpha`` at the largest value, fully
-    transparent (the image left clear) where the map is 0 or negative.
-    ``colors`` colours the titles (for example green for right and red for
-    wrong answers). Returns the Figure. Raises ValueError when the counts differ or a map's shape is
-    not its image's.
-    """
+    """Draw each image under its 2-D heat map (the positive part in "jet", each map scaled to its own
+    maximum, opacity up to ``alpha``); ``colors`` colours the titles. Returns the Figure; raises
+    ValueError when the counts differ or a map's shape is not its image's."""
     maps = [np.asarray(m, dtype="float32") for m in maps]
     if len(images) != len(maps) or not maps:
         raise ValueError(f"show_heat_maps: {len(images)} images and {len(maps)} maps: they must match")
@@ -275,13 +220,9 @@ def show_heat_maps(images, maps, titles=None, colors=None, ncols=6, size=2.2, al
 
 
 def plot_embedding(points, labels, class_names, title=None, size=6):
-    """Draw 2-D points (one per image) coloured by class, with a legend of the class names.
-
-    ``points`` is (N, 2), ``labels`` N integer classes. Returns the Figure.
-    Raises ValueError when the shapes do not match.
-    """
-    points = np.asarray(points)
-    labels = np.asarray(labels).reshape(-1)
+    """Draw (N, 2) points coloured by their N integer classes, with a legend. Returns the Figure;
+    raises ValueError when the shapes do not match."""
+    points, labels = np.asarray(points), np.asarray(labels).reshape(-1)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
         raise ValueError(
             f"plot_embedding: points {points.shape} and {len(labels)} labels: expected (N, 2) points and N labels"
@@ -291,9 +232,7 @@ def plot_embedding(points, labels, class_names, title=None, size=6):
     for c, name in enumerate(class_names):
         chosen = labels == c
         if chosen.any():
-            ax.scatter(
-                points[chosen, 0], points[chosen, 1], s=10, alpha=0.7, color=colours(c % colours.N), label=str(name)
-            )
+            ax.scatter(*points[chosen].T, s=10, alpha=0.7, color=colours(c % colours.N), label=str(name))
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

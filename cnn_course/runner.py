@@ -1,10 +1,8 @@
 """Running a lesson headless: a notebook in a fresh kernel, or a script.
 
-`run_lesson` runs one of `LESSONS` by name: a notebook through
-`execute_notebook` (parameters injected by `cnn_course.lessons`; the executed
-copy and its HTML saved), a script through `run_script`. `parse_output` reads
-the lines every lesson prints (``Data:``, ``Epochs run: N``, ``Test accuracy:
-NN.NN%``) into the result.
+`run_lesson` runs one of `LESSONS`: a notebook through `execute_notebook` (parameters injected by
+`cnn_course.lessons`; the executed copy and its HTML saved), a script through `run_script`.
+`parse_output` reads the lines every lesson prints (``Data:``, ``Epochs run:``, ``Test accuracy:``).
 """
 
 from __future__ import annotations
@@ -43,19 +41,13 @@ _DATA_RE = re.compile(r"^[ \t]*(Data|Weights):[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _EPOCHS_RE = re.compile(r"^[ \t]*Epochs run:[ \t]*(\d+)[ \t]*$", re.MULTILINE)
 _ACCURACY_RE = re.compile(r"^[ \t]*Test accuracy:[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*%", re.MULTILINE)
 INTERRUPTED = "KeyboardInterrupt: interrupted (Ctrl-C or a stop signal)"
-# The signals that stop a run as Ctrl-C does (the command line turns SIGTERM
-# and SIGHUP into KeyboardInterrupt); SIGHUP does not exist on Windows.
+# The signals that stop a run as Ctrl-C does (the command line turns SIGTERM and SIGHUP into it).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def parse_output(text):
-    """Return {"data", "epochs", "test_accuracy"} read from what a lesson printed.
-
-    data: the ``Data:`` lines (and ``Weights:`` lines, labelled), distinct
-    ones joined with "; ", stand-ins first; epochs: int from the last
-    ``Epochs run: N``; test_accuracy: float from the last ``Test accuracy:
-    NN.NN%``. Each None when absent. Never raises.
-    """
+    """Return {"data": the distinct ``Data:``/``Weights:`` lines joined, stand-ins first, "epochs" and
+    "test_accuracy": the last ``Epochs run: N`` and ``Test accuracy: NN.NN%``}, None where absent."""
     found = (m.group(2) if m.group(1) == "Data" else f"Weights: {m.group(2)}" for m in _DATA_RE.finditer(text))
     data = sorted(dict.fromkeys(found), key=lambda entry: "STAND-IN" not in entry)
     epochs, accuracy = _EPOCHS_RE.findall(text), _ACCURACY_RE.findall(text)
@@ -72,7 +64,6 @@ def first_line(source):
 
 
 def _result(status, started, text="", **fields):
-    """Return a result dict with every key present, and what `text` holds (`parse_output`)."""
     return {
         "status": status,
         "error": None,
@@ -96,8 +87,8 @@ class LessonInterrupted(KeyboardInterrupt):
 
 
 class _LessonClient(NotebookClient):
-    """A NotebookClient that tells `progress` of each code cell and of printed
-    text as it arrives (one Keras line per epoch), and keeps that text."""
+    """A NotebookClient (public API only) that tells `progress` of each code cell and of printed text
+    as it arrives (one Keras line per epoch), and keeps that text."""
 
     def __init__(self, nb, progress, **kwargs):
         super().__init__(nb, on_cell_start=self._cell_started, **kwargs)
@@ -123,12 +114,8 @@ class _LessonClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
     def run(self, env, log):
-        """Start the kernel (`setup_kernel`), execute every cell, stop the kernel.
-
-        Unlike `execute`, whose SIGINT handler turns Ctrl-C into a failed
-        cell, Ctrl-C kills the kernel at once and raises KeyboardInterrupt.
-        Raises what nbclient raises for a failing cell, a timeout or a dead kernel.
-        """
+        """Start the kernel, execute every cell, stop the kernel. Unlike `execute`, whose SIGINT handler
+        turns Ctrl-C into a failed cell, Ctrl-C kills the kernel at once and raises KeyboardInterrupt."""
         try:
             with self.setup_kernel(env=env, stdout=log, stderr=log):
                 try:
@@ -151,8 +138,7 @@ class _LessonClient(NotebookClient):
 
 
 def _cancel_pending_tasks():
-    """Cancel what an interrupted nbclient call left on this thread's event loop
-    (else each pending task logs "Task exception was never retrieved")."""
+    """Cancel what an interrupted nbclient call left on the event loop (else "Task exception was never retrieved")."""
     loop = ensure_event_loop()
     pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
     for task in pending:
@@ -163,8 +149,8 @@ def _cancel_pending_tasks():
 
 @contextlib.contextmanager
 def _signals_ignored():
-    """Ignore Ctrl-C, SIGTERM and SIGHUP within the block (main thread only), so
-    that a second signal cannot leave a kernel or a half-written file behind."""
+    """Ignore Ctrl-C, SIGTERM and SIGHUP within the block (main thread only): a second signal must not
+    leave a kernel or a half-written file behind."""
     main = threading.current_thread() is threading.main_thread()
     previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS} if main else {}
     try:
@@ -175,8 +161,7 @@ def _signals_ignored():
 
 
 def _save_or_none(write, path):
-    """Call `write()`; return str(path), or None when it raised OSError (a full
-    disk): a stopped lesson must still stop the run."""
+    """Return str(path) after `write()`, or None when it raised OSError: a stopped lesson must still stop."""
     try:
         write()
     except OSError:
@@ -193,24 +178,15 @@ def _error_summary(exc):
 
 
 def execute_notebook(path, parameters=None, out_dir="build", progress=None, timeout=None, quick=False):
-    """Execute a notebook in a fresh kernel, with `parameters` injected; save it and its HTML.
+    """Execute a notebook in a fresh kernel (in its folder, `lesson_env(quick)`) with `parameters`
+    injected; save ``out_dir/<name>.ipynb``, ``.html`` and ``.kernel.log``. `progress(event)` gets
+    "start" (total), "cell" (done, total, first_line), "output" (name, text) and "end" (status) events;
+    `timeout`: seconds per cell.
 
-    The kernel (``python3``, this interpreter, `lesson_env(quick)`) runs in the
-    notebook's folder; the executed copy goes to ``out_dir/<name>.ipynb`` and
-    ``.html`` (also after a failure), the kernel process's own output to
-    ``.kernel.log``. `progress(event)` gets {"event": "start", "total"},
-    {"event": "cell", "done", "total", "first_line"} before each code cell,
-    {"event": "output", "name", "text"} as the kernel prints, and {"event":
-    "end", "status"}. `timeout`: seconds per cell (None: no limit).
-
-    Returns a dict: status ("passed"/"failed"; a failing cell, a timeout or a
-    dead kernel fails), error ("Name: message"), failed_cell ({"index" in the
-    source notebook, None for the injected cell, "executed_index",
-    "first_line"}), data, epochs, test_accuracy, text, executed_path,
-    html_path, wall_time_s, warnings. Raises FileNotFoundError, ValueError (a
-    damaged notebook, bad parameters, `out_dir` the notebook's own folder),
-    OSError, and `LessonInterrupted` on Ctrl-C, the kernel stopped and the
-    cells run so far saved.
+    Returns a dict: status ("passed"/"failed"), error, failed_cell (index in the source, None for the
+    injected cell; executed_index, first_line), data, epochs, test_accuracy, text, executed_path,
+    html_path, wall_time_s, warnings. Raises FileNotFoundError, ValueError (a damaged notebook, bad
+    parameters, `out_dir` its own folder), OSError, and `LessonInterrupted` on Ctrl-C.
     """
     started = time.perf_counter()
     path, out_dir = Path(path).resolve(), Path(out_dir).resolve()
@@ -286,8 +262,8 @@ def execute_notebook(path, parameters=None, out_dir="build", progress=None, time
 
 
 def _die_with_parent():
-    """Return a ``preexec_fn`` by which a child dies with this process, even by SIGKILL
-    (Linux's ``prctl(PR_SET_PDEATHSIG)``), or None where prctl is not available."""
+    """Return a ``preexec_fn`` by which a child dies with this process, even by SIGKILL (Linux's
+    ``prctl(PR_SET_PDEATHSIG)``), or None elsewhere."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -305,16 +281,10 @@ def _die_with_parent():
 
 
 def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
-    """Run a lesson script with this interpreter and its default arguments, in its own folder.
-
-    What it prints (stdout and stderr, undecodable bytes as U+FFFD) is saved
-    to ``out_dir/<name>.txt`` and passed to `progress` line by line, as in
-    `execute_notebook`; the script dies with this process. `timeout`: seconds
-    for the whole script. Returns `execute_notebook`'s dict: "passed" on exit
-    status 0, else error is the last line printed (or the exit status).
-    Raises FileNotFoundError, OSError (`out_dir` not writable), and
-    `LessonInterrupted` on Ctrl-C after killing the script and saving its output.
-    """
+    """Run a lesson script with its default arguments in its folder, dying with this process; what it
+    prints goes to ``out_dir/<name>.txt`` and to `progress` as in `execute_notebook`. Returns
+    `execute_notebook`'s dict, error the last line printed. Raises FileNotFoundError, OSError, and
+    `LessonInterrupted` on Ctrl-C after killing the script and saving its output."""
     started = time.perf_counter()
     path, out_dir = Path(path).resolve(), Path(out_dir).resolve()
     if not path.is_file():
@@ -366,32 +336,14 @@ def run_script(path, out_dir="build", progress=None, timeout=None, quick=False):
     return _result("failed" if error else "passed", started, "".join(lines), error=error, executed_path=str(log_path))
 
 
-def _parameters_cell_names(path):
-    """Return the names the notebook's ``parameters`` cell assigns (None when
-    it has none, or it cannot be read: `execute_notebook` then says why)."""
-    with contextlib.suppress(Exception):
-        nb = nbformat.read(path, as_version=4)
-        cell = next(c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", []))
-        return parameter_names(cell.source)
-    return None
-
-
 def run_lesson(
     name, parameters=None, out_dir="build", progress=None, timeout=None, lessons=None, quick=False, answers=False
 ):
-    """Run lesson `name` of `lessons` (default `LESSONS`): a notebook with
-    `lesson_parameters(name, quick, parameters)`, or a script. With `answers`,
-    run its answer notebook (`lessons.answer_path`) instead, named "<name>
-    answers" in the result, with the quick sizes its parameters cell assigns,
-    its executed copy in ``out_dir/solutions/``.
-
-    Returns the result of `execute_notebook` / `run_script` with "lesson" and
-    "path" added; any exception of the lesson (a missing file, bad
-    parameters, an out folder that cannot be written) is a "failed" result
-    with a one-line error. Raises KeyError for a name not in `lessons` (with
-    `answers`, also for a script lesson), and `LessonInterrupted` on Ctrl-C
-    (its result has "lesson" and "path" too).
-    """
+    """Run lesson `name` of `lessons` (default `LESSONS`) with `lesson_parameters(name, quick,
+    parameters)`; with `answers` its answer notebook instead ("<name> answers", only the quick sizes its
+    parameters cell assigns, saved in ``out_dir/solutions/``). Returns the result with "lesson" and
+    "path"; anything the lesson raises is a "failed" result. Raises KeyError for an unknown name (or a
+    script's answers) and `LessonInterrupted` on Ctrl-C."""
     path = Path((LESSONS if lessons is None else lessons)[name])
     if answers and lessons is None:
         path = answer_path(name)
@@ -404,7 +356,12 @@ def run_lesson(
     started = time.perf_counter()
     try:
         if path.suffix == ".ipynb":
-            accepted = _parameters_cell_names(path) if answers else None
+            accepted = None  # with answers: the names its parameters cell assigns
+            with contextlib.suppress(Exception):  # no such cell, or unreadable: execute_notebook says why
+                if answers:
+                    cells = nbformat.read(path, as_version=4).cells
+                    tagged = [c for c in cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+                    accepted = parameter_names(tagged[0].source)
             result = execute_notebook(
                 path,
                 lesson_parameters(name, quick, parameters, accepted),

@@ -47,22 +47,18 @@ SHAPE_CHANGING_ACTIVATIONS = {
 }
 
 
-# ---- checking arguments ---------------------------------------------------------
-
-
 def _whole(value):
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
 
 
 def _positive_int(value, name):
-    """Return value as an int; raise ValueError unless it is an integer >= 1."""
     if not _whole(value):
         raise ValueError(f"{name} {value!r}: must be a positive integer")
     return int(value)
 
 
 def _pair(value, name):
-    """Return (height, width) from an int or a 2-sequence of ints; raise ValueError otherwise."""
+    """Return (height, width) from an int or a pair of them; raise ValueError otherwise."""
     if not isinstance(value, (tuple, list)):
         return (_positive_int(value, name),) * 2
     if len(value) != 2:
@@ -102,24 +98,15 @@ def _window_output(input_shape, window, strides, padding, name):
     return _ceil_div(h - fh + 1, sh), _ceil_div(w - fw + 1, sw)
 
 
-# ---- the formulas -----------------------------------------------------------------
-
-
 def conv_output_shape(input_shape, kernel_size, strides=1, padding="valid", filters=None):
-    """Return the (H_out, W_out, D_out) a Conv2D layer gives an (H, W, D) input (D_out: filters, or D).
-
-    Raises ValueError for a size that is not a positive integer (or pair), an unknown
-    padding, or a kernel larger than the input with padding='valid'.
-    """
+    """Return the (H_out, W_out, filters or D) a Conv2D layer gives an (H, W, D) input. Raises ValueError
+    for a size that is not a positive integer (or pair), an unknown padding, or a kernel that does not fit."""
     h_out, w_out = _window_output(input_shape, kernel_size, strides, padding, "kernel_size")
     return h_out, w_out, input_shape[2] if filters is None else _positive_int(filters, "filters")
 
 
 def pool_output_shape(input_shape, pool_size, strides=None, padding="valid"):
-    """Return the (H_out, W_out, D) of MaxPooling2D/AveragePooling2D (strides default to pool_size).
-
-    Raises ValueError as conv_output_shape does.
-    """
+    """Return the (H_out, W_out, D) of MaxPooling2D/AveragePooling2D; ValueError as conv_output_shape."""
     strides = pool_size if strides is None else strides
     return (*_window_output(input_shape, pool_size, strides, padding, "pool_size"), input_shape[2])
 
@@ -134,9 +121,6 @@ def conv_params(kernel_size, depth_in, filters):
 def dense_params(n_in, units):
     """Return a Dense layer's weights and biases, units x n_in + units; ValueError for a bad size."""
     return _positive_int(units, "units") * _positive_int(n_in, "n_in") + units
-
-
-# ---- the scripts' command-line values ---------------------------------------------
 
 
 def attach_dash_values(argv, flags):
@@ -155,7 +139,7 @@ def attach_dash_values(argv, flags):
 
 
 def parse_positive_int(text, name):
-    """Return the positive integer written in text; raise ValueError naming `name` otherwise."""
+    """Return the positive integer in text; raise ValueError naming `name` otherwise."""
     try:
         return _positive_int(int(text.strip()), name)
     except ValueError:
@@ -192,11 +176,8 @@ def parse_padding(text, name="--padding"):
 
 
 def parse_activation(text, name="--activation"):
-    """Return an activation name in lower case, or None for "none".
-
-    Checks the form (a word) and SHAPE_CHANGING_ACTIVATIONS; keras_check checks that Keras has it.
-    Raises ValueError naming `name` if it is not a word or changes the shape.
-    """
+    """Return an activation name in lower case, or None for "none" (keras_check checks Keras has it).
+    Raises ValueError naming `name` if it is not a word or in SHAPE_CHANGING_ACTIVATIONS."""
     word = text.strip().lower()
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", word):
         raise ValueError(f"{name} {text}: must be an activation name like relu or softmax")
@@ -207,9 +188,6 @@ def parse_activation(text, name="--activation"):
             "sigmoid, tanh or softmax"
         )
     return None if word == "none" else word
-
-
-# ---- the working, with the numbers put in ---------------------------------------------
 
 
 def shape_text(shape):
@@ -245,8 +223,7 @@ def _window_working(input_shape, window, strides, padding, what):
 
 
 def conv_working(input_shape, kernel_size, strides, padding, filters):
-    """Return the lines that work out a Conv2D layer's output shape and parameters; ValueError as
-    conv_output_shape."""
+    """Return the lines that work out a Conv2D layer's output; ValueError as conv_output_shape."""
     out = conv_output_shape(input_shape, kernel_size, strides, padding, filters)
     (fh, fw), (sh, sw), d = _pair(kernel_size, "kernel_size"), _pair(strides, "strides"), input_shape[2]
     params = conv_params(kernel_size, d, filters)
@@ -284,9 +261,6 @@ def global_pool_working(input_shape):
         "parameters = 0 (pooling has nothing to learn)",
         f"Output shape {shape_text((d,))}, 0 parameters",
     ]
-
-
-# ---- a whole stack of layers ------------------------------------------------------------
 
 
 def _parse_layer(text, where):
@@ -333,11 +307,8 @@ def _parse_layer(text, where):
 
 
 def parse_stack(spec, name="--stack"):
-    """Return the layers of a stack SPEC (see STACK_HELP) as dicts: 'kind', 'text' and, by kind,
-    'filters', 'window', 'strides', 'padding', 'activation', 'units', 'rate'.
-
-    Raises ValueError naming the layer (1-based) that is wrong and why.
-    """
+    """Return the layers of a stack SPEC (STACK_HELP) as dicts ('kind', 'text', and by kind 'filters',
+    'window', 'strides', 'padding', 'activation', 'units', 'rate'). Raises ValueError naming the layer."""
     if not spec.strip():
         raise ValueError(f"{name}: is empty; give layers like conv:16:2,pool:2")
     layers = []
@@ -378,11 +349,8 @@ def _trace_layer(shape, layer):
 
 
 def trace_stack(input_shape, layers, name="--stack"):
-    """Follow an (H, W, D) input through parsed stack layers.
-
-    Returns one dict per layer: 'layer' (its SPEC text), 'shape' (without the batch
-    dimension), 'params' and 'formula'. Raises ValueError naming the layer that cannot take its input.
-    """
+    """Return one dict per parsed layer ('layer', 'shape' without the batch, 'params', 'formula') for an
+    (H, W, D) input. Raises ValueError naming the layer that cannot take its input."""
     shape, rows = _image_shape(input_shape), []
     for i, layer in enumerate(layers, 1):
         try:

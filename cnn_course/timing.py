@@ -1,13 +1,9 @@
-"""Timing training fairly on a shared machine: the training-speed lesson's plumbing and the course's ABBA loop.
+"""Timing training fairly on a shared machine: the course's ABBA loop and the training-speed lesson's plumbing.
 
-`alternate` calls the settings to compare in turns (plain, lever, lever,
-plain, ...), so that all meet the same machine load; the lessons, `speed`,
-`devices` and the benchmarks all time through it. `images_per_second` times
-one chunk of training, `compare` a lever against the plain setting,
-`target_clock` the time to a validation accuracy, `thread_rates` thread counts
-(fixed when TensorFlow starts: a fresh subprocess each, through `run_child`,
-and this module is that subprocess's entry point). The rest says what was
-measured: ratios, lower bounds, verdicts, the table and the chart.
+`alternate` calls the settings to compare in turns (A B, B A, ...) so that all meet the same machine
+load; the lessons, `speed`, `devices` and the benchmarks all time through it. `thread_rates` runs each
+thread count in a fresh process (`run_child`; this module is that process's entry point). The rest
+says what was measured: ratios, verdicts, the table and the chart.
 """
 
 from __future__ import annotations
@@ -25,29 +21,13 @@ from pathlib import Path
 from cnn_course.reports import text_table
 
 RESULT_TAG = "RESULT "
-
-# A ratio within this distance of 1 is reported as "about the same": closer
-# than that, the noise of a shared machine decides the order.
-NOISE = 0.05
-
-
-# --------------------------------------------------------------------------
-# Measuring
+NOISE = 0.05  # a ratio this close to 1 is "about the same": the noise of a shared machine decides the order
 
 
 def alternate(runs, rounds, budget_s=None):
-    """Call each function of ``runs`` once per round, alternating their order: the course's one ABBA loop.
-
-    ``runs`` maps a name to a function of no arguments that returns a number
-    (a chunk's images/s, a step's seconds). Even rounds call them in the given
-    order, odd rounds in reverse (A B, B A, A B, ...), so that a drift in the
-    machine's speed falls on both alike. With ``budget_s`` it stops after the
-    round during which that many seconds had passed (two rounds at least).
-
-    Returns a dict: name -> list of the values, in call order.
-    Raises ValueError when ``rounds`` is not a whole number of at least 1 or
-    ``runs`` has fewer than two entries; whatever the functions raise.
-    """
+    """Call each of ``runs`` ({name: function returning a number}) once per round, in ABBA order,
+    stopping after the round that passed ``budget_s`` (two rounds at least).
+    Returns {name: values in call order}; raises ValueError for rounds < 1 or fewer than two runs."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a whole number of at least 1, not {rounds!r}")
     if len(runs) < 2:
@@ -63,14 +43,8 @@ def alternate(runs, rounds, budget_s=None):
 
 
 def images_per_second(model, x, y, batch_size, images):
-    """Train ``model`` (compiled) for one pass over the first ``images`` of ``x``, ``y``; return images/s.
-
-    ``images`` is rounded down to whole batches. The rate counts the images
-    after the first step, which also pays the start of ``fit``; with fewer
-    than three steps (large ``steps_per_execution``) it is the whole pass's.
-    Raises ValueError when ``images`` is less than one batch or more than
-    ``x`` holds; whatever ``fit`` raises.
-    """
+    """Train compiled ``model`` one pass over the first ``images`` (whole batches) of x, y; return
+    images/s after the first step. Raises ValueError for less than a batch or more than x holds."""
     if batch_size < 1 or images < batch_size or images > len(x):
         raise ValueError(
             f"a timed chunk needs at least one batch ({batch_size}) and at most the {len(x)} images given; got {images}"
@@ -78,7 +52,7 @@ def images_per_second(model, x, y, batch_size, images):
     import keras
 
     n, marks = images // batch_size * batch_size, []
-    clock = keras.callbacks.LambdaCallback(  # (batches done, time) at the start and after every step
+    clock = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs: marks.append((0, time.perf_counter())),
         on_train_batch_end=lambda batch, logs: marks.append((batch + 1, time.perf_counter())),
     )
@@ -90,44 +64,26 @@ def images_per_second(model, x, y, batch_size, images):
 
 
 def compare(plain, lever, rounds):
-    """Measure a lever against the plain setting, alternating, after one warm-up call of each.
-
-    ``plain`` and ``lever`` are functions of no arguments returning a chunk's
-    images/s (e.g. ``lambda: images_per_second(model, x, y, 32, 8192)``).
-    The warm-up (compiling the training step) is not counted.
-
-    Returns dict(plain, lever: median images/s, ratio: median of the
-    per-round lever/plain ratios, ratios: all of them). Raises what
-    `alternate` raises.
-    """
-    plain(), lever()  # warm-up: builds and compiles the training steps
+    """Time ``lever`` against ``plain`` (functions returning images/s) in turns after one warm-up
+    call each; returns `paired_ratio`'s dict. Raises what `alternate` raises."""
+    plain(), lever()
     values = alternate({"plain": plain, "lever": lever}, rounds)
     return paired_ratio(values["plain"], values["lever"])
 
 
 def paired_ratio(plain, lever):
-    """Summarise rates measured in alternating rounds: the speed-up is the median of the per-round ratios.
-
-    ``plain`` and ``lever`` are the rates (e.g. images/s) of the same rounds,
-    in the same order: round i's ratio is ``lever[i] / plain[i]``, two chunks
-    that ran side by side under the same load. The median of these ratios is
-    fairer than the ratio of the two medians when the load changes between
-    rounds. The training-speed and data-parallel lessons both use it.
-
-    Returns dict(plain, lever: median rates, ratio: median of the per-round
-    ratios, ratios: all of them, in round order, plain_rates and lever_rates:
-    the rates given). Raises ValueError when the
-    lists are empty or of different lengths, or a plain rate is not positive.
-    """
+    """Return dict(plain, lever: median rates, ratio: median of the per-round lever/plain ratios,
+    ratios, plain_rates, lever_rates). Raises ValueError for unequal or empty lists or a rate <= 0."""
     if not plain or len(plain) != len(lever):
         raise ValueError(f"need the same number of rounds (at least 1) for both, got {len(plain)} and {len(lever)}")
     if min(plain) <= 0:
         raise ValueError(f"a plain rate must be positive to divide by, got {min(plain)}")
     ratios = [b / a for a, b in zip(plain, lever)]
+    median = statistics.median
     return {
-        "plain": statistics.median(plain),
-        "lever": statistics.median(lever),
-        "ratio": statistics.median(ratios),
+        "plain": median(plain),
+        "lever": median(lever),
+        "ratio": median(ratios),
         "ratios": ratios,
         "plain_rates": list(plain),
         "lever_rates": list(lever),
@@ -135,16 +91,9 @@ def paired_ratio(plain, lever):
 
 
 def target_clock(target, verbose=True, start=None, stop=True):
-    """Return a Keras callback that times training to a validation accuracy and stops it there.
-
-    Its ``epochs`` list holds, per epoch, dict(epoch, seconds: since ``fit``
-    began, or since the ``time.perf_counter()`` value ``start``, val_accuracy,
-    train_s: the epoch's training up to its validation, epoch_s: the whole
-    epoch); its ``reached_s`` is the seconds at the first epoch whose
-    ``val_accuracy`` is at least ``target`` (None until then), when, with
-    ``stop``, it sets ``model.stop_training``. With ``verbose`` it prints one
-    line per epoch. Raises ValueError when ``target`` is not between 0 and 1.
-    """
+    """Return a Keras callback timing training to validation accuracy ``target``: ``epochs`` (dicts
+    of epoch, seconds, val_accuracy, train_s, epoch_s) and ``reached_s``; with ``stop`` it stops
+    training there. Raises ValueError unless 0 < target <= 1."""
     import keras
 
     if not 0 < target <= 1:
@@ -188,17 +137,9 @@ def target_clock(target, verbose=True, start=None, stop=True):
     return TargetClock()
 
 
-# --------------------------------------------------------------------------
-# Threads: one fresh process per setting
-
-
 def run_child(argv, what):
-    """Run ``argv`` (a Python command) as a subprocess that prints one ``RESULT_TAG`` JSON line; return that dict.
-
-    The child gets this package on its PYTHONPATH and TensorFlow's C++ log
-    quietened. Used by `thread_rates` and the benchmarks. Raises RuntimeError,
-    "<what> failed (exit N): <the child's last error line>", when no result came.
-    """
+    """Run Python with ``argv`` (this package on its path) and return the dict of its ``RESULT_TAG``
+    line. Raises RuntimeError "<what> failed (exit N): <its last error line>" when none came."""
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONPATH"] = os.pathsep.join(
@@ -214,28 +155,14 @@ def run_child(argv, what):
 
 
 def _run_child(spec):
-    """Run `thread_rates`'s subprocess for ``spec``; return its result dict. Raises RuntimeError."""
-    return run_child(
-        ["-m", "cnn_course.timing", json.dumps(spec)], f"the timing subprocess for {spec.get('threads')} thread(s)"
-    )
+    what = f"the timing subprocess for {spec.get('threads')} thread(s)"
+    return run_child(["-m", "cnn_course.timing", json.dumps(spec)], what)
 
 
 def thread_rates(model, x, y, batch_size, images, threads, rounds=2, chunks=2):
-    """Measure training images/s with each number of TensorFlow threads, one fresh process per run.
-
-    ``model`` is a compiled Keras model; it is saved once to a temporary
-    file, with the first ``images`` of ``x``, ``y``, and each subprocess
-    sets TensorFlow's thread pools (``tf.config.threading``) before anything
-    else, loads the model, trains one warm-up chunk and then ``chunks`` timed
-    chunks of ``images`` images (`images_per_second`), and reports their
-    median. The settings alternate over ``rounds`` rounds (`alternate`).
-    Nothing is left in the temporary folder.
-
-    Returns a dict: thread count -> list of images/s, one per round.
-    Raises ValueError for a thread count below 1, or when the backend is not
-    TensorFlow (the others have no such setting); RuntimeError when a
-    subprocess fails.
-    """
+    """Measure training images/s per TensorFlow thread count, each run in a fresh process (a warm-up
+    chunk, then the median of ``chunks`` chunks), alternating over ``rounds``.
+    Returns {threads: [images/s per round]}. Raises ValueError (bad counts, not TensorFlow), RuntimeError."""
     import keras
     import numpy as np
 
@@ -249,27 +176,14 @@ def thread_rates(model, x, y, batch_size, images, threads, rounds=2, chunks=2):
         model_path, data_path = Path(tmp) / "model.keras", Path(tmp) / "chunk.npz"
         model.save(model_path)
         np.savez(data_path, x=x[:images], y=y[:images])
-        runs = {
-            t: (
-                lambda t=t: _run_child(
-                    {
-                        "threads": t,
-                        "model": str(model_path),
-                        "data": str(data_path),
-                        "batch_size": batch_size,
-                        "chunks": chunks,
-                    }
-                )["images_per_s"]
-            )
-            for t in threads
-        }
+        spec = {"model": str(model_path), "data": str(data_path), "batch_size": batch_size, "chunks": chunks}
+        runs = {t: (lambda t=t: _run_child({"threads": t, **spec})["images_per_s"]) for t in threads}
         if len(runs) == 1:
             return {t: [f() for _ in range(rounds)] for t, f in runs.items()}
         return alternate(runs, rounds)
 
 
 def _child_main(spec):
-    """The subprocess of `thread_rates`: set the threads, train, print one result line. Returns 0."""
     import tensorflow as tf  # before Keras touches TensorFlow: the pools are made once, at start-up
 
     tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
@@ -286,17 +200,9 @@ def _child_main(spec):
     return 0
 
 
-# --------------------------------------------------------------------------
-# Saying what was measured
-
-
 def verdict(name, ratio, baseline):
-    """Return one sentence on a measured speed ratio, e.g.
-    "on this machine, mixed_bfloat16 trained at 0.80x float32's speed: slower".
-
-    Within NOISE of 1 it says "about the same". Raises ValueError for a ratio
-    that is not a positive finite number.
-    """
+    """Return "on this machine, <name> trained at 0.80x <baseline>'s speed: slower" (or faster, or
+    about the same within NOISE). Raises ValueError for a ratio that is not positive and finite."""
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
         raise ValueError(f"a speed ratio must be a positive number, not {ratio!r}")
     shown = round(ratio, 2)  # the word follows the figure printed: 1.0496 reads "1.05x: faster"
@@ -305,45 +211,31 @@ def verdict(name, ratio, baseline):
         if shown >= 1 + NOISE
         else "slower"
         if shown <= 1 - NOISE
-        else f"about the same (within {NOISE:.0%}, the noise of a shared machine)"
+        else (f"about the same (within {NOISE:.0%}, the noise of a shared machine)")
     )
     return f"on this machine, {name} trained at {ratio:.2f}x {baseline}'s speed: {word}"
 
 
 def time_text(seconds, cap_s, cap_epochs):
-    """Return a time to target for people: "41.3 s", or, when it was not
-    reached (``seconds`` None), "more than 150 s (not reached in 12 epochs)"
-    with ``cap_s`` the seconds the capped run took. Raises nothing."""
-    if seconds is not None:
-        return f"{seconds:.1f} s"
-    return f"more than {cap_s:.0f} s (not reached in {cap_epochs} epochs)"
+    """Return "41.3 s", or "more than 150 s (not reached in 12 epochs)" for None."""
+    return (
+        f"{seconds:.1f} s" if seconds is not None else f"more than {cap_s:.0f} s (not reached in {cap_epochs} epochs)"
+    )
 
 
 def speedup_text(plain_s, plain_cap_s, fast_s):
-    """Return how many times sooner ``fast_s`` reached the target than plain did.
-
-    "3.21x" when both reached it; "at least 2.50x" when plain did not
-    (``plain_s`` None: the ratio to ``plain_cap_s``, the seconds its capped
-    run took, is then a lower bound); "not reached" when ``fast_s`` is None.
-    Raises ValueError for a time that is not positive.
-    """
+    """Return "3.21x", "at least 2.50x" (plain never reached it) or "not reached".
+    Raises ValueError for a time that is not positive."""
     for value in (plain_s, plain_cap_s, fast_s):
         if value is not None and not value > 0:
             raise ValueError(f"times must be positive seconds, not {value!r}")
     if fast_s is None:
         return "not reached"
-    if plain_s is None:
-        return f"at least {plain_cap_s / fast_s:.2f}x"
-    return f"{plain_s / fast_s:.2f}x"
+    return f"at least {plain_cap_s / fast_s:.2f}x" if plain_s is None else f"{plain_s / fast_s:.2f}x"
 
 
 def lever_row(lever, setting, measured):
-    """Return one row of the lesson's table from what `compare` returned.
-
-    A dict: lever, setting, plain and images_per_s (median images/s), ratio
-    (median lever/plain), ratios (per round). Raises KeyError when
-    ``measured`` lacks those keys.
-    """
+    """Return one table row from what `compare` returned. Raises KeyError for a missing key."""
     return {
         "lever": lever,
         "setting": setting,
@@ -355,60 +247,44 @@ def lever_row(lever, setting, measured):
 
 
 def skipped_row(lever, setting, reason):
-    """Return a table row for a lever that was not measured, with the reason. Raises nothing."""
+    """Return a table row for a lever that was not measured."""
     return {"lever": lever, "setting": setting, "skipped": reason}
 
 
 def thread_rows(rates, default):
-    """Return one table row per thread count of `thread_rates`'s result,
-    measured against ``default`` threads (which must be among them), per round.
-
-    Raises ValueError when ``default`` was not measured.
-    """
+    """Return a row per thread count of `thread_rates`'s result against ``default`` threads.
+    Raises ValueError when ``default`` was not measured."""
     if default not in rates:
         raise ValueError(f"the default of {default} threads was not measured: {sorted(rates)}")
     return [
-        lever_row("threads", f"{threads} (against {default})", paired_ratio(rates[default], values))
-        for threads, values in rates.items()
-        if threads != default
+        lever_row("threads", f"{t} (against {default})", paired_ratio(rates[default], values))
+        for t, values in rates.items()
+        if t != default
     ]
 
 
 def table(rows, plain_name="plain"):
-    """Return the printable table of lever rows.
-
-    Each row is a dict with ``lever``, ``setting`` and either ``plain``,
-    ``images_per_s``, ``ratio``, ``ratios`` (as `compare` returns them), or
-    ``skipped`` (the reason). Raises KeyError for a row missing those keys.
-    """
+    """Return the printable table of lever rows. Raises KeyError for a row missing its keys."""
     lines = [
-        [row["lever"], row["setting"], f"skipped: {row['skipped']}"]
-        if row.get("skipped")
+        [r["lever"], r["setting"], f"skipped: {r['skipped']}"]
+        if r.get("skipped")
         else [
-            row["lever"],
-            row["setting"],
-            f"{row['plain']:,.0f}",
-            f"{row['images_per_s']:,.0f}",
-            f"{row['ratio']:.2f}x",
-            f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x",
+            r["lever"],
+            r["setting"],
+            f"{r['plain']:,.0f}",
+            f"{r['images_per_s']:,.0f}",
+            f"{r['ratio']:.2f}x",
+            f"{min(r['ratios']):.2f}-{max(r['ratios']):.2f}x",
         ]
-        for row in rows
+        for r in rows
     ]
-    return text_table(
-        ["lever", "setting", f"{plain_name} img/s", "lever img/s", "ratio", "range"], lines, right={2, 3, 4}
-    )
+    header = ["lever", "setting", f"{plain_name} img/s", "lever img/s", "ratio", "range"]
+    return text_table(header, lines, right={2, 3, 4})
 
 
 def plot_levers(rows, times=None, target=None):
-    """Draw the lesson's chart: a bar of each lever's speed as a ratio to plain
-    (1 = as fast), and, with ``times`` (a dict: setting -> dict(seconds: to
-    the target, None when not reached; run_s: how long its run took) and
-    ``target`` the accuracy), the time to the target, a grey bar "more than"
-    where it was not reached.
-
-    Returns the matplotlib Figure. Skipped rows are left out. Raises nothing
-    of its own.
-    """
+    """Return the lesson's chart: each measured lever's speed ratio to plain, and with ``times``
+    ({setting: dict(seconds or None, run_s)}) the time to ``target`` accuracy."""
     import matplotlib.pyplot as plt
 
     measured = [r for r in rows if not r.get("skipped")]
@@ -425,8 +301,7 @@ def plot_levers(rows, times=None, target=None):
     ax.set_xlabel("training images/s, as a ratio to the plain setting (measured alternately)")
     ax.set_xlim(0, max(ratios + [1]) * 1.25)
     if times:
-        ax = axes[0][1]
-        names = list(times)[::-1]
+        ax, names = axes[0][1], list(times)[::-1]
         lengths = [times[n]["seconds"] or times[n]["run_s"] for n in names]
         ax.barh(names, lengths, color=["tab:blue" if times[n]["seconds"] else "lightgray" for n in names])
         for i, n in enumerate(names):

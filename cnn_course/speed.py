@@ -4,7 +4,8 @@
 precision only where it measured faster (issue 12: VGG16 on a Xeon with avx512_bf16 and no AMX ran
 at 3.1 images/s in mixed bfloat16 against 4.4 in float32): "auto" times float32 against
 mixed_bfloat16 for a few steps and caches the verdict per machine, backend and model, or, without a
-model or in a quick run, picks conservatively; one printed line says which and why.
+model or in a quick run, picks conservatively; on a GPU it times float32 against mixed_float16 the
+same way (on an H200 the modern CNN's loop was no faster in float16); one printed line says which and why.
 """
 
 import collections
@@ -23,7 +24,7 @@ from cnn_course.reports import write_atomic
 from cnn_course.timing import alternate
 
 POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-MIN_SPEEDUP = 1.10  # "auto" picks mixed_bfloat16 on a CPU only this much faster: a margin over the noise
+MIN_SPEEDUP = 1.10  # "auto" picks 16-bit only when this much faster than float32: a margin over the noise
 
 
 def cpu_flags(cpuinfo="/proc/cpuinfo"):
@@ -116,17 +117,17 @@ def describe_machine():
     }
 
 
-def measure_precision(model, data, rounds=6, budget_s=6.0):
+def measure_precision(model, data, rounds=6, budget_s=6.0, sixteen="mixed_bfloat16"):
     """Time steps of ``model()`` (built under each policy; compiled with Adam and cross-entropy
-    unless it is) on ``data`` (x, y; y None: predict) in float32 and mixed_bfloat16, alternating
+    unless it is) on ``data`` (x, y; y None: predict) in float32 and ``sixteen``, alternating
     (`alternate`), with the models' variables put back after. Returns dict(float32_s,
-    mixed_bfloat16_s: median seconds per step, speedup, rounds). Raises what the model raises."""
+    <sixteen>_s: median seconds per step, speedup, rounds). Raises what the model raises."""
     import keras
 
     x, y = data
     previous, built = keras.mixed_precision.global_policy(), {}
     try:
-        for policy in ("float32", "mixed_bfloat16"):
+        for policy in ("float32", sixteen):
             keras.mixed_precision.set_global_policy(policy)
             built[policy] = model()
     finally:
@@ -150,8 +151,8 @@ def measure_precision(model, data, rounds=6, budget_s=6.0):
     finally:
         for variable, value in kept.values():
             variable.assign(value)
-    f32, bf16 = statistics.median(times["float32"]), statistics.median(times["mixed_bfloat16"])
-    return {"float32_s": f32, "mixed_bfloat16_s": bf16, "speedup": f32 / bf16, "rounds": len(times["float32"])}
+    f32, half = statistics.median(times["float32"]), statistics.median(times[sixteen])
+    return {"float32_s": f32, f"{sixteen}_s": half, "speedup": f32 / half, "rounds": len(times["float32"])}
 
 
 def model_signature(model, data):
@@ -187,27 +188,32 @@ def unmeasured_cpu_precision(backend, cpuinfo="/proc/cpuinfo"):
 
 
 def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo", quick=None):
-    """Return (policy, reason) for "auto": "mixed_float16" on a GPU; on a CPU with bfloat16 and a
-    ``model`` builder and batch ``data``, measured (`measure_precision`, at least MIN_SPEEDUP to pick
-    mixed_bfloat16) and cached in ``cache`` (default `cache_path()`) per CPU, backend and model;
-    otherwise, or in a quick run, `unmeasured_cpu_precision`. Raises what ``model`` raises and
-    SettingError for a bad CNN_COURSE_QUICK."""
+    """Return (policy, reason) for "auto". Given a ``model`` builder and batch ``data``, on a GPU or a
+    CPU with bfloat16: measured (`measure_precision`: mixed_float16 on a GPU, mixed_bfloat16 on a CPU,
+    picked when at least MIN_SPEEDUP faster than float32) and cached in ``cache`` (default
+    `cache_path()`) per device, backend and model. Otherwise, or in a quick run: mixed_float16 on a
+    GPU, `unmeasured_cpu_precision` on a CPU. Raises what ``model`` raises and SettingError for a bad
+    CNN_COURSE_QUICK."""
     gpu = gpu_name()
-    if gpu:
-        return "mixed_float16", f"GPU {gpu}: 16-bit tensor maths"
     backend, version = backend_version()
-    if model is None or data is None or not cpu_has_bf16(cpuinfo):
-        return unmeasured_cpu_precision(backend, cpuinfo)
+    if gpu:
+        sixteen, device, unmeasured = "mixed_float16", f"this GPU ({gpu})", ("mixed_float16", f"GPU {gpu}")
+    else:
+        sixteen, device, unmeasured = "mixed_bfloat16", "this CPU", unmeasured_cpu_precision(backend, cpuinfo)
+    if model is None or data is None or not (gpu or cpu_has_bf16(cpuinfo)):
+        return unmeasured
     from cnn_course.data import quick_mode
 
     if quick_mode(quick):
-        policy, reason = unmeasured_cpu_precision(backend, cpuinfo)
-        return policy, f"quick run, not measured: {reason}"
+        return unmeasured[0], f"quick run, not measured: {unmeasured[1]}"
     import keras
 
     path = Path(cache) if cache is not None else cache_path()
-    flags = sorted(f for f in cpu_flags(cpuinfo) if "bf16" in f or "amx" in f or f.startswith("avx512"))
-    machine = [cpu_model(cpuinfo), " ".join(flags), f"os.cpu_count()={os.cpu_count()}"]
+    if gpu:
+        machine = [f"GPU {gpu}"]
+    else:
+        flags = sorted(f for f in cpu_flags(cpuinfo) if "bf16" in f or "amx" in f or f.startswith("avx512"))
+        machine = [cpu_model(cpuinfo), " ".join(flags), f"os.cpu_count()={os.cpu_count()}"]
     key = " | ".join([*machine, f"keras {keras.__version__} on {backend} {version}", model_signature(model, data)])
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
@@ -217,19 +223,16 @@ def choose_precision(model=None, data=None, cache=None, cpuinfo="/proc/cpuinfo",
     entry = entries.get(key)  # one written by another version, or damaged by hand, is measured again
     if (
         isinstance(entry, dict)
-        and entry.get("policy") in ("float32", "mixed_bfloat16")
+        and entry.get("policy") in ("float32", sixteen)
         and all(isinstance(entry.get(field), str) for field in ("reason", "date"))
     ):
         return entry["policy"], f"{entry['reason']} on {entry['date']}; cached in {path}"
-    result = measure_precision(model, data)
+    result = measure_precision(model, data, sixteen=sixteen)
     speedup = result["speedup"]
     if speedup >= MIN_SPEEDUP:
-        policy, reason = "mixed_bfloat16", f"measured {speedup:.2f}x faster than float32 on this CPU with {backend}"
+        policy, reason = sixteen, f"measured {speedup:.2f}x faster than float32 on {device} with {backend}"
     else:
-        policy, reason = (
-            "float32",
-            f"mixed_bfloat16 measured {speedup:.2f}x the speed of float32 on this CPU with {backend}",
-        )
+        policy, reason = "float32", f"{sixteen} measured {speedup:.2f}x the speed of float32 on {device} with {backend}"
     entries[key] = dict(result, policy=policy, reason=reason, date=date.today().isoformat())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """precision_policy picks 16-bit maths only where it is faster, and says why.
 
-On a GPU: mixed_float16. On a CPU: mixed_bfloat16 only when measured faster
-(given the model; the verdict cached per machine, backend and model) or,
-unmeasured, only with TensorFlow on AMX units; float32 everywhere else.
+Given the model, 16-bit only when measured faster than float32 (mixed_float16
+on a GPU, mixed_bfloat16 on a CPU; the verdict cached per machine, backend and
+model). Unmeasured: mixed_float16 on a GPU; on a CPU mixed_bfloat16 only with
+TensorFlow on AMX units; float32 everywhere else.
 """
 
 import json
@@ -89,11 +90,11 @@ def test_explicit_policy_is_kept_silently_and_unknown_refused(capsys):
 def _fake_measure(monkeypatch, speedup, calls, build=False):
     """Replace measure_precision by one that returns ``speedup`` (and, with ``build``, builds the model twice)."""
 
-    def measure(model, data, rounds=6, budget_s=6.0):
-        calls.append(1)
+    def measure(model, data, rounds=6, budget_s=6.0, sixteen="mixed_bfloat16"):
+        calls.append(sixteen)
         if build:
             model(), model()
-        return {"float32_s": 1.0, "mixed_bfloat16_s": 1.0 / speedup, "speedup": speedup, "rounds": rounds}
+        return {"float32_s": 1.0, f"{sixteen}_s": 1.0 / speedup, "speedup": speedup, "rounds": rounds}
 
     monkeypatch.setattr(speed, "measure_precision", measure)
     if not build:
@@ -115,7 +116,29 @@ def test_measured_auto_never_picks_a_slower_setting(machine, monkeypatch, capsys
     assert speed.precision_policy("auto", model=lambda: None, data=(np.zeros((2, 3)), None)) == expected
     (line,) = capsys.readouterr().out.splitlines()
     assert line == f"Precision: {expected} ({why})"
-    assert calls == [1]
+    assert calls == ["mixed_bfloat16"]
+
+
+@pytest.mark.parametrize(
+    "speedup, expected, why",
+    [
+        (1.6, "mixed_float16", "measured 1.60x faster than float32 on this GPU (NVIDIA H200) with jax"),
+        (0.95, "float32", "mixed_float16 measured 0.95x the speed of float32 on this GPU (NVIDIA H200) with jax"),
+    ],
+)
+def test_on_a_gpu_auto_measures_float16_against_float32(machine, monkeypatch, capsys, speedup, expected, why):
+    machine("NVIDIA H200", PLAIN, "jax")
+    calls = []
+    _fake_measure(monkeypatch, speedup, calls)
+    assert speed.precision_policy("auto", model=lambda: None, data=(np.zeros((2, 3)), None)) == expected
+    assert capsys.readouterr().out.splitlines() == [f"Precision: {expected} ({why})"]
+    assert calls == ["mixed_float16"]
+    ((key, entry),) = json.loads(speed.cache_path().read_text()).items()
+    assert key.startswith("GPU NVIDIA H200 | ") and entry["policy"] == expected
+    monkeypatch.setenv("CNN_COURSE_QUICK", "1")  # a quick run does not spend its time measuring
+    assert speed.precision_policy("auto", model=lambda: None, data=(np.zeros((2, 3)), None)) == "mixed_float16"
+    assert "quick run, not measured: GPU NVIDIA H200" in capsys.readouterr().out
+    assert calls == ["mixed_float16"]
 
 
 def test_measured_verdict_is_cached_per_machine_and_written_atomically(machine, monkeypatch, capsys, tmp_path):
@@ -134,7 +157,7 @@ def test_measured_verdict_is_cached_per_machine_and_written_atomically(machine, 
 
     # the second call reads the cache and measures nothing
     assert speed.precision_policy("auto", model=lambda: None, data=data) == "float32"
-    assert calls == [1]
+    assert calls == ["mixed_bfloat16"]
     assert (
         capsys.readouterr()
         .out.rstrip()
@@ -145,7 +168,7 @@ def test_measured_verdict_is_cached_per_machine_and_written_atomically(machine, 
     machine(None, BF16_AMX, "tensorflow")
     _fake_measure(monkeypatch, 1.5, calls)
     assert speed.precision_policy("auto", model=lambda: None, data=data) == "mixed_bfloat16"
-    assert calls == [1, 1] and len(json.loads(path.read_text())) == 2
+    assert calls == ["mixed_bfloat16"] * 2 and len(json.loads(path.read_text())) == 2
 
 
 def test_an_unwritable_cache_still_gives_a_verdict(machine, monkeypatch, capsys, tmp_path):
@@ -234,7 +257,7 @@ def test_a_damaged_cache_is_measured_again_and_rewritten(machine, monkeypatch, c
     )
     capsys.readouterr()
     assert speed.precision_policy(model=lambda: None, data=data) == "mixed_bfloat16"
-    assert calls == [1, 1]
+    assert calls == ["mixed_bfloat16"] * 2
     (line,) = capsys.readouterr().out.splitlines()
     assert line == "Precision: mixed_bfloat16 (measured 1.60x faster than float32 on this CPU with jax)"
     assert json.loads(path.read_text())[key]["policy"] == "mixed_bfloat16"

@@ -9,16 +9,17 @@ mode on stand-in data, offline, one kernel per lesson. The second run must
 train: a positive learning rate at the start of every `fit` and none below
 zero at the end of an epoch, finite losses, and an accuracy printed.
 
-Covered: every lesson's training cell. Those that keep state that breaks on
+Covered: every lesson's training cell but training-speed's. Those that keep state that breaks on
 a second run unless the cell handles it: the cosine schedules of lessons 1
 to 4, which have fallen to learning rate 0 after a full run (each cell
 resets the optimiser's step count, its reset branch), and lesson 9's
 schedule and weight averaging. Those that need nothing, run twice all the
 same: lesson 6's head (a fresh optimiser at each compile) and its
-fine-tuning (a new base, head and optimiser each time), and `data-parallel`
-(SGD at a constant rate, training on). Not applicable: `training-speed`
-(each setting builds a new model), `conv-visualization` (loads or builds
-lesson 3's CNN each time) and `bottleneck-features` (trains nothing). On
+fine-tuning (a new base, head and optimiser each time), lesson 7's fallback
+(a new CNN each time; the copy has no lesson-3 checkpoint beside it) and
+`data-parallel` (SGD at a constant rate, training on). Not applicable:
+`training-speed` (each setting builds a new model) and
+`bottleneck-features` (trains nothing). On
 JAX only lesson 1 runs (the same optimiser calls as lesson 9's), unless
 CNN_COURSE_TEST_BACKENDS=all.
 """
@@ -46,6 +47,7 @@ TRAINING_CELLS = [
     ("cifar10-augmentation", "cifar10-augmentation-21"),
     ("transfer-learning", "3dce289e"),  # the head
     ("transfer-learning", "f7a1c006"),  # the fine-tuning
+    ("conv-visualization", "77b23dd5"),  # its fallback: trains lesson 3's CNN when the checkpoint is missing
     ("modern-cnn", "modern-25"),
     ("data-parallel", "a963abae"),
 ]

@@ -9,17 +9,19 @@ mode on stand-in data, offline, one kernel per lesson. The second run must
 train: a positive learning rate at the start of every `fit` and none below
 zero at the end of an epoch, finite losses, and an accuracy printed.
 
-Covered: the lessons whose training cell keeps state that breaks on a
-second run unless the cell handles it (the cosine schedules of lessons 1
-to 4, which have fallen to learning rate 0 after a full run: each cell
-resets the optimiser's step count, its reset branch; lesson 9's schedule
-and weight averaging), and lesson 6, whose cell compiles a fresh
-optimiser. Left out, as it trains on in the same way: `data-parallel`
-(SGD at a constant rate). Not applicable:
-`training-speed` (each setting builds a new model), `conv-visualization`
-(loads or builds lesson 3's CNN each time) and `bottleneck-features`
-(trains nothing). On JAX only lesson 1 runs (the same optimiser calls as
-lesson 9's), unless CNN_COURSE_TEST_BACKENDS=all.
+Covered: every lesson's training cell but training-speed's. Those that keep state that breaks on
+a second run unless the cell handles it: the cosine schedules of lessons 1
+to 4, which have fallen to learning rate 0 after a full run (each cell
+resets the optimiser's step count, its reset branch), and lesson 9's
+schedule and weight averaging. Those that need nothing, run twice all the
+same: lesson 6's head (a fresh optimiser at each compile) and its
+fine-tuning (a new base, head and optimiser each time), lesson 7's fallback
+(a new CNN each time; the copy has no lesson-3 checkpoint beside it) and
+`data-parallel` (SGD at a constant rate, training on). Not applicable:
+`training-speed` (each setting builds a new model) and
+`bottleneck-features` (trains nothing). On
+JAX only lesson 1 runs (the same optimiser calls as lesson 9's), unless
+CNN_COURSE_TEST_BACKENDS=all.
 """
 
 import json
@@ -37,15 +39,18 @@ REPO = Path(__file__).resolve().parents[1]
 ON_EVERY_BACKEND = True  # for the lessons in ON_OTHER_BACKENDS only
 ON_OTHER_BACKENDS = {"mnist-mlp"}  # a schedule restarted through the optimiser's step count
 
-# lesson -> the id of its training cell
-TRAINING_CELLS = {
-    "mnist-mlp": "mnist-mlp-21",
-    "cifar10-mlp": "cifar10-mlp-19",
-    "cifar10-cnn": "cifar10-cnn-19",
-    "cifar10-augmentation": "cifar10-augmentation-21",
-    "transfer-learning": "3dce289e",
-    "modern-cnn": "modern-25",
-}
+# (lesson, the id of its training cell); a lesson with two training cells is listed twice
+TRAINING_CELLS = [
+    ("mnist-mlp", "mnist-mlp-21"),
+    ("cifar10-mlp", "cifar10-mlp-19"),
+    ("cifar10-cnn", "cifar10-cnn-19"),
+    ("cifar10-augmentation", "cifar10-augmentation-21"),
+    ("transfer-learning", "3dce289e"),  # the head
+    ("transfer-learning", "f7a1c006"),  # the fine-tuning
+    ("conv-visualization", "77b23dd5"),  # its fallback: trains lesson 3's CNN when the checkpoint is missing
+    ("modern-cnn", "modern-25"),
+    ("data-parallel", "a963abae"),
+]
 
 # lesson -> parameters on top of its quick ones, to keep the test short
 OVERRIDES = {
@@ -88,8 +93,8 @@ print({PROBE_TAG!r} + _json.dumps(_probe))
 """
 
 
-def run_twice_copy(lesson, folder):
-    """Write lesson's notebook, cut after its training cell, with the probe, the cell again and the report.
+def run_twice_copy(lesson, cell_id, folder):
+    """Write lesson's notebook, cut after its training cell `cell_id`, with the probe, the cell again and the report.
 
     Returns the copy's path (in `folder`, beside nothing else) and the index of
     the second training cell in it. Raises AssertionError when the training
@@ -97,8 +102,8 @@ def run_twice_copy(lesson, folder):
     """
     nb = nbformat.read(REPO / runner.LESSONS[lesson], as_version=4)
     ids = [cell.get("id") for cell in nb.cells]
-    assert TRAINING_CELLS[lesson] in ids, f"{lesson}: no cell {TRAINING_CELLS[lesson]} (renamed?)"
-    at = ids.index(TRAINING_CELLS[lesson])
+    assert cell_id in ids, f"{lesson}: no cell {cell_id} (renamed?)"
+    at = ids.index(cell_id)
     again = nbformat.v4.new_code_cell(nb.cells[at].source)
     nb.cells = nb.cells[: at + 1] + [nbformat.v4.new_code_cell(PROBE), again, nbformat.v4.new_code_cell(REPORT)]
     path = folder / Path(runner.LESSONS[lesson]).name
@@ -113,13 +118,15 @@ def cell_text(executed_path, index):
     return "\n".join(out.get("text", "") for out in cells[index].get("outputs", []))
 
 
-@pytest.mark.parametrize("lesson", list(TRAINING_CELLS))
-def test_training_cell_run_twice_trains_again(lesson, keras_backend, tmp_path, tmp_path_factory):
+@pytest.mark.parametrize(
+    ("lesson", "cell_id"), TRAINING_CELLS, ids=[f"{lesson}-{cell}" for lesson, cell in TRAINING_CELLS]
+)
+def test_training_cell_run_twice_trains_again(lesson, cell_id, keras_backend, tmp_path, tmp_path_factory):
     if lesson not in ON_OTHER_BACKENDS:
         only_on_tensorflow_by_default(keras_backend, lesson)
     (tmp_path / "lesson").mkdir()
-    path, second = run_twice_copy(lesson, tmp_path / "lesson")
-    with offline_home(tmp_path_factory, f"rerun-{lesson}"):
+    path, second = run_twice_copy(lesson, cell_id, tmp_path / "lesson")
+    with offline_home(tmp_path_factory, f"rerun-{lesson}-{cell_id}"):
         result = runner.run_lesson(
             lesson, OVERRIDES.get(lesson, {}), tmp_path / "out", timeout=600, quick=True, lessons={lesson: path}
         )

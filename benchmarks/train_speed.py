@@ -483,8 +483,8 @@ def parse_modern(text):
 def run_modern(quick):
     """Run training-speed/modern_cnn.ipynb as the runner does (its outputs in a temporary folder); return its
     entry: data, test_accuracy (6 views), wall_s, what `parse_modern` reads; RuntimeError if it fails."""
-    from cnn_course.lessons import lesson_parameters
-    from cnn_course.runner import LESSONS, execute_notebook
+    from cnn_course.lessons import LESSONS, lesson_parameters
+    from cnn_course.runner import execute_notebook
 
     with tempfile.TemporaryDirectory(prefix="train-speed-modern-") as tmp:
         own = {"VERBOSE": 0, "CHECKPOINT": str(Path(tmp) / "modern_cnn.keras")}

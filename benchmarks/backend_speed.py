@@ -4,12 +4,9 @@
     python benchmarks/backend_speed.py                           # tensorflow vs jax, both models
     python benchmarks/backend_speed.py --models cifar10_cnn --max-epochs 3 --repeats 2
 
-Trains ``train_speed.py``'s lesson pipeline (the notebooks' settings, the
-precision ``precision_policy("auto")`` picks) once per backend and repeat, each
-in a fresh subprocess, the backends taking turns (`cnn_course.timing.alternate`).
-Prints per run the images/s of the steady epochs, the first epoch (which
-compiles), the time to the target validation accuracy and the load average
-around it; writes ``benchmarks/backend_results.json``.
+Trains ``train_speed.py``'s lesson pipeline once per backend and repeat, each in a fresh process, the
+backends taking turns (`cnn_course.timing.alternate`); prints per run the images/s, the first epoch, the
+time to the target and the load average; writes ``benchmarks/backend_results.json``.
 """
 
 from __future__ import annotations
@@ -24,45 +21,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import train_speed  # noqa: E402
 
 
 def run(model, epochs, backend, runs):
-    """Train ``model`` on ``backend`` in a fresh process, print and append the result to ``runs``.
+    """Train ``model`` on ``backend`` in a fresh process; print it and add it to ``runs``.
     Raises RuntimeError, naming the backend, when the run fails."""
     os.environ["KERAS_BACKEND"] = backend
     load_before = os.getloadavg()[0]
-    spec = {
-        "model": model,
-        "pipeline": "lesson",
-        "npz": None,
-        "quick": False,
-        "standin": False,
-        "max_epochs": epochs,
-        "seed": 42,
-        "gpu_path": False,
-        "lesson_overrides": {},
-    }
+    spec = dict(model=model, pipeline="lesson", npz=None, quick=False, standin=False, max_epochs=epochs, seed=42)
     try:
-        res = train_speed.run_child(spec)
+        res = train_speed.run_child(dict(spec, gpu_path=False, lesson_overrides={}))
     except RuntimeError as e:
         raise RuntimeError(f"{backend}: {e}") from None
-    res["backend"], res["load_before"], res["load_after"] = backend, load_before, os.getloadavg()[0]
-    spent = res["epochs"][-1]["since_start_s"]
-    to_target = (
-        f"{res['time_to_target_s']:.1f} s ({res['epochs_to_target']} epochs)"
-        if res["time_to_target_s"] is not None
-        else f"not in {len(res['epochs'])} epochs ({spent:.0f} s)"
-    )
+    res.update(backend=backend, load_before=load_before, load_after=os.getloadavg()[0])
+    to_target = f"not in {len(res['epochs'])} epochs ({res['epochs'][-1]['since_start_s']:.0f} s)"
+    if res["time_to_target_s"] is not None:
+        to_target = f"{res['time_to_target_s']:.1f} s ({res['epochs_to_target']} epochs)"
     print(
-        f"  {backend:<10} run {sum(r['backend'] == backend for r in runs) + 1}: "
-        f"{res['images_per_s']:,.0f} images/s, first epoch {res['first_epoch_s']:.1f} s, to target "
-        f"{to_target}, best val acc {res['best_val_accuracy']:.4f}, precision "
-        f"{res['settings']['mixed_precision'] or 'float32'}, load {load_before:.1f}->"
-        f"{res['load_after']:.1f} ({res['versions']})",
+        f"  {backend:<10} run {sum(r['backend'] == backend for r in runs) + 1}: {res['images_per_s']:,.0f} images/s, "
+        f"first epoch {res['first_epoch_s']:.1f} s, to target {to_target}, best val acc "
+        f"{res['best_val_accuracy']:.4f}, precision {res['settings']['mixed_precision'] or 'float32'}, load "
+        f"{load_before:.1f}->{res['load_after']:.1f} ({res['versions']})",
         flush=True,
     )
     runs.append(res)
@@ -75,12 +57,9 @@ def main(argv=None):
     p.add_argument("--models", default=",".join(train_speed.PAIRED_MODELS))
     p.add_argument("--repeats", type=int, default=2, help="runs per backend, alternating ABBA (default 2)")
     p.add_argument(
-        "--max-epochs",
-        type=int,
-        default=None,
-        help="epochs at most per run (default: train_speed's, 20 on real data); training stops at the target",
+        "--max-epochs", type=int, help="epochs at most per run (default 20, stand-in 3); stops at the target"
     )
-    p.add_argument("--max-epochs-cnn", type=int, default=None, help="a lower limit for the CIFAR-10 CNN")
+    p.add_argument("--max-epochs-cnn", type=int, help="a lower limit for the CIFAR-10 CNN")
     p.add_argument("--out", default=str(HERE / "backend_results.json"))
     args = p.parse_args(argv)
     from cnn_course.backends import BackendError, check_backend
@@ -93,43 +72,32 @@ def main(argv=None):
         for b in backends:
             check_backend(b)
         if not backends or any(m not in train_speed.PAIRED_MODELS for m in models) or args.repeats < 1:
-            raise BackendError(
-                f"choose models from {', '.join(train_speed.PAIRED_MODELS)}, at least one backend, --repeats 1 or more"
-            )
+            choices = ", ".join(train_speed.PAIRED_MODELS)
+            raise BackendError(f"choose models from {choices}, at least one backend, --repeats 1 or more")
     except BackendError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    results = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
-        "models": {},
-    }
+    command = " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv))
+    results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command, "models": {}}
     for model in models:
-        d = train_speed.load_split(model)  # decode once (CIFAR-10 JPEGs are cached) before any timing
-        real = d["real"]
-        del d
-        epochs = args.max_epochs or (20 if real else 3)
-        if model == "cifar10_cnn" and args.max_epochs_cnn:
-            epochs = min(epochs, args.max_epochs_cnn)
+        real = train_speed.load_split(model)["real"]  # decoded once (CIFAR-10 JPEGs are cached) before any timing
+        epochs = min(args.max_epochs or (20 if real else 3), (model == "cifar10_cnn" and args.max_epochs_cnn) or 999)
         print(f"{model}: {'real data' if real else 'STAND-IN data'}, up to {epochs} epochs", flush=True)
         runs = []
         try:  # the backends take turns (ABBA), so that all meet the same load
+            turns = {b: functools.partial(run, model, epochs, b, runs) for b in backends}
             if len(backends) > 1:
-                alternate({b: functools.partial(run, model, epochs, b, runs) for b in backends}, args.repeats)
+                alternate(turns, args.repeats)
             else:
                 for _ in range(args.repeats):
-                    run(model, epochs, backends[0], runs)
+                    turns[backends[0]]()
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        results["models"][model] = {
-            b: {
-                "images_per_s": statistics.median(r["images_per_s"] for r in runs if r["backend"] == b),
-                "runs": [r for r in runs if r["backend"] == b],
-            }
-            for b in backends
-        }
+        mine = {b: [r for r in runs if r["backend"] == b] for b in backends}
+        speeds = {b: statistics.median(r["images_per_s"] for r in rs) for b, rs in mine.items()}
+        results["models"][model] = {b: {"images_per_s": speeds[b], "runs": rs} for b, rs in mine.items()}
         results["device"] = runs[0]["device"]
     out = write_atomic(args.out, json.dumps(results, indent=2) + "\n")
     print(f"device: {results['device']}\nwrote {out}")

@@ -43,7 +43,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__, keras.backend.backend())" || exit 1
 
 # Real data: train until the targets (68% / 98%), at most 15 epochs; stand-in: 5 epochs.
-# BENCH_ARGS adds options (e.g. "--quick --gpu-path" to try this script on a CPU).
+# BENCH_ARGS adds options (e.g. "--quick --gpu-path" to try this script on a CPU; a --models of its own wins).
+# The two paired models only: train_speed's modern_cnn runs the notebook through nbclient (not on a bare
+# GPU machine) and has no original/lesson pair; the modern CNN runs below as a plain script instead.
 timeout 220 python3 benchmarks/train_speed.py --models mnist_mlp,cifar10_cnn --max-epochs "${MAX_EPOCHS:-15}" ${BENCH_ARGS:-} \
     --out "$OUT_DIR/gpu_results.json" 2>&1 | tee "$OUT_DIR/gpu_check.log"
 status=${PIPESTATUS[0]}

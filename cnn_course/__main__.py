@@ -1,7 +1,7 @@
 """The course's command line.
 
     python -m cnn_course run [LESSON ...] [--answers] [--quick] [-p NAME=VALUE ...] [--out DIR] [--backend NAME]
-    python -m cnn_course data status | fetch [NAME|all] | import NAME PATH
+    python -m cnn_course data status | fetch [NAME|all]
     python -m cnn_course strip [NOTEBOOK ...]
 
 Exit status: 0 when everything passed, 1 when a lesson or a data command
@@ -172,8 +172,8 @@ def build_parser():
 
     data = commands.add_parser(
         "data",
-        help="find, download or import the datasets",
-        description="Find, download or import the course's datasets.",
+        help="find or download the datasets",
+        description="Find or download the course's datasets.",
     )
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     status = actions.add_parser("status", help="list each dataset: where it was found, or how to get it")
@@ -184,12 +184,9 @@ def build_parser():
         "NAME, or `all`, every dataset the lessons use, in turn.",
     )
     fetch.add_argument(
-        "name", metavar="NAME", nargs="?", default="all", help="mnist, cifar10, dogs, vgg16, or all (the default)"
+        "name", metavar="NAME", nargs="?", default="all", help="mnist, cifar10, dogs, weights, or all (the default)"
     )
-    imp = actions.add_parser("import", help="bring a local file or folder into the data folder")
-    imp.add_argument("name", metavar="NAME")
-    imp.add_argument("src", metavar="PATH")
-    for sub in (status, fetch, imp):
+    for sub in (status, fetch):
         sub.set_defaults(handler=cmd_data, subparser=sub)
 
     strip = commands.add_parser(
@@ -486,21 +483,14 @@ def _data_error_line(exc) -> str:
 
 
 def cmd_data(args, parser, out):
-    """Run `data status|fetch|import`; return the exit status: 0, 1 for a data
+    """Run `data status|fetch`; return the exit status: 0, 1 for a data
     error (not found, unusable, not writable), 2 for a usage error (an unknown
     dataset, a bad setting). Errors are one line."""
     from cnn_course import data
 
-    if (
-        args.action in ("fetch", "import")
-        and args.name not in data.DATASETS
-        and not (args.action == "fetch" and args.name == "all")
-    ):
-        parser.error(
-            f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}"
-            + (", all" if args.action == "fetch" else "")
-        )
-    # fetch and import may import Keras to download or read a file: no TensorFlow start-up notices
+    if args.action == "fetch" and args.name not in data.DATASETS + ("all",):
+        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}, all")
+    # fetch may import Keras to download or read a file: no TensorFlow start-up notices
     with keras_check.quiet_tensorflow():
         try:
             _check_settings()  # a typo in any setting is a usage error, whatever the action
@@ -516,10 +506,8 @@ def cmd_data(args, parser, out):
                         out.write(f"{name}: {result}\n")
                         out.flush()
                 return EXIT_FAILED if failed else EXIT_OK
-            elif args.action == "fetch":
-                out.write(f"{args.name}: {data.fetch(args.name)}\n")
             else:
-                out.write(f"{args.name}: imported into {data.import_dataset(args.name, args.src)}\n")
+                out.write(f"{args.name}: {data.fetch(args.name)}\n")
         except data.SettingError as exc:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_USAGE

@@ -7,8 +7,9 @@ how to get the file. Whatever is read is checked (DataError names the file and w
 labelled stand-ins (``STAND-IN`` in the ``Data:`` line) are used only in quick mode. CONTRIBUTING.md
 says what each module holds. Set ``lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere.
 """
+# ruff: noqa: F401  (the names below are this package's interface)
 
-from . import backbones, images, install, lookup
+from . import backbones, formats, image_folders, images, install, loaders, lookup
 from .backbones import BACKBONES, backbone_weights, found_weights
 from .catalog import (
     CIFAR10_CLASSES,
@@ -25,10 +26,8 @@ from .catalog import (
     MNIST_SHA256,
     MNIST_URL,
     SPLITS,
-    VGG16_FILES,
-    VGG16_URL,
 )
-from .commands import dataset_status, fetch, fetch_all, import_dataset
+from .commands import dataset_status, fetch, fetch_all
 from .errors import DataError, DatasetNotFound, SettingError
 from .formats import write_cifar10_pickles
 from .image_folders import load_image_folder
@@ -36,57 +35,3 @@ from .images import SAMPLE_PHOTOS, load_sample_photos, read_images
 from .loaders import find_dog_images, load_cifar10, load_dog_images, load_lesson_data, load_mnist, standin_note
 from .lookup import REPO_DATA_DIR, REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
-
-__all__ = [
-    "CIFAR10_CLASSES",
-    "CIFAR10_FILE",
-    "CIFAR10_PICKLES",
-    "CIFAR10_SHA256",
-    "CIFAR10_URL",
-    "DATASETS",
-    "DOGS_FILE",
-    "DOGS_SHA256",
-    "DOGS_URL",
-    "IMAGE_EXTENSIONS",
-    "MNIST_FILE",
-    "MNIST_SHA256",
-    "MNIST_URL",
-    "SPLITS",
-    "VGG16_FILES",
-    "VGG16_URL",
-    "DataError",
-    "DatasetNotFound",
-    "SettingError",
-    "REPO_DATA_DIR",
-    "REPO_ROOT",
-    "data_dirs",
-    "keras_cache_dir",
-    "keras_home",
-    "offline",
-    "quick_mode",
-    "write_cifar10_pickles",
-    "SAMPLE_PHOTOS",
-    "load_sample_photos",
-    "read_images",
-    "load_image_folder",
-    "load_digits28",
-    "make_cifar10_standin",
-    "make_image_folder_standin",
-    "find_dog_images",
-    "load_cifar10",
-    "load_dog_images",
-    "load_lesson_data",
-    "load_mnist",
-    "standin_note",
-    "BACKBONES",
-    "backbone_weights",
-    "found_weights",
-    "dataset_status",
-    "fetch",
-    "fetch_all",
-    "import_dataset",
-    "backbones",
-    "images",
-    "install",
-    "lookup",
-]

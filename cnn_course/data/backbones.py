@@ -1,19 +1,18 @@
 """ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2), found like
-datasets, for ``keras.applications``; also the ``vgg16`` dataset of ``data fetch/import/status``.
+datasets (or downloaded through Keras where allowed), for ``keras.applications``.
 
 A weights file is looked for under its Keras name in ``$CNN_COURSE_DATA`` and the repo's ``data/``
 (each with its ``keras-models/`` and ``models/`` subfolders), then ``$KERAS_HOME/models``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from pathlib import Path
 
 from . import install, lookup
-from .catalog import VGG16_FILES
+from .catalog import LESSON_ALPHA, LESSON_BACKBONE
 from .errors import DataError, DatasetNotFound, one_line
 
 BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
@@ -27,7 +26,6 @@ BASE_URLS = {
 FIRST_LAYER = {"VGG16": "block1_conv1", "ResNet50": "conv1_conv", "MobileNetV2": "Conv1"}
 MOBILENET_WIDTHS = {112: 0.35, 160: 0.5, 240: 0.75, 320: 1.0, 416: 1.3, 448: 1.4}
 CLASS_INDEX_FILE = "imagenet_class_index.json"
-KNOWN_MD5 = {fname: md5 for fname, md5 in VGG16_FILES.values()}  # file name -> md5 of the official file
 NAME_RE = re.compile(
     r"^(?:(vgg16|resnet50)_weights_tf_dim_ordering_tf_kernels(_notop)?"
     r"|mobilenet_v2_weights_tf_dim_ordering_tf_kernels_([0-9.]+)_(\d+)(_no_top)?)\.h5$"
@@ -88,40 +86,41 @@ def find_weights(name):
 def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, quick=None, required=True):
     """Choose ``weights=`` for ``keras.applications.<backbone>`` and print one ``Weights:`` line.
 
-    In order: a found weights file (checked: check_h5); "imagenet" (Keras downloads it) unless offline or
-    quick; in quick mode None, random weights described as a STAND-IN. With ``required`` False a missing
-    file gives None in any mode. Returns (weights, description). Raises ValueError for an unknown
-    backbone or alpha, DataError for a damaged file, DatasetNotFound (offline, not quick, not found)."""
+    In order: a found weights file (checked: check_h5); unless offline or quick, one downloaded through
+    Keras into its cache; in quick mode None, random weights described as a STAND-IN. With ``required``
+    False a missing file (or a failed download) gives None in any mode. Returns (weights, description).
+    Raises ValueError for an unknown backbone or alpha, DataError for a damaged file, DatasetNotFound
+    (not quick, not found, offline or the download failed)."""
     backbone, alpha = check_backbone(backbone, alpha)
     name = weights_file_name(backbone, include_top, alpha, size)
     what = f"{describe(backbone, alpha)} ImageNet weights{' with the top' if include_top else ''}"
+    url, quick = BASE_URLS[backbone] + name, lookup.quick_mode(quick)
     path, looked = find_weights(name)
     if path is not None:
         check_h5(path)  # a damaged file is named here, not deep inside Keras
-    if path is not None and include_top and not install_class_index():
-        path, name = None, f"{name} and {CLASS_INDEX_FILE}"  # decode_predictions could not name the classes
-    url = BASE_URLS[backbone] + weights_file_name(backbone, include_top, alpha, size)
+        if include_top and not install_class_index():
+            path, name = None, f"{name} and {CLASS_INDEX_FILE}"  # decode_predictions could not name the classes
+    failed = f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}."
+    if path is None and not quick and not lookup.offline():
+        try:
+            path = install.get_file(url.rsplit("/", 1)[1], url, None, "models")
+            check_h5(path)
+        except DatasetNotFound as e:
+            failed = f"The download failed: {e}."
     if path is not None:
         weights, description = str(path), f"{what} (real, from {path})"
-    elif not lookup.quick_mode(quick) and not lookup.offline():
-        weights = "imagenet"
-        description = f"{what} (real; Keras downloads {name} into {lookup.keras_home() / 'models'})"
     elif not required:
-        weights, description = None, f"{what}: not found ({name}), so this step is left out"
-    elif lookup.quick_mode(quick):
+        reason = "" if quick or lookup.offline() else f"; {failed[:-1]}"
+        weights, description = None, f"{what}: not found ({name}{reason}), so this step is left out"
+    elif quick:
         weights = None
-        description = (
-            f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; "
-            f"`python -m cnn_course data import weights FILE` brings it in)"
-        )
+        default = (backbone, alpha) == (LESSON_BACKBONE, LESSON_ALPHA)
+        how = "`python -m cnn_course data fetch weights` gets it" if default else f"get it from {url}"
+        description = f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; {how})"
     else:
         lines = [f"The {what} were not found: {name}. Looked in, in order:"]
-        lines += [f"  {i}. {p}" for i, p in enumerate(looked, 1)]
-        lines.append(f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}.")
-        lines.append(
-            f"Get {name} ({url}) and put it in one of those folders, "
-            "or run `python -m cnn_course data import weights FILE`."
-        )
+        lines += [f"  {i}. {p}" for i, p in enumerate(looked, 1)] + [failed]
+        lines.append(f"Get {name} ({url}) and put it in one of those folders.")
         raise DatasetNotFound("\n".join(lines))
     print(f"Weights: {description}")
     return weights, description
@@ -146,17 +145,11 @@ def install_class_index():
         try:
             read_class_index(folder / CLASS_INDEX_FILE)
             target.parent.mkdir(parents=True, exist_ok=True)
-            install.install_copy(folder / CLASS_INDEX_FILE, target, read_class_index)
+            install.copy_file(folder / CLASS_INDEX_FILE, target)
             return True
         except (ValueError, OSError):
             continue
     return not lookup.offline()
-
-
-def file_md5(path: Path) -> str:
-    """The md5 hex digest of a file."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def check_h5(path: Path) -> tuple[list[str], int | None]:
@@ -193,12 +186,6 @@ def check_h5(path: Path) -> tuple[list[str], int | None]:
         raise
     except Exception as e:
         raise DataError(f"{path}: not a readable HDF5 weights file, truncated or corrupt ({one_line(e)})") from None
-    expected = KNOWN_MD5.get(Path(path).name)
-    if expected and file_md5(path) != expected:
-        raise DataError(
-            f"{path}: md5 {file_md5(path)} is not the md5 {expected} of the official {Path(path).name}; "
-            "the file is damaged, truncated or not those weights"
-        )
     return names, int(widths[0]) if widths else None
 
 
@@ -231,50 +218,3 @@ def found_weights():
             continue
         found += [p for p in entries if p.is_file() and NAME_RE.match(p.name) and p not in found]
     return found
-
-
-def check_loads(path, backbone, include_top, alpha):
-    """Load ``path`` into ``keras.applications.<backbone>`` as a lesson will; DataError with Keras's reason."""
-    from ..keras_check import import_keras
-
-    keras = import_keras()
-    kwargs = {"alpha": alpha} if backbone == "MobileNetV2" else {}
-    try:
-        getattr(keras.applications, backbone)(weights=str(path), include_top=include_top, **kwargs)
-    except Exception as e:
-        raise DataError(
-            f"{path}: does not load into {describe(backbone, alpha)} "
-            f"{'with' if include_top else 'without'} the top: {one_line(e)[:300]}"
-        ) from None
-    finally:
-        keras.backend.clear_session()
-
-
-def import_weights(src, dest_dir, backbone=None, load=True):
-    """Copy the weights file ``src`` into ``dest_dir`` under its Keras name (a MobileNetV2 file keeps the
-    input size of its name, else 224), checked (identify_weights_file; with ``load``, check_loads) before
-    it replaces anything. ``backbone`` names the one accepted. Raises DataError; nothing is copied then."""
-    src = Path(src)
-    if src.is_dir():
-        raise DataError(f"{src}: a folder; give the weights file itself (a Keras .h5 file)")
-    if not src.is_file():
-        raise DataError(f"{src}: expected a Keras .h5 weights file of {backbone or ', '.join(BACKBONES)}")
-    found, include_top, alpha = identify_weights_file(src)
-    if backbone and found != backbone:
-        raise DataError(f"{src}: {found} weights, not {backbone}'s")
-    match = NAME_RE.match(src.name)
-    size = int(match.group(4)) if match and match.group(4) else 224
-    dest = Path(dest_dir) / weights_file_name(found, include_top, alpha or 1.0, size)
-    install.check_not_shadowed(dest, [folder / dest.name for _, folder in weights_folders()])
-
-    def check(path):
-        if identify_weights_file(path) != (found, include_top, alpha):
-            raise DataError(f"{path}: changed while it was copied")
-        if load:
-            check_loads(path, found, include_top, alpha)
-
-    if src.resolve() != dest.resolve():
-        install.install_copy(src, dest, check)
-    else:
-        check(dest)
-    return dest

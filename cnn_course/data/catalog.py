@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-DATASETS = ("mnist", "cifar10", "dogs", "vgg16", "weights")
+DATASETS = ("mnist", "cifar10", "dogs", "weights")
 SPLITS = ("train", "valid", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -19,11 +19,6 @@ DOGS_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImage
 DOGS_SHA256 = None  # none published: the zip's layout, names and sizes are checked when unpacked
 # .tar.gz copies of a dogImages folder found where they lie (the second: the course's 10-breed subset)
 DOGS_TARBALLS = ("dogImages.tar.gz", "dogImages-imagewoof10.tar.gz")
-VGG16_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-VGG16_FILES = {  # include_top -> (file name, md5)
-    True: ("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"),
-    False: ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
-}
 # The weights the transfer-learning lessons use by default (what `data fetch weights` gets)
 LESSON_BACKBONE, LESSON_ALPHA = "MobileNetV2", 0.35
 CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
@@ -44,7 +39,6 @@ TITLES = {
     "mnist": "MNIST",
     "cifar10": "CIFAR-10",
     "dogs": "Dog-breed images (dogImages)",
-    "vgg16": "The VGG16 ImageNet weights",
     "weights": "ImageNet weights of a backbone",
 }
 GET = {
@@ -58,7 +52,6 @@ GET = {
         "a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them "
         "into ~/.keras/models where a network is available)"
     ),
-    "vgg16": f"{VGG16_FILES[True][0]} and/or {VGG16_FILES[False][0]} ({VGG16_URL}<file>)",
 }
 
 # Size limits: the real data fits them many times over; anything bigger is refused before it is

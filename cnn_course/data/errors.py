@@ -1,6 +1,11 @@
-"""The data layer's errors, and a message on one line."""
+"""The data layer's errors, and messages on one line."""
 
 from __future__ import annotations
+
+import tarfile
+import zlib
+
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)  # what reading a damaged tarball raises
 
 
 class DataError(ValueError):
@@ -21,8 +26,7 @@ def one_line(e: BaseException) -> str:
     return text or type(e).__name__
 
 
-def tar_detail(e: BaseException) -> str:
-    """ " (reason)" for a tar error worth detailing; "" for tarfile's many-line ReadError."""
-    import tarfile
-
-    return "" if isinstance(e, tarfile.ReadError) else f" ({one_line(e)})"
+def tar_error(path, e: BaseException) -> DataError:
+    """The one-line DataError for an unreadable tarball (tarfile's many-line ReadError left out)."""
+    detail = "" if isinstance(e, tarfile.ReadError) else f" ({one_line(e)})"
+    return DataError(f"{path}: not a readable tar archive, truncated or corrupt{detail}")

@@ -50,7 +50,8 @@ def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
 def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
     """{key: (shape, dtype)} from an .npz's array headers, nothing loaded. Raises DataError for an
     unreadable file, a missing key, an object array, or an array over ``max_bytes`` stored or declared."""
-    max_bytes = MAX_NPZ_ARRAY_BYTES if max_bytes is None else max_bytes
+    limit = MAX_NPZ_ARRAY_BYTES if max_bytes is None else max_bytes
+    over = "MiB limit for one array of this dataset"
     try:
         with zipfile.ZipFile(path) as z:
             infos = {i.filename[:-4]: i for i in z.infolist() if i.filename.endswith(".npy")}
@@ -59,26 +60,22 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
                 raise DataError(f"{path}: missing arrays {', '.join(missing)} (expected {', '.join(keys)})")
             out = {}
             for k in keys:
-                if infos[k].file_size > max_bytes:
+                if infos[k].file_size > limit:
                     raise DataError(
-                        f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the "
-                        f"{max_bytes / MiB:.0f} MiB limit for one array of this dataset"
+                        f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the {limit / MiB:.0f} {over}"
                     )
-                install.check_zip_member(path, infos[k], max_bytes, "one array of this dataset")
+                install.check_zip_member(path, infos[k], limit, "one array of this dataset")  # encrypted, a link
                 with z.open(infos[k]) as f:
-                    version = np.lib.format.read_magic(f)
-                    shape, _, dtype = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )(f)
+                    v = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
                 if dtype.hasobject:
                     raise DataError(f"{path}: array {k} holds Python objects, not numbers; refusing to unpickle it")
                 declared = int(np.prod(shape, dtype=object)) * dtype.itemsize  # exact, no overflow
-                if declared > max_bytes:
+                if declared > limit:
                     raise DataError(
-                        f"{path}: array {k} declares shape {shape} of {dtype}, {declared / MiB:.0f} "
-                        f"MiB, over the {max_bytes / MiB:.0f} MiB limit for one array of this dataset"
+                        f"{path}: array {k} declares shape {shape} of {dtype}, {declared / MiB:.0f} MiB, "
+                        f"over the {limit / MiB:.0f} {over}"
                     )
                 out[k] = (shape, dtype)
             return out
@@ -121,21 +118,10 @@ def check_mnist_npz(path: Path) -> None:
 class _CifarUnpickler(pickle.Unpickler):
     """Builds only dicts, lists, strings and NumPy arrays: a found file cannot run code."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-        ("copy_reg", "_reconstructor"),
-        ("copyreg", "_reconstructor"),
-        ("__builtin__", "object"),
-        ("builtins", "object"),
-    }
+    ALLOWED = {(f"numpy.{c}", n) for c in ("core.multiarray", "_core.multiarray") for n in ("_reconstruct", "scalar")}
+    ALLOWED |= {("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray")}
+    ALLOWED |= {("numpy", "dtype"), ("_codecs", "encode"), ("copy_reg", "_reconstructor")}
+    ALLOWED |= {("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object")}
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -172,33 +158,25 @@ def cifar_from_batches(batches: dict, source: Path):
     if missing:
         raise DataError(f"{source}: missing {', '.join(missing)} (CIFAR-10 has {', '.join(CIFAR10_PICKLES)})")
     parts = [read_cifar_batch(batches[f], f"{source}/{f}") for f in CIFAR10_PICKLES]
-    train = check_arrays(
-        np.concatenate([p[0] for p in parts[:5]]),
-        np.concatenate([p[1] for p in parts[:5]]),
-        (32, 32, 3),
-        10,
-        f"{source} (train)",
-        CIFAR10_CLASSES,
+    x_train, y_train = (np.concatenate([p[i] for p in parts[:5]]) for i in (0, 1))
+    return tuple(
+        check_arrays(x, y, (32, 32, 3), 10, f"{source} ({split})", CIFAR10_CLASSES)
+        for split, x, y in (("train", x_train, y_train), ("test", np.ascontiguousarray(parts[5][0]), parts[5][1]))
     )
-    test = check_arrays(
-        np.ascontiguousarray(parts[5][0]), parts[5][1], (32, 32, 3), 10, f"{source} (test)", CIFAR10_CLASSES
-    )
-    return train, test
 
 
 def pickles_in_folder(folder: Path) -> dict:
     """{name: bytes} of the CIFAR-10 batches (and batches.meta) in a folder, each within its limit."""
     batches = {}
     for f in (folder / name for name in CIFAR10_PICKLES + ("batches.meta",)):
-        if not f.is_file():
-            continue
         try:
-            if f.stat().st_size > MAX_CIFAR_PICKLE_BYTES:
+            if f.is_file() and f.stat().st_size > MAX_CIFAR_PICKLE_BYTES:
                 raise DataError(
-                    f"{f}: {f.stat().st_size / MiB:.0f} MiB, over the "
-                    f"{MAX_CIFAR_PICKLE_BYTES / MiB:.0f} MiB limit for one CIFAR-10 batch"
+                    f"{f}: {f.stat().st_size / MiB:.0f} MiB, over the {MAX_CIFAR_PICKLE_BYTES / MiB:.0f} MiB "
+                    "limit for one CIFAR-10 batch"
                 )
-            batches[f.name] = f.read_bytes()
+            if f.is_file():
+                batches[f.name] = f.read_bytes()
         except OSError as e:
             raise DataError(f"{f}: cannot be read ({e.strerror or e})") from None
     return batches

@@ -24,37 +24,33 @@ def _check_tree(names_by_split: dict, source, skipped) -> dict:
     tree = {s: names_by_split[s] for s in SPLITS if s in names_by_split}
     if not tree:
         raise DataError(f"{source}: no train/, valid/ or test/ folder with class folders in it")
-    first = next(iter(tree))
+    first = set(next(iter(tree.values())))
     for split, classes in tree.items():
+        empty = sorted(c for c, files in classes.items() if not files)
         if not classes:
             raise DataError(f"{source}/{split}: no class folders")
-        empty = sorted(c for c, files in classes.items() if not files)
         if empty:
             raise DataError(f"{source}/{split}: empty class folder(s) with no images: {', '.join(empty)}")
-        if set(classes) != set(tree[first]):
+        if set(classes) != first:
             raise DataError(
-                f"{source}: {split}/ and {first}/ have different class folders "
-                f"(only in {split}: {', '.join(sorted(set(classes) - set(tree[first]))) or 'none'}; "
-                f"missing from {split}: {', '.join(sorted(set(tree[first]) - set(classes))) or 'none'})"
+                f"{source}: {split}/ and {next(iter(tree))}/ have different class folders "
+                f"(only in {split}: {', '.join(sorted(set(classes) - first)) or 'none'}; "
+                f"missing from {split}: {', '.join(sorted(first - set(classes))) or 'none'})"
             )
     if skipped:
         warnings.warn(
-            f"{source}: skipped {len(skipped)} file(s) that are not images "
-            f"(by extension): {', '.join(map(str, skipped))}",
+            f"{source}: skipped {len(skipped)} file(s) that are not images (by extension): "
+            f"{', '.join(map(str, skipped))}",
             stacklevel=3,
         )
     return tree
 
 
-def split_result(classes_files: dict, shuffle: bool, seed: int, key_of=lambda f: f):
+def _listing(classes_files: dict, shuffle: bool, seed: int, key=None):
     """(files, int64 labels, sorted classes): files sorted within a class, then shuffled with ``seed``."""
     classes = sorted(classes_files)
-    files, labels = [], []
-    for label, c in enumerate(classes):
-        members = sorted(classes_files[c], key=key_of)
-        files += members
-        labels += [label] * len(members)
-    labels = np.asarray(labels, np.int64)
+    files = [f for c in classes for f in sorted(classes_files[c], key=key)]
+    labels = np.repeat(np.arange(len(classes), dtype=np.int64), [len(classes_files[c]) for c in classes])
     if shuffle:
         order = np.random.default_rng(seed).permutation(len(files))
         files, labels = [files[i] for i in order], labels[order]
@@ -65,7 +61,7 @@ def _scan(folder) -> list:
     """os.scandir(folder) as a list; DataError for a folder that cannot be read."""
     try:
         with os.scandir(folder) as it:
-            return list(it)
+            return sorted(it, key=lambda e: e.name)
     except OSError as e:
         raise DataError(f"{folder}: this folder cannot be read ({e.strerror or e})") from None
 
@@ -80,19 +76,15 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
     if not root.exists():
         raise DatasetNotFound(f"{root}: no such folder (expected {root}/train/<class>/<image>)")
     if not root.is_dir():
-        raise DataError(
-            f"{root}: a file, not a folder; unpack it first "
-            "(`python -m cnn_course data import NAME PATH` does that for known datasets)"
-        )
+        raise DataError(f"{root}: a file, not a folder; unpack it first")
     top, names_by_split, skipped = root.resolve(), {}, []
     for split in SPLITS:
-        folder = root / split
-        if folder.is_symlink():
-            install.check_link(folder, top)  # a link to a folder: refused
-        if not folder.is_dir():
+        if (root / split).is_symlink():
+            install.check_link(root / split, top)  # a link to a folder: refused
+        if not (root / split).is_dir():
             continue
         classes = names_by_split.setdefault(split, {})
-        for entry in sorted(_scan(folder), key=lambda e: e.name):
+        for entry in _scan(root / split):
             if entry.name.startswith("."):
                 continue
             if entry.is_symlink():
@@ -108,11 +100,8 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
                     install.check_link(Path(f.path), top)
                 (classes[entry.name] if f.is_file() and images.is_image_name(f.name) else skipped).append(Path(f.path))
     tree = _check_tree(names_by_split, root, skipped)
-    out = {}
-    for i, (split, classes_files) in enumerate(tree.items()):
-        paths, labels, classes = split_result(classes_files, shuffle, seed + i)
-        out[split] = {"paths": paths, "labels": labels, "classes": classes}
-    return out
+    listed = {split: _listing(classes, shuffle, seed + i) for i, (split, classes) in enumerate(tree.items())}
+    return {split: dict(zip(("paths", "labels", "classes"), v)) for split, v in listed.items()}
 
 
 def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image") -> dict:
@@ -124,56 +113,37 @@ def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image
 
     def place(member):
         parts = PurePosixPath(member.name).parts
-        if any(p.startswith(".") and p != "." for p in parts):
-            return None
         at = next((i for i, p in enumerate(parts) if p in SPLITS), None)
-        return None if at is None else (parts[at], parts[at + 1 :])
+        hidden = any(p.startswith(".") and p != "." for p in parts)
+        return None if at is None or hidden else (parts[at], parts[at + 1 :])
 
     def wanted(member):
         where = place(member)
         return where is not None and len(where[1]) == 2 and images.is_image_name(where[1][1])
 
     for member, data in install.read_tar(path, wanted, max_member, what):
-        where = place(member)
-        if where is None:
-            continue
-        split, rest = where
-        if member.isdir() and len(rest) == 1:
+        split, rest = place(member) or (None, ())
+        if split and member.isdir() and len(rest) == 1:
             names_by_split.setdefault(split, {}).setdefault(rest[0], [])
         elif data is not None:
             total += member.size
             if total > max_total:
-                raise DataError(
-                    f"{path}: its images add up to over the {max_total / MiB:.0f} MiB "
-                    f"limit for {what}s; refusing to read more"
-                )
+                raise DataError(f"{path}: its images add up to over the {max_total / MiB:.0f} MiB limit for {what}s")
             names_by_split.setdefault(split, {}).setdefault(rest[0], []).append((member.name, data))
-        elif member.isfile():
+        elif split and member.isfile():
             skipped.append(member.name)
     return _check_tree(names_by_split, path, skipped)
-
-
-def count_image_tree(root: Path) -> tuple[dict, int]:
-    """({split: number of images}, number of classes) of the tree ``root`` (load_image_folder's listing)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        listing = load_image_folder(root, shuffle=False)
-    return {s: len(v["paths"]) for s, v in listing.items()}, len(next(iter(listing.values()))["classes"])
 
 
 def decode_cifar_tree(source: Path, kind: str):
     """Decode a CIFAR-10 JPEG tree (folder or tarball) into shuffled arrays with a fixed seed;
     returns (train, test, bad) with bad naming the skipped images. Raises DataError."""
     if kind == "tree":
-        tree = {
-            s: (v["paths"], v["labels"], v["classes"], [str(p) for p in v["paths"]], v["paths"])
-            for s, v in load_image_folder(source, shuffle=False).items()
-        }
+        tree = {s: (v["paths"], v["labels"], v["classes"]) for s, v in load_image_folder(source, False).items()}
+        tree = {s: (*v, [str(p) for p in v[0]], v[0]) for s, v in tree.items()}
     else:
-        tree = {}
-        for split, classes_files in tar_tree(source).items():
-            files, labels, classes = split_result(classes_files, False, 0, key_of=lambda f: f[0])
-            tree[split] = (files, labels, classes, [f"{source}:{f[0]}" for f in files], [f[1] for f in files])
+        tree = {s: _listing(classes, False, 0, key=lambda f: f[0]) for s, classes in tar_tree(source).items()}
+        tree = {s: (*v, [f"{source}:{f[0]}" for f in v[0]], [f[1] for f in v[0]]) for s, v in tree.items()}
     for split in ("train", "test"):
         if split not in tree:
             raise DataError(f"{source}: no {split}/ folder (CIFAR-10 needs train/<class>/ and test/<class>/)")
@@ -187,18 +157,15 @@ def decode_cifar_tree(source: Path, kind: str):
     out, all_bad = [], []
     for k, split in enumerate(("train", "test")):
         _, labels, _, names, sources = tree[split]
-        x, bad = images.decode_many(
-            sources, (32, 32, 3), names, MAX_CIFAR_SIDE**2, MAX_CIFAR_IMAGE_BYTES, "a CIFAR-10 image (they are 32x32)"
-        )
+        what = "a CIFAR-10 image (they are 32x32)"
+        x, bad = images.decode_many(sources, (32, 32, 3), names, MAX_CIFAR_SIDE**2, MAX_CIFAR_IMAGE_BYTES, what)
         images.report_bad_images([b for _, b in bad], len(x), f"{source} ({split})")
         keep = np.ones(len(x), bool)
         keep[[i for i, _ in bad]] = False
-        x, labels = x[keep], labels[keep]
         all_bad += [b for _, b in bad]
-        order = np.random.default_rng(k).permutation(len(x))
-        out.append(
-            formats.check_arrays(x[order], labels[order], (32, 32, 3), 10, f"{source} ({split})", CIFAR10_CLASSES)
-        )
+        order = np.random.default_rng(k).permutation(int(keep.sum()))
+        x, labels = x[keep][order], labels[keep][order]
+        out.append(formats.check_arrays(x, labels, (32, 32, 3), 10, f"{source} ({split})", CIFAR10_CLASSES))
     return out[0], out[1], all_bad
 
 
@@ -207,7 +174,7 @@ def _cache_name(source: Path) -> tuple[str, str]:
     if source.is_file():
         sig = f"{source.stat().st_size}:{source.stat().st_mtime_ns}"
     else:
-        stats = [f.stat() for f in install.tree_files(source)[0]]
+        stats = [os.lstat(os.path.join(d, f)) for d, _, files in os.walk(source) for f in files]
         sig = f"{len(stats)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
     prefix = f"{source.name}.{hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]}."
     return prefix, f"{prefix}{hashlib.sha1(f'{sig}:{CACHE_VERSION}'.encode()).hexdigest()[:10]}.decoded.npz"
@@ -236,10 +203,9 @@ def read_cache(source: Path):
             warnings.warn(f"ignoring the damaged decode cache {path} ({one_line(e)}); decoding again", stacklevel=3)
             continue
         if len(a["bad"]):
+            bad = images.a_few(list(a["bad"]))
             warnings.warn(
-                f"{source}: skipped {len(a['bad'])} unusable image(s) when it was decoded: "
-                f"{images.a_few(list(a['bad']))}",
-                stacklevel=3,
+                f"{source}: skipped {len(a['bad'])} unusable image(s) when it was decoded: {bad}", stacklevel=3
             )
         return train, test, path
     return None
@@ -247,19 +213,14 @@ def read_cache(source: Path):
 
 def write_cache(source: Path, train, test, bad) -> Path | None:
     """Write the decode cache atomically into the first cache folder that takes it, removing older
-    caches of ``source`` there; None (warned) when none is writable."""
+    caches of ``source`` there; returns its path, or None (warned) when no folder is writable."""
     prefix, name = _cache_name(source)
     for d in cache_dirs(source):
         try:
             d.mkdir(parents=True, exist_ok=True)
             with install.temp_file(d, name) as (tmp, f):
                 np.savez(
-                    f,
-                    x_train=train[0],
-                    y_train=train[1],
-                    x_test=test[0],
-                    y_test=test[1],
-                    bad=np.asarray(bad, dtype=str),
+                    f, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1], bad=np.asarray(bad, str)
                 )
                 f.flush()
                 os.replace(tmp, d / name)
@@ -269,10 +230,9 @@ def write_cache(source: Path, train, test, bad) -> Path | None:
             if old.name != name:
                 old.unlink(missing_ok=True)
         return d / name
+    where = ", ".join(map(str, cache_dirs(source)))
     warnings.warn(
-        f"could not write a decode cache for {source} in any of "
-        f"{', '.join(map(str, cache_dirs(source)))}; it will be decoded again next time",
-        stacklevel=3,
+        f"could not write a decode cache for {source} in any of {where}; it is decoded again next time", stacklevel=3
     )
     return None
 

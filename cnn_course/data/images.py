@@ -25,10 +25,8 @@ def is_image_name(name: str) -> bool:
 
 
 def _pixels(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:g} megapixels"
     side = int(round(n**0.5))
-    return f"{side}x{side} pixels" if side * side == n else f"{n} pixels"
+    return f"{n / 1e6:g} megapixels" if n >= 1e6 else f"{side}x{side} pixels" if side * side == n else f"{n} pixels"
 
 
 def decode_one(src, size=None, max_pixels=MAX_PHOTO_PIXELS, max_bytes=MAX_PHOTO_BYTES, what="a photo"):
@@ -65,31 +63,28 @@ def decode_one(src, size=None, max_pixels=MAX_PHOTO_PIXELS, max_bytes=MAX_PHOTO_
 def decode_many(sources, shape, names, max_pixels, max_bytes, what):
     """Decode images already of ``shape`` into one uint8 array on a thread pool; return (x, bad) with
     bad a list of (index, "<name> <reason>") for images left as zeros."""
-    n = len(sources)
-    x = np.zeros((n, *shape), np.uint8)
+    x, h, w = np.zeros((len(sources), *shape), np.uint8), *shape[:2]
+
+    def one(i):
+        img = decode_one(sources[i], max_pixels=max_pixels, max_bytes=max_bytes, what=what)
+        if isinstance(img, str):
+            return i, f"{names[i]} {img}"
+        if img.shape != tuple(shape):
+            return i, f"{names[i]} is {img.shape[1]}x{img.shape[0]}, expected {w}x{h}"
+        x[i] = img
 
     def work(lo):
-        found = []
-        for i in range(lo, min(lo + 2000, n)):
-            img = decode_one(sources[i], max_pixels=max_pixels, max_bytes=max_bytes, what=what)
-            if isinstance(img, str):
-                found.append((i, f"{names[i]} {img}"))
-            elif img.shape != tuple(shape):
-                found.append((i, f"{names[i]} is {img.shape[1]}x{img.shape[0]}, expected {shape[1]}x{shape[0]}"))
-            else:
-                x[i] = img
-        return found
+        return [b for b in map(one, range(lo, min(lo + 2000, len(x)))) if b]
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        return x, [b for found in pool.map(work, range(0, n, 2000)) for b in found]
+        return x, [b for found in pool.map(work, range(0, len(x), 2000)) for b in found]
 
 
 def undecodable(paths, what="a photo") -> list[str]:
     """ "<file> <reason>" for each image in ``paths`` that cannot be decoded (within ``what``'s limits)."""
     with ThreadPoolExecutor(WORKERS) as pool:
-        return [
-            f"{p} {r}" for p, r in zip(paths, pool.map(lambda p: decode_one(p, what=what), paths)) if isinstance(r, str)
-        ]
+        found = pool.map(lambda p: decode_one(p, what=what), paths)
+        return [f"{p} {r}" for p, r in zip(paths, found) if isinstance(r, str)]
 
 
 def a_few(items, shown=5) -> str:
@@ -100,9 +95,7 @@ def a_few(items, shown=5) -> str:
 def report_bad_images(bad, total: int, source) -> None:
     """Warn about unusable images (``bad``), or raise DataError when over 1% of ``total``."""
     if len(bad) > BAD_IMAGE_LIMIT * total:
-        raise DataError(
-            f"{source}: {len(bad)} of {total} images are unusable (more than {BAD_IMAGE_LIMIT:.0%}): {a_few(bad)}"
-        )
+        raise DataError(f"{source}: {len(bad)} of {total} images are unusable (more than 1%): {a_few(bad)}")
     if bad:
         warnings.warn(f"{source}: skipped {len(bad)} unusable image(s) of {total}: {a_few(bad)}", stacklevel=3)
 
@@ -112,16 +105,12 @@ def read_images(paths, size=(224, 224), batch_size=64):
     decoded ahead on a thread pool. ValueError for a bad ``size`` or ``batch_size`` (at once),
     DataError naming the first file that cannot be decoded (or is over the photo limits)."""
     paths = [Path(p) for p in paths]
-    try:
-        h, w = size
-        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= 8192 for v in (h, w))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
+    whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(whole(v) and 1 <= v <= 8192 for v in size)):
         raise ValueError(f"size must be (height, width), two whole numbers from 1 to 8192; got {size!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not whole(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
-    return _batches(paths, (int(h), int(w)), batch_size)
+    return _batches(paths, (int(size[0]), int(size[1])), batch_size)
 
 
 def _batches(paths, size, batch_size):
@@ -150,10 +139,7 @@ def _photo_files(item: Path) -> list[Path]:
         raise DatasetNotFound(f"{item}: no such file or folder")
     if not item.is_dir():
         return [item]
-    files = sorted(
-        (p for p in item.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_name(p.name)),
-        key=lambda p: p.name,
-    )
+    files = sorted(p for p in item.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_name(p.name))
     if not files:
         raise DataError(f"{item}: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return files

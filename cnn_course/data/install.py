@@ -1,5 +1,5 @@
-"""Putting data in place safely: staging folders and one atomic install (a failed or interrupted command
-keeps the old copy), copies that follow no link out of a tree, archives read within size limits.
+"""Putting data in place safely: downloads through Keras, staging folders and one atomic install (a
+failed or interrupted command keeps the old copy), archives read or unpacked within size limits.
 Temporaries (``.tmp-cnn-course-*``) hold a ``flock``: removed on every way out, Ctrl-C included, or,
 once their process is gone, the next time their folder is written."""
 
@@ -10,40 +10,47 @@ import fcntl
 import os
 import shutil
 import stat
-import sys
 import tarfile
 import tempfile
-import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
 from . import lookup
-from .errors import DataError, one_line, tar_detail
+from .errors import TAR_ERRORS, DataError, DatasetNotFound, one_line, tar_error
 
 TEMP_PREFIX = ".tmp-cnn-course-"
 
 
-def sweep_stale(folder: Path) -> list[Path]:
-    """Remove the temporaries in ``folder`` whose flock is free (their process is gone); return them."""
-    removed = []
+def get_file(fname: str, url: str, file_hash: str | None, subdir: str = "datasets") -> Path:
+    """Download ``url`` as ``fname`` into the Keras cache with Keras's progress bar (or reuse a copy whose
+    hash matches); returns its path. Raises DatasetNotFound for a network failure, DataError for a bad download."""
+    import keras
+
+    try:
+        home = str(lookup.keras_home())
+        return Path(
+            keras.utils.get_file(fname=fname, origin=url, file_hash=file_hash, cache_dir=home, cache_subdir=subdir)
+        )
+    except ValueError as e:
+        raise DataError(f"the download of {url} is corrupt or incomplete ({one_line(e)})") from None
+    except Exception as e:  # Keras wraps HTTPError/URLError in a plain Exception
+        raise DatasetNotFound(f"Could not download {fname} from {url}: {one_line(e)}") from None
+
+
+def sweep_stale(folder: Path) -> None:
+    """Remove the temporaries in ``folder`` whose flock is free (their process is gone)."""
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             if not entry.name.startswith(TEMP_PREFIX) or entry.is_symlink():
                 continue
-            try:
+            with contextlib.suppress(OSError):
                 fd = os.open(entry.path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(entry.path) if entry.is_dir() else os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except OSError:  # locked: its process still works on it
-                pass
-            finally:
-                os.close(fd)
-    return removed
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: locked, still being written
+                    shutil.rmtree(entry.path) if entry.is_dir() else os.unlink(entry.path)
+                finally:
+                    os.close(fd)
 
 
 @contextlib.contextmanager
@@ -77,9 +84,8 @@ def temp_file(folder: Path, name: str):
 
 
 def install(new: Path, dest: Path, work: Path) -> Path:
-    """Put the checked ``new`` (inside staging folder ``work``) in place of ``dest``; the old copy is
-    moved into ``work`` first and put back if the second rename fails. Returns dest."""
-    check_same_kind(new.is_dir(), dest)
+    """Put the checked ``new`` (inside staging folder ``work``) in place of ``dest`` and return dest; the
+    old copy is moved into ``work`` first and put back if the second rename fails."""
     if not (dest.exists() or dest.is_symlink()) or (new.is_file() and not dest.is_dir()):
         os.replace(new, dest)
         return dest
@@ -92,85 +98,22 @@ def install(new: Path, dest: Path, work: Path) -> Path:
     return dest
 
 
-def install_copy(src: Path, dest: Path, check=None) -> Path:
-    """Copy the file or folder ``src`` to ``dest`` through a staging folder, ``check(copy)`` it, then replace."""
-    check_source(src)
-    check_same_kind(src.is_dir(), dest)
+def write_files(contents: dict, dest: Path) -> Path:
+    """Write {name: bytes} as the folder ``dest``, replacing what was there once all is written; returns dest."""
     with staging(dest.parent) as work:
-        new = (copy_tree if src.is_dir() else copy_file)(src, work / dest.name)
-        if check is not None:
-            with named_as(new, src):
-                check(new)
-        install(new, dest, work)
+        (work / dest.name).mkdir()
+        for name, data in contents.items():
+            (work / dest.name / name).write_bytes(data)
+        return install(work / dest.name, dest, work)
+
+
+def copy_file(src: Path, dest: Path) -> Path:
+    """Copy the file ``src`` to ``dest`` atomically (a temporary renamed into place); returns dest."""
+    with temp_file(dest.parent, dest.name) as (tmp, f), open(src, "rb") as source:
+        shutil.copyfileobj(source, f)
+        f.flush()
+        os.replace(tmp, dest)
     return dest
-
-
-def check_same_kind(is_dir: bool, dest: Path) -> None:
-    """Refuse (DataError) to replace ``dest`` by another kind: folder for file, anything for a special file."""
-    try:
-        mode = dest.stat().st_mode
-    except OSError:  # nothing there, or a dangling link (replaced)
-        return
-    if stat.S_ISDIR(mode) != is_dir or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-        found = "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else "a special file"
-        raise DataError(
-            f"refusing to replace {dest}: it is {found}, and the import is "
-            f"{'a folder' if is_dir else 'a file'}; move it away first"
-        )
-
-
-def check_source(src: Path) -> None:
-    """Refuse (DataError) a source that is not a regular file or folder before opening it (a FIFO blocks)."""
-    try:
-        mode = src.stat().st_mode
-    except OSError as e:
-        raise DataError(f"{src}: cannot be read ({e.strerror or e})") from None
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise DataError(
-            f"{src}: not a regular file or folder (a FIFO, socket or device); give the dataset's file itself"
-        )
-
-
-@contextlib.contextmanager
-def named_as(staged: Path, shown):
-    """Reword the DataErrors and warnings raised inside so they name ``shown``, not ``staged``."""
-    caught = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    except DataError as e:
-        raise DataError(str(e).replace(str(staged), str(shown))) from None
-    finally:
-        for w in caught:
-            warnings.warn_explicit(str(w.message).replace(str(staged), str(shown)), w.category, w.filename, w.lineno)
-
-
-def check_not_shadowed(dest: Path, candidates) -> None:
-    """Refuse (DataError) an import into ``dest`` that an existing earlier candidate would hide."""
-    order = [Path(os.path.abspath(c)) for c in candidates]
-    target = Path(os.path.abspath(dest))
-    for earlier in order[: order.index(target)] if target in order else []:
-        if earlier.exists() or earlier.is_symlink():
-            raise DataError(
-                f"refusing to import into {dest}: the lessons would still read {earlier}, "
-                "which comes before it in the search order; move or remove that first"
-            )
-
-
-def same_or_nested(src: Path, dest: Path) -> bool:
-    """True when ``src`` is ``dest``; DataError when one lies inside the other."""
-    s, d = src.resolve(), dest.resolve()
-    if s == d:
-        return True
-    if d.is_relative_to(s):
-        raise DataError(
-            f"refusing to import {src}: the data folder entry {dest} lies inside it; "
-            "move the data folder or the source elsewhere first"
-        )
-    if s.is_relative_to(d):
-        raise DataError(f"refusing to import {src}: it lies inside {dest}, which the import replaces")
-    return False
 
 
 def may_write(folder: Path) -> bool:
@@ -185,18 +128,6 @@ def may_write(folder: Path) -> bool:
         return False
 
 
-def writable_import_dir() -> Path:
-    """``data_dirs()[0]`` when writable, else the repo's data folder; DataError when neither is."""
-    for d in dict.fromkeys([lookup.data_dirs()[0], lookup.REPO_DATA_DIR]):
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=d).close()
-            return d
-        except OSError:
-            continue
-    raise DataError(f"no writable data folder among {', '.join(map(str, lookup.data_dirs()))}")
-
-
 def check_link(path: Path, top: Path) -> None:
     """Accept a link in a dataset tree only to a file inside ``top``; else DataError."""
     try:
@@ -206,68 +137,11 @@ def check_link(path: Path, top: Path) -> None:
             f"{path}: a symbolic link that leads nowhere or in a loop; dataset trees must hold real files"
         ) from None
     if target.is_dir():
-        raise DataError(
-            f"{path}: a symbolic link to a folder; dataset trees must hold real "
-            "folders (links to folders are not followed)"
-        )
+        raise DataError(f"{path}: a symbolic link to a folder; dataset trees must hold real folders (not followed)")
     if not target.is_file():
         raise DataError(f"{path}: a symbolic link to {target}, not a regular file; dataset trees must hold real files")
     if not target.is_relative_to(top):
         raise DataError(f"{path}: a symbolic link to {target}, outside {top}; dataset trees must hold their own files")
-
-
-def tree_files(root: Path) -> tuple[list[Path], list[Path]]:
-    """(files sorted, sub-folders) of ``root``, following no link out of or around it (see check_link)."""
-    top, found, folders, stack = root.resolve(), [], [], [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as e:
-            raise DataError(f"{folder}: cannot be read ({e.strerror or e})") from None
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.is_symlink():
-                check_link(path, top)
-                found.append(path)
-            elif entry.is_dir(follow_symlinks=False):
-                stack.append(path)
-                folders.append(path)
-            elif entry.is_file(follow_symlinks=False):
-                found.append(path)
-            else:
-                raise DataError(
-                    f"{path}: not a regular file (a FIFO, socket or device); dataset trees must hold real files"
-                )
-    return sorted(found), folders
-
-
-def copy_file(src: Path, dest: Path) -> Path:
-    """Copy the file ``src`` to ``dest``; DataError when it cannot be read."""
-    try:
-        shutil.copyfile(src, dest)
-    except PermissionError as e:
-        raise DataError(f"{src}: cannot be read ({e.strerror})") from None
-    return dest
-
-
-def copy_tree(src: Path, dest: Path) -> Path:
-    """Copy the folder ``src`` (checked by tree_files: links only to files inside) to the new ``dest``."""
-    tree_files(src)
-    try:
-        return Path(shutil.copytree(src, dest))
-    except shutil.Error as e:
-        raise DataError(f"{e.args[0][0][0]}: cannot be read ({e.args[0][0][2]})") from None
-
-
-def write_files(contents: dict, dest: Path) -> Path:
-    """Write {name: bytes} as the folder ``dest``, replacing what was there once all is written."""
-    with staging(dest.parent) as work:
-        (work / dest.name).mkdir()
-        for name, data in contents.items():
-            (work / dest.name / name).write_bytes(data)
-        install(work / dest.name, dest, work)
-    return dest
 
 
 def check_member(archive: Path, name: str, size: int, limit: int, what: str, is_file: bool = True) -> None:
@@ -299,29 +173,18 @@ def read_tar(path: Path, wanted, limit: int, what: str):
         with tarfile.open(path) as tar:
             for member in tar:
                 keep = member.isfile() and wanted(member)
-                check_member(
-                    path,
-                    member.name,
-                    member.size if keep else 0,
-                    limit,
-                    what,
-                    is_file=member.isfile() or member.isdir(),
-                )
+                size = member.size if keep else 0
+                check_member(path, member.name, size, limit, what, is_file=member.isfile() or member.isdir())
                 yield member, tar.extractfile(member).read() if keep else None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
+    except TAR_ERRORS as e:
+        raise tar_error(path, e) from None
 
 
 def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what: str) -> Path:
     """Unpack a zip or tar of an image tree (``train/`` at its top or in one folder) into ``work``,
-    every member checked first (names, links, encryption, sizes, duplicates); returns the tree's root."""
+    every member checked first (names, links, encryption, sizes, duplicates); returns the tree's root.
+    Raises DataError."""
     is_zip = zipfile.is_zipfile(archive)
-    if not hasattr(tarfile, "data_filter") and not is_zip:
-        raise DataError(
-            f"{archive}: unpacking a tarball safely needs Python 3.10.12, 3.11.4 or later "
-            f"(tarfile's extraction filters), this is {sys.version.split()[0]}; "
-            "upgrade Python, or unpack it yourself and import the folder"
-        )
     try:
         with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive) as opened:
             if is_zip:
@@ -348,13 +211,11 @@ def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what
             total = sum(size for _, size in sized)
             if total > max_total:
                 raise DataError(
-                    f"{archive}: unpacks to {total / 2**20:.0f} MiB, over the "
-                    f"{max_total / 2**20:.0f} MiB limit for {what}s"
+                    f"{archive}: unpacks to {total / 2**20:.0f} MiB, over the {max_total / 2**20:.0f} MiB limit for {what}s"
                 )
             opened.extractall(work, members, **({} if is_zip else {"filter": "data"}))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, NotImplementedError) as e:
-        detail = f" ({one_line(e)})" if is_zip else tar_detail(e)
-        raise DataError(
-            f"{archive}: not a readable {'zip file' if is_zip else 'tar archive'}, truncated or corrupt{detail}"
-        ) from None
+        if not is_zip:
+            raise tar_error(archive, e) from None
+        raise DataError(f"{archive}: not a readable zip file, truncated or corrupt ({one_line(e)})") from None
     return work / top if top else work

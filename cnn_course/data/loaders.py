@@ -105,8 +105,10 @@ def unpack_dogs(archive: Path, dest: Path) -> Path:
     with install.staging(dest.parent) as work:
         print(f"Unpacking {archive} into {dest} (once).", file=sys.stderr)
         root = install.unpack_tree(archive, work / "unpacked", MAX_PHOTO_BYTES, MAX_DOGS_ZIP_BYTES, "one dog photo")
-        with install.named_as(root, archive):
+        try:
             check_dog_tree(root, decode=True)
+        except DataError as e:  # named as the user's archive, not the staging folder
+            raise DataError(str(e).replace(str(root), str(archive))) from None
         install.install(root, dest, work)
     return dest
 
@@ -196,7 +198,10 @@ def load_dog_images(path=None, quick=None, seed=0):
         else:
             where = str(missing)
             root = _download("dogs", lambda line: DatasetNotFound(f"{where}\n{line}"))
-    counts, n_classes = image_folders.count_image_tree(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        listing = image_folders.load_image_folder(root, shuffle=False)
+    counts, n_classes = {s: len(v["paths"]) for s, v in listing.items()}, len(listing["train"]["classes"])
     split_counts = " / ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
     if real:
         description = f"Dog-breed images (real, {split_counts}, {n_classes} breeds, from {root})"

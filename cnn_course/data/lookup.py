@@ -7,11 +7,10 @@ import os
 import tarfile
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES
-from .errors import DataError, DatasetNotFound, SettingError, tar_detail
+from .errors import TAR_ERRORS, DataError, DatasetNotFound, SettingError, tar_error
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()  # False when installed from a wheel
@@ -23,23 +22,16 @@ def user_path(text: str, what: str) -> Path:
     try:
         return Path(text).expanduser()
     except RuntimeError:
-        raise SettingError(
-            f"{what}={text}: {str(text).split(os.sep, 1)[0]} is the home folder of no user "
-            "on this machine; give the folder's full path"
-        ) from None
+        user = str(text).split(os.sep, 1)[0]
+        raise SettingError(f"{what}={text}: {user} is the home folder of no user here; give the full path") from None
 
 
 def env_data_dir() -> Path | None:
     """The absolute folder ``$CNN_COURSE_DATA`` names, or None; SettingError when it names a file."""
     env = os.environ.get("CNN_COURSE_DATA", "").strip()
-    if not env:
-        return None
-    folder = user_path(env, "CNN_COURSE_DATA").absolute()
-    if folder.exists() and not folder.is_dir():
-        raise SettingError(
-            f"CNN_COURSE_DATA={env} names a file ({folder}), not a folder; "
-            "point it at the folder that holds the datasets"
-        )
+    folder = user_path(env, "CNN_COURSE_DATA").absolute() if env else None
+    if folder and folder.exists() and not folder.is_dir():
+        raise SettingError(f"CNN_COURSE_DATA={env} names a file ({folder}), not a folder of datasets")
     return folder
 
 
@@ -59,7 +51,7 @@ def keras_home() -> Path:
 
 
 def keras_cache_dir() -> Path:
-    """Where Keras keeps downloaded datasets: ``<keras home>/datasets``."""
+    """``<keras home>/datasets``, where Keras keeps downloaded datasets."""
     return keras_home() / "datasets"
 
 
@@ -111,19 +103,13 @@ def search_places(name: str) -> list[tuple[str, Path]]:
     ]
 
 
-def candidates(name: str) -> list[Path]:
-    """Every path looked at for dataset ``name``, in search order."""
-    return [folder / n for _, folder in search_places(name) for n in NAMES[name]]
-
-
 def not_found(name: str, looked: list[str], note: str = "") -> DatasetNotFound:
     """The one clear DatasetNotFound for ``name``: places looked, and how to get it."""
     lines = [f"{TITLES[name]} not found. Looked in, in order:"]
     lines += [f"  {i}. {place}" for i, place in enumerate(looked, 1)] + ([note] if note else [])
     lines.append(
         f"Get {GET[name]} and put it in {data_dirs()[0]} (or in the folder named by CNN_COURSE_DATA); "
-        f"or run `python -m cnn_course data fetch {name}` to download it, or "
-        f"`python -m cnn_course data import {name} PATH` to bring in a copy you already have."
+        f"or run `python -m cnn_course data fetch {name}` to download it."
     )
     return DatasetNotFound("\n".join(lines))
 
@@ -159,8 +145,8 @@ def detect(name: str, p: Path) -> str | None:
                     break
     except tarfile.ReadError:
         return None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{p}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
+    except TAR_ERRORS as e:
+        raise tar_error(p, e) from None
     return None
 
 

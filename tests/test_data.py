@@ -543,7 +543,7 @@ def test_find_dog_images_folder_and_zip(tmp_path, hermetic, monkeypatch):
     root = data.find_dog_images()
     assert root == hermetic / "dogImages"
     assert len(data.load_image_folder(root)["train"]["paths"]) == 2
-    monkeypatch.setattr(data.loaders, "unpack_dogs", lambda *a: pytest.fail("unzipped twice"))
+    monkeypatch.setattr(data.install, "unpack_tree", lambda *a: pytest.fail("unzipped twice"))
     assert data.find_dog_images() == root
 
 

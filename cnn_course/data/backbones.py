@@ -1,8 +1,7 @@
-"""ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2), found like
-datasets (or downloaded through Keras where allowed), for ``keras.applications``.
-
-A weights file is looked for under its Keras name in ``$CNN_COURSE_DATA`` and the repo's ``data/``
-(each with its ``keras-models/`` and ``models/`` subfolders), then ``$KERAS_HOME/models``."""
+"""ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2) for
+``keras.applications``: looked for under their Keras names in ``$CNN_COURSE_DATA`` and the repo's
+``data/`` (each with its ``keras-models/`` and ``models/`` subfolders), then ``$KERAS_HOME/models``;
+else downloaded through Keras where allowed."""
 
 from __future__ import annotations
 
@@ -38,16 +37,10 @@ def check_backbone(backbone, alpha=1.0):
         raise ValueError(f"BACKBONE must be one of {', '.join(BACKBONES)}, not {backbone!r}")
     if backbone != "MobileNetV2":
         return backbone, None
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        alpha = None
-    if alpha not in MOBILENET_ALPHAS:
-        raise ValueError(
-            f"ALPHA for MobileNetV2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} "
-            "(the widths with ImageNet weights)"
-        )
-    return backbone, alpha
+    if not isinstance(alpha, (int, float)) or float(alpha) not in MOBILENET_ALPHAS:
+        alphas = ", ".join(map(str, MOBILENET_ALPHAS))
+        raise ValueError(f"ALPHA for MobileNetV2 must be one of {alphas} (the widths with ImageNet weights)")
+    return backbone, float(alpha)
 
 
 def weights_file_name(backbone, include_top=False, alpha=1.0, size=224):
@@ -66,21 +59,10 @@ def describe(backbone, alpha):
 
 def weights_folders():
     """The (label, folder) places searched for weights files, in order."""
-    return [
-        (label, root / sub)
-        for label, root in lookup.search_places("weights")[:-1]
-        for sub in ("", "keras-models", "models")
-    ] + [("the Keras models cache", lookup.keras_home() / "models")]
-
-
-def find_weights(name):
-    """(path of the weights file ``name`` or None, the places looked)."""
-    looked = []
-    for label, folder in weights_folders():
-        looked.append(f"{folder / name} ({label})")
-        if (folder / name).is_file():
-            return folder / name, looked
-    return None, looked
+    places = [
+        (label, root / sub) for label, root in lookup.search_places()[:-1] for sub in ("", "keras-models", "models")
+    ]
+    return places + [("the Keras models cache", lookup.keras_home() / "models")]
 
 
 def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, quick=None, required=True):
@@ -95,7 +77,8 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
     name = weights_file_name(backbone, include_top, alpha, size)
     what = f"{describe(backbone, alpha)} ImageNet weights{' with the top' if include_top else ''}"
     url, quick = BASE_URLS[backbone] + name, lookup.quick_mode(quick)
-    path, looked = find_weights(name)
+    looked = [(folder / name, label) for label, folder in weights_folders()]
+    path = next((p for p, _ in looked if p.is_file()), None)
     if path is not None:
         check_h5(path)  # a damaged file is named here, not deep inside Keras
         if include_top and not install_class_index():
@@ -113,15 +96,16 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
         reason = "" if quick or lookup.offline() else f"; {failed[:-1]}"
         weights, description = None, f"{what}: not found ({name}{reason}), so this step is left out"
     elif quick:
-        weights = None
         default = (backbone, alpha) == (LESSON_BACKBONE, LESSON_ALPHA)
         how = "`python -m cnn_course data fetch weights` gets it" if default else f"get it from {url}"
-        description = f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; {how})"
+        weights, description = (
+            None,
+            f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; {how})",
+        )
     else:
         lines = [f"The {what} were not found: {name}. Looked in, in order:"]
-        lines += [f"  {i}. {p}" for i, p in enumerate(looked, 1)] + [failed]
-        lines.append(f"Get {name} ({url}) and put it in one of those folders.")
-        raise DatasetNotFound("\n".join(lines))
+        lines += [f"  {i}. {p} ({label})" for i, (p, label) in enumerate(looked, 1)] + [failed]
+        raise DatasetNotFound("\n".join(lines + [f"Get {name} ({url}) and put it in one of those folders."]))
     print(f"Weights: {description}")
     return weights, description
 
@@ -139,13 +123,12 @@ def install_class_index():
     """Copy a complete ``imagenet_class_index.json`` found in weights_folders into ``$KERAS_HOME/models``
     (where decode_predictions reads it) when missing there; True when it is there or may be downloaded."""
     target = lookup.keras_home() / "models" / CLASS_INDEX_FILE
-    if target.is_file():
-        return True
-    for _, folder in weights_folders():
+    for folder in [target.parent] + [folder for _, folder in weights_folders()]:
         try:
             read_class_index(folder / CLASS_INDEX_FILE)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            install.copy_file(folder / CLASS_INDEX_FILE, target)
+            if folder != target.parent:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                install.copy_file(folder / CLASS_INDEX_FILE, target)
             return True
         except (ValueError, OSError):
             continue
@@ -153,68 +136,46 @@ def install_class_index():
 
 
 def check_h5(path: Path) -> tuple[list[str], int | None]:
-    """Check a Keras .h5 weights file: HDF5 signature, readable, no external links, the md5 of the official
-    file where known (KNOWN_MD5). Returns (layer names, MobileNetV2's block_16_project width or None)."""
+    """Check a Keras .h5 weights file: HDF5 signature, readable, no external links (a small stub could read
+    any file as its weights). Returns (layer names, MobileNetV2's block_16_project width or None)."""
     try:
         with open(path, "rb") as f:
             if f.read(8) != b"\x89HDF\r\n\x1a\n":
-                raise DataError(
-                    f"{path}: not a readable Keras .h5 weights file: not an HDF5 file (no HDF5 signature at its start)"
-                )
+                raise DataError(f"{path}: not a readable Keras .h5 weights file: not an HDF5 file (no HDF5 signature)")
         import h5py
 
         with h5py.File(path, "r") as f:
-            groups = [f]
-            while groups:  # an external link makes a small stub read any file as its weights
-                group = groups.pop()
-                for name in group:
-                    link = group.get(name, getlink=True)
-                    if isinstance(link, h5py.ExternalLink):
-                        raise DataError(
-                            f"{path}: {group.name.rstrip('/')}/{name} is a link to {link.filename}; "
-                            "refusing weights that read other files"
-                        )
-                    if isinstance(link, h5py.HardLink) and isinstance(group.get(name), h5py.Group):
-                        groups.append(group[name])
+            link = f.visititems_links(lambda name, link: name if isinstance(link, h5py.ExternalLink) else None)
+            if link:
+                target = f.get(link, getlink=True).filename
+                raise DataError(f"{path}: /{link} is a link to {target}; refusing weights that read other files")
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])]
-            widths = (
-                [f["block_16_project"][k].shape[-1] for k in f["block_16_project"].attrs.get("weight_names", [])]
-                if "block_16_project" in names
-                else []
-            )
+            kernels = f["block_16_project"].attrs.get("weight_names", []) if "block_16_project" in names else []
+            width = f["block_16_project"][kernels[0]].shape[-1] if len(kernels) else None
     except DataError:
         raise
     except Exception as e:
         raise DataError(f"{path}: not a readable HDF5 weights file, truncated or corrupt ({one_line(e)})") from None
-    return names, int(widths[0]) if widths else None
+    return names, None if width is None else int(width)
 
 
 def identify_weights_file(path):
-    """(backbone, include_top, alpha or None) of a Keras .h5 weights file, from its layers (check_h5)."""
+    """(backbone, include_top, alpha or None) of a Keras .h5 weights file, from its layers (check_h5);
+    DataError for weights of none of BACKBONES or of a MobileNetV2 width without ImageNet weights."""
     names, width = check_h5(Path(path))
     backbone = next((b for b, layer in FIRST_LAYER.items() if layer in names), None)
     if backbone is None:
-        raise DataError(
-            f"{path}: not the weights of {', '.join(BACKBONES)} (none of the layers {', '.join(FIRST_LAYER.values())})"
-        )
-    alpha = None
-    if backbone == "MobileNetV2":
-        alpha = MOBILENET_WIDTHS.get(width)
-        if alpha is None:
-            raise DataError(
-                f"{path}: MobileNetV2 weights of a width without ImageNet weights "
-                f"(block_16_project has {width} filters)"
-            )
+        layers = ", ".join(FIRST_LAYER.values())
+        raise DataError(f"{path}: not the weights of {', '.join(BACKBONES)} (none of the layers {layers})")
+    alpha = MOBILENET_WIDTHS.get(width) if backbone == "MobileNetV2" else None
+    if backbone == "MobileNetV2" and alpha is None:
+        raise DataError(f"{path}: MobileNetV2 weights of a width without ImageNet weights ({width} filters)")
     return backbone, "predictions" in names, alpha
 
 
 def found_weights():
     """The Keras weights files of BACKBONES in weights_folders, by their Keras names (nothing opened)."""
     found = []
-    for _, folder in weights_folders():
-        try:
-            entries = sorted(folder.iterdir())
-        except OSError:
-            continue
-        found += [p for p in entries if p.is_file() and NAME_RE.match(p.name) and p not in found]
+    for folder in (folder for _, folder in weights_folders() if folder.is_dir()):
+        found += [p for p in sorted(folder.iterdir()) if p.is_file() and NAME_RE.match(p.name) and p not in found]
     return found

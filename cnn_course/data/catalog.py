@@ -26,13 +26,8 @@ CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # the hash Keras's decode_
 
 NAMES = {  # what is looked for in each place, in order
     "mnist": (MNIST_FILE,),
-    "cifar10": (
-        "cifar-10-batches-py",
-        "cifar-10-batches-py-target/cifar-10-batches-py",
-        CIFAR10_FILE,
-        "cifar10-jpeg",
-        "cifar10-jpeg.tar.gz",
-    ),
+    "cifar10": ("cifar-10-batches-py", "cifar-10-batches-py-target/cifar-10-batches-py", CIFAR10_FILE)
+    + ("cifar10-jpeg", "cifar10-jpeg.tar.gz"),
     "dogs": ("dogImages", DOGS_FILE) + DOGS_TARBALLS,
 }
 TITLES = {
@@ -41,17 +36,12 @@ TITLES = {
     "dogs": "Dog-breed images (dogImages)",
     "weights": "ImageNet weights of a backbone",
 }
-GET = {
+GET = {  # what to get, for the messages
     "mnist": f"{MNIST_FILE} ({MNIST_URL})",
-    "cifar10": (
-        f"{CIFAR10_FILE} ({CIFAR10_URL}; its unpacked cifar-10-batches-py/ "
-        "folder, or a JPEG tree cifar10-jpeg/ or cifar10-jpeg.tar.gz, works too)"
-    ),
+    "cifar10": f"{CIFAR10_FILE} ({CIFAR10_URL}; its cifar-10-batches-py/, or a JPEG tree cifar10-jpeg/ "
+    "or cifar10-jpeg.tar.gz, works too)",
     "dogs": f"{DOGS_FILE} ({DOGS_URL}; the unzipped dogImages/ folder, or a .tar.gz of it, works too)",
-    "weights": (
-        "a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them "
-        "into ~/.keras/models where a network is available)"
-    ),
+    "weights": "a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them where online)",
 }
 
 # Size limits: the real data fits them many times over; anything bigger is refused before it is

@@ -57,13 +57,17 @@ def _listing(classes_files: dict, shuffle: bool, seed: int, key=None):
     return files, labels, classes
 
 
-def _scan(folder) -> list:
-    """os.scandir(folder) as a list; DataError for a folder that cannot be read."""
+def _entries(folder, top: Path) -> list:
+    """The entries of ``folder`` but hidden ones, by name, links checked (install.check_link); DataError
+    for a folder that cannot be read."""
     try:
         with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: e.name)
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
     except OSError as e:
         raise DataError(f"{folder}: this folder cannot be read ({e.strerror or e})") from None
+    for e in (e for e in entries if e.is_symlink()):
+        install.check_link(Path(e.path), top)  # refuses links to folders, and out of the tree
+    return entries
 
 
 def load_image_folder(root, shuffle=True, seed=0) -> dict:
@@ -83,21 +87,13 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
             install.check_link(root / split, top)  # a link to a folder: refused
         if not (root / split).is_dir():
             continue
-        classes = names_by_split.setdefault(split, {})
-        for entry in _scan(root / split):
-            if entry.name.startswith("."):
-                continue
-            if entry.is_symlink():
-                install.check_link(Path(entry.path), top)  # refuses links to folders
+        classes = names_by_split[split] = {}
+        for entry in _entries(root / split, top):
             if not entry.is_dir(follow_symlinks=False):
                 skipped.append(Path(entry.path))
                 continue
             classes[entry.name] = []
-            for f in _scan(entry.path):
-                if f.name.startswith("."):
-                    continue
-                if f.is_symlink():
-                    install.check_link(Path(f.path), top)
+            for f in _entries(entry.path, top):
                 (classes[entry.name] if f.is_file() and images.is_image_name(f.name) else skipped).append(Path(f.path))
     tree = _check_tree(names_by_split, root, skipped)
     listed = {split: _listing(classes, shuffle, seed + i) for i, (split, classes) in enumerate(tree.items())}
@@ -139,33 +135,30 @@ def decode_cifar_tree(source: Path, kind: str):
     """Decode a CIFAR-10 JPEG tree (folder or tarball) into shuffled arrays with a fixed seed;
     returns (train, test, bad) with bad naming the skipped images. Raises DataError."""
     if kind == "tree":
-        tree = {s: (v["paths"], v["labels"], v["classes"]) for s, v in load_image_folder(source, False).items()}
-        tree = {s: (*v, [str(p) for p in v[0]], v[0]) for s, v in tree.items()}
+        listing = load_image_folder(source, shuffle=False)
+        tree = {s: (v["labels"], v["classes"], [str(p) for p in v["paths"]], v["paths"]) for s, v in listing.items()}
     else:
-        tree = {s: _listing(classes, False, 0, key=lambda f: f[0]) for s, classes in tar_tree(source).items()}
-        tree = {s: (*v, [f"{source}:{f[0]}" for f in v[0]], [f[1] for f in v[0]]) for s, v in tree.items()}
+        listing = {s: _listing(classes, False, 0, key=lambda f: f[0]) for s, classes in tar_tree(source).items()}
+        tree = {s: (y, c, [f"{source}:{n}" for n, _ in f], [b for _, b in f]) for s, (f, y, c) in listing.items()}
     for split in ("train", "test"):
         if split not in tree:
             raise DataError(f"{source}: no {split}/ folder (CIFAR-10 needs train/<class>/ and test/<class>/)")
-        if tuple(tree[split][2]) != CIFAR10_CLASSES:
-            raise DataError(
-                f"{source}/{split}: class folders are {', '.join(tree[split][2])}; "
-                f"CIFAR-10 needs exactly {', '.join(CIFAR10_CLASSES)}"
-            )
+        if tuple(tree[split][1]) != CIFAR10_CLASSES:
+            found, needed = ", ".join(tree[split][1]), ", ".join(CIFAR10_CLASSES)
+            raise DataError(f"{source}/{split}: class folders are {found}; CIFAR-10 needs exactly {needed}")
     if "valid" in tree:
         warnings.warn(f"{source}: ignoring valid/ (CIFAR-10 has train and test only)", stacklevel=3)
-    out, all_bad = [], []
+    out, all_bad, what = [], [], "a CIFAR-10 image (they are 32x32)"
     for k, split in enumerate(("train", "test")):
-        _, labels, _, names, sources = tree[split]
-        what = "a CIFAR-10 image (they are 32x32)"
+        labels, _, names, sources = tree[split]
         x, bad = images.decode_many(sources, (32, 32, 3), names, MAX_CIFAR_SIDE**2, MAX_CIFAR_IMAGE_BYTES, what)
         images.report_bad_images([b for _, b in bad], len(x), f"{source} ({split})")
         keep = np.ones(len(x), bool)
         keep[[i for i, _ in bad]] = False
         all_bad += [b for _, b in bad]
         order = np.random.default_rng(k).permutation(int(keep.sum()))
-        x, labels = x[keep][order], labels[keep][order]
-        out.append(formats.check_arrays(x, labels, (32, 32, 3), 10, f"{source} ({split})", CIFAR10_CLASSES))
+        x, labels, where = x[keep][order], labels[keep][order], f"{source} ({split})"
+        out.append(formats.check_arrays(x, labels, (32, 32, 3), 10, where, CIFAR10_CLASSES))
     return out[0], out[1], all_bad
 
 
@@ -180,42 +173,32 @@ def _cache_name(source: Path) -> tuple[str, str]:
     return prefix, f"{prefix}{hashlib.sha1(f'{sig}:{CACHE_VERSION}'.encode()).hexdigest()[:10]}.decoded.npz"
 
 
-def cache_dirs(source: Path) -> list[Path]:
-    """Decode-cache folders, preferred first: the repo's data folder, the source's, the Keras cache."""
+def load_cifar_tree(source: Path, kind: str):
+    """(train, test, note) of a CIFAR-10 JPEG tree through its decode cache, looked for (and written atomically
+    into the first that takes it) in the repo's data folder, the source's folder and the Keras cache; a
+    damaged cache is warned about and decoded again. The note says where the cache is. Raises DataError."""
+    (prefix, name), check = _cache_name(source), formats.check_arrays
     dirs = [lookup.REPO_DATA_DIR] if lookup.REPO_DATA_DIR.is_dir() else []
-    return list(dict.fromkeys(dirs + [source.parent, lookup.keras_cache_dir()]))
-
-
-def read_cache(source: Path):
-    """(train, test, cache path) from a valid decode cache of ``source``, or None (a damaged one is warned)."""
-    name = _cache_name(source)[1]
-    for path in (d / name for d in cache_dirs(source)):
+    dirs = list(dict.fromkeys(dirs + [source.parent, lookup.keras_cache_dir()]))
+    for path in (d / name for d in dirs):
         install.sweep_stale(path.parent)
         if not path.is_file():
             continue
         try:
             a = formats.read_npz(path, CIFAR_KEYS + ("bad",))
-            train, test = (
-                formats.check_arrays(a[f"x_{s}"], a[f"y_{s}"], (32, 32, 3), 10, str(path), CIFAR10_CLASSES)
-                for s in ("train", "test")
-            )
+            train, test = (check(a[f"x_{s}"], a[f"y_{s}"], (32, 32, 3), 10, str(path)) for s in ("train", "test"))
         except Exception as e:
-            warnings.warn(f"ignoring the damaged decode cache {path} ({one_line(e)}); decoding again", stacklevel=3)
+            warnings.warn(f"ignoring the damaged decode cache {path} ({one_line(e)}); decoding again", stacklevel=2)
             continue
         if len(a["bad"]):
-            bad = images.a_few(list(a["bad"]))
-            warnings.warn(
-                f"{source}: skipped {len(a['bad'])} unusable image(s) when it was decoded: {bad}", stacklevel=3
-            )
-        return train, test, path
-    return None
-
-
-def write_cache(source: Path, train, test, bad) -> Path | None:
-    """Write the decode cache atomically into the first cache folder that takes it, removing older
-    caches of ``source`` there; returns its path, or None (warned) when no folder is writable."""
-    prefix, name = _cache_name(source)
-    for d in cache_dirs(source):
+            bad = f"skipped {len(a['bad'])} unusable image(s) when it was decoded: {images.a_few(list(a['bad']))}"
+            warnings.warn(f"{source}: {bad}", stacklevel=2)
+        return train, test, f"JPEG copy, decoded cache {path}"
+    print(
+        f"Decoding the CIFAR-10 JPEG images in {source} once; the arrays are cached for later loads.", file=sys.stderr
+    )
+    train, test, bad = decode_cifar_tree(source, kind)
+    for d in dirs:
         try:
             d.mkdir(parents=True, exist_ok=True)
             with install.temp_file(d, name) as (tmp, f):
@@ -226,25 +209,11 @@ def write_cache(source: Path, train, test, bad) -> Path | None:
                 os.replace(tmp, d / name)
         except OSError:
             continue
-        for old in d.glob(f"{prefix}*.decoded.npz"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-        return d / name
-    where = ", ".join(map(str, cache_dirs(source)))
+        for old in (old for old in d.glob(f"{prefix}*.decoded.npz") if old.name != name):
+            old.unlink(missing_ok=True)
+        return train, test, f"JPEG copy, decoded and cached in {d / name}"
+    where = ", ".join(map(str, dirs))
     warnings.warn(
-        f"could not write a decode cache for {source} in any of {where}; it is decoded again next time", stacklevel=3
+        f"could not write a decode cache for {source} in any of {where}; decoding it again next time", stacklevel=2
     )
-    return None
-
-
-def load_cifar_tree(source: Path, kind: str):
-    """(train, test, note) of a CIFAR-10 JPEG tree through its decode cache; note says where it is."""
-    cached = read_cache(source)
-    if cached:
-        return cached[0], cached[1], f"JPEG copy, decoded cache {cached[2]}"
-    print(
-        f"Decoding the CIFAR-10 JPEG images in {source} once; the arrays are cached for later loads.", file=sys.stderr
-    )
-    train, test, bad = decode_cifar_tree(source, kind)
-    path = write_cache(source, train, test, bad)
-    return train, test, f"JPEG copy, decoded{f' and cached in {path}' if path else ''}"
+    return train, test, "JPEG copy, decoded"

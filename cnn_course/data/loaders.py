@@ -50,9 +50,8 @@ def load_mnist(path=None, download=True):
 
 
 def load_cifar10(path=None, download=True):
-    """CIFAR-10 from its pickles (folder or tarball) or a JPEG tree (folder or .tar.gz, decoded once and
-    cached), in the search order, downloaded as load_mnist: ((x_train, y_train), (x_test, y_test)),
-    uint8, labels 0-9 as CIFAR10_CLASSES. Raises DatasetNotFound, DataError."""
+    """CIFAR-10 as load_mnist, labels as CIFAR10_CLASSES, from its pickles (folder or tarball) or a JPEG
+    tree (folder or .tar.gz, decoded once and cached). Raises DatasetNotFound, DataError."""
     return load_named("cifar10", path, download)[0]
 
 
@@ -99,33 +98,16 @@ def standin_note(description):
 # ---------------------------------------------------------------- the dog-breed images
 
 
-def unpack_dogs(archive: Path, dest: Path) -> Path:
-    """Unpack ``dogImages.zip`` or a ``.tar.gz`` of the folder into ``dest`` through a staging folder,
-    members and every image checked before it replaces anything. Raises DataError, OSError."""
-    with install.staging(dest.parent) as work:
-        print(f"Unpacking {archive} into {dest} (once).", file=sys.stderr)
-        root = install.unpack_tree(archive, work / "unpacked", MAX_PHOTO_BYTES, MAX_DOGS_ZIP_BYTES, "one dog photo")
-        try:
-            check_dog_tree(root, decode=True)
-        except DataError as e:  # named as the user's archive, not the staging folder
-            raise DataError(str(e).replace(str(root), str(archive))) from None
-        install.install(root, dest, work)
-    return dest
-
-
-def _check_splits(root: Path) -> None:
+def check_dog_tree(root: Path, decode: bool = False) -> dict:
+    """Check a dogImages tree's layout (the same breeds in train/valid/test, none empty, no links out)
+    and, with ``decode``, every image within the photo limits. Returns its listing (load_image_folder,
+    unshuffled); raises DataError."""
     missing = [s for s in SPLITS if not (root / s).is_dir()]
     if missing:
         raise DataError(
             f"{root}: no {', '.join(s + '/' for s in missing)} folder "
             "(expected train/, valid/ and test/ with one folder per breed)"
         )
-
-
-def check_dog_tree(root: Path, decode: bool = False) -> Path:
-    """Check a dogImages tree's layout (the same breeds in train/valid/test, none empty, no links out)
-    and, with ``decode``, every image within the photo limits. Returns root; raises DataError."""
-    _check_splits(root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         listing = image_folders.load_image_folder(root, shuffle=False)
@@ -133,30 +115,33 @@ def check_dog_tree(root: Path, decode: bool = False) -> Path:
     bad = images.undecodable(paths, "one dog photo")
     if bad:
         raise DataError(f"{root}: {len(bad)} of {len(paths)} images cannot be used: {images.a_few(bad)}")
-    return root
+    return listing
 
 
 def _unpacked(archive: Path) -> Path:
-    """The tree of a dogImages archive, unpacked once into the first writable of the data folders, the
-    Keras cache and the archive's folder (last: it may be shared); an earlier copy is reused."""
-    name = next(
-        (archive.name[: -len(s)] for s in (".zip", ".tar.gz", ".tgz", ".tar") if archive.name.endswith(s)), archive.name
+    """The tree of a dogImages archive, unpacked once (through a staging folder, members and every image
+    checked first) into the first writable of the data folders, the Keras cache and the archive's
+    folder (last: it may be shared); an earlier copy is reused. Raises DataError."""
+    name = next((archive.name[: -len(s)] for s in (".zip", ".tar.gz", ".tgz", ".tar") if archive.name.endswith(s)), "")
+    folders = [d for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()]) if d != archive.parent]
+    for d in folders + [archive.parent]:
+        if (d / (name or archive.name) / "train").is_dir():
+            return d / (name or archive.name)
+    for dest in (d / (name or archive.name) for d in folders + [archive.parent] if install.may_write(d)):
+        try:
+            with install.staging(dest.parent) as work:
+                print(f"Unpacking {archive} into {dest} (once).", file=sys.stderr)
+                root = install.unpack_tree(archive, work / "new", MAX_PHOTO_BYTES, MAX_DOGS_ZIP_BYTES, "one dog photo")
+                try:
+                    check_dog_tree(root, decode=True)
+                except DataError as e:  # named as the user's archive, not the staging folder
+                    raise DataError(str(e).replace(str(root), str(archive))) from None
+                return install.install(root, dest, work)
+        except OSError:
+            continue
+    raise DataError(
+        f"could not unpack {archive}: none of {', '.join(map(str, folders + [archive.parent]))} is writable"
     )
-    folders = [
-        d
-        for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()])
-        if d.resolve() != archive.parent.resolve()
-    ] + [archive.parent]
-    for d in folders:
-        if (d / name / "train").is_dir():
-            return d / name
-    for d in folders:
-        if install.may_write(d):
-            try:
-                return unpack_dogs(archive, d / name)
-            except OSError:
-                continue
-    raise DataError(f"could not unpack {archive}: none of {', '.join(map(str, folders))} is writable")
 
 
 def find_dog_images(path=None) -> Path:
@@ -167,7 +152,9 @@ def find_dog_images(path=None) -> Path:
     if kind is None:
         raise lookup.not_found("dogs", looked)
     root = _unpacked(source) if kind in ("zip", "tar") else source
-    _check_splits(root)
+    missing = [s for s in SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder (expected train/, valid/ and test/)")
     return root
 
 
@@ -198,11 +185,9 @@ def load_dog_images(path=None, quick=None, seed=0):
         else:
             where = str(missing)
             root = _download("dogs", lambda line: DatasetNotFound(f"{where}\n{line}"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        listing = image_folders.load_image_folder(root, shuffle=False)
-    counts, n_classes = {s: len(v["paths"]) for s, v in listing.items()}, len(listing["train"]["classes"])
-    split_counts = " / ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
+    listing = check_dog_tree(root)
+    split_counts = " / ".join(f"{len(listing[s]['paths'])} {s}" for s in SPLITS)
+    n_classes = len(listing["train"]["classes"])
     if real:
         description = f"Dog-breed images (real, {split_counts}, {n_classes} breeds, from {root})"
     else:

@@ -1,37 +1,21 @@
 """Finding, loading, checking and caching the course's datasets; import the public names from here.
 
 Datasets are looked for in this order: the ``path`` argument; ``$CNN_COURSE_DATA``; the repo's
-``data/`` folder; the Keras cache (``$KERAS_HOME/datasets``, both CIFAR-10 layouts); then a download
-through Keras unless ``CNN_COURSE_OFFLINE=1``; else one DatasetNotFound listing every place looked and
-how to get the file. Whatever is read is checked (DataError names the file and what is wrong);
-labelled stand-ins (``STAND-IN`` in the ``Data:`` line) are used only in quick mode. CONTRIBUTING.md
-says what each module holds. Set ``lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere.
-"""
-# ruff: noqa: F401  (the names below are this package's interface)
+``data/`` folder; the Keras cache (``$KERAS_HOME/datasets``); then a download through Keras unless
+``CNN_COURSE_OFFLINE=1``; else one DatasetNotFound listing every place looked and how to get the file.
+Whatever is read is checked (DataError names the file and what is wrong); labelled stand-ins
+(``STAND-IN`` in the ``Data:`` line) are used only in quick mode. CONTRIBUTING.md says what each module
+holds. Set ``lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere."""
+# ruff: noqa: F401, F403  (the names below are this package's interface)
 
 from . import backbones, formats, image_folders, images, install, loaders, lookup
-from .backbones import BACKBONES, backbone_weights, found_weights
-from .catalog import (
-    CIFAR10_CLASSES,
-    CIFAR10_FILE,
-    CIFAR10_PICKLES,
-    CIFAR10_SHA256,
-    CIFAR10_URL,
-    DATASETS,
-    DOGS_FILE,
-    DOGS_SHA256,
-    DOGS_URL,
-    IMAGE_EXTENSIONS,
-    MNIST_FILE,
-    MNIST_SHA256,
-    MNIST_URL,
-    SPLITS,
-)
+from .backbones import backbone_weights, found_weights
+from .catalog import *  # the datasets' names, files, URLs, hashes and limits
 from .commands import dataset_status, fetch, fetch_all
 from .errors import DataError, DatasetNotFound, SettingError
 from .formats import write_cifar10_pickles
 from .image_folders import load_image_folder
-from .images import SAMPLE_PHOTOS, load_sample_photos, read_images
+from .images import load_sample_photos, read_images
 from .loaders import find_dog_images, load_cifar10, load_dog_images, load_lesson_data, load_mnist, standin_note
-from .lookup import REPO_DATA_DIR, REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode
+from .lookup import REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin

@@ -3,6 +3,7 @@ and what is found where (cheap checks: nothing downloaded or decoded)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 import zipfile
@@ -22,6 +23,7 @@ DOWNLOADS = {  # name -> (file, URL, hash)
 
 
 def _offline(what: str) -> DatasetNotFound:
+    """The DatasetNotFound of a download that CNN_COURSE_OFFLINE forbids."""
     return DatasetNotFound(
         f"Not downloading {what}: CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')} is set. Get the "
         f"files by other means and put them in {lookup.data_dirs()[0]}, or unset CNN_COURSE_OFFLINE."
@@ -37,10 +39,9 @@ def fetch(name: str) -> Path:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if lookup.offline():
         raise _offline(TITLES[name])
-    if name in DOWNLOADS:
-        path = install.get_file(*DOWNLOADS[name])
+    path = install.get_file(*DOWNLOADS[name]) if name in DOWNLOADS else None
     if name == "mnist":
-        formats.read_mnist_npz(path)
+        formats.read_mnist_npz(path)  # checked
         return path
     if name == "cifar10":
         batches = formats.cifar_pickles_in_tar(path)
@@ -48,15 +49,15 @@ def fetch(name: str) -> Path:
         return install.write_files(batches, path.parent / "cifar-10-batches-py")
     if name == "dogs":
         return loaders.find_dog_images(path)
+    backbone, alpha = c.LESSON_BACKBONE, c.LESSON_ALPHA
     for top in (False, True):
-        fname = backbones.weights_file_name(c.LESSON_BACKBONE, top, c.LESSON_ALPHA)
-        path = install.get_file(fname, backbones.BASE_URLS[c.LESSON_BACKBONE] + fname, None, "models")
-        if backbones.identify_weights_file(path) != (c.LESSON_BACKBONE, top, c.LESSON_ALPHA):
-            raise DataError(
-                f"{path}: not the {backbones.describe(c.LESSON_BACKBONE, c.LESSON_ALPHA)} weights it is named for"
-            )
-    index = install.get_file(backbones.CLASS_INDEX_FILE, c.CLASS_INDEX_URL, c.CLASS_INDEX_MD5, "models")
-    backbones.read_class_index(index)
+        fname = backbones.weights_file_name(backbone, top, alpha)
+        path = install.get_file(fname, backbones.BASE_URLS[backbone] + fname, None, "models")
+        if backbones.identify_weights_file(path) != (backbone, top, alpha):
+            raise DataError(f"{path}: not the {backbones.describe(backbone, alpha)} weights it is named for")
+    backbones.read_class_index(
+        install.get_file(backbones.CLASS_INDEX_FILE, c.CLASS_INDEX_URL, c.CLASS_INDEX_MD5, "models")
+    )
     return path.parent
 
 
@@ -102,31 +103,7 @@ def _check_cheaply(name: str, kind: str, source) -> None:
     elif kind == "zip":
         with zipfile.ZipFile(source) as z:  # the directory only: what unpacking would refuse at once
             for info in z.infolist():
-                install.check_zip_member(source, info, c.MAX_DOGS_ZIP_BYTES, "the dog images")
-
-
-def _status_of(name: str) -> tuple[str, str | None, str]:
-    """(status, where, how) of dataset ``name``."""
-    how = f"get {GET[name]} into {lookup.data_dirs()[0]}, or run `python -m cnn_course data fetch {name}`"
-    try:
-        if name == "weights":
-            paths, check = backbones.found_weights(), backbones.check_h5
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                kind, source, _ = lookup.find(name)
-            paths, check = [source] if source else [], lambda p: _check_cheaply(name, kind, p)
-    except (DataError, OSError) as e:
-        return "broken", None, f"broken: {one_line(e)}; {how}"
-    if not paths:
-        return "missing", None, how
-    for path in paths:
-        try:
-            check(path)
-        except (DataError, OSError, zipfile.BadZipFile) as e:
-            reason = one_line(e) if isinstance(e, DataError) else f"{path}: not readable ({one_line(e)})"
-            return "broken", ", ".join(map(str, paths)), f"broken: {reason}; {how}"
-    return "found", ", ".join(map(str, paths)), ""
+                install.check_member(source, info, c.MAX_DOGS_ZIP_BYTES, "the dog images")
 
 
 def dataset_status() -> list[dict]:
@@ -135,6 +112,23 @@ def dataset_status() -> list[dict]:
     "broken: REASON; ..." for a broken one). Raises SettingError for a bad CNN_COURSE_DATA."""
     rows = []
     for name in DATASETS:
-        status, where, how = _status_of(name)
-        rows.append({"name": name, "status": status, "found": status == "found", "where": where, "how": how})
+        how = f"get {GET[name]} into {lookup.data_dirs()[0]}, or run `python -m cnn_course data fetch {name}`"
+        row, path = {"name": name, "where": None}, None
+        try:
+            if name == "weights":
+                paths, check = backbones.found_weights(), backbones.check_h5
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    kind, source, _ = lookup.find(name)
+                paths, check = [source] if source else [], functools.partial(_check_cheaply, name, kind)
+            row["where"] = ", ".join(map(str, paths)) or None
+            for path in paths:
+                check(path)
+        except (DataError, OSError, zipfile.BadZipFile) as e:
+            reason = one_line(e) if isinstance(e, DataError) or not path else f"{path}: not readable ({one_line(e)})"
+            row.update(status="broken", how=f"broken: {reason}; {how}")
+        else:
+            row.update(status="found" if paths else "missing", how="" if paths else how)
+        rows.append(dict(row, found=row["status"] == "found"))
     return rows

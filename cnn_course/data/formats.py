@@ -47,10 +47,10 @@ def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
     return x, y.astype(np.uint8)
 
 
-def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
+def npz_members(path: Path, keys) -> dict:
     """{key: (shape, dtype)} from an .npz's array headers, nothing loaded. Raises DataError for an
-    unreadable file, a missing key, an object array, or an array over ``max_bytes`` stored or declared."""
-    limit = MAX_NPZ_ARRAY_BYTES if max_bytes is None else max_bytes
+    unreadable file, a missing key, an object array, or an array over MAX_NPZ_ARRAY_BYTES stored or declared."""
+    limit = MAX_NPZ_ARRAY_BYTES
     over = "MiB limit for one array of this dataset"
     try:
         with zipfile.ZipFile(path) as z:
@@ -64,7 +64,7 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
                     raise DataError(
                         f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the {limit / MiB:.0f} {over}"
                     )
-                install.check_zip_member(path, infos[k], limit, "one array of this dataset")  # encrypted, a link
+                install.check_member(path, infos[k], limit, "one array of this dataset")  # encrypted, a link
                 with z.open(infos[k]) as f:
                     v = np.lib.format.read_magic(f)
                     read = np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0
@@ -90,9 +90,9 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
         raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({one_line(e)})") from None
 
 
-def read_npz(path: Path, keys, max_bytes: int | None = None) -> dict:
-    """{key: array} of an .npz, after npz_members has checked it (never unpickling)."""
-    npz_members(path, keys, max_bytes)
+def read_npz(path: Path, keys) -> dict:
+    """{key: array} of an .npz, after npz_members has checked it (never unpickling); DataError."""
+    npz_members(path, keys)
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in keys}
@@ -125,9 +125,7 @@ class _CifarUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise DataError(
-                f"refusing to load {module}.{name}, which a CIFAR-10 batch never imports (it could run code)"
-            )
+            raise DataError(f"refusing to load {module}.{name}: a CIFAR-10 batch never imports it (it could run code)")
         return super().find_class(module, name)
 
 

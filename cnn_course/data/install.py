@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from . import lookup
+from .catalog import MiB
 from .errors import TAR_ERRORS, DataError, DatasetNotFound, one_line, tar_error
 
 TEMP_PREFIX = ".tmp-cnn-course-"
@@ -59,15 +60,13 @@ def staging(parent: Path):
     parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(parent)
     work = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
-    fd = None
+    fd = os.open(work, os.O_RDONLY)
     try:
-        fd = os.open(work, os.O_RDONLY)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if fd is not None:
-            os.close(fd)
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -144,26 +143,24 @@ def check_link(path: Path, top: Path) -> None:
         raise DataError(f"{path}: a symbolic link to {target}, outside {top}; dataset trees must hold their own files")
 
 
-def check_member(archive: Path, name: str, size: int, limit: int, what: str, is_file: bool = True) -> None:
-    """Refuse (DataError) an archive member with an escaping name, that is a link or special file
-    (not ``is_file``), or over ``limit`` bytes (``what``'s limit)."""
+def check_member(archive: Path, m, limit: int, what: str, size: int | None = None) -> None:
+    """Refuse (DataError) a zip or tar member ``m`` with an escaping name, encrypted, a link or special
+    file, or over ``limit`` bytes (``what``'s limit; ``size``, when given, instead of its own)."""
+    is_zip = isinstance(m, zipfile.ZipInfo)
+    name = m.filename if is_zip else m.name
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or name[1:2] == ":" or ".." in p.parts or "//" in name.replace("\\", "/"):
         raise DataError(f"{archive}: refusing to unpack member {name}: it points outside the archive's folder")
-    if not is_file:
+    if is_zip and m.flag_bits & 0x1:
+        raise DataError(f"{archive}: member {name} is encrypted; give an archive without a password")
+    kind = stat.S_IFMT(m.external_attr >> 16) if is_zip else 0  # 0 in a zip: no type recorded (not made on Unix)
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR) or not (is_zip or m.isfile() or m.isdir()):
         raise DataError(f"{archive}: refusing member {name}: a link or special file, not a regular file")
+    size = (m.file_size if is_zip else m.size) if size is None else size
     if size > limit:
         raise DataError(
-            f"{archive}: member {name} is {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit for {what}"
+            f"{archive}: member {name} is {size / MiB:.1f} MiB, over the {limit / MiB:.0f} MiB limit for {what}"
         )
-
-
-def check_zip_member(archive: Path, info: zipfile.ZipInfo, limit: int, what: str) -> None:
-    """check_member for a zip member, which must also be neither encrypted nor a Unix link."""
-    if info.flag_bits & 0x1:
-        raise DataError(f"{archive}: member {info.filename} is encrypted; give an archive without a password")
-    kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no type recorded (not made on Unix)
-    check_member(archive, info.filename, info.file_size, limit, what, is_file=kind in (0, stat.S_IFREG, stat.S_IFDIR))
 
 
 def read_tar(path: Path, wanted, limit: int, what: str):
@@ -173,8 +170,7 @@ def read_tar(path: Path, wanted, limit: int, what: str):
         with tarfile.open(path) as tar:
             for member in tar:
                 keep = member.isfile() and wanted(member)
-                size = member.size if keep else 0
-                check_member(path, member.name, size, limit, what, is_file=member.isfile() or member.isdir())
+                check_member(path, member, limit, what, size=member.size if keep else 0)
                 yield member, tar.extractfile(member).read() if keep else None
     except TAR_ERRORS as e:
         raise tar_error(path, e) from None
@@ -187,32 +183,24 @@ def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what
     is_zip = zipfile.is_zipfile(archive)
     try:
         with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive) as opened:
-            if is_zip:
-                members = [m for m in opened.infolist() if not m.filename.startswith("__MACOSX")]
-                sized = [(m.filename, m.file_size) for m in members]
-            else:
-                members = [m for m in opened.getmembers() if not m.isdir()]
-                sized = [(m.name, m.size) for m in members]
-            names = [n for n, _ in sized]
+            members = opened.infolist() if is_zip else [m for m in opened.getmembers() if not m.isdir()]
+            members = [m for m in members if not (is_zip and m.filename.startswith("__MACOSX"))]
+            names = [m.filename if is_zip else m.name for m in members]
             tops = {PurePosixPath(n).parts[0] for n in names if len(PurePosixPath(n).parts) > 1}
             top = f"{tops.pop()}/" if len(tops) == 1 and tops != {"train"} else ""
             if not any(n.startswith(top + "train/") for n in names):
                 raise DataError(f"{archive}: no train/ folder inside (expected dogImages/train/<breed>/)")
-            for m, (name, size) in zip(members, sized):
-                if is_zip:
-                    check_zip_member(archive, m, max_member, what)
-                else:
-                    check_member(archive, name, size, max_member, what, is_file=m.isfile())
+            for m in members:
+                check_member(archive, m, max_member, what)
             if len(set(names)) < len(names):
                 twice = next(n for n in names if names.count(n) > 1)
                 raise DataError(
                     f"{archive}: member {twice} appears twice; refusing an archive whose copies could differ"
                 )
-            total = sum(size for _, size in sized)
+            total = sum(m.file_size if is_zip else m.size for m in members)
             if total > max_total:
-                raise DataError(
-                    f"{archive}: unpacks to {total / 2**20:.0f} MiB, over the {max_total / 2**20:.0f} MiB limit for {what}s"
-                )
+                limit = f"over the {max_total / MiB:.0f} MiB limit for {what}s"
+                raise DataError(f"{archive}: unpacks to {total / MiB:.0f} MiB, {limit}")
             opened.extractall(work, members, **({} if is_zip else {"filter": "data"}))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, NotImplementedError) as e:
         if not is_zip:

@@ -377,7 +377,7 @@ def test_jpeg_cache_is_used_and_renewed_when_the_source_changes(tmp_path, monkey
         raise AssertionError("decoded again")
 
     with monkeypatch.context() as m:
-        m.setattr(data.image_folders, "decode_cifar_tree", no_decoding)
+        m.setattr(data.images, "decode_cifar_tree", no_decoding)
         second = data.load_cifar10(tarball)
     np.testing.assert_array_equal(first[0][0], second[0][0])
     np.testing.assert_array_equal(first[0][1], second[0][1])

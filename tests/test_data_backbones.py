@@ -137,21 +137,6 @@ def test_weights_with_the_top_bring_the_class_index_where_keras_reads_it(home):
     assert json.loads(copied.read_text()) == index
 
 
-def test_identify_weights_files(tmp_path):
-    assert backbones.identify_weights_file(fake_h5(tmp_path / "a.h5", ["block1_conv1"])) == ("VGG16", False, None)
-    assert backbones.identify_weights_file(fake_h5(tmp_path / "b.h5", ["conv1_conv"], top=True)) == (
-        "ResNet50",
-        True,
-        None,
-    )
-    assert backbones.identify_weights_file(mobilenet_h5(tmp_path / "c.h5", 320)) == ("MobileNetV2", False, 1.0)
-    with pytest.raises(data.DataError, match="not the weights of VGG16, ResNet50, MobileNetV2"):
-        backbones.identify_weights_file(fake_h5(tmp_path / "d.h5", ["dense"]))
-    (tmp_path / "e.h5").write_text("not hdf5")
-    with pytest.raises(data.DataError, match="not a readable Keras .h5 weights file"):
-        backbones.identify_weights_file(tmp_path / "e.h5")
-
-
 def test_weights_with_an_external_link_are_refused(home):
     """Issue 26, high 9: a stub whose layers are links into another file."""
     import h5py

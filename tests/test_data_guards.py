@@ -206,7 +206,7 @@ def test_zip_member_over_the_limit_is_refused_before_writing(tmp_path, hermetic,
 
 
 def test_tar_member_over_the_limit_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(data.image_folders, "MAX_CIFAR_IMAGE_BYTES", 4096)
+    monkeypatch.setattr(data.images, "MAX_CIFAR_IMAGE_BYTES", 4096)
     tree = write_jpeg_tree(tmp_path / "tree", per_class={"train": 1, "test": 1})
     (tree / "train" / "cat" / "big.jpg").write_bytes(b"\xff\xd8" + b"\0" * 10_000)
     tarball = tar_folder(tmp_path / "cifar10-jpeg.tar.gz", tree, ".")

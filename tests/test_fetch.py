@@ -162,17 +162,17 @@ def test_fetch_weights_gets_the_lessons_default_backbone_and_class_names(online,
     assert weights == str(folder / backbones.weights_file_name("MobileNetV2", True, LESSON_ALPHA))
 
 
-def test_fetch_refuses_weights_that_are_not_what_they_are_named(online, tmp_path, monkeypatch):
+def test_fetch_refuses_weights_that_are_not_hdf5(online, tmp_path, monkeypatch):
     fake = install.get_file
 
-    def vgg_instead(fname, url, file_hash, subdir="datasets"):
+    def proxy_page_instead(fname, url, file_hash, subdir="datasets"):
         path = fake(fname, url, file_hash, subdir)
         if fname in MOBILENET_FILES:
-            write_vgg_h5(path, top=False)
+            path.write_bytes(b"<html>a proxy's error page</html>")
         return path
 
-    monkeypatch.setattr(install, "get_file", vgg_instead)
-    with pytest.raises(data.DataError, match="not the MobileNetV2 \\(alpha 0.35\\) weights it is named for"):
+    monkeypatch.setattr(install, "get_file", proxy_page_instead)
+    with pytest.raises(data.DataError, match="not an HDF5 file"):
         data.fetch("weights")
 
 

@@ -8,14 +8,13 @@ Whatever is read is checked (DataError names the file and what is wrong); labell
 holds. Set ``lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere."""
 # ruff: noqa: F401, F403  (the names below are this package's interface)
 
-from . import backbones, formats, image_folders, images, install, loaders, lookup
+from . import backbones, formats, images, install, loaders, lookup
 from .backbones import backbone_weights, found_weights
 from .catalog import *  # the datasets' names, files, URLs, hashes and limits
 from .commands import dataset_status, fetch, fetch_all
 from .errors import DataError, DatasetNotFound, SettingError
 from .formats import write_cifar10_pickles
-from .image_folders import load_image_folder
-from .images import load_sample_photos, read_images
+from .images import load_image_folder, load_sample_photos, read_images
 from .loaders import find_dog_images, load_cifar10, load_dog_images, load_lesson_data, load_mnist, standin_note
 from .lookup import REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin

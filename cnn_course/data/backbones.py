@@ -21,9 +21,6 @@ BASE_URLS = {
     name: f"https://storage.googleapis.com/tensorflow/keras-applications/{folder}/"
     for name, folder in (("VGG16", "vgg16"), ("ResNet50", "resnet"), ("MobileNetV2", "mobilenet_v2"))
 }
-# The layer that tells each backbone apart; MobileNetV2's alpha from block_16_project's width
-FIRST_LAYER = {"VGG16": "block1_conv1", "ResNet50": "conv1_conv", "MobileNetV2": "Conv1"}
-MOBILENET_WIDTHS = {112: 0.35, 160: 0.5, 240: 0.75, 320: 1.0, 416: 1.3, 448: 1.4}
 CLASS_INDEX_FILE = "imagenet_class_index.json"
 NAME_RE = re.compile(
     r"^(?:(vgg16|resnet50)_weights_tf_dim_ordering_tf_kernels(_notop)?"
@@ -135,9 +132,9 @@ def install_class_index():
     return not lookup.offline()
 
 
-def check_h5(path: Path) -> tuple[list[str], int | None]:
-    """Check a Keras .h5 weights file: HDF5 signature, readable, no external links (a small stub could read
-    any file as its weights). Returns (layer names, MobileNetV2's block_16_project width or None)."""
+def check_h5(path: Path) -> None:
+    """Check a Keras .h5 weights file before Keras reads it: the HDF5 signature, readable, no external
+    links (a small stub could read any file as its weights). Raises DataError naming the file."""
     try:
         with open(path, "rb") as f:
             if f.read(8) != b"\x89HDF\r\n\x1a\n":
@@ -149,28 +146,10 @@ def check_h5(path: Path) -> tuple[list[str], int | None]:
             if link:
                 target = f.get(link, getlink=True).filename
                 raise DataError(f"{path}: /{link} is a link to {target}; refusing weights that read other files")
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])]
-            kernels = f["block_16_project"].attrs.get("weight_names", []) if "block_16_project" in names else []
-            width = f["block_16_project"][kernels[0]].shape[-1] if len(kernels) else None
     except DataError:
         raise
     except Exception as e:
         raise DataError(f"{path}: not a readable HDF5 weights file, truncated or corrupt ({one_line(e)})") from None
-    return names, None if width is None else int(width)
-
-
-def identify_weights_file(path):
-    """(backbone, include_top, alpha or None) of a Keras .h5 weights file, from its layers (check_h5);
-    DataError for weights of none of BACKBONES or of a MobileNetV2 width without ImageNet weights."""
-    names, width = check_h5(Path(path))
-    backbone = next((b for b, layer in FIRST_LAYER.items() if layer in names), None)
-    if backbone is None:
-        layers = ", ".join(FIRST_LAYER.values())
-        raise DataError(f"{path}: not the weights of {', '.join(BACKBONES)} (none of the layers {layers})")
-    alpha = MOBILENET_WIDTHS.get(width) if backbone == "MobileNetV2" else None
-    if backbone == "MobileNetV2" and alpha is None:
-        raise DataError(f"{path}: MobileNetV2 weights of a width without ImageNet weights ({width} filters)")
-    return backbone, "predictions" in names, alpha
 
 
 def found_weights():

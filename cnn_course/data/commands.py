@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from . import backbones, formats, image_folders, install, loaders, lookup
+from . import backbones, formats, images, install, loaders, lookup
 from . import catalog as c
 from .catalog import CIFAR10_PICKLES, DATASETS, GET, SPLITS, TITLES
 from .errors import DataError, DatasetNotFound, one_line
@@ -53,8 +53,7 @@ def fetch(name: str) -> Path:
     for top in (False, True):
         fname = backbones.weights_file_name(backbone, top, alpha)
         path = install.get_file(fname, backbones.BASE_URLS[backbone] + fname, None, "models")
-        if backbones.identify_weights_file(path) != (backbone, top, alpha):
-            raise DataError(f"{path}: not the {backbones.describe(backbone, alpha)} weights it is named for")
+        backbones.check_h5(path)
     backbones.read_class_index(
         install.get_file(backbones.CLASS_INDEX_FILE, c.CLASS_INDEX_URL, c.CLASS_INDEX_MD5, "models")
     )
@@ -99,7 +98,7 @@ def _check_cheaply(name: str, kind: str, source) -> None:
     elif kind == "tree":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            (image_folders.load_image_folder if name == "cifar10" else loaders.check_dog_tree)(source)
+            (images.load_image_folder if name == "cifar10" else loaders.check_dog_tree)(source)
     elif kind == "zip":
         with zipfile.ZipFile(source) as z:  # the directory only: what unpacking would refuse at once
             for info in z.infolist():

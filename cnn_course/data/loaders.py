@@ -4,12 +4,13 @@ where allowed, and print one ``Data:`` line (a labelled stand-in only in quick m
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-from . import formats, image_folders, images, install, lookup, standins
+from . import formats, images, install, lookup, standins
 from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES
 from .errors import DataError, DatasetNotFound
 
@@ -39,7 +40,7 @@ def load_named(name: str, path=None, download: bool = True):
         return formats.read_mnist_npz(source), source, note
     if kind in ("pickles", "pickles-tar"):
         return formats.read_cifar(source, kind), source, note
-    train, test, note = image_folders.load_cifar_tree(source, kind)
+    train, test, note = images.load_cifar_tree(source, kind)
     return (train, test), source, note
 
 
@@ -67,20 +68,17 @@ def load_lesson_data(name, path=None, quick=None):
     except DatasetNotFound:
         if not quick:
             raise
-        if name == "mnist":
-            data, what = standins.load_digits28(), "scikit-learn digits resized to 28x28"
-        else:  # 7,000: the lessons hold out the first 5,000 for validation and still train on 2,000
-            data = standins.make_cifar10_standin(n_train=7000, n_test=1000)
-            what = "generated 32x32 colour-and-stripe images, one colour per class"
-        description = (
-            f"STAND-IN for {title}: {what}, {len(data[0][0])} train / {len(data[1][0])} test "
-            f"(real {title} not found; `python -m cnn_course data fetch {name}` gets it)"
-        )
+        # CIFAR-10: 7,000, as the lessons hold out the first 5,000 for validation and still train on 2,000
+        data = standins.load_digits28() if name == "mnist" else standins.make_cifar10_standin(7000, 1000)
+        source = None
+    counts = f"{len(data[0][0])} train / {len(data[1][0])} test"
+    if source is None:
+        what = "scikit-learn digits resized to 28x28" if name == "mnist" else "generated 32x32 colour-and-stripe images"
+        what += "" if name == "mnist" else ", one colour per class"
+        get = f"`python -m cnn_course data fetch {name}` gets it"
+        description = f"STAND-IN for {title}: {what}, {counts} (real {title} not found; {get})"
     else:
-        description = (
-            f"{title} (real, {len(data[0][0])} train / {len(data[1][0])} test, "
-            f"from {source}{f'; {note}' if note else ''})"
-        )
+        description = f"{title} (real, {counts}, from {source}{f'; {note}' if note else ''})"
     print(f"Data: {description}")
     return data, description
 
@@ -110,7 +108,7 @@ def check_dog_tree(root: Path, decode: bool = False) -> dict:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        listing = image_folders.load_image_folder(root, shuffle=False)
+        listing = images.load_image_folder(root, shuffle=False)
     paths = [p for split in listing.values() for p in split["paths"]] if decode else []
     bad = images.undecodable(paths, "one dog photo")
     if bad:
@@ -122,12 +120,13 @@ def _unpacked(archive: Path) -> Path:
     """The tree of a dogImages archive, unpacked once (through a staging folder, members and every image
     checked first) into the first writable of the data folders, the Keras cache and the archive's
     folder (last: it may be shared); an earlier copy is reused. Raises DataError."""
-    name = next((archive.name[: -len(s)] for s in (".zip", ".tar.gz", ".tgz", ".tar") if archive.name.endswith(s)), "")
+    name = re.sub(r"\.(zip|tar\.gz|tgz|tar)$", "", archive.name)
     folders = [d for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()]) if d != archive.parent]
-    for d in folders + [archive.parent]:
-        if (d / (name or archive.name) / "train").is_dir():
-            return d / (name or archive.name)
-    for dest in (d / (name or archive.name) for d in folders + [archive.parent] if install.may_write(d)):
+    folders.append(archive.parent)
+    for d in folders:
+        if (d / name / "train").is_dir():
+            return d / name
+    for dest in (d / name for d in folders if install.may_write(d)):
         try:
             with install.staging(dest.parent) as work:
                 print(f"Unpacking {archive} into {dest} (once).", file=sys.stderr)
@@ -139,9 +138,7 @@ def _unpacked(archive: Path) -> Path:
                 return install.install(root, dest, work)
         except OSError:
             continue
-    raise DataError(
-        f"could not unpack {archive}: none of {', '.join(map(str, folders + [archive.parent]))} is writable"
-    )
+    raise DataError(f"could not unpack {archive}: none of {', '.join(map(str, folders))} is writable")
 
 
 def find_dog_images(path=None) -> Path:
@@ -152,9 +149,7 @@ def find_dog_images(path=None) -> Path:
     if kind is None:
         raise lookup.not_found("dogs", looked)
     root = _unpacked(source) if kind in ("zip", "tar") else source
-    missing = [s for s in SPLITS if not (root / s).is_dir()]
-    if missing:
-        raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder (expected train/, valid/ and test/)")
+    check_dog_tree(root)
     return root
 
 
@@ -186,15 +181,13 @@ def load_dog_images(path=None, quick=None, seed=0):
             where = str(missing)
             root = _download("dogs", lambda line: DatasetNotFound(f"{where}\n{line}"))
     listing = check_dog_tree(root)
-    split_counts = " / ".join(f"{len(listing[s]['paths'])} {s}" for s in SPLITS)
-    n_classes = len(listing["train"]["classes"])
-    if real:
-        description = f"Dog-breed images (real, {split_counts}, {n_classes} breeds, from {root})"
-    else:
-        description = (
-            f"STAND-IN for {TITLES['dogs']}: generated colour-and-stripe images, one colour per class, "
-            f"{n_classes} classes, {split_counts} (real dogImages not found; "
-            "`python -m cnn_course data fetch dogs` gets it)"
-        )
+    counts = " / ".join(f"{len(listing[s]['paths'])} {s}" for s in SPLITS)
+    n = len(listing["train"]["classes"])
+    description = (
+        f"Dog-breed images (real, {counts}, {n} breeds, from {root})"
+        if real
+        else f"STAND-IN for {TITLES['dogs']}: generated colour-and-stripe images, one colour per class, {n} classes, "
+        f"{counts} (real dogImages not found; `python -m cnn_course data fetch dogs` gets it)"
+    )
     print(f"Data: {description}")
     return root, description

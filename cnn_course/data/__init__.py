@@ -10,9 +10,8 @@ holds. Set ``lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere.""
 
 from . import backbones, formats, images, install, loaders, lookup
 from .backbones import backbone_weights, found_weights
-from .catalog import *  # the datasets' names, files, URLs, hashes and limits
+from .catalog import *  # the datasets' names, files, URLs, hashes and limits; the errors
 from .commands import dataset_status, fetch, fetch_all
-from .errors import DataError, DatasetNotFound, SettingError
 from .formats import write_cifar10_pickles
 from .images import load_image_folder, load_sample_photos, read_images
 from .loaders import find_dog_images, load_cifar10, load_dog_images, load_lesson_data, load_mnist, standin_note

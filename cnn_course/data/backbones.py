@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 from . import install, lookup
-from .catalog import LESSON_ALPHA, LESSON_BACKBONE
-from .errors import DataError, DatasetNotFound, one_line
+from .catalog import LESSON_ALPHA, LESSON_BACKBONE, DataError, DatasetNotFound, one_line
 
 BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -125,7 +125,7 @@ def install_class_index():
             read_class_index(folder / CLASS_INDEX_FILE)
             if folder != target.parent:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                install.copy_file(folder / CLASS_INDEX_FILE, target)
+                shutil.copyfile(folder / CLASS_INDEX_FILE, target)  # checked again when next read
             return True
         except (ValueError, OSError):
             continue

@@ -1,4 +1,5 @@
-"""The course's datasets: names, files, URLs, hashes, places' file names and size limits."""
+"""The course's datasets (names, files, URLs, hashes, the names looked for, size limits) and the errors
+the data layer raises about them."""
 
 from __future__ import annotations
 
@@ -55,3 +56,21 @@ MAX_CIFAR_SIDE = 256  # pixels a side of a CIFAR-10 image (real: 32)
 MAX_PHOTO_BYTES = 64 * MiB  # one dog photo or sample photo (real: at most 21 KiB)
 MAX_PHOTO_PIXELS = 50_000_000  # pixels of one photo, about 8000x6000 (real: a few hundred a side)
 MAX_DOGS_ZIP_BYTES = 16 * 1024 * MiB  # dogImages.zip unpacked (real: about a GiB for 8,351 photos)
+
+
+class DataError(ValueError):
+    """A dataset file is there but unusable; the message names the file and what is wrong."""
+
+
+class DatasetNotFound(FileNotFoundError):
+    """A dataset is in none of the places looked; the message lists them and how to get it."""
+
+
+class SettingError(ValueError):
+    """A ``CNN_COURSE_*`` setting has a value that cannot be used (a usage error)."""
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (its lines joined with "; "), or its type's name."""
+    text = "; ".join(s.strip(" -") for s in str(e).splitlines() if s.strip(" -"))
+    return text or type(e).__name__

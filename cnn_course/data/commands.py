@@ -12,8 +12,7 @@ from typing import Iterator
 
 from . import backbones, formats, images, install, loaders, lookup
 from . import catalog as c
-from .catalog import CIFAR10_PICKLES, DATASETS, GET, SPLITS, TITLES
-from .errors import DataError, DatasetNotFound, one_line
+from .catalog import CIFAR10_PICKLES, DATASETS, GET, SPLITS, TITLES, DataError, DatasetNotFound, one_line
 
 DOWNLOADS = {  # name -> (file, URL, hash)
     "mnist": (c.MNIST_FILE, c.MNIST_URL, c.MNIST_SHA256),
@@ -44,7 +43,7 @@ def fetch(name: str) -> Path:
         formats.read_mnist_npz(path)  # checked
         return path
     if name == "cifar10":
-        batches = formats.cifar_pickles_in_tar(path)
+        batches = formats.cifar_batches(path, "pickles-tar")
         formats.cifar_from_batches(batches, path)  # checked before anything is written
         return install.write_files(batches, path.parent / "cifar-10-batches-py")
     if name == "dogs":

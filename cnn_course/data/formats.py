@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import install
-from .catalog import CIFAR10_CLASSES, CIFAR10_PICKLES, MAX_CIFAR_PICKLE_BYTES, MAX_NPZ_ARRAY_BYTES, MiB
-from .errors import DataError, one_line
+from .catalog import CIFAR10_CLASSES, CIFAR10_PICKLES, MAX_NPZ_ARRAY_BYTES, DataError, MiB, one_line
+from .catalog import MAX_CIFAR_PICKLE_BYTES as MAX_PICKLE
 
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -163,39 +163,29 @@ def cifar_from_batches(batches: dict, source: Path):
     )
 
 
-def pickles_in_folder(folder: Path) -> dict:
-    """{name: bytes} of the CIFAR-10 batches (and batches.meta) in a folder, each within its limit."""
+def cifar_batches(source: Path, kind: str) -> dict:
+    """{name: bytes} of the CIFAR-10 batches (and batches.meta) in a folder ("pickles") or a tarball
+    ("pickles-tar", read in memory: install.read_tar), each within its limit; DataError."""
+    names, what = CIFAR10_PICKLES + ("batches.meta",), "one CIFAR-10 batch"
+    if kind == "pickles-tar":
+        found = install.read_tar(source, lambda m: PurePosixPath(m.name).name in names, MAX_PICKLE, what)
+        return {PurePosixPath(m.name).name: data for m, data in found if data is not None}
     batches = {}
-    for f in (folder / name for name in CIFAR10_PICKLES + ("batches.meta",)):
+    for f in (source / name for name in names if (source / name).is_file()):
         try:
-            if f.is_file() and f.stat().st_size > MAX_CIFAR_PICKLE_BYTES:
+            if f.stat().st_size > MAX_PICKLE:
                 raise DataError(
-                    f"{f}: {f.stat().st_size / MiB:.0f} MiB, over the {MAX_CIFAR_PICKLE_BYTES / MiB:.0f} MiB "
-                    "limit for one CIFAR-10 batch"
+                    f"{f}: {f.stat().st_size / MiB:.0f} MiB, over the {MAX_PICKLE / MiB:.0f} MiB limit for {what}"
                 )
-            if f.is_file():
-                batches[f.name] = f.read_bytes()
+            batches[f.name] = f.read_bytes()
         except OSError as e:
             raise DataError(f"{f}: cannot be read ({e.strerror or e})") from None
     return batches
 
 
-def cifar_pickles_in_tar(path: Path) -> dict:
-    """{batch name: bytes} of the CIFAR-10 pickles in a tarball, read in memory (install.read_tar)."""
-    wanted = CIFAR10_PICKLES + ("batches.meta",)
-    return {
-        PurePosixPath(m.name).name: data
-        for m, data in install.read_tar(
-            path, lambda m: PurePosixPath(m.name).name in wanted, MAX_CIFAR_PICKLE_BYTES, "one CIFAR-10 batch"
-        )
-        if data is not None
-    }
-
-
 def read_cifar(source: Path, kind: str):
-    """The two splits of CIFAR-10 pickles: a folder ("pickles") or a tarball ("pickles-tar")."""
-    batches = cifar_pickles_in_tar(source) if kind == "pickles-tar" else pickles_in_folder(source)
-    return cifar_from_batches(batches, source)
+    """The two checked splits of CIFAR-10 pickles: a folder ("pickles") or a tarball ("pickles-tar")."""
+    return cifar_from_batches(cifar_batches(source, kind), source)
 
 
 def write_cifar10_pickles(folder, train, test, protocol=4) -> Path:
@@ -208,11 +198,7 @@ def write_cifar10_pickles(folder, train, test, protocol=4) -> Path:
     for name, (x, y) in zip(CIFAR10_PICKLES, chunks + [(np.asarray(x_test), np.asarray(y_test).ravel())]):
         if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3):
             raise DataError(f"cannot write {name}: images are {x.dtype} {x.shape}, expected uint8 (N, 32, 32, 3)")
-        d = {
-            b"batch_label": name.encode(),
-            b"labels": [int(v) for v in y],
-            b"data": np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), 3072),
-        }
-        with open(folder / name, "wb") as f:
-            pickle.dump(d, f, protocol=protocol)
+        pixels = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), 3072)
+        d = {b"batch_label": name.encode(), b"labels": [int(v) for v in y], b"data": pixels}
+        (folder / name).write_bytes(pickle.dumps(d, protocol=protocol))
     return folder

@@ -15,8 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import catalog, formats, install, lookup
-from .catalog import CIFAR10_CLASSES, IMAGE_EXTENSIONS, MAX_CIFAR_IMAGE_BYTES, SPLITS, MiB
-from .errors import DataError, DatasetNotFound, one_line
+from .catalog import CIFAR10_CLASSES, IMAGE_EXTENSIONS, MAX_CIFAR_IMAGE_BYTES, DataError, DatasetNotFound, MiB, one_line
 
 SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn, no download
 BAD_IMAGE_LIMIT = 0.01  # more than this fraction unreadable -> DataError
@@ -182,7 +181,7 @@ CIFAR_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 def _check_tree(names_by_split: dict, source, skipped) -> dict:
     """{split: {class: files}} in split order, checked: classes in every split, none empty, the same."""
-    tree = {s: names_by_split[s] for s in SPLITS if s in names_by_split}
+    tree = {s: names_by_split[s] for s in catalog.SPLITS if s in names_by_split}
     if not tree:
         raise DataError(f"{source}: no train/, valid/ or test/ folder with class folders in it")
     first = set(next(iter(tree.values())))
@@ -243,7 +242,7 @@ def load_image_folder(root, shuffle=True, seed=0) -> dict:
     if not root.is_dir():
         raise DataError(f"{root}: a file, not a folder; unpack it first")
     top, names_by_split, skipped = root.resolve(), {}, []
-    for split in SPLITS:
+    for split in catalog.SPLITS:
         if (root / split).is_symlink():
             install.check_link(root / split, top)  # a link to a folder: refused
         if not (root / split).is_dir():
@@ -270,7 +269,7 @@ def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image
 
     def place(member):
         parts = PurePosixPath(member.name).parts
-        at = next((i for i, p in enumerate(parts) if p in SPLITS), None)
+        at = next((i for i, p in enumerate(parts) if p in catalog.SPLITS), None)
         hidden = any(p.startswith(".") and p != "." for p in parts)
         return None if at is None or hidden else (parts[at], parts[at + 1 :])
 

@@ -17,10 +17,16 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from . import lookup
-from .catalog import MiB
-from .errors import TAR_ERRORS, DataError, DatasetNotFound, one_line, tar_error
+from .catalog import DataError, DatasetNotFound, MiB, one_line
 
 TEMP_PREFIX = ".tmp-cnn-course-"
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)  # what reading a damaged tarball raises
+
+
+def tar_error(path, e: BaseException) -> DataError:
+    """The one-line DataError for an unreadable tarball (tarfile's many-line ReadError left out)."""
+    detail = "" if isinstance(e, tarfile.ReadError) else f" ({one_line(e)})"
+    return DataError(f"{path}: not a readable tar archive, truncated or corrupt{detail}")
 
 
 def get_file(fname: str, url: str, file_hash: str | None, subdir: str = "datasets") -> Path:
@@ -28,15 +34,14 @@ def get_file(fname: str, url: str, file_hash: str | None, subdir: str = "dataset
     hash matches); returns its path. Raises DatasetNotFound for a network failure, DataError for a bad download."""
     import keras
 
+    home = str(lookup.keras_home())
     try:
-        home = str(lookup.keras_home())
-        return Path(
-            keras.utils.get_file(fname=fname, origin=url, file_hash=file_hash, cache_dir=home, cache_subdir=subdir)
-        )
+        path = keras.utils.get_file(fname=fname, origin=url, file_hash=file_hash, cache_dir=home, cache_subdir=subdir)
     except ValueError as e:
         raise DataError(f"the download of {url} is corrupt or incomplete ({one_line(e)})") from None
     except Exception as e:  # Keras wraps HTTPError/URLError in a plain Exception
         raise DatasetNotFound(f"Could not download {fname} from {url}: {one_line(e)}") from None
+    return Path(path)
 
 
 def sweep_stale(folder: Path) -> None:
@@ -104,15 +109,6 @@ def write_files(contents: dict, dest: Path) -> Path:
         for name, data in contents.items():
             (work / dest.name / name).write_bytes(data)
         return install(work / dest.name, dest, work)
-
-
-def copy_file(src: Path, dest: Path) -> Path:
-    """Copy the file ``src`` to ``dest`` atomically (a temporary renamed into place); returns dest."""
-    with temp_file(dest.parent, dest.name) as (tmp, f), open(src, "rb") as source:
-        shutil.copyfileobj(source, f)
-        f.flush()
-        os.replace(tmp, dest)
-    return dest
 
 
 def may_write(folder: Path) -> bool:

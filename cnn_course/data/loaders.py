@@ -11,8 +11,7 @@ import warnings
 from pathlib import Path
 
 from . import formats, images, install, lookup, standins
-from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES
-from .errors import DataError, DatasetNotFound
+from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES, DataError, DatasetNotFound
 
 
 def _download(name: str, missing_note) -> Path:

@@ -9,8 +9,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES
-from .errors import DataError, DatasetNotFound, SettingError
+from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES, DataError, DatasetNotFound, SettingError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()  # False when installed from a wheel

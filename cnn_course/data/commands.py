@@ -53,9 +53,8 @@ def fetch(name: str) -> Path:
         fname = backbones.weights_file_name(backbone, top, alpha)
         path = install.get_file(fname, backbones.BASE_URLS[backbone] + fname, None, "models")
         backbones.check_h5(path)
-    backbones.read_class_index(
-        install.get_file(backbones.CLASS_INDEX_FILE, c.CLASS_INDEX_URL, c.CLASS_INDEX_MD5, "models")
-    )
+    index = install.get_file(backbones.CLASS_INDEX_FILE, c.CLASS_INDEX_URL, c.CLASS_INDEX_MD5, "models")
+    backbones.read_class_index(index)
     return path.parent
 
 

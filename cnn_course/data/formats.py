@@ -37,9 +37,7 @@ def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
         raise DataError(f"{what}: labels have dtype {y.dtype}, expected integers")
     bad = np.flatnonzero((y < 0) | (y >= n_classes))
     if bad.size:
-        raise DataError(
-            f"{what}: {bad.size} labels out of range 0-{n_classes - 1} (first at index {bad[0]}: {y[bad[0]]})"
-        )
+        raise DataError(f"{what}: {bad.size} labels out of range 0-{n_classes - 1} (first: {y[bad[0]]}, at {bad[0]})")
     missing = np.flatnonzero(np.bincount(y.astype(np.int64), minlength=n_classes) == 0)
     if missing.size:
         names = [class_names[i] if class_names else str(i) for i in missing]
@@ -60,10 +58,8 @@ def npz_members(path: Path, keys) -> dict:
                 raise DataError(f"{path}: missing arrays {', '.join(missing)} (expected {', '.join(keys)})")
             out = {}
             for k in keys:
-                if infos[k].file_size > limit:
-                    raise DataError(
-                        f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the {limit / MiB:.0f} {over}"
-                    )
+                if (size := infos[k].file_size) > limit:
+                    raise DataError(f"{path}: array {k} is {size / MiB:.0f} MiB, over the {limit / MiB:.0f} {over}")
                 install.check_member(path, infos[k], limit, "one array of this dataset")  # encrypted, a link
                 with z.open(infos[k]) as f:
                     v = np.lib.format.read_magic(f)
@@ -74,8 +70,7 @@ def npz_members(path: Path, keys) -> dict:
                 declared = int(np.prod(shape, dtype=object)) * dtype.itemsize  # exact, no overflow
                 if declared > limit:
                     raise DataError(
-                        f"{path}: array {k} declares shape {shape} of {dtype}, {declared / MiB:.0f} MiB, "
-                        f"over the {limit / MiB:.0f} {over}"
+                        f"{path}: array {k} declares shape {shape} of {dtype}, over the {limit / MiB:.0f} {over}"
                     )
                 out[k] = (shape, dtype)
             return out
@@ -157,10 +152,9 @@ def cifar_from_batches(batches: dict, source: Path):
         raise DataError(f"{source}: missing {', '.join(missing)} (CIFAR-10 has {', '.join(CIFAR10_PICKLES)})")
     parts = [read_cifar_batch(batches[f], f"{source}/{f}") for f in CIFAR10_PICKLES]
     x_train, y_train = (np.concatenate([p[i] for p in parts[:5]]) for i in (0, 1))
-    return tuple(
-        check_arrays(x, y, (32, 32, 3), 10, f"{source} ({split})", CIFAR10_CLASSES)
-        for split, x, y in (("train", x_train, y_train), ("test", np.ascontiguousarray(parts[5][0]), parts[5][1]))
-    )
+    test = np.ascontiguousarray(parts[5][0]), parts[5][1]
+    splits = (("train", x_train, y_train), ("test", *test))
+    return tuple(check_arrays(x, y, (32, 32, 3), 10, f"{source} ({s})", CIFAR10_CLASSES) for s, x, y in splits)
 
 
 def cifar_batches(source: Path, kind: str) -> dict:
@@ -173,10 +167,8 @@ def cifar_batches(source: Path, kind: str) -> dict:
     batches = {}
     for f in (source / name for name in names if (source / name).is_file()):
         try:
-            if f.stat().st_size > MAX_PICKLE:
-                raise DataError(
-                    f"{f}: {f.stat().st_size / MiB:.0f} MiB, over the {MAX_PICKLE / MiB:.0f} MiB limit for {what}"
-                )
+            if (size := f.stat().st_size) > MAX_PICKLE:
+                raise DataError(f"{f}: {size / MiB:.0f} MiB, over the {MAX_PICKLE / MiB:.0f} MiB limit for {what}")
             batches[f.name] = f.read_bytes()
         except OSError as e:
             raise DataError(f"{f}: cannot be read ({e.strerror or e})") from None

@@ -19,6 +19,7 @@ from .catalog import CIFAR10_CLASSES, IMAGE_EXTENSIONS, MAX_CIFAR_IMAGE_BYTES, D
 
 SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # bundled with scikit-learn, no download
 BAD_IMAGE_LIMIT = 0.01  # more than this fraction unreadable -> DataError
+MAX_PIXELS = catalog.MAX_PHOTO_PIXELS
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # Pillow releases the GIL while it decodes and resizes
 
 
@@ -32,7 +33,7 @@ def _pixels(n: int) -> str:
     return f"{n / 1e6:g} megapixels" if n >= 1e6 else f"{side}x{side} pixels" if side * side == n else f"{n} pixels"
 
 
-def decode_one(src, size=None, max_pixels=catalog.MAX_PHOTO_PIXELS, max_bytes=catalog.MAX_PHOTO_BYTES, what="a photo"):
+def decode_one(src, size=None, max_pixels=MAX_PIXELS, max_bytes=catalog.MAX_PHOTO_BYTES, what="a photo"):
     """One image (bytes or a Path) as RGB uint8 (H, W, 3), resized to ``size`` (h, w) when given, or a
     string saying what is wrong; files over ``max_bytes`` or ``max_pixels`` (``what``'s) are not decoded."""
     from PIL import Image
@@ -63,44 +64,30 @@ def decode_one(src, size=None, max_pixels=catalog.MAX_PHOTO_PIXELS, max_bytes=ca
     return np.array(img)
 
 
-def decode_many(sources, shape, names, max_pixels, max_bytes, what):
-    """Decode images already of ``shape`` into one uint8 array on a thread pool; return (x, bad) with
-    bad a list of (index, "<name> <reason>") for images left as zeros."""
-    x, h, w = np.zeros((len(sources), *shape), np.uint8), *shape[:2]
+def decode_many(sources, names, shape=None, what="a photo", max_pixels=MAX_PIXELS, max_bytes=catalog.MAX_PHOTO_BYTES):
+    """Decode images on a thread pool into one uint8 array when ``shape`` is given (each must be of it), else
+    only to check them; returns (x or None, bad) with bad a list of (index, "<name> <reason>")."""
+    x = np.zeros((len(sources), *shape), np.uint8) if shape else None
 
     def one(i):
         img = decode_one(sources[i], max_pixels=max_pixels, max_bytes=max_bytes, what=what)
         if isinstance(img, str):
             return i, f"{names[i]} {img}"
-        if img.shape != tuple(shape):
-            return i, f"{names[i]} is {img.shape[1]}x{img.shape[0]}, expected {w}x{h}"
-        x[i] = img
+        if shape and img.shape != tuple(shape):
+            return i, f"{names[i]} is {img.shape[1]}x{img.shape[0]}, expected {shape[1]}x{shape[0]}"
+        if shape:
+            x[i] = img
 
     def work(lo):
-        return [b for b in map(one, range(lo, min(lo + 2000, len(x)))) if b]
+        return [b for b in map(one, range(lo, min(lo + 500, len(sources)))) if b]
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        return x, [b for found in pool.map(work, range(0, len(x), 2000)) for b in found]
-
-
-def undecodable(paths, what="a photo") -> list[str]:
-    """ "<file> <reason>" for each image in ``paths`` that cannot be decoded (within ``what``'s limits)."""
-    with ThreadPoolExecutor(WORKERS) as pool:
-        found = pool.map(lambda p: decode_one(p, what=what), paths)
-        return [f"{p} {r}" for p, r in zip(paths, found) if isinstance(r, str)]
+        return x, [b for found in pool.map(work, range(0, len(sources), 500)) for b in found]
 
 
 def a_few(items, shown=5) -> str:
     """The first ``shown`` items joined by "; ", and how many more, so a message stays one line."""
     return "; ".join(map(str, items[:shown])) + (f"; and {len(items) - shown} more" if len(items) > shown else "")
-
-
-def report_bad_images(bad, total: int, source) -> None:
-    """Warn about unusable images (``bad``), or raise DataError when over 1% of ``total``."""
-    if len(bad) > BAD_IMAGE_LIMIT * total:
-        raise DataError(f"{source}: {len(bad)} of {total} images are unusable (more than 1%): {a_few(bad)}")
-    if bad:
-        warnings.warn(f"{source}: skipped {len(bad)} unusable image(s) of {total}: {a_few(bad)}", stacklevel=3)
 
 
 def read_images(paths, size=(224, 224), batch_size=64):
@@ -191,18 +178,16 @@ def _check_tree(names_by_split: dict, source, skipped) -> dict:
             raise DataError(f"{source}/{split}: no class folders")
         if empty:
             raise DataError(f"{source}/{split}: empty class folder(s) with no images: {', '.join(empty)}")
+        only, lacks = (", ".join(sorted(a - b)) or "none" for a, b in ((set(classes), first), (first, set(classes))))
         if set(classes) != first:
+            first_name = next(iter(tree))
             raise DataError(
-                f"{source}: {split}/ and {next(iter(tree))}/ have different class folders "
-                f"(only in {split}: {', '.join(sorted(set(classes) - first)) or 'none'}; "
-                f"missing from {split}: {', '.join(sorted(first - set(classes))) or 'none'})"
+                f"{source}: {split}/ and {first_name}/ have different class folders (only in {split}: "
+                f"{only}; missing from {split}: {lacks})"
             )
     if skipped:
-        warnings.warn(
-            f"{source}: skipped {len(skipped)} file(s) that are not images (by extension): "
-            f"{', '.join(map(str, skipped))}",
-            stacklevel=3,
-        )
+        text = f"skipped {len(skipped)} file(s) that are not images (by extension): {', '.join(map(str, skipped))}"
+        warnings.warn(f"{source}: {text}", stacklevel=3)
     return tree
 
 
@@ -311,13 +296,17 @@ def decode_cifar_tree(source: Path, kind: str):
     out, all_bad, what = [], [], "a CIFAR-10 image (they are 32x32)"
     for k, split in enumerate(("train", "test")):
         labels, _, names, sources = tree[split]
-        x, bad = decode_many(sources, (32, 32, 3), names, catalog.MAX_CIFAR_SIDE**2, MAX_CIFAR_IMAGE_BYTES, what)
-        report_bad_images([b for _, b in bad], len(x), f"{source} ({split})")
+        x, bad = decode_many(sources, names, (32, 32, 3), what, catalog.MAX_CIFAR_SIDE**2, MAX_CIFAR_IMAGE_BYTES)
+        texts, where = [b for _, b in bad], f"{source} ({split})"
+        if len(bad) > BAD_IMAGE_LIMIT * len(x):
+            raise DataError(f"{where}: {len(bad)} of {len(x)} images are unusable (more than 1%): {a_few(texts)}")
+        if bad:
+            warnings.warn(f"{where}: skipped {len(bad)} unusable image(s) of {len(x)}: {a_few(texts)}", stacklevel=3)
         keep = np.ones(len(x), bool)
         keep[[i for i, _ in bad]] = False
-        all_bad += [b for _, b in bad]
+        all_bad += texts
         order = np.random.default_rng(k).permutation(int(keep.sum()))
-        x, labels, where = x[keep][order], labels[keep][order], f"{source} ({split})"
+        x, labels = x[keep][order], labels[keep][order]
         out.append(formats.check_arrays(x, labels, (32, 32, 3), 10, where, CIFAR10_CLASSES))
     return out[0], out[1], all_bad
 
@@ -354,17 +343,14 @@ def load_cifar_tree(source: Path, kind: str):
             bad = f"skipped {len(a['bad'])} unusable image(s) when it was decoded: {a_few(list(a['bad']))}"
             warnings.warn(f"{source}: {bad}", stacklevel=2)
         return train, test, f"JPEG copy, decoded cache {path}"
-    print(
-        f"Decoding the CIFAR-10 JPEG images in {source} once; the arrays are cached for later loads.", file=sys.stderr
-    )
+    print(f"Decoding the CIFAR-10 JPEG images in {source} once; the arrays are cached.", file=sys.stderr)
     train, test, bad = decode_cifar_tree(source, kind)
     for d in dirs:
         try:
             d.mkdir(parents=True, exist_ok=True)
             with install.temp_file(d, name) as (tmp, f):
-                np.savez(
-                    f, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1], bad=np.asarray(bad, str)
-                )
+                arrays = dict(zip(CIFAR_KEYS, (*train, *test)), bad=np.asarray(bad, str))
+                np.savez(f, **arrays)
                 f.flush()
                 os.replace(tmp, d / name)
         except OSError:
@@ -373,7 +359,5 @@ def load_cifar_tree(source: Path, kind: str):
             old.unlink(missing_ok=True)
         return train, test, f"JPEG copy, decoded and cached in {d / name}"
     where = ", ".join(map(str, dirs))
-    warnings.warn(
-        f"could not write a decode cache for {source} in any of {where}; decoding it again next time", stacklevel=2
-    )
+    warnings.warn(f"no decode cache for {source} could be written in {where}; it is decoded again next time")
     return train, test, "JPEG copy, decoded"

@@ -129,7 +129,7 @@ def check_link(path: Path, top: Path) -> None:
         target = path.resolve(strict=True)
     except (OSError, RuntimeError):
         raise DataError(
-            f"{path}: a symbolic link that leads nowhere or in a loop; dataset trees must hold real files"
+            f"{path}: a symbolic link that leads nowhere or in a loop; trees must hold real files"
         ) from None
     if target.is_dir():
         raise DataError(f"{path}: a symbolic link to a folder; dataset trees must hold real folders (not followed)")
@@ -190,9 +190,7 @@ def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what
                 check_member(archive, m, max_member, what)
             if len(set(names)) < len(names):
                 twice = next(n for n in names if names.count(n) > 1)
-                raise DataError(
-                    f"{archive}: member {twice} appears twice; refusing an archive whose copies could differ"
-                )
+                raise DataError(f"{archive}: member {twice} appears twice; its copies could differ")
             total = sum(m.file_size if is_zip else m.size for m in members)
             if total > max_total:
                 limit = f"over the {max_total / MiB:.0f} MiB limit for {what}s"

@@ -101,15 +101,12 @@ def check_dog_tree(root: Path, decode: bool = False) -> dict:
     unshuffled); raises DataError."""
     missing = [s for s in SPLITS if not (root / s).is_dir()]
     if missing:
-        raise DataError(
-            f"{root}: no {', '.join(s + '/' for s in missing)} folder "
-            "(expected train/, valid/ and test/ with one folder per breed)"
-        )
+        raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder (expected train/, valid/, test/)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         listing = images.load_image_folder(root, shuffle=False)
     paths = [p for split in listing.values() for p in split["paths"]] if decode else []
-    bad = images.undecodable(paths, "one dog photo")
+    bad = [b for _, b in images.decode_many(paths, paths, what="one dog photo")[1]]
     if bad:
         raise DataError(f"{root}: {len(bad)} of {len(paths)} images cannot be used: {images.a_few(bad)}")
     return listing

@@ -92,10 +92,8 @@ def not_found(name: str, looked: list[str], note: str = "") -> DatasetNotFound:
     """The one clear DatasetNotFound for ``name``: places looked, and how to get it."""
     lines = [f"{TITLES[name]} not found. Looked in, in order:"]
     lines += [f"  {i}. {place}" for i, place in enumerate(looked, 1)] + ([note] if note else [])
-    lines.append(
-        f"Get {GET[name]} and put it in {data_dirs()[0]} (or in the folder named by CNN_COURSE_DATA); "
-        f"or run `python -m cnn_course data fetch {name}` to download it."
-    )
+    get = f"put it in {data_dirs()[0]} (or in the folder named by CNN_COURSE_DATA)"
+    lines.append(f"Get {GET[name]} and {get}; or run `python -m cnn_course data fetch {name}` to download it.")
     return DatasetNotFound("\n".join(lines))
 
 

@@ -1,11 +1,9 @@
 """Finding, loading, checking and caching the course's datasets; import the public names from here.
 
-Datasets are looked for in this order: the ``path`` argument; ``$CNN_COURSE_DATA``; the repo's
-``data/`` folder; the Keras cache (``$KERAS_HOME/datasets``); then a download through Keras unless
-``CNN_COURSE_OFFLINE=1``; else one DatasetNotFound listing every place looked and how to get the file.
-Whatever is read is checked (DataError names the file and what is wrong); labelled stand-ins
-(``STAND-IN`` in the ``Data:`` line) are used only in quick mode. CONTRIBUTING.md says what each module
-holds. Set ``lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere."""
+Looked for in order: the ``path`` argument, ``$CNN_COURSE_DATA``, the repo's ``data/`` (``lookup.REPO_DATA_DIR``),
+the Keras cache; then downloaded through Keras unless ``CNN_COURSE_OFFLINE=1``; else one DatasetNotFound lists
+the places and how to get the file. What is read is checked (DataError names the file and the fault); labelled
+stand-ins (``STAND-IN`` in the ``Data:`` line) only in quick mode. CONTRIBUTING.md says what each module holds."""
 # ruff: noqa: F401, F403  (the names below are this package's interface)
 
 from . import backbones, formats, images, install, loaders, lookup

@@ -1,7 +1,6 @@
-"""ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2) for
-``keras.applications``: looked for under their Keras names in ``$CNN_COURSE_DATA`` and the repo's
-``data/`` (each with its ``keras-models/`` and ``models/`` subfolders), then ``$KERAS_HOME/models``;
-else downloaded through Keras where allowed."""
+"""ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2) for ``keras.applications``:
+looked for under their Keras names in the data folders (and their ``keras-models/`` and ``models/``), then
+``$KERAS_HOME/models``; else downloaded through Keras where allowed."""
 
 from __future__ import annotations
 
@@ -49,11 +48,6 @@ def weights_file_name(backbone, include_top=False, alpha=1.0, size=224):
     return f"{backbone.lower()}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
 
 
-def describe(backbone, alpha):
-    """The backbone as printed: "MobileNetV2 (alpha 0.35)" or "VGG16"."""
-    return f"{backbone} (alpha {alpha})" if backbone == "MobileNetV2" else backbone
-
-
 def weights_folders():
     """The (label, folder) places searched for weights files, in order."""
     places = [
@@ -63,16 +57,14 @@ def weights_folders():
 
 
 def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, quick=None, required=True):
-    """Choose ``weights=`` for ``keras.applications.<backbone>`` and print one ``Weights:`` line.
-
-    In order: a found weights file (checked: check_h5); unless offline or quick, one downloaded through
-    Keras into its cache; in quick mode None, random weights described as a STAND-IN. With ``required``
-    False a missing file (or a failed download) gives None in any mode. Returns (weights, description).
-    Raises ValueError for an unknown backbone or alpha, DataError for a damaged file, DatasetNotFound
-    (not quick, not found, offline or the download failed)."""
+    """Choose ``weights=`` for ``keras.applications.<backbone>`` and print one ``Weights:`` line: a found file
+    (check_h5), else one downloaded through Keras unless offline or quick, else in quick mode None (random
+    weights, a STAND-IN); with ``required`` False, None in any mode. Returns (weights, description). Raises
+    ValueError (backbone, alpha), DataError (a damaged file), DatasetNotFound (not quick, no file)."""
     backbone, alpha = check_backbone(backbone, alpha)
     name = weights_file_name(backbone, include_top, alpha, size)
-    what = f"{describe(backbone, alpha)} ImageNet weights{' with the top' if include_top else ''}"
+    shown = f"{backbone} (alpha {alpha})" if alpha else backbone  # as printed: "MobileNetV2 (alpha 0.35)"
+    what = f"{shown} ImageNet weights{' with the top' if include_top else ''}"
     url, quick = BASE_URLS[backbone] + name, lookup.quick_mode(quick)
     looked = [(folder / name, label) for label, folder in weights_folders()]
     path = next((p for p, _ in looked if p.is_file()), None)
@@ -95,10 +87,7 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
     elif quick:
         default = (backbone, alpha) == (LESSON_BACKBONE, LESSON_ALPHA)
         how = "`python -m cnn_course data fetch weights` gets it" if default else f"get it from {url}"
-        weights, description = (
-            None,
-            f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; {how})",
-        )
+        weights, description = None, f"STAND-IN: random weights for {shown} ({name} not found; {how})"
     else:
         lines = [f"The {what} were not found: {name}. Looked in, in order:"]
         lines += [f"  {i}. {p} ({label})" for i, (p, label) in enumerate(looked, 1)] + [failed]

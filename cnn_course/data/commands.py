@@ -30,10 +30,9 @@ def _offline(what: str) -> DatasetNotFound:
 
 
 def fetch(name: str) -> Path:
-    """Download dataset ``name`` into the Keras cache from its official URL with its hash, check it, and
-    return the local file or folder ("weights": the lessons' default backbone, MobileNetV2 0.35, with
-    and without the top, and the ImageNet class names). Raises DatasetNotFound offline or when the
-    download fails, DataError for a corrupt download, ValueError for a name that cannot be fetched."""
+    """Download dataset ``name`` (official URL, pinned hash) into the Keras cache, check it, return the file or
+    folder ("weights": MobileNetV2 0.35 with and without its top, and the ImageNet class names). Raises
+    DatasetNotFound (offline, download failed), DataError (corrupt download), ValueError (unknown name)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if lookup.offline():
@@ -59,8 +58,7 @@ def fetch(name: str) -> Path:
 
 
 def fetch_all() -> Iterator[tuple[str, object]]:
-    """fetch() each of DATASETS in turn, yielding (name, path) or (name, the error) and going on.
-    Raises DatasetNotFound before downloading anything when CNN_COURSE_OFFLINE is set."""
+    """fetch() each of DATASETS in turn, yielding (name, path or the error); DatasetNotFound at once offline."""
     if lookup.offline():
         raise _offline(", ".join(DATASETS))
     for name in DATASETS:
@@ -85,8 +83,7 @@ def _check_tarball(name: str, kind: str, source) -> None:
 
 
 def _check_cheaply(name: str, kind: str, source) -> None:
-    """Check a found dataset without decoding images: npz headers, the pickles through the loader's
-    restricted unpickler, a tree's layout, a zip's directory, a tarball's member names; DataError."""
+    """Check a found dataset without decoding images (headers, pickles, layout, member names); DataError."""
     if kind == "npz":
         formats.check_mnist_npz(source)
     elif kind == "pickles":
@@ -104,9 +101,8 @@ def _check_cheaply(name: str, kind: str, source) -> None:
 
 
 def dataset_status() -> list[dict]:
-    """For each of DATASETS, whether it is there and usable, nothing downloaded or decoded: dicts
-    {"name", "status" ("found", "missing", "broken"), "found", "where", "how"} ("how": how to get it,
-    "broken: REASON; ..." for a broken one). Raises SettingError for a bad CNN_COURSE_DATA."""
+    """A dict per dataset, checked cheaply (nothing downloaded or decoded): name, status (found, missing, broken),
+    found, where, how (to get it; "broken: REASON; ..." when broken). SettingError for a bad CNN_COURSE_DATA."""
     rows = []
     for name in DATASETS:
         how = f"get {GET[name]} into {lookup.data_dirs()[0]}, or run `python -m cnn_course data fetch {name}`"

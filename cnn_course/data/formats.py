@@ -158,8 +158,7 @@ def cifar_from_batches(batches: dict, source: Path):
 
 
 def cifar_batches(source: Path, kind: str) -> dict:
-    """{name: bytes} of the CIFAR-10 batches (and batches.meta) in a folder ("pickles") or a tarball
-    ("pickles-tar", read in memory: install.read_tar), each within its limit; DataError."""
+    """{name: bytes} of the CIFAR-10 batches in a folder or a tarball ("pickles-tar"), within limits; DataError."""
     names, what = CIFAR10_PICKLES + ("batches.meta",), "one CIFAR-10 batch"
     if kind == "pickles-tar":
         found = install.read_tar(source, lambda m: PurePosixPath(m.name).name in names, MAX_PICKLE, what)

@@ -91,9 +91,8 @@ def a_few(items, shown=5) -> str:
 
 
 def read_images(paths, size=(224, 224), batch_size=64):
-    """Yield uint8 RGB batches (B, h, w, 3) of the image files ``paths`` resized to ``size`` = (h, w),
-    decoded ahead on a thread pool. ValueError for a bad ``size`` or ``batch_size`` (at once),
-    DataError naming the first file that cannot be decoded (or is over the photo limits)."""
+    """Yield uint8 RGB batches (B, h, w, 3) of the images ``paths`` resized to ``size`` (h, w), decoded ahead on
+    a thread pool. ValueError (at once) for a bad size or batch_size, DataError naming a file it cannot decode."""
     paths = [Path(p) for p in paths]
     whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
     if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(whole(v) and 1 <= v <= 8192 for v in size)):
@@ -136,9 +135,8 @@ def _photo_files(item: Path) -> list[Path]:
 
 
 def load_sample_photos(paths=None):
-    """Load a few photos at their own size and print one ``Data:`` line: ``paths`` (files or folders),
-    or scikit-learn's bundled SAMPLE_PHOTOS. Returns (photos, names, description).
-    Raises DatasetNotFound for a missing path, DataError for a folder without images or a bad image."""
+    """Load photos at their own size, ``paths`` (files or folders) or scikit-learn's SAMPLE_PHOTOS, and print one
+    ``Data:`` line; returns (photos, names, description). DatasetNotFound for a missing path, else DataError."""
     if paths is None:
         from sklearn.datasets import load_sample_image
 
@@ -160,10 +158,6 @@ def load_sample_photos(paths=None):
     description = f"{len(names)} photo{'s' if len(names) != 1 else ''} from {where}: {shown}"
     print(f"Data: {description}")
     return photos, names, description
-
-
-CACHE_VERSION = 1
-CIFAR_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def _check_tree(names_by_split: dict, source, skipped) -> dict:
@@ -203,8 +197,7 @@ def _listing(classes_files: dict, shuffle: bool, seed: int, key=None):
 
 
 def _entries(folder, top: Path) -> list:
-    """The entries of ``folder`` but hidden ones, by name, links checked (install.check_link); DataError
-    for a folder that cannot be read."""
+    """The entries of ``folder`` but hidden ones, by name, links checked (install.check_link); DataError."""
     try:
         with os.scandir(folder) as it:
             entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
@@ -216,11 +209,9 @@ def _entries(folder, top: Path) -> list:
 
 
 def load_image_folder(root, shuffle=True, seed=0) -> dict:
-    """List the image tree ``root/<split>/<class>/<image>`` without decoding (see read_images).
-
-    Returns {split: {"paths", "labels" (int64), "classes" (sorted folder names)}}, each split shuffled
-    with ``seed`` when ``shuffle``. Non-images are skipped with a warning, hidden files ignored, links
-    followed only to files inside the tree. Raises DatasetNotFound, or DataError for a bad tree."""
+    """List the image tree ``root/<split>/<class>/<image>`` without decoding: {split: {"paths", "labels" (int64),
+    "classes" (sorted)}}, shuffled with ``seed`` when ``shuffle``; non-images skipped with a warning, hidden files
+    ignored, links followed only to files in the tree. Raises DatasetNotFound, DataError for a bad tree."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetNotFound(f"{root}: no such folder (expected {root}/train/<class>/<image>)")
@@ -277,8 +268,7 @@ def tar_tree(path: Path, max_member=None, max_total=None, what="a CIFAR-10 image
 
 
 def decode_cifar_tree(source: Path, kind: str):
-    """Decode a CIFAR-10 JPEG tree (folder or tarball) into shuffled arrays with a fixed seed;
-    returns (train, test, bad) with bad naming the skipped  Raises DataError."""
+    """(train, test, names of the skipped images) of a CIFAR-10 JPEG tree, decoded and shuffled; DataError."""
     if kind == "tree":
         listing = load_image_folder(source, shuffle=False)
         tree = {s: (v["labels"], v["classes"], [str(p) for p in v["paths"]], v["paths"]) for s, v in listing.items()}
@@ -319,13 +309,12 @@ def _cache_name(source: Path) -> tuple[str, str]:
         stats = [os.lstat(os.path.join(d, f)) for d, _, files in os.walk(source) for f in files]
         sig = f"{len(stats)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
     prefix = f"{source.name}.{hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]}."
-    return prefix, f"{prefix}{hashlib.sha1(f'{sig}:{CACHE_VERSION}'.encode()).hexdigest()[:10]}.decoded.npz"
+    return prefix, f"{prefix}{hashlib.sha1(f'{sig}:1'.encode()).hexdigest()[:10]}.decoded.npz"
 
 
 def load_cifar_tree(source: Path, kind: str):
-    """(train, test, note) of a CIFAR-10 JPEG tree through its decode cache, looked for (and written atomically
-    into the first that takes it) in the repo's data folder, the source's folder and the Keras cache; a
-    damaged cache is warned about and decoded again. The note says where the cache is. Raises DataError."""
+    """(train, test, note on the cache) of a CIFAR-10 JPEG tree through its decode cache: the first valid one of the
+    repo's data folder, the source's and the Keras cache, else decoded and written to the first that takes it."""
     (prefix, name), check = _cache_name(source), formats.check_arrays
     dirs = [lookup.REPO_DATA_DIR] if lookup.REPO_DATA_DIR.is_dir() else []
     dirs = list(dict.fromkeys(dirs + [source.parent, lookup.keras_cache_dir()]))
@@ -334,7 +323,7 @@ def load_cifar_tree(source: Path, kind: str):
         if not path.is_file():
             continue
         try:
-            a = formats.read_npz(path, CIFAR_KEYS + ("bad",))
+            a = formats.read_npz(path, formats.MNIST_KEYS + ("bad",))
             train, test = (check(a[f"x_{s}"], a[f"y_{s}"], (32, 32, 3), 10, str(path)) for s in ("train", "test"))
         except Exception as e:
             warnings.warn(f"ignoring the damaged decode cache {path} ({one_line(e)}); decoding again", stacklevel=2)
@@ -349,7 +338,7 @@ def load_cifar_tree(source: Path, kind: str):
         try:
             d.mkdir(parents=True, exist_ok=True)
             with install.temp_file(d, name) as (tmp, f):
-                arrays = dict(zip(CIFAR_KEYS, (*train, *test)), bad=np.asarray(bad, str))
+                arrays = dict(zip(formats.MNIST_KEYS, (*train, *test)), bad=np.asarray(bad, str))
                 np.savez(f, **arrays)
                 f.flush()
                 os.replace(tmp, d / name)

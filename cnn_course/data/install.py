@@ -1,7 +1,6 @@
-"""Putting data in place safely: downloads through Keras, staging folders and one atomic install (a
-failed or interrupted command keeps the old copy), archives read or unpacked within size limits.
-Temporaries (``.tmp-cnn-course-*``) hold a ``flock``: removed on every way out, Ctrl-C included, or,
-once their process is gone, the next time their folder is written."""
+"""Putting data in place safely: downloads through Keras, staging folders and one atomic install (a failed or
+interrupted command keeps the old copy), archives read or unpacked within size limits. Temporaries hold a
+``flock``: removed on every way out, Ctrl-C included, or, once their process is gone, by the next writer."""
 
 from __future__ import annotations
 
@@ -30,8 +29,7 @@ def tar_error(path, e: BaseException) -> DataError:
 
 
 def get_file(fname: str, url: str, file_hash: str | None, subdir: str = "datasets") -> Path:
-    """Download ``url`` as ``fname`` into the Keras cache with Keras's progress bar (or reuse a copy whose
-    hash matches); returns its path. Raises DatasetNotFound for a network failure, DataError for a bad download."""
+    """The path of ``url`` downloaded by Keras into its cache; DatasetNotFound (network), DataError (bad download)."""
     import keras
 
     home = str(lookup.keras_home())
@@ -112,15 +110,11 @@ def write_files(contents: dict, dest: Path) -> Path:
 
 
 def may_write(folder: Path) -> bool:
-    """Whether files may be written in ``folder`` (or its nearest existing parent); a folder without
-    write bits (a shared r-x copy) counts as read-only even for root."""
-    folder = Path(folder)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
+    """Whether ``folder`` (or its nearest existing parent) is writable; one without write bits (r-x) is not."""
+    folder = next((p for p in (Path(folder), *Path(folder).parents) if p.exists()), Path("/"))
+    with contextlib.suppress(OSError):
         return folder.is_dir() and bool(folder.stat().st_mode & 0o222) and os.access(folder, os.W_OK)
-    except OSError:
-        return False
+    return False
 
 
 def check_link(path: Path, top: Path) -> None:
@@ -131,12 +125,10 @@ def check_link(path: Path, top: Path) -> None:
         raise DataError(
             f"{path}: a symbolic link that leads nowhere or in a loop; trees must hold real files"
         ) from None
-    if target.is_dir():
-        raise DataError(f"{path}: a symbolic link to a folder; dataset trees must hold real folders (not followed)")
-    if not target.is_file():
-        raise DataError(f"{path}: a symbolic link to {target}, not a regular file; dataset trees must hold real files")
-    if not target.is_relative_to(top):
-        raise DataError(f"{path}: a symbolic link to {target}, outside {top}; dataset trees must hold their own files")
+    to = "a folder" if target.is_dir() else f"{target}, not a regular file" if not target.is_file() else None
+    to = to or (f"{target}, outside {top}" if not target.is_relative_to(top) else None)
+    if to:
+        raise DataError(f"{path}: a symbolic link to {to}; dataset trees must hold their own real files and folders")
 
 
 def check_member(archive: Path, m, limit: int, what: str, size: int | None = None) -> None:
@@ -173,9 +165,8 @@ def read_tar(path: Path, wanted, limit: int, what: str):
 
 
 def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what: str) -> Path:
-    """Unpack a zip or tar of an image tree (``train/`` at its top or in one folder) into ``work``,
-    every member checked first (names, links, encryption, sizes, duplicates); returns the tree's root.
-    Raises DataError."""
+    """Unpack a zip or tar of an image tree (``train/`` at its top or in one folder) into ``work``, every member
+    checked first (names, links, encryption, sizes, duplicates); returns the tree's root. Raises DataError."""
     is_zip = zipfile.is_zipfile(archive)
     try:
         with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive) as opened:

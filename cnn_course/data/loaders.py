@@ -44,21 +44,18 @@ def load_named(name: str, path=None, download: bool = True):
 
 
 def load_mnist(path=None, download=True):
-    """MNIST's ((x_train, y_train), (x_test, y_test)), uint8, from ``mnist.npz`` in the search order
-    (downloaded when found nowhere, ``download`` and online). Raises DatasetNotFound, DataError."""
+    """MNIST as ((x_train, y_train), (x_test, y_test)), uint8, found or downloaded; DatasetNotFound, DataError."""
     return load_named("mnist", path, download)[0]
 
 
 def load_cifar10(path=None, download=True):
-    """CIFAR-10 as load_mnist, labels as CIFAR10_CLASSES, from its pickles (folder or tarball) or a JPEG
-    tree (folder or .tar.gz, decoded once and cached). Raises DatasetNotFound, DataError."""
+    """CIFAR-10 as load_mnist, from its pickles (folder, tarball) or a JPEG tree; DatasetNotFound, DataError."""
     return load_named("cifar10", path, download)[0]
 
 
 def load_lesson_data(name, path=None, quick=None):
-    """Load "mnist" or "cifar10" for a lesson and print one ``Data:`` line; when found nowhere, a quick run
-    uses a labelled stand-in (nothing downloaded), a full run downloads unless offline.
-    Returns (((x_train, y_train), (x_test, y_test)), description). Raises ValueError, DatasetNotFound, DataError."""
+    """Load "mnist" or "cifar10" for a lesson, printing one ``Data:`` line (found nowhere: a labelled stand-in when
+    quick, else downloaded unless offline). Returns ((train, test), description); DatasetNotFound, DataError."""
     if name not in ("mnist", "cifar10"):
         raise ValueError(f"unknown lesson dataset {name!r}; choose mnist or cifar10")
     quick, title = lookup.quick_mode(quick), TITLES[name]
@@ -96,9 +93,8 @@ def standin_note(description):
 
 
 def check_dog_tree(root: Path, decode: bool = False) -> dict:
-    """Check a dogImages tree's layout (the same breeds in train/valid/test, none empty, no links out)
-    and, with ``decode``, every image within the photo limits. Returns its listing (load_image_folder,
-    unshuffled); raises DataError."""
+    """Check a dogImages tree (the same breeds in train/valid/test, none empty, no links out) and, with ``decode``,
+    every image within the photo limits. Returns its unshuffled listing (load_image_folder); raises DataError."""
     missing = [s for s in SPLITS if not (root / s).is_dir()]
     if missing:
         raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder (expected train/, valid/, test/)")
@@ -113,9 +109,8 @@ def check_dog_tree(root: Path, decode: bool = False) -> dict:
 
 
 def _unpacked(archive: Path) -> Path:
-    """The tree of a dogImages archive, unpacked once (through a staging folder, members and every image
-    checked first) into the first writable of the data folders, the Keras cache and the archive's
-    folder (last: it may be shared); an earlier copy is reused. Raises DataError."""
+    """The tree of a dogImages archive unpacked once, checked in a staging folder, into the first writable of the
+    data folders, the Keras cache and the archive's folder (last: it may be shared). Raises DataError."""
     name = re.sub(r"\.(zip|tar\.gz|tgz|tar)$", "", archive.name)
     folders = [d for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()]) if d != archive.parent]
     folders.append(archive.parent)
@@ -138,9 +133,8 @@ def _unpacked(archive: Path) -> Path:
 
 
 def find_dog_images(path=None) -> Path:
-    """The dogImages root (train/valid/test/<NNN.Breed>/): a folder, or dogImages.zip or a .tar.gz of it
-    unpacked once, from ``path``, the data folders or the Keras cache; never downloads.
-    Raises DatasetNotFound naming dogImages.zip and its URL, DataError for a bad archive or tree."""
+    """The dogImages root (train/valid/test/<NNN.Breed>/), a folder or an archive unpacked once, from ``path`` or
+    the usual places; never downloads. DatasetNotFound names dogImages.zip and its URL; DataError."""
     kind, source, looked = lookup.find("dogs", path)
     if kind is None:
         raise lookup.not_found("dogs", looked)
@@ -164,9 +158,8 @@ def _dog_standin_root(seed: int) -> Path:
 
 
 def load_dog_images(path=None, quick=None, seed=0):
-    """Find the dog-breed images for a lesson (find_dog_images) and print one ``Data:`` line; when missing,
-    a quick run uses a generated stand-in tree, a full run downloads dogImages.zip unless offline.
-    Returns (root, description). Raises DatasetNotFound, DataError, OSError."""
+    """find_dog_images for a lesson, printing one ``Data:`` line; when missing, a quick run uses a stand-in tree, a
+    full run downloads dogImages.zip unless offline. Returns (root, description); DatasetNotFound, DataError."""
     quick, real = lookup.quick_mode(quick), True
     try:
         root = find_dog_images(path)

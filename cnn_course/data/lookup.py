@@ -55,8 +55,7 @@ def keras_cache_dir() -> Path:
 
 
 def course_data_dir() -> Path:
-    """The course's own data folder: ``$CNN_COURSE_REPO_DATA`` (the tests), the checkout's ``data/``,
-    else (installed from a wheel) ``cnn-course`` in the Keras home."""
+    """The course's data folder: ``$CNN_COURSE_REPO_DATA``, the checkout's ``data/``, else in the Keras home."""
     if os.environ.get("CNN_COURSE_REPO_DATA"):
         return Path(os.environ["CNN_COURSE_REPO_DATA"])
     try:
@@ -111,8 +110,7 @@ def detect(name: str, p: Path) -> str | None:
 
 
 def find(name: str, path=None) -> tuple[str | None, Path | None, list[str]]:
-    """Look for ``name`` without downloading: (format, source, places looked), None, None when not found.
-    Raises DataError for something by the expected name that is not usable."""
+    """Look for ``name``, never downloading: (format, source, places looked); DataError for an unusable find."""
     looked = []
     if path is not None:
         p = Path(path).expanduser()

@@ -49,12 +49,10 @@ def decode_one(src, size=None, max_pixels=MAX_PIXELS, max_bytes=catalog.MAX_PHOT
         return "is empty (0 bytes)"
     limit = f"over the limit of {_pixels(max_pixels)} for {what}; not decoded"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(buf)) as im:  # reads the header only
-                if im.width * im.height > max_pixels:
-                    return f"is {im.width}x{im.height} pixels, {limit}"
-                img = im.convert("RGB")
+        with Image.open(io.BytesIO(buf)) as im:  # reads the header only
+            if im.width * im.height > max_pixels:
+                return f"is {im.width}x{im.height} pixels, {limit}"
+            img = im.convert("RGB")
     except Image.DecompressionBombError:  # over twice Image.MAX_IMAGE_PIXELS: no size given
         return f"is over {_pixels(2 * Image.MAX_IMAGE_PIXELS)}, {limit}"
     except Exception:
@@ -81,7 +79,8 @@ def decode_many(sources, names, shape=None, what="a photo", max_pixels=MAX_PIXEL
     def work(lo):
         return [b for b in map(one, range(lo, min(lo + 500, len(sources)))) if b]
 
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with warnings.catch_warnings(), ThreadPoolExecutor(WORKERS) as pool:  # set here: catch_warnings is not thread-safe
+        warnings.simplefilter("ignore")  # Pillow's notes on odd files: what is wrong is returned instead
         return x, [b for found in pool.map(work, range(0, len(sources), 500)) for b in found]
 
 
@@ -148,7 +147,9 @@ def load_sample_photos(paths=None):
         if not items:
             raise DataError("load_sample_photos: an empty list of paths")
         files = [f for item in items for f in _photo_files(Path(item).expanduser())]
-        photos = [decode_one(f) for f in files]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on odd files
+            photos = [decode_one(f) for f in files]
         for f, img in zip(files, photos):
             if isinstance(img, str):
                 raise DataError(f"{f} {img}")

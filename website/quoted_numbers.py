@@ -272,7 +272,9 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
     parser.add_argument("lessons", nargs="*", help="lesson names or notebook paths (default: every lesson)")
-    parser.add_argument("--runs", default=str(root / "website" / "runs"), help="executed copies (default: website/runs)")
+    parser.add_argument(
+        "--runs", default=str(root / "website" / "runs"), help="executed copies (default: website/runs)"
+    )
     args = parser.parse_args(argv)
     paths = [LESSONS.get(name, name) for name in args.lessons] or [
         path for path in LESSONS.values() if path.endswith(".ipynb")

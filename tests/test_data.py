@@ -764,6 +764,7 @@ def test_vgg16_weights_missing(monkeypatch, capsys, tmp_path):
     assert data.backbone_weights("VGG16", include_top=False)[0] == str(data.keras_home() / "models" / VGG16_NOTOP)
     assert calls[0]["origin"] == data.backbones.BASE_URLS["VGG16"] + VGG16_NOTOP
     assert calls[0]["cache_subdir"] == "models"
+    assert calls[0]["file_hash"] == "6d6bbae143d832006294945121d1f1fc"  # the md5 Keras itself checks for this file
     assert capsys.readouterr().out.count("Weights: ") == 2
 
 

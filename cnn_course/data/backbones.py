@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from . import install, lookup
-from .catalog import LESSON_ALPHA, LESSON_BACKBONE, DataError, DatasetNotFound, one_line
+from .catalog import LESSON_ALPHA, LESSON_BACKBONE, RESNET50_MD5, VGG16_MD5, DataError, DatasetNotFound, one_line
 
 BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -34,8 +34,7 @@ def check_backbone(backbone, alpha=1.0):
     if backbone != "MobileNetV2":
         return backbone, None
     if not isinstance(alpha, (int, float)) or float(alpha) not in MOBILENET_ALPHAS:
-        alphas = ", ".join(map(str, MOBILENET_ALPHAS))
-        raise ValueError(f"ALPHA for MobileNetV2 must be one of {alphas} (the widths with ImageNet weights)")
+        raise ValueError(f"ALPHA for MobileNetV2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} (with weights)")
     return backbone, float(alpha)
 
 
@@ -75,7 +74,8 @@ def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, q
     failed = f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}."
     if path is None and not quick and not lookup.offline():
         try:
-            path = install.get_file(url.rsplit("/", 1)[1], url, None, "models")
+            md5 = {"VGG16": VGG16_MD5, "ResNet50": RESNET50_MD5}.get(backbone, (None, None))[0 if include_top else 1]
+            path = install.get_file(name, url, md5, "models")
             check_h5(path)
         except DatasetNotFound as e:
             failed = f"The download failed: {e}."

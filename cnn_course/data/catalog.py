@@ -24,6 +24,8 @@ DOGS_TARBALLS = ("dogImages.tar.gz", "dogImages-imagewoof10.tar.gz")
 LESSON_BACKBONE, LESSON_ALPHA = "MobileNetV2", 0.35
 CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
 CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # the hash Keras's decode_predictions pins
+VGG16_MD5 = ("64373286793e3c8b2b4e3219cbf3544b", "6d6bbae143d832006294945121d1f1fc")  # Keras's: with top, without
+RESNET50_MD5 = ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626")  # (none for MobileNetV2)
 
 NAMES = {  # what is looked for in each place, in order
     "mnist": (MNIST_FILE,),

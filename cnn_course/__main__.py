@@ -1,7 +1,7 @@
 """The course's command line.
 
     python -m cnn_course run [LESSON ...] [--answers] [--quick] [-p NAME=VALUE ...] [--out DIR] [--backend NAME]
-    python -m cnn_course data status | fetch [NAME|all] | import NAME PATH
+    python -m cnn_course data status | fetch [NAME|all]
     python -m cnn_course strip [NOTEBOOK ...]
 
 Exit status: 0 when everything passed, 1 when a lesson or a data command failed, 2 for a usage
@@ -145,15 +145,12 @@ def build_parser():
     )
     run.set_defaults(handler=cmd_run, subparser=run)
 
-    data = commands.add_parser("data", help="find, download or import the datasets")
+    data = commands.add_parser("data", help="find or download the datasets")
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     status = actions.add_parser("status", help="list each dataset: where it was found, or how to get it")
     fetch = actions.add_parser("fetch", help="download a dataset into the cache and check it (default: every one)")
-    fetch.add_argument("name", metavar="NAME", nargs="?", default="all", help="mnist, cifar10, dogs, vgg16, or all")
-    imp = actions.add_parser("import", help="bring a local file or folder into the data folder")
-    imp.add_argument("name", metavar="NAME")
-    imp.add_argument("src", metavar="PATH")
-    for sub in (status, fetch, imp):
+    fetch.add_argument("name", metavar="NAME", nargs="?", default="all", help="mnist, cifar10, dogs, weights, or all")
+    for sub in (status, fetch):
         sub.set_defaults(handler=cmd_data, subparser=sub)
 
     strip = commands.add_parser("strip", help="clear notebooks' outputs in place (default: the repository's)")
@@ -403,21 +400,20 @@ def _one_line(text) -> str:
 
 
 def cmd_data(args, parser, out):
-    """Run `data status|fetch|import`; return 0, 1 for a data error, 2 for a usage error (an unknown
-    dataset, a bad setting). Errors are one line."""
+    """Run `data status|fetch`; return 0, 1 for a data error, 2 for a usage error (an unknown dataset,
+    a bad setting). Errors are one line."""
     from cnn_course import data
 
     fetch_all = args.action == "fetch" and args.name == "all"
-    if args.action in ("fetch", "import") and args.name not in data.DATASETS and not fetch_all:
-        also = ", all" if args.action == "fetch" else ""
-        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}{also}")
+    if args.action == "fetch" and args.name not in data.DATASETS and not fetch_all:
+        parser.error(f"unknown dataset {args.name!r}; valid names: {', '.join(data.DATASETS)}, all")
 
     def error_line(exc):  # an OSError by its file and reason
         if not isinstance(exc, OSError) or exc.strerror is None:
             return _one_line(exc)
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
 
-    # fetch and import may import Keras to download or read a file: no TensorFlow start-up notices
+    # fetch may import Keras to download or read a file: no TensorFlow start-up notices
     with keras_check.quiet_tensorflow():
         try:
             _check_settings()  # a typo in any setting is a usage error, whatever the action
@@ -433,10 +429,8 @@ def cmd_data(args, parser, out):
                         out.write(f"{name}: {result}\n")
                         out.flush()
                 return EXIT_FAILED if failed else EXIT_OK
-            elif args.action == "fetch":
-                out.write(f"{args.name}: {data.fetch(args.name)}\n")
             else:
-                out.write(f"{args.name}: imported into {data.import_dataset(args.name, args.src)}\n")
+                out.write(f"{args.name}: {data.fetch(args.name)}\n")
         except data.SettingError as exc:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_USAGE

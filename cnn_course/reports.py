@@ -36,7 +36,7 @@ STAND_IN_FOOTNOTE = (
     "(stand-in): the lesson ran on stand-in data (generated images, or random "
     "weights), so its accuracy says nothing about the real dataset."
 )
-_GET_COMMAND_RE = re.compile(r"`(python -m cnn_course data (?:fetch|import) [^`]+)`")
+_GET_COMMAND_RE = re.compile(r"`(python -m cnn_course data fetch [^`]+)`")
 
 
 def used_stand_in(lesson):
@@ -161,8 +161,8 @@ def next_steps(report, python="python"):
             lines.append("  or only what these lessons missed:")
             lines += ["    " + c.replace("python -m", f"{python} -m", 1) for c in commands]
         lines.append(
-            f"  A file you already have: `{python} -m cnn_course data import NAME FILE`; "
-            f"what is found: `{python} -m cnn_course data status`"
+            f"  A file you already have: put it in the data folder; "
+            f"what is found, and where: `{python} -m cnn_course data status`"
         )
     if report["mode"] == "quick":
         lines.append(

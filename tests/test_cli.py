@@ -254,15 +254,8 @@ def test_strip_command_reports_a_bad_file(tmp_path, capsys):
 
 @pytest.fixture
 def fake_data(monkeypatch, tmp_path):
-    """cnn_course.data with `dataset_status` answering two rows and `import_dataset`
-    recording its calls in .calls (and importing nothing); returns the module."""
+    """cnn_course.data with `dataset_status` answering two rows; returns the module."""
     from cnn_course import data
-
-    calls = []
-
-    def import_dataset(name, src):
-        calls.append(("import", name, src))
-        return tmp_path / name
 
     monkeypatch.setattr(
         data,
@@ -274,11 +267,9 @@ def fake_data(monkeypatch, tmp_path):
                 "where": "/data/mnist.npz",
                 "how": "python -m cnn_course data fetch mnist",
             },
-            {"name": "dogs", "found": False, "where": None, "how": "python -m cnn_course data import dogs PATH"},
+            {"name": "dogs", "found": False, "where": None, "how": "python -m cnn_course data fetch dogs"},
         ],
     )
-    monkeypatch.setattr(data, "import_dataset", import_dataset)
-    monkeypatch.setattr(data, "calls", calls, raising=False)
     return data
 
 
@@ -287,7 +278,7 @@ def test_data_status_prints_a_table(fake_data, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["Dataset", "Status", "Where", "/", "how", "to", "get", "it"]
     assert lines[1].split() == ["mnist", "found", "/data/mnist.npz"]
-    assert lines[2].split()[:2] == ["dogs", "MISSING"] and "data import dogs PATH" in lines[2]
+    assert lines[2].split()[:2] == ["dogs", "MISSING"] and "data fetch dogs" in lines[2]
 
 
 def test_data_commands_leave_onednn_on_for_the_kernels_started_later(fake_data, monkeypatch, capsys):
@@ -306,27 +297,20 @@ def test_data_commands_leave_onednn_on_for_the_kernels_started_later(fake_data, 
     assert seen[-1] == "1" and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
 
 
-def test_data_import(fake_data, tmp_path, capsys):
-    assert cli.main(["data", "import", "cifar10", str(tmp_path)]) == 0
-    assert fake_data.calls == [("import", "cifar10", str(tmp_path))]
-    out = capsys.readouterr().out
-    assert str(tmp_path / "cifar10") in out and "imported" in out
-
-
-def test_data_errors_are_one_clear_line(capsys):
-    # the real import: a source that does not exist
-    assert cli.main(["data", "import", "mnist", "/no/such/file.npz"]) == 1
+def test_data_errors_are_one_clear_line(capsys, monkeypatch):
+    # the real fetch, offline: nothing downloaded, one line
+    monkeypatch.setenv("CNN_COURSE_OFFLINE", "1")
+    assert cli.main(["data", "fetch", "mnist"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "/no/such/file.npz" in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ") and "CNN_COURSE_OFFLINE=1" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
 
 
 def test_data_unknown_name_is_a_usage_error(fake_data, capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["data", "import", "imagenet", "x"])
+        cli.main(["data", "fetch", "imagenet"])
     assert exit_.value.code == 2
-    assert "valid names: mnist, cifar10, dogs, vgg16" in capsys.readouterr().err
-    assert fake_data.calls == []
+    assert "valid names: mnist, cifar10, dogs, weights, all" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------

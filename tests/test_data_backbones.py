@@ -11,6 +11,7 @@ import pytest
 from cnn_course import data
 from cnn_course.__main__ import main
 from cnn_course.data import backbones
+from test_data import fake_get_file, install_fake_keras
 
 MOBILENET_NOTOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 
@@ -55,7 +56,7 @@ def mobilenet_h5(path, width=112, top=False):
 
 def test_keras_file_names_for_each_backbone():
     assert backbones.weights_file_name("VGG16") == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    assert backbones.weights_file_name("VGG16", include_top=True) == data.VGG16_FILES[True][0]
+    assert backbones.weights_file_name("VGG16", include_top=True) == "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
     assert backbones.weights_file_name("ResNet50") == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert backbones.weights_file_name("MobileNetV2", alpha=0.35) == MOBILENET_NOTOP
     assert (
@@ -104,7 +105,7 @@ def test_missing_weights_offline_full_mode_name_the_file_url_and_places(home):
     assert "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" in message
     for where in ("data", "data/keras-models", "data/models", "repo-data", "keras/models"):
         assert str(home / where) in message
-    assert "CNN_COURSE_OFFLINE=1" in message and "data import weights FILE" in message
+    assert "CNN_COURSE_OFFLINE=1" in message
 
 
 def test_missing_weights_quick_stand_in_online_imagenet_optional_none(home, monkeypatch, capsys):
@@ -115,13 +116,12 @@ def test_missing_weights_quick_stand_in_online_imagenet_optional_none(home, monk
     monkeypatch.delenv("CNN_COURSE_QUICK")
     assert data.backbone_weights("VGG16", include_top=True, required=False)[0] is None
     assert "with the top: not found (vgg16_weights_tf_dim_ordering_tf_kernels.h5)" in capsys.readouterr().out
-    monkeypatch.setenv("CNN_COURSE_OFFLINE", "0")
+    monkeypatch.setenv("CNN_COURSE_OFFLINE", "0")  # online: Keras downloads it into its cache
+    calls = []
+    install_fake_keras(monkeypatch, fake_get_file(calls, fake_h5(home / "fx.h5", ["block1_conv1"])))
     weights, description = data.backbone_weights("VGG16")
-    assert (
-        weights == "imagenet"
-        and f"Keras downloads vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 into {home / 'keras' / 'models'}"
-        in description
-    )
+    assert weights == str(home / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    assert description.endswith(f"(real, from {weights})") and len(calls) == 1
 
 
 def test_weights_with_the_top_bring_the_class_index_where_keras_reads_it(home):
@@ -137,102 +137,24 @@ def test_weights_with_the_top_bring_the_class_index_where_keras_reads_it(home):
     assert json.loads(copied.read_text()) == index
 
 
-def test_identify_weights_files(tmp_path):
-    assert backbones.identify_weights_file(fake_h5(tmp_path / "a.h5", ["block1_conv1"])) == ("VGG16", False, None)
-    assert backbones.identify_weights_file(fake_h5(tmp_path / "b.h5", ["conv1_conv"], top=True)) == (
-        "ResNet50",
-        True,
-        None,
-    )
-    assert backbones.identify_weights_file(mobilenet_h5(tmp_path / "c.h5", 320)) == ("MobileNetV2", False, 1.0)
-    with pytest.raises(data.DataError, match="not the weights of VGG16, ResNet50, MobileNetV2"):
-        backbones.identify_weights_file(fake_h5(tmp_path / "d.h5", ["dense"]))
-    (tmp_path / "e.h5").write_text("not hdf5")
-    with pytest.raises(data.DataError, match="not a readable Keras .h5 weights file"):
-        backbones.identify_weights_file(tmp_path / "e.h5")
-
-
-@pytest.fixture(scope="module")
-def real_mobilenet(tmp_path_factory):
-    """A real MobileNetV2 (alpha 0.35, no top) weights file in Keras's .h5
-    layout, random weights: what `data import weights` must load."""
-    import h5py
-    from keras.src.legacy.saving import legacy_h5_format
-
-    from cnn_course.keras_check import import_keras
-
-    keras = import_keras()
-    model = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=0.35, input_shape=(96, 96, 3))
-    path = tmp_path_factory.mktemp("weights") / "mobilenet.h5"
-    with h5py.File(path, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, model)
-    keras.backend.clear_session()
-    return path
-
-
-def test_data_import_weights_stores_them_under_the_keras_name(home, capsys, real_mobilenet):
-    src = home / "downloads" / "my-mobilenet.h5"
-    src.parent.mkdir()
-    src.write_bytes(real_mobilenet.read_bytes())
-    assert main(["data", "import", "weights", str(src)]) == 0
-    dest = home / "data" / MOBILENET_NOTOP
-    assert dest.is_file() and f"imported into {dest}" in capsys.readouterr().out
-    assert main(["data", "status"]) == 0
-    status = capsys.readouterr().out
-    assert any(line.startswith("weights") and "found" in line and str(dest) in line for line in status.splitlines())
-    bad = fake_h5(home / "downloads" / "other.h5", ["dense"])
-    assert main(["data", "import", "weights", str(bad)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
-    assert sorted(p.name for p in (home / "data").iterdir()) == [MOBILENET_NOTOP]  # nothing else left
-
-
-def test_weights_that_do_not_load_into_their_model_do_not_replace_good_ones(home, real_mobilenet):
-    """Issue 26, high 9: right layer names, a 5x5 Conv1 kernel (the real one is 3x3)."""
-    import h5py
-
-    dest = data.import_dataset("weights", real_mobilenet)
-    before = dest.read_bytes()
-    bad = home / "bad.h5"
-    bad.write_bytes(before)
-    with h5py.File(bad, "a") as f:
-        kernel = str(f["Conv1"].attrs["weight_names"][0])
-        del f["Conv1"][kernel]
-        f["Conv1"].create_dataset(kernel, data=np.zeros((5, 5, 3, 16), np.float32))
-    with pytest.raises(
-        data.DataError,
-        match=r"bad.h5: does not load into MobileNetV2 \(alpha 0.35\) "
-        r"without the top: .*\(5, 5, 3, 16\)",
-    ):
-        data.import_dataset("weights", bad)
-    assert dest.read_bytes() == before
-    assert sorted(p.name for p in dest.parent.iterdir()) == [MOBILENET_NOTOP]
-
-
-def test_weights_with_an_external_link_are_refused(home, real_mobilenet):
+def test_weights_with_an_external_link_are_refused(home):
     """Issue 26, high 9: a stub whose layers are links into another file."""
     import h5py
 
-    stub = home / "stub.h5"
-    with h5py.File(real_mobilenet, "r") as real, h5py.File(stub, "w") as f:
-        for key, value in real.attrs.items():
+    real = mobilenet_h5(home / "elsewhere" / "real.h5")
+    stub = home / "data" / MOBILENET_NOTOP
+    with h5py.File(real, "r") as source, h5py.File(stub, "w") as f:
+        for key, value in source.attrs.items():
             f.attrs[key] = value
-        for name in real:
-            f[name] = h5py.ExternalLink(str(real_mobilenet), name)
-    with pytest.raises(data.DataError, match="stub.h5: /Conv1 is a link to .*mobilenet.h5"):
-        data.import_dataset("weights", stub)
-    vgg = home / "vgg.h5"
-    with h5py.File(vgg, "w") as f:
-        f.attrs["layer_names"] = [b"block1_conv1"]
-        f["block1_conv1"] = h5py.ExternalLink(str(real_mobilenet), "Conv1")
-    with pytest.raises(data.DataError, match="is a link to"):
-        data.import_dataset("vgg16", vgg)
-    assert list((home / "data").iterdir()) == []
+        for name in source:
+            f[name] = h5py.ExternalLink(str(real), name)
+    with pytest.raises(data.DataError, match=f"{MOBILENET_NOTOP}: /Conv1 is a link to .*real.h5"):
+        data.backbone_weights("MobileNetV2", 0.35)
 
 
 def test_data_status_says_how_to_get_missing_weights_and_fetch_refuses_them(home, capsys):
     rows = {r["name"]: r for r in data.dataset_status()}
-    assert not rows["weights"]["found"] and "data import weights FILE" in rows["weights"]["how"]
+    assert not rows["weights"]["found"]
     assert "data fetch weights" in rows["weights"]["how"]  # the lessons' default backbone (tests/test_fetch.py)
     assert main(["data", "fetch", "weights"]) == 1  # offline here
     assert "Not downloading ImageNet weights of a backbone: CNN_COURSE_OFFLINE=1" in capsys.readouterr().err
@@ -270,23 +192,21 @@ def test_a_dog_tarball_in_a_read_only_data_folder_is_unpacked_once_elsewhere(hom
 
 
 @pytest.mark.parametrize("top", ["dogImages", None])
-def test_data_import_dogs_takes_a_tarball(home, top, capsys):
+def test_a_dog_tarball_given_as_the_path_is_unpacked_into_the_data_folder(home, top):
     tarball = dog_tarball(home / "downloads" / "dogs.tar.gz", top=top)
-    assert main(["data", "import", "dogs", str(tarball)]) == 0
-    dest = home / "data" / "dogImages"
-    assert f"imported into {dest}" in capsys.readouterr().out
-    assert sorted(p.name for p in dest.iterdir()) == ["test", "train", "valid"]
-    assert data.find_dog_images() == dest
+    root = data.find_dog_images(tarball)
+    assert root == home / "data" / "dogs" and sorted(p.name for p in root.iterdir()) == ["test", "train", "valid"]
+    assert data.find_dog_images(tarball) == root  # once
 
 
-def test_a_tarball_without_train_is_a_clear_error_and_leaves_nothing(home, capsys):
+def test_a_tarball_without_train_is_a_clear_error_and_leaves_nothing(home):
     bad = home / "downloads" / "notdogs.tar.gz"
     bad.parent.mkdir()
     (home / "downloads" / "readme.txt").write_text("hello")
     with tarfile.open(bad, "w:gz") as tar:
         tar.add(home / "downloads" / "readme.txt", arcname="stuff/readme.txt")
-    assert main(["data", "import", "dogs", str(bad)]) == 1
-    assert "no train/ folder inside" in capsys.readouterr().err
+    with pytest.raises(data.DataError, match="no train/ folder inside"):
+        data.find_dog_images(bad)
     assert list((home / "data").iterdir()) == []
 
 

@@ -6,6 +6,7 @@ were checked by removing their guard: each fails then.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,94 +39,50 @@ def dog_tree(root, n_classes=2, splits=("train", "valid", "test")):
     return data.make_image_folder_standin(root, n_classes=n_classes, per_split={s: 1 for s in splits}, size=(8, 8))
 
 
-# ------------------------------------------- 1. a failed import loses nothing
+# ------------------------------------- 1. a failed install loses nothing
 
 
-def test_failed_cifar10_import_keeps_the_existing_tree(tmp_path, hermetic):
-    good = write_jpeg_tree(tmp_path / "good", per_class={"train": 2, "test": 1})
-    dest = data.import_dataset("cifar10", good)
+def test_a_failed_install_puts_the_old_copy_back_and_leaves_nothing(tmp_path, monkeypatch):
+    """The second rename of an install fails: the old copy goes back, the staging folder goes."""
+    dest = dog_tree(tmp_path / "data" / "dogImages")
     before = snapshot(dest)
-    bad = write_jpeg_tree(tmp_path / "bad", per_class={"train": 2, "test": 1})
-    for f in list((bad / "train").rglob("*.jpg"))[:5]:
-        f.write_bytes(b"garbage, not a JPEG")
-    with pytest.raises(data.DataError, match="unusable"):
-        data.import_dataset("cifar10", bad)
-    assert snapshot(dest) == before
-    assert len(data.load_cifar10()[0][0]) == 20
-    assert leftovers(hermetic) == []
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    with data.install.staging(dest.parent) as work:
+        new = dog_tree(work / "new", n_classes=1)
+        monkeypatch.setattr(os, "replace", replace)
+        with pytest.raises(OSError, match="No space left"):
+            data.install.install(new, dest, work)
+        monkeypatch.setattr(os, "replace", real_replace)
+    assert snapshot(dest) == before and leftovers(tmp_path) == []
 
 
-def test_failed_dogs_import_keeps_the_existing_tree(tmp_path, hermetic):
-    dest = data.import_dataset("dogs", dog_tree(tmp_path / "good" / "dogImages"))
-    before = snapshot(dest)
-    with pytest.raises(data.DataError, match="valid/, test/"):
-        data.import_dataset("dogs", dog_tree(tmp_path / "bad" / "dogImages", splits=("train",)))
-    assert snapshot(dest) == before
-    assert leftovers(hermetic) == []
+def test_a_failed_fetch_keeps_the_existing_copy(tmp_path, hermetic, monkeypatch):
+    from test_data import fake_get_file, install_fake_keras
 
-
-def test_failed_mnist_import_keeps_the_existing_file(tmp_path, hermetic):
-    dest = data.import_dataset("mnist", write_mnist(tmp_path / "good" / "mnist.npz", 12))
-    before = dest.read_bytes()
-    bad = write_mnist(tmp_path / "bad" / "mnist.npz", 12, y_train=np.full(12, 11, np.uint8))
-    with pytest.raises(data.DataError, match="out of range"):
-        data.import_dataset("mnist", bad)
-    assert dest.read_bytes() == before
-    assert leftovers(hermetic) == []
-
-
-def test_failed_weights_import_keeps_the_existing_file(tmp_path, hermetic):
-    dest = data.import_dataset("vgg16", write_vgg_h5(tmp_path / "good.h5", top=False))
-    before = dest.read_bytes()
-    bad = tmp_path / "bad.h5"
-    bad.write_bytes(before[: len(before) // 2])  # truncated
-    with pytest.raises(data.DataError, match="bad.h5"):
-        data.import_dataset("vgg16", bad)
-    assert dest.read_bytes() == before
-    assert leftovers(hermetic) == []
-
-
-def test_importing_the_data_folder_itself_checks_it_and_deletes_nothing(hermetic):
-    dog_tree(hermetic / "dogImages")
-    write_jpeg_tree(hermetic / "cifar10-jpeg", per_class={"train": 1, "test": 1})
-    before = snapshot(hermetic)
-    assert data.import_dataset("dogs", hermetic) == hermetic / "dogImages"
-    assert data.import_dataset("dogs", hermetic / "dogImages") == hermetic / "dogImages"
-    assert data.import_dataset("cifar10", hermetic / "cifar10-jpeg") == hermetic / "cifar10-jpeg"
-    after = snapshot(hermetic)
-    assert {k: v for k, v in after.items() if not k.endswith(".decoded.npz")} == before
-    # a broken copy in place is reported, not removed
-    for f in (hermetic / "dogImages" / "valid").rglob("*"):
-        if f.is_file():
-            f.unlink()
-    with pytest.raises(data.DataError, match="empty class folder"):
-        data.import_dataset("dogs", hermetic / "dogImages")
-    assert (hermetic / "dogImages" / "train").is_dir()
-
-
-def test_import_refuses_a_source_that_holds_the_data_folder(tmp_path, monkeypatch):
-    outer = dog_tree(tmp_path / "outer")
-    monkeypatch.setenv("CNN_COURSE_DATA", str(outer / "train" / "data"))
-    with pytest.raises(data.DataError, match="lies inside it"):
-        data.import_dataset("dogs", outer)
-    assert not (outer / "train" / "data" / "dogImages").exists()
-
-
-def test_import_refuses_a_tarball_inside_the_folder_it_replaces(tmp_path, hermetic):
-    folder = write_pickles(hermetic / "cifar-10-batches-py")
-    tarball = tar_folder(folder / "cifar-10-python.tar.gz", write_pickles(tmp_path / "src"), "cifar-10-batches-py")
-    before = snapshot(folder)
-    with pytest.raises(data.DataError, match="lies inside"):
-        data.import_dataset("cifar10", tarball)
-    assert snapshot(folder) == before
+    old = write_pickles(data.keras_cache_dir() / "cifar-10-batches-py")
+    before = snapshot(old)
+    bad = write_pickles(tmp_path / "bad" / "cifar-10-batches-py")
+    (bad / "data_batch_2").write_bytes(b"junk")
+    monkeypatch.delenv("CNN_COURSE_OFFLINE")
+    install_fake_keras(monkeypatch, fake_get_file([], tar_folder(tmp_path / "bad.tar.gz", bad, "cifar-10-batches-py")))
+    with pytest.raises(data.DataError, match="data_batch_2: not a readable CIFAR-10 pickle"):
+        data.fetch("cifar10")
+    assert snapshot(old) == before and leftovers(tmp_path) == []
 
 
 # ------------------------- 5. interrupted commands leave nothing behind
 
 
 def cli_code(tmp_path, argv, patch=""):
-    """Python code running `python -m cnn_course ARGV` with the repo's data
-    folder moved to tmp_path/repo_data, after `patch`."""
+    """Python code running `python -m cnn_course ARGV` (or the code ARGV, a
+    string) with the repo's data folder moved to tmp_path/repo_data, after `patch`."""
     (tmp_path / "repo_data").mkdir(exist_ok=True)
     return "\n".join(
         [
@@ -138,7 +95,7 @@ def cli_code(tmp_path, argv, patch=""):
             f"data.lookup.REPO_DATA_DIR = Path({str(tmp_path / 'repo_data')!r})",
             textwrap.dedent(patch),
             "from cnn_course.__main__ import main",
-            f"sys.exit(main({argv!r}))",
+            argv if isinstance(argv, str) else f"sys.exit(main({argv!r}))",
         ]
     )
 
@@ -168,7 +125,7 @@ def start_interruptible(tmp_path, patch, argv, env_extra):
 
 def test_ctrl_c_during_a_cache_write_leaves_no_temporary_file(tmp_path):
     data_dir = tmp_path / "data"
-    tree = write_jpeg_tree(tmp_path / "src" / "cifar10-jpeg", per_class={"train": 2, "test": 1})
+    write_jpeg_tree(data_dir / "cifar10-jpeg", per_class={"train": 2, "test": 1})
     patch = """
         import numpy as np
         def savez(f, **arrays):
@@ -179,35 +136,27 @@ def test_ctrl_c_during_a_cache_write_leaves_no_temporary_file(tmp_path):
         np.savez = savez
     """
     env = {"CNN_COURSE_DATA": str(data_dir), "KERAS_HOME": str(tmp_path / "keras")}
-    code, err = start_interruptible(tmp_path, patch, ["data", "import", "cifar10", str(tree)], env)
-    assert code == 130, err
-    assert err.strip().splitlines()[-1] == "interrupted"
+    code, err = start_interruptible(tmp_path, patch, "data.load_cifar10()", env)
+    assert code != 0 and err.strip().splitlines()[-1] == "KeyboardInterrupt", err
     assert leftovers(tmp_path) == []
-    assert sorted(p.name for p in data_dir.iterdir()) == ["cifar10-jpeg"]  # checked before the cache
+    assert sorted(p.name for p in data_dir.iterdir()) == ["cifar10-jpeg"]
     assert list((tmp_path / "repo_data").iterdir()) == []
 
 
-def test_ctrl_c_during_an_import_keeps_the_old_copy_and_leaves_nothing(tmp_path, hermetic):
+def test_ctrl_c_while_unpacking_the_dog_images_leaves_nothing(tmp_path):
     data_dir = tmp_path / "data"
-    old = write_jpeg_tree(tmp_path / "old", per_class={"train": 1, "test": 1})
-    new = write_jpeg_tree(tmp_path / "new", per_class={"train": 2, "test": 2})
-    env = {"CNN_COURSE_DATA": str(data_dir), "KERAS_HOME": str(tmp_path / "keras")}
-    subprocess.run(
-        [sys.executable, "-c", cli_code(tmp_path, ["data", "import", "cifar10", str(old)])],
-        env=dict(os.environ, PYTHONPATH=str(REPO), **env),
-        check=True,
-        capture_output=True,
-    )
-    before = snapshot(data_dir / "cifar10-jpeg")
+    tree = dog_tree(tmp_path / "src" / "dogImages")
+    zip_path = Path(shutil.make_archive(str(data_dir / "dogImages"), "zip", tree.parent, "dogImages"))
     patch = """
         def stuck(*args, **kwargs):
             print("READY", flush=True)
             time.sleep(60)
-        data.image_folders.decode_cifar_tree = stuck
+        data.loaders.check_dog_tree = stuck
     """
-    code, err = start_interruptible(tmp_path, patch, ["data", "import", "cifar10", str(new)], env)
-    assert code == 130, err
-    assert snapshot(data_dir / "cifar10-jpeg") == before  # the unchecked new copy never went in
+    env = {"CNN_COURSE_DATA": str(data_dir), "KERAS_HOME": str(tmp_path / "keras")}
+    code, err = start_interruptible(tmp_path, patch, "data.find_dog_images()", env)
+    assert code != 0 and err.strip().splitlines()[-1] == "KeyboardInterrupt", err
+    assert sorted(p.name for p in data_dir.iterdir()) == [zip_path.name]  # nothing unpacked half-way
     assert leftovers(tmp_path) == []
 
 
@@ -232,8 +181,8 @@ def test_stale_temporaries_of_dead_processes_are_swept(tmp_path, hermetic):
     # program never makes such names now: a user's file, kept
     users = hermetic / f".tmp-{dead.pid}-mine.decoded.npz"
     users.write_text("x")
-    try:
-        data.import_dataset("mnist", write_mnist(tmp_path / "mnist.npz"))
+    try:  # a load that writes a decode cache sweeps the repo's data folder first
+        data.load_cifar10(write_jpeg_tree(tmp_path / "cifar10-jpeg", per_class={"train": 1, "test": 1}))
     finally:
         os.close(held)
     assert not stale_file.exists() and not stale_dir.exists()
@@ -251,13 +200,13 @@ def test_zip_member_over_the_limit_is_refused_before_writing(tmp_path, hermetic,
             z.writestr(f"dogImages/{split}/001.A/a.jpg", jpeg_bytes([0, 0, 0], (8, 8)))
         z.writestr("dogImages/train/001.A/bomb.jpg", b"\0" * 100_000)
     with pytest.raises(data.DataError, match=r"bomb.jpg is 0.1 MiB, over the 0 MiB limit for one dog photo"):
-        data.import_dataset("dogs", zip_path)
+        data.find_dog_images(zip_path)
     assert not (hermetic / "dogImages").exists()
     assert leftovers(hermetic) == []
 
 
 def test_tar_member_over_the_limit_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(data.image_folders, "MAX_CIFAR_IMAGE_BYTES", 4096)
+    monkeypatch.setattr(data.images, "MAX_CIFAR_IMAGE_BYTES", 4096)
     tree = write_jpeg_tree(tmp_path / "tree", per_class={"train": 1, "test": 1})
     (tree / "train" / "cat" / "big.jpg").write_bytes(b"\xff\xd8" + b"\0" * 10_000)
     tarball = tar_folder(tmp_path / "cifar10-jpeg.tar.gz", tree, ".")
@@ -434,21 +383,12 @@ def test_status_says_broken_for_wrong_shapes(hermetic):
 
 
 def test_corrupt_vgg16_weights_in_the_keras_cache_are_named(hermetic):
-    path = write_vgg_h5(data.keras_home() / "models" / data.VGG16_FILES[True][0])
+    path = write_vgg_h5(data.keras_home() / "models" / data.backbones.weights_file_name("VGG16", True))
     path.write_bytes(path.read_bytes()[:900])
     with pytest.raises(data.DataError, match=f"{path}: not a readable HDF5 weights file"):
         data.backbone_weights("VGG16", include_top=True)
-    row = {s["name"]: s for s in data.dataset_status()}["vgg16"]
+    row = {s["name"]: s for s in data.dataset_status()}["weights"]
     assert row["status"] == "broken" and str(path) in row["how"]
-
-
-def test_vgg16_weights_with_the_wrong_md5_are_refused(hermetic, monkeypatch):
-    path = write_vgg_h5(hermetic / data.VGG16_FILES[False][0], top=False)
-    monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: "0" * 32})
-    with pytest.raises(data.DataError, match="is not the md5 0{32} of the official"):
-        data.backbone_weights("VGG16", include_top=False)
-    monkeypatch.setattr(data.backbones, "KNOWN_MD5", {path.name: data.backbones.file_md5(path)})
-    assert data.backbone_weights("VGG16", include_top=False)[0] == str(path)
 
 
 def test_status_table_shows_broken():
@@ -476,8 +416,6 @@ def test_symlink_loop_in_a_jpeg_tree_is_one_clear_error(tmp_path):
     (tree / "train" / "cat" / "loop").symlink_to(tree)
     with pytest.raises(data.DataError, match=r"loop: a symbolic link to a folder"):
         data.load_cifar10(tree)
-    with pytest.raises(data.DataError, match=r"loop: a symbolic link to a folder"):
-        data.import_dataset("cifar10", tree)
 
 
 def test_symlink_out_of_the_tree_is_refused_and_inside_is_kept(tmp_path, hermetic):
@@ -493,9 +431,6 @@ def test_symlink_out_of_the_tree_is_refused_and_inside_is_kept(tmp_path, hermeti
     (tree / "train" / "001.Standin_Red" / "z-outside.jpg").symlink_to(outside)
     with pytest.raises(data.DataError, match=r"z-outside.jpg: a symbolic link to .*secret.jpg, outside"):
         data.load_image_folder(tree)
-    with pytest.raises(data.DataError, match="outside"):
-        data.import_dataset("dogs", tree)
-    assert not (hermetic / "dogImages").exists() and leftovers(hermetic) == []
 
 
 # ---------------------------------------- tar members: .., absolute, links
@@ -585,7 +520,7 @@ def test_npz_with_object_arrays_is_refused_without_unpickling(tmp_path):
     with pytest.raises(data.DataError, match="array x_train holds Python objects"):
         data.load_mnist(path)
     with pytest.raises(data.DataError, match="holds Python objects"):
-        data.import_dataset("mnist", path)
+        data.formats.check_mnist_npz(path)  # what `data status` reads
     assert not marker.exists()
 
 
@@ -642,13 +577,14 @@ def test_unreadable_class_folder_is_a_data_error(tmp_path, monkeypatch):
         data.load_image_folder(tree)
 
 
-def test_cli_import_error_is_one_line_in_words(tmp_path):
-    tree = dog_tree(tmp_path / "dogImages")
+def test_cli_status_error_is_one_line_in_words(tmp_path):
+    tree = dog_tree(tmp_path / "data" / "dogImages")
     (tree / "valid" / "001.Standin_Red").rename(tree / "valid" / "009.Other")
-    out = run_cli("data", "import", "dogs", str(tree), CNN_COURSE_DATA=str(tmp_path / "data"))
-    assert out.returncode == 1
-    assert out.stderr.count("\n") == 1 and "[" not in out.stderr
-    assert "only in valid: 009.Other; missing from valid: 001.Standin_Red" in out.stderr
+    out = run_cli("data", "status", CNN_COURSE_DATA=str(tmp_path / "data"))
+    assert out.returncode == 0
+    dogs = next(line for line in out.stdout.splitlines() if line.startswith("dogs"))
+    assert "BROKEN" in dogs and "[" not in dogs
+    assert "only in valid: 009.Other; missing from valid: 001.Standin_Red" in dogs
 
 
 # ------------------------------------------ 11. the zip-escape test, fixed

@@ -74,7 +74,7 @@ def test_real_cifar_from_the_jpeg_copy(cifar, real_env):
 @pytest.mark.slow
 def test_real_cifar_second_load_comes_from_the_cache(cifar, monkeypatch, capsys):
     ((x_train, y_train), (x_test, y_test)), _ = cifar
-    monkeypatch.setattr(data.image_folders, "decode_cifar_tree", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(data.images, "decode_cifar_tree", lambda *a: pytest.fail("decoded again"))
     (x2, y2), (x3, y3) = data.load_cifar10()
     assert np.array_equal(x2, x_train)
     assert np.array_equal(y3, y_test)

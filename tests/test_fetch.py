@@ -22,7 +22,7 @@ import pytest
 
 from cnn_course import __main__ as cli
 from cnn_course import data
-from cnn_course.data import backbones, commands
+from cnn_course.data import backbones, commands, install
 from cnn_course.data.catalog import CLASS_INDEX_MD5, CLASS_INDEX_URL, LESSON_ALPHA, TITLES
 from test_data import hermetic, install_fake_keras, tar_folder, write_mnist, write_pickles, write_vgg_h5  # noqa: F401
 from test_data_backbones import mobilenet_h5
@@ -32,7 +32,6 @@ PINNED = {
     data.MNIST_URL: data.MNIST_SHA256,
     data.CIFAR10_URL: data.CIFAR10_SHA256,
     data.DOGS_URL: data.DOGS_SHA256,
-    **{data.VGG16_URL + fname: md5 for fname, md5 in data.VGG16_FILES.values()},
     # The lessons' default backbone: Keras pins no hash for these weights, only for the class names
     **{
         backbones.BASE_URLS["MobileNetV2"] + backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA): None
@@ -68,7 +67,6 @@ def fixtures(folder):
             folder / "cifar.tar.gz", write_pickles(folder / "cifar-10-batches-py", 20), "cifar-10-batches-py"
         ),
         data.DOGS_FILE: dogs_zip,
-        **{fname: write_vgg_h5(folder / fname, top=top) for top, (fname, _) in data.VGG16_FILES.items()},
         **{
             backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA): mobilenet_h5(
                 folder / backbones.weights_file_name("MobileNetV2", top, LESSON_ALPHA), top=top
@@ -164,17 +162,17 @@ def test_fetch_weights_gets_the_lessons_default_backbone_and_class_names(online,
     assert weights == str(folder / backbones.weights_file_name("MobileNetV2", True, LESSON_ALPHA))
 
 
-def test_fetch_refuses_weights_that_are_not_what_they_are_named(online, tmp_path, monkeypatch):
-    fake = commands.get_file
+def test_fetch_refuses_weights_that_are_not_hdf5(online, tmp_path, monkeypatch):
+    fake = install.get_file
 
-    def vgg_instead(fname, url, file_hash, name, subdir="datasets"):
-        path = fake(fname, url, file_hash, name, subdir)
+    def proxy_page_instead(fname, url, file_hash, subdir="datasets"):
+        path = fake(fname, url, file_hash, subdir)
         if fname in MOBILENET_FILES:
-            write_vgg_h5(path, top=False)
+            path.write_bytes(b"<html>a proxy's error page</html>")
         return path
 
-    monkeypatch.setattr(commands, "get_file", vgg_instead)
-    with pytest.raises(data.DataError, match="not the MobileNetV2 \\(alpha 0.35\\) weights it is named for"):
+    monkeypatch.setattr(install, "get_file", proxy_page_instead)
+    with pytest.raises(data.DataError, match="not an HDF5 file"):
         data.fetch("weights")
 
 
@@ -182,10 +180,6 @@ def test_fetch_dogs_downloads_the_zip_and_unpacks_it(online):
     root = data.fetch("dogs")
     assert online == [data.DOGS_FILE]
     assert sorted(p.name for p in root.iterdir()) == ["test", "train", "valid"]
-
-
-def test_fetch_all_is_what_the_lessons_use_by_default():
-    assert set(commands.FETCHABLE) == set(FETCHED) - {"vgg16"}  # VGG16 (~586 MB) only when named
 
 
 # ---------------------------------------------------------------- the CLI
@@ -203,7 +197,7 @@ def test_cli_fetch_runs_the_real_download(online, capsys, name):
 def test_cli_fetch_all_fetches_each_dataset_in_turn(online, capsys, argv):
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == list(commands.FETCHABLE)
+    assert [line.split(":")[0] for line in lines] == list(data.DATASETS)
     assert set(online) == {
         data.MNIST_FILE,
         data.CIFAR10_FILE,

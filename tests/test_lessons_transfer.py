@@ -522,11 +522,14 @@ def test_transfer_lessons_default_to_mobilenet_with_vgg16_one_parameter_away(not
     assert '"VGG16"' in tagged.source
     above = nb.cells[nb.cells.index(tagged) - 1].source
     assert "528 MB" in above and "58 MB" in above
-    # the speed as benchmarks/README.md records it, and where
-    assert "4.0 images per CPU-second" in above and "79.6" in above and "benchmarks/README.md" in above
+    # the speed as benchmarks/README.md records it, and where: no run of the lesson prints
+    # those images per CPU-second, so the prose gives their ratio, without the table's digits
+    assert "about a twentieth as many images per CPU-second" in " ".join(above.split())
+    assert "benchmarks/README.md" in above and "79.6" not in above
     table = (REPO / "benchmarks" / "README.md").read_text()
-    assert re.search(r"^\| MobileNetV2 \(alpha 0\.35\) \|.*\| 79\.6 / [\d.]+ \|$", table, re.MULTILINE)
-    assert re.search(r"^\| VGG16 \|.*\| 4\.0 / [\d.]+ \|$", table, re.MULTILINE)
+    mobilenet = re.search(r"^\| MobileNetV2 \(alpha 0\.35\) \|.*\| ([\d.]+) / [\d.]+ \|$", table, re.MULTILINE)
+    vgg16 = re.search(r"^\| VGG16 \|.*\| ([\d.]+) / [\d.]+ \|$", table, re.MULTILINE)
+    assert round(float(mobilenet.group(1)) / float(vgg16.group(1))) == 20
 
 
 def test_bottleneck_comes_before_transfer_and_each_points_to_the_next():

@@ -20,7 +20,7 @@ STAND_IN_MNIST = (
 )
 STAND_IN_WEIGHTS = (
     "STAND-IN: random weights for MobileNetV2 (mobilenet.h5 not found; "
-    "`python -m cnn_course data import weights FILE` brings it in)"
+    "`python -m cnn_course data fetch weights` gets it)"
 )
 REAL_MNIST = "MNIST (real, 60000 train / 10000 test, from /data/mnist.npz)"
 
@@ -66,7 +66,7 @@ def test_a_quick_run_on_stand_ins_marks_them_and_prints_the_next_steps(tmp_path,
     python = cli.python_command()
     assert f"    {python} -m cnn_course data fetch all" in steps
     assert f"    {python} -m cnn_course data fetch mnist" in steps
-    assert f"    {python} -m cnn_course data import weights FILE" in steps
+    assert f"    {python} -m cnn_course data fetch weights" in steps
     assert "2 lesson(s) ran on stand-in data" in steps
     assert "`make full`" in steps and "`make lab`" in steps
     assert "Test accuracy 75.56% (stand-in)" in out and "Test accuracy 98.21%\n" in out  # the live lines

@@ -96,6 +96,31 @@ def test_quoted_numbers_are_found_in_prose_only_and_matched_to_the_digits_quoted
     assert run.missing(["98.24%", "669,707", "3.2", "0.003", "68%"]) == ["98.24%", "669,707", "3.2", "0.003", "68%"]
 
 
+def test_a_cited_figure_is_the_text_of_a_link_to_its_source_and_is_not_checked():
+    """Numbers in a link's text are cited (a paper's, a dataset's documentation), not a run's;
+    the same numbers outside the link, or only near it, are still checked."""
+    text = (
+        "[airbench (2024) reaches 94% in 3.8 seconds](https://arxiv.org/abs/2404.00498); "
+        "CIFAR-10 has [60,000 photos](https://www.cs.toronto.edu/~kriz/cifar.html) and we trained on 45,000 "
+        "to 72.5% (94% being the paper's)."
+    )
+    assert quoted.quoted_numbers(text) == ["45,000", "72.5%", "94%"]
+    assert quoted.Numbers("Test accuracy: 72.51%\n45000 images").missing(quoted.quoted_numbers(text)) == ["94%"]
+
+
+def test_the_listing_says_where_each_number_matches():
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("LR 0.002 gave 98.2% on [60,000](https://x.org) and 1.5x."),
+            nbformat.v4.new_code_cell("LR = 0.002"),
+        ]
+    )
+    run = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("run()")])
+    run.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="Test accuracy: 98.23%\n")]
+    assert quoted.report(nb, run) == [("0.002", "code"), ("98.2%", "run"), ("1.5", "unmatched")]
+    assert quoted.report(nb) == [("0.002", "code"), ("98.2%", "unmatched"), ("1.5", "unmatched")]
+
+
 # --------------------------------------------------------------------------
 # README.md
 

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
 
 from cnn_course import __main__ as cli
@@ -266,7 +265,7 @@ def test_a_stop_in_the_first_second_prints_interrupted_not_a_traceback(tmp_path,
 
 
 # --------------------------------------------------------------------------
-# Low 4: SIGTERM and SIGHUP stop `run` and `data import` as Ctrl-C does
+# Low 4: SIGTERM and SIGHUP stop `run` and `data fetch` as Ctrl-C does
 
 # `python -m cnn_course ARGS` with a fake lesson registry and environment probe.
 RUN_DRIVER = """
@@ -338,43 +337,42 @@ def test_an_ignored_sighup_stays_ignored():
         signal.signal(signal.SIGHUP, previous)
 
 
-# `python -m cnn_course data import mnist SRC`, its check made slow: it writes
-# a marker file, then sleeps, so that the test can signal it mid-import.
-SLOW_IMPORT_DRIVER = """
-import pathlib, runpy, sys, time
-from cnn_course.data import formats
-check, marker = formats.read_mnist_npz, pathlib.Path(sys.argv[1])
-def slow_check(path):
-    marker.write_text(str(path))
+# `python -m cnn_course data fetch cifar10` from a local tarball (a fake keras.utils.get_file), its
+# install made slow: it writes a marker file, then sleeps, so that the test can signal it mid-install.
+SLOW_FETCH_DRIVER = """
+import pathlib, runpy, shutil, sys, time, types
+from cnn_course.data import install
+marker, tarball = pathlib.Path(sys.argv[1]), sys.argv[2]
+def get_file(fname, origin, file_hash, cache_dir, cache_subdir):
+    target = pathlib.Path(cache_dir) / cache_subdir / fname
+    shutil.copyfile(tarball, target)
+    return str(target)
+sys.modules["keras"] = types.SimpleNamespace(utils=types.SimpleNamespace(get_file=get_file))
+real = install.install
+def slow_install(new, dest, work):
+    marker.write_text(str(new))
     time.sleep(60)
-    return check(path)
-formats.read_mnist_npz = slow_check
-sys.argv = ["cnn_course", "data", "import", "mnist", sys.argv[2]]
+    return real(new, dest, work)
+install.install = slow_install
+sys.argv = ["cnn_course", "data", "fetch", "cifar10"]
 runpy.run_module("cnn_course", run_name="__main__", alter_sys=True)
 """
 
 
-def _mnist_npz(path, n):
-    """Write a small valid MNIST-layout .npz of `n` images per split at `path`."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split in ("train", "test"):
-        arrays[f"x_{split}"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        arrays[f"y_{split}"] = (np.arange(n) % 10).astype(np.uint8)
-    np.savez(path, **arrays)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_sigterm_during_an_import_keeps_the_old_copy_and_leaves_no_temporary(tmp_path, signum):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    _mnist_npz(data_dir / "mnist.npz", 20)
-    old = (data_dir / "mnist.npz").read_bytes()
-    _mnist_npz(tmp_path / "new.npz", 2000)
-    marker = tmp_path / "checking"
-    env = dict(_env(tmp_path), CNN_COURSE_DATA=str(data_dir))
+def test_sigterm_during_a_fetch_keeps_the_old_copy_and_leaves_no_temporary(tmp_path, signum):
+    from test_data import tar_folder, write_pickles
+
+    cache = tmp_path / "keras" / "datasets"
+    old = write_pickles(cache / "cifar-10-batches-py", 20)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    tarball = tar_folder(
+        tmp_path / "new.tar.gz", write_pickles(tmp_path / "new" / "cifar-10-batches-py", 30), "cifar-10-batches-py"
+    )
+    marker = tmp_path / "installing"
+    env = dict(_env(tmp_path), KERAS_HOME=str(tmp_path / "keras"), CNN_COURSE_OFFLINE="0")
     proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_IMPORT_DRIVER, str(marker), str(tmp_path / "new.npz")],
+        [sys.executable, "-c", SLOW_FETCH_DRIVER, str(marker), str(tarball)],
         cwd=tmp_path,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -383,18 +381,18 @@ def test_sigterm_during_an_import_keeps_the_old_copy_and_leaves_no_temporary(tmp
         text=True,
     )
     try:
-        _wait_for(lambda: marker.exists() or proc.poll() is not None, 60, "the import to check its copy")
+        _wait_for(lambda: marker.exists() or proc.poll() is not None, 60, "the fetch to install its copy")
         assert proc.poll() is None, proc.communicate()
-        assert any(p.name.startswith(".tmp-cnn-course-") for p in data_dir.iterdir())  # mid-import
+        assert any(p.name.startswith(".tmp-cnn-course-") for p in cache.iterdir())  # mid-install
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert err.strip() == "interrupted" and "imported" not in out, (out, err)
-    assert sorted(p.name for p in data_dir.iterdir()) == ["mnist.npz"]  # no temporary folder left
-    assert (data_dir / "mnist.npz").read_bytes() == old
+    assert err.strip() == "interrupted" and "cifar10:" not in out, (out, err)
+    assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
 
 
 # --------------------------------------------------------------------------

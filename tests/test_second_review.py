@@ -19,7 +19,7 @@ NO_USER = "~nosuchuser-cnn-course/x"
 
 
 @pytest.mark.parametrize("variable", ["CNN_COURSE_DATA", "KERAS_HOME"])
-@pytest.mark.parametrize("argv", [["data", "status"], ["data", "import", "mnist", "whatever.npz"]])
+@pytest.mark.parametrize("argv", [["data", "status"], ["data", "fetch", "mnist"]])
 def test_a_home_folder_of_no_user_is_a_one_line_usage_error(tmp_path, variable, argv):
     result = run_cli(*argv, **{variable: NO_USER})
     assert result.returncode == 2, result.stderr
@@ -41,11 +41,6 @@ def test_run_refuses_a_home_folder_of_no_user_before_anything_runs(tmp_path, var
     assert "no user" in result.stderr
     assert not (tmp_path / "o" / "results.json").exists()
     assert not list(tmp_path.glob("~*"))  # no folder named like the setting in the current folder
-
-
-def test_an_import_source_under_a_home_folder_of_no_user_is_one_line():
-    with pytest.raises(data.SettingError, match="no user"):
-        data.import_dataset("mnist", NO_USER + "/mnist.npz")
 
 
 @pytest.mark.parametrize("out", ["a" * 300, NO_USER])
@@ -85,5 +80,5 @@ def test_status_calls_an_encrypted_dogs_zip_broken(hermetic):
 def test_a_member_escaping_the_archive_is_named_without_the_staging_folder(tmp_path, hermetic):
     src = dogs_zip(tmp_path / "dogImages.zip", good_dog_members() + [("dogImages//valid/x.jpg", b"x")])
     with pytest.raises(data.DataError) as error:
-        data.import_dataset("dogs", src)
+        data.find_dog_images(src)
     assert ".tmp-cnn-course" not in str(error.value)

@@ -8,7 +8,11 @@ prose against theirs).
 A *quoted number* is a decimal (98.21, 3.76x, 0.002), a number with
 thousands commas (669,706; 3,500.5) or a percentage (68%, 47.53%), in prose:
 inline code, fenced code, LaTeX ($...$, $$...$$, \\(...\\)) and link targets
-do not count, and neither do version numbers (3.15.1). A quoted number
+do not count, and neither do version numbers (3.15.1). A *cited* figure, one
+from outside the course's runs (a paper's result, a dataset's size from its
+documentation), is written as the text of a Markdown link to its source,
+"[94% in 3.8 seconds](https://arxiv.org/abs/2404.00498)": numbers in a
+link's text are not quoted from a run, so they are not checked. A quoted number
 *matches* a run when some number the run printed (or the notebook's own code
 holds, or the results file has) equals it to the digits quoted: 98.2
 matches 98.23, 669,706 matches 669706, 68% matches 68 and 68.4 (and 0.684 in
@@ -35,6 +39,7 @@ _FENCED = re.compile(r"^(`{3,}|~{3,}).*?^\1", re.MULTILINE | re.DOTALL)
 _INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
 _LATEX = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
 _LINK_TARGET = re.compile(r"\]\([^)]*\)")
+_LINK = re.compile(r"\[[^\[\]]*\]\([^)]*\)")  # a whole inline link, its text included
 _HTML_TAG = re.compile(r"<[^>]+>")
 
 
@@ -48,8 +53,9 @@ def prose_only(markdown):
 
 def quoted_numbers(markdown):
     """Return the numbers `markdown` quotes in its prose (see the module's
-    docstring), as written: ["98.21%", "669,706", "3.76"], in order."""
-    return [m.group(0).replace(" ", "") for m in _QUOTED.finditer(prose_only(markdown))]
+    docstring), as written: ["98.21%", "669,706", "3.76"], in order. The
+    text of a link, a cited figure's, is left out with its target."""
+    return [m.group(0).replace(" ", "") for m in _QUOTED.finditer(prose_only(_LINK.sub(" ", markdown)))]
 
 
 def _decimal(text):
@@ -229,3 +235,65 @@ def unmatched_in_tables(markdown, root):
         if missing:
             problems[where] = missing
     return problems
+
+
+# --------------------------------------------------------------------------
+# A listing, before or after a recording
+
+
+def report(current, recorded=None):
+    """Return [(number, where)] for each number the prose of the notebook
+    `current` quotes, in order: where is "code" (its own code holds it),
+    "run" (the recorded run `recorded` printed it) or "unmatched"."""
+    code = Numbers(notebook_text(current, code=True))
+    run = Numbers(notebook_text(recorded)) if recorded is not None else Numbers()
+    return [
+        (n, "code" if n in code else "run" if n in run else "unmatched")
+        for n in quoted_numbers(notebook_prose(current))
+    ]
+
+
+def main(argv=None):
+    """List each lesson's prose numbers and what matches them (the check's
+    view): `python website/quoted_numbers.py [LESSON_OR_NOTEBOOK ...]`;
+    against website/runs/ (the recordings) or, with --runs DIR, the executed
+    copies in DIR at the same paths (e.g. build/full-run). Exits 1 if a
+    recorded lesson has an unmatched number."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from cnn_course.lessons import LESSONS
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("lessons", nargs="*", help="lesson names or notebook paths (default: every lesson)")
+    parser.add_argument(
+        "--runs", default=str(root / "website" / "runs"), help="executed copies (default: website/runs)"
+    )
+    args = parser.parse_args(argv)
+    paths = [LESSONS.get(name, name) for name in args.lessons] or [
+        path for path in LESSONS.values() if path.endswith(".ipynb")
+    ]
+    failed = False
+    for path in paths:
+        current = nbformat.read(root / path, as_version=4)
+        recording = Path(args.runs) / path
+        recorded = nbformat.read(recording, as_version=4) if recording.is_file() else None
+        rows = report(current, recorded)
+        counts = {kind: sum(where == kind for _, where in rows) for kind in ("code", "run", "unmatched")}
+        state = "recorded" if recorded is not None else "not recorded: the run must print the unmatched"
+        print(f"{path} ({state}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        for number, where in rows:
+            if where != "code":
+                print(f"    {number:>12}  {where}")
+        failed |= recorded is not None and counts["unmatched"] > 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,92 +1,17 @@
 """Finding, loading, checking and caching the course's datasets; import the public names from here.
 
-Datasets are looked for in this order: the ``path`` argument; ``$CNN_COURSE_DATA``; the repo's
-``data/`` folder; the Keras cache (``$KERAS_HOME/datasets``, both CIFAR-10 layouts); then a download
-through Keras unless ``CNN_COURSE_OFFLINE=1``; else one DatasetNotFound listing every place looked and
-how to get the file. Whatever is read is checked (DataError names the file and what is wrong);
-labelled stand-ins (``STAND-IN`` in the ``Data:`` line) are used only in quick mode. CONTRIBUTING.md
-says what each module holds. Set ``lookup.REPO_DATA_DIR`` to point the repo's data folder elsewhere.
-"""
+Looked for in order: the ``path`` argument, ``$CNN_COURSE_DATA``, the repo's ``data/`` (``lookup.REPO_DATA_DIR``),
+the Keras cache; then downloaded through Keras unless ``CNN_COURSE_OFFLINE=1``; else one DatasetNotFound lists
+the places and how to get the file. What is read is checked (DataError names the file and the fault); labelled
+stand-ins (``STAND-IN`` in the ``Data:`` line) only in quick mode. CONTRIBUTING.md says what each module holds."""
+# ruff: noqa: F401, F403  (the names below are this package's interface)
 
-from . import backbones, images, install, lookup
-from .backbones import BACKBONES, backbone_weights, found_weights
-from .catalog import (
-    CIFAR10_CLASSES,
-    CIFAR10_FILE,
-    CIFAR10_PICKLES,
-    CIFAR10_SHA256,
-    CIFAR10_URL,
-    DATASETS,
-    DOGS_FILE,
-    DOGS_SHA256,
-    DOGS_URL,
-    IMAGE_EXTENSIONS,
-    MNIST_FILE,
-    MNIST_SHA256,
-    MNIST_URL,
-    SPLITS,
-    VGG16_FILES,
-    VGG16_URL,
-)
-from .commands import dataset_status, fetch, fetch_all, import_dataset
-from .errors import DataError, DatasetNotFound, SettingError
+from . import backbones, formats, images, install, loaders, lookup
+from .backbones import backbone_weights, found_weights
+from .catalog import *  # the datasets' names, files, URLs, hashes and limits; the errors
+from .commands import dataset_status, fetch, fetch_all
 from .formats import write_cifar10_pickles
-from .image_folders import load_image_folder
-from .images import SAMPLE_PHOTOS, load_sample_photos, read_images
+from .images import load_image_folder, load_sample_photos, read_images
 from .loaders import find_dog_images, load_cifar10, load_dog_images, load_lesson_data, load_mnist, standin_note
-from .lookup import REPO_DATA_DIR, REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode
+from .lookup import REPO_ROOT, data_dirs, keras_cache_dir, keras_home, offline, quick_mode
 from .standins import load_digits28, make_cifar10_standin, make_image_folder_standin
-
-__all__ = [
-    "CIFAR10_CLASSES",
-    "CIFAR10_FILE",
-    "CIFAR10_PICKLES",
-    "CIFAR10_SHA256",
-    "CIFAR10_URL",
-    "DATASETS",
-    "DOGS_FILE",
-    "DOGS_SHA256",
-    "DOGS_URL",
-    "IMAGE_EXTENSIONS",
-    "MNIST_FILE",
-    "MNIST_SHA256",
-    "MNIST_URL",
-    "SPLITS",
-    "VGG16_FILES",
-    "VGG16_URL",
-    "DataError",
-    "DatasetNotFound",
-    "SettingError",
-    "REPO_DATA_DIR",
-    "REPO_ROOT",
-    "data_dirs",
-    "keras_cache_dir",
-    "keras_home",
-    "offline",
-    "quick_mode",
-    "write_cifar10_pickles",
-    "SAMPLE_PHOTOS",
-    "load_sample_photos",
-    "read_images",
-    "load_image_folder",
-    "load_digits28",
-    "make_cifar10_standin",
-    "make_image_folder_standin",
-    "find_dog_images",
-    "load_cifar10",
-    "load_dog_images",
-    "load_lesson_data",
-    "load_mnist",
-    "standin_note",
-    "BACKBONES",
-    "backbone_weights",
-    "found_weights",
-    "dataset_status",
-    "fetch",
-    "fetch_all",
-    "import_dataset",
-    "backbones",
-    "images",
-    "install",
-    "lookup",
-]

@@ -1,20 +1,17 @@
-"""ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2), found like
-datasets, for ``keras.applications``; also the ``vgg16`` dataset of ``data fetch/import/status``.
-
-A weights file is looked for under its Keras name in ``$CNN_COURSE_DATA`` and the repo's ``data/``
-(each with its ``keras-models/`` and ``models/`` subfolders), then ``$KERAS_HOME/models``."""
+"""ImageNet weights of the transfer-learning backbones (VGG16, ResNet50, MobileNetV2) for ``keras.applications``:
+looked for under their Keras names in the data folders (and their ``keras-models/`` and ``models/``), then
+``$KERAS_HOME/models``; else downloaded through Keras where allowed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 from . import install, lookup
-from .catalog import VGG16_FILES
-from .errors import DataError, DatasetNotFound, one_line
+from .catalog import LESSON_ALPHA, LESSON_BACKBONE, RESNET50_MD5, VGG16_MD5, DataError, DatasetNotFound, one_line
 
 BACKBONES = ("VGG16", "ResNet50", "MobileNetV2")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -23,11 +20,7 @@ BASE_URLS = {
     name: f"https://storage.googleapis.com/tensorflow/keras-applications/{folder}/"
     for name, folder in (("VGG16", "vgg16"), ("ResNet50", "resnet"), ("MobileNetV2", "mobilenet_v2"))
 }
-# The layer that tells each backbone apart; MobileNetV2's alpha from block_16_project's width
-FIRST_LAYER = {"VGG16": "block1_conv1", "ResNet50": "conv1_conv", "MobileNetV2": "Conv1"}
-MOBILENET_WIDTHS = {112: 0.35, 160: 0.5, 240: 0.75, 320: 1.0, 416: 1.3, 448: 1.4}
 CLASS_INDEX_FILE = "imagenet_class_index.json"
-KNOWN_MD5 = {fname: md5 for fname, md5 in VGG16_FILES.values()}  # file name -> md5 of the official file
 NAME_RE = re.compile(
     r"^(?:(vgg16|resnet50)_weights_tf_dim_ordering_tf_kernels(_notop)?"
     r"|mobilenet_v2_weights_tf_dim_ordering_tf_kernels_([0-9.]+)_(\d+)(_no_top)?)\.h5$"
@@ -40,16 +33,9 @@ def check_backbone(backbone, alpha=1.0):
         raise ValueError(f"BACKBONE must be one of {', '.join(BACKBONES)}, not {backbone!r}")
     if backbone != "MobileNetV2":
         return backbone, None
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        alpha = None
-    if alpha not in MOBILENET_ALPHAS:
-        raise ValueError(
-            f"ALPHA for MobileNetV2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} "
-            "(the widths with ImageNet weights)"
-        )
-    return backbone, alpha
+    if not isinstance(alpha, (int, float)) or float(alpha) not in MOBILENET_ALPHAS:
+        raise ValueError(f"ALPHA for MobileNetV2 must be one of {', '.join(map(str, MOBILENET_ALPHAS))} (with weights)")
+    return backbone, float(alpha)
 
 
 def weights_file_name(backbone, include_top=False, alpha=1.0, size=224):
@@ -61,68 +47,51 @@ def weights_file_name(backbone, include_top=False, alpha=1.0, size=224):
     return f"{backbone.lower()}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
 
 
-def describe(backbone, alpha):
-    """The backbone as printed: "MobileNetV2 (alpha 0.35)" or "VGG16"."""
-    return f"{backbone} (alpha {alpha})" if backbone == "MobileNetV2" else backbone
-
-
 def weights_folders():
     """The (label, folder) places searched for weights files, in order."""
-    return [
-        (label, root / sub)
-        for label, root in lookup.search_places("weights")[:-1]
-        for sub in ("", "keras-models", "models")
-    ] + [("the Keras models cache", lookup.keras_home() / "models")]
-
-
-def find_weights(name):
-    """(path of the weights file ``name`` or None, the places looked)."""
-    looked = []
-    for label, folder in weights_folders():
-        looked.append(f"{folder / name} ({label})")
-        if (folder / name).is_file():
-            return folder / name, looked
-    return None, looked
+    places = [
+        (label, root / sub) for label, root in lookup.search_places()[:-1] for sub in ("", "keras-models", "models")
+    ]
+    return places + [("the Keras models cache", lookup.keras_home() / "models")]
 
 
 def backbone_weights(backbone="VGG16", alpha=1.0, include_top=False, size=224, quick=None, required=True):
-    """Choose ``weights=`` for ``keras.applications.<backbone>`` and print one ``Weights:`` line.
-
-    In order: a found weights file (checked: check_h5); "imagenet" (Keras downloads it) unless offline or
-    quick; in quick mode None, random weights described as a STAND-IN. With ``required`` False a missing
-    file gives None in any mode. Returns (weights, description). Raises ValueError for an unknown
-    backbone or alpha, DataError for a damaged file, DatasetNotFound (offline, not quick, not found)."""
+    """Choose ``weights=`` for ``keras.applications.<backbone>`` and print one ``Weights:`` line: a found file
+    (check_h5), else one downloaded through Keras unless offline or quick, else in quick mode None (random
+    weights, a STAND-IN); with ``required`` False, None in any mode. Returns (weights, description). Raises
+    ValueError (backbone, alpha), DataError (a damaged file), DatasetNotFound (not quick, no file)."""
     backbone, alpha = check_backbone(backbone, alpha)
     name = weights_file_name(backbone, include_top, alpha, size)
-    what = f"{describe(backbone, alpha)} ImageNet weights{' with the top' if include_top else ''}"
-    path, looked = find_weights(name)
+    shown = f"{backbone} (alpha {alpha})" if alpha else backbone  # as printed: "MobileNetV2 (alpha 0.35)"
+    what = f"{shown} ImageNet weights{' with the top' if include_top else ''}"
+    url, quick = BASE_URLS[backbone] + name, lookup.quick_mode(quick)
+    looked = [(folder / name, label) for label, folder in weights_folders()]
+    path = next((p for p, _ in looked if p.is_file()), None)
     if path is not None:
         check_h5(path)  # a damaged file is named here, not deep inside Keras
-    if path is not None and include_top and not install_class_index():
-        path, name = None, f"{name} and {CLASS_INDEX_FILE}"  # decode_predictions could not name the classes
-    url = BASE_URLS[backbone] + weights_file_name(backbone, include_top, alpha, size)
+        if include_top and not install_class_index():
+            path, name = None, f"{name} and {CLASS_INDEX_FILE}"  # decode_predictions could not name the classes
+    failed = f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}."
+    if path is None and not quick and not lookup.offline():
+        try:
+            md5 = {"VGG16": VGG16_MD5, "ResNet50": RESNET50_MD5}.get(backbone, (None, None))[0 if include_top else 1]
+            path = install.get_file(name, url, md5, "models")
+            check_h5(path)
+        except DatasetNotFound as e:
+            failed = f"The download failed: {e}."
     if path is not None:
         weights, description = str(path), f"{what} (real, from {path})"
-    elif not lookup.quick_mode(quick) and not lookup.offline():
-        weights = "imagenet"
-        description = f"{what} (real; Keras downloads {name} into {lookup.keras_home() / 'models'})"
     elif not required:
-        weights, description = None, f"{what}: not found ({name}), so this step is left out"
-    elif lookup.quick_mode(quick):
-        weights = None
-        description = (
-            f"STAND-IN: random weights for {describe(backbone, alpha)} ({name} not found; "
-            f"`python -m cnn_course data import weights FILE` brings it in)"
-        )
+        reason = "" if quick or lookup.offline() else f"; {failed[:-1]}"
+        weights, description = None, f"{what}: not found ({name}{reason}), so this step is left out"
+    elif quick:
+        default = (backbone, alpha) == (LESSON_BACKBONE, LESSON_ALPHA)
+        how = "`python -m cnn_course data fetch weights` gets it" if default else f"get it from {url}"
+        weights, description = None, f"STAND-IN: random weights for {shown} ({name} not found; {how})"
     else:
         lines = [f"The {what} were not found: {name}. Looked in, in order:"]
-        lines += [f"  {i}. {p}" for i, p in enumerate(looked, 1)]
-        lines.append(f"Nothing was downloaded because CNN_COURSE_OFFLINE={os.environ.get('CNN_COURSE_OFFLINE')}.")
-        lines.append(
-            f"Get {name} ({url}) and put it in one of those folders, "
-            "or run `python -m cnn_course data import weights FILE`."
-        )
-        raise DatasetNotFound("\n".join(lines))
+        lines += [f"  {i}. {p} ({label})" for i, (p, label) in enumerate(looked, 1)] + [failed]
+        raise DatasetNotFound("\n".join(lines + [f"Get {name} ({url}) and put it in one of those folders."]))
     print(f"Weights: {description}")
     return weights, description
 
@@ -140,141 +109,41 @@ def install_class_index():
     """Copy a complete ``imagenet_class_index.json`` found in weights_folders into ``$KERAS_HOME/models``
     (where decode_predictions reads it) when missing there; True when it is there or may be downloaded."""
     target = lookup.keras_home() / "models" / CLASS_INDEX_FILE
-    if target.is_file():
-        return True
-    for _, folder in weights_folders():
+    for folder in [target.parent] + [folder for _, folder in weights_folders()]:
         try:
             read_class_index(folder / CLASS_INDEX_FILE)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            install.install_copy(folder / CLASS_INDEX_FILE, target, read_class_index)
+            if folder != target.parent:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / CLASS_INDEX_FILE, target)  # checked again when next read
             return True
         except (ValueError, OSError):
             continue
     return not lookup.offline()
 
 
-def file_md5(path: Path) -> str:
-    """The md5 hex digest of a file."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
-
-
-def check_h5(path: Path) -> tuple[list[str], int | None]:
-    """Check a Keras .h5 weights file: HDF5 signature, readable, no external links, the md5 of the official
-    file where known (KNOWN_MD5). Returns (layer names, MobileNetV2's block_16_project width or None)."""
+def check_h5(path: Path) -> None:
+    """Check a Keras .h5 weights file before Keras reads it: the HDF5 signature, readable, no external
+    links (a small stub could read any file as its weights). Raises DataError naming the file."""
     try:
         with open(path, "rb") as f:
             if f.read(8) != b"\x89HDF\r\n\x1a\n":
-                raise DataError(
-                    f"{path}: not a readable Keras .h5 weights file: not an HDF5 file (no HDF5 signature at its start)"
-                )
+                raise DataError(f"{path}: not a readable Keras .h5 weights file: not an HDF5 file (no HDF5 signature)")
         import h5py
 
         with h5py.File(path, "r") as f:
-            groups = [f]
-            while groups:  # an external link makes a small stub read any file as its weights
-                group = groups.pop()
-                for name in group:
-                    link = group.get(name, getlink=True)
-                    if isinstance(link, h5py.ExternalLink):
-                        raise DataError(
-                            f"{path}: {group.name.rstrip('/')}/{name} is a link to {link.filename}; "
-                            "refusing weights that read other files"
-                        )
-                    if isinstance(link, h5py.HardLink) and isinstance(group.get(name), h5py.Group):
-                        groups.append(group[name])
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs.get("layer_names", [])]
-            widths = (
-                [f["block_16_project"][k].shape[-1] for k in f["block_16_project"].attrs.get("weight_names", [])]
-                if "block_16_project" in names
-                else []
-            )
+            link = f.visititems_links(lambda name, link: name if isinstance(link, h5py.ExternalLink) else None)
+            if link:
+                target = f.get(link, getlink=True).filename
+                raise DataError(f"{path}: /{link} is a link to {target}; refusing weights that read other files")
     except DataError:
         raise
     except Exception as e:
         raise DataError(f"{path}: not a readable HDF5 weights file, truncated or corrupt ({one_line(e)})") from None
-    expected = KNOWN_MD5.get(Path(path).name)
-    if expected and file_md5(path) != expected:
-        raise DataError(
-            f"{path}: md5 {file_md5(path)} is not the md5 {expected} of the official {Path(path).name}; "
-            "the file is damaged, truncated or not those weights"
-        )
-    return names, int(widths[0]) if widths else None
-
-
-def identify_weights_file(path):
-    """(backbone, include_top, alpha or None) of a Keras .h5 weights file, from its layers (check_h5)."""
-    names, width = check_h5(Path(path))
-    backbone = next((b for b, layer in FIRST_LAYER.items() if layer in names), None)
-    if backbone is None:
-        raise DataError(
-            f"{path}: not the weights of {', '.join(BACKBONES)} (none of the layers {', '.join(FIRST_LAYER.values())})"
-        )
-    alpha = None
-    if backbone == "MobileNetV2":
-        alpha = MOBILENET_WIDTHS.get(width)
-        if alpha is None:
-            raise DataError(
-                f"{path}: MobileNetV2 weights of a width without ImageNet weights "
-                f"(block_16_project has {width} filters)"
-            )
-    return backbone, "predictions" in names, alpha
 
 
 def found_weights():
     """The Keras weights files of BACKBONES in weights_folders, by their Keras names (nothing opened)."""
     found = []
-    for _, folder in weights_folders():
-        try:
-            entries = sorted(folder.iterdir())
-        except OSError:
-            continue
-        found += [p for p in entries if p.is_file() and NAME_RE.match(p.name) and p not in found]
+    for folder in (folder for _, folder in weights_folders() if folder.is_dir()):
+        found += [p for p in sorted(folder.iterdir()) if p.is_file() and NAME_RE.match(p.name) and p not in found]
     return found
-
-
-def check_loads(path, backbone, include_top, alpha):
-    """Load ``path`` into ``keras.applications.<backbone>`` as a lesson will; DataError with Keras's reason."""
-    from ..keras_check import import_keras
-
-    keras = import_keras()
-    kwargs = {"alpha": alpha} if backbone == "MobileNetV2" else {}
-    try:
-        getattr(keras.applications, backbone)(weights=str(path), include_top=include_top, **kwargs)
-    except Exception as e:
-        raise DataError(
-            f"{path}: does not load into {describe(backbone, alpha)} "
-            f"{'with' if include_top else 'without'} the top: {one_line(e)[:300]}"
-        ) from None
-    finally:
-        keras.backend.clear_session()
-
-
-def import_weights(src, dest_dir, backbone=None, load=True):
-    """Copy the weights file ``src`` into ``dest_dir`` under its Keras name (a MobileNetV2 file keeps the
-    input size of its name, else 224), checked (identify_weights_file; with ``load``, check_loads) before
-    it replaces anything. ``backbone`` names the one accepted. Raises DataError; nothing is copied then."""
-    src = Path(src)
-    if src.is_dir():
-        raise DataError(f"{src}: a folder; give the weights file itself (a Keras .h5 file)")
-    if not src.is_file():
-        raise DataError(f"{src}: expected a Keras .h5 weights file of {backbone or ', '.join(BACKBONES)}")
-    found, include_top, alpha = identify_weights_file(src)
-    if backbone and found != backbone:
-        raise DataError(f"{src}: {found} weights, not {backbone}'s")
-    match = NAME_RE.match(src.name)
-    size = int(match.group(4)) if match and match.group(4) else 224
-    dest = Path(dest_dir) / weights_file_name(found, include_top, alpha or 1.0, size)
-    install.check_not_shadowed(dest, [folder / dest.name for _, folder in weights_folders()])
-
-    def check(path):
-        if identify_weights_file(path) != (found, include_top, alpha):
-            raise DataError(f"{path}: changed while it was copied")
-        if load:
-            check_loads(path, found, include_top, alpha)
-
-    if src.resolve() != dest.resolve():
-        install.install_copy(src, dest, check)
-    else:
-        check(dest)
-    return dest

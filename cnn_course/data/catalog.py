@@ -1,9 +1,10 @@
-"""The course's datasets: names, files, URLs, hashes, places' file names and size limits."""
+"""The course's datasets (names, files, URLs, hashes, the names looked for, size limits) and the errors
+the data layer raises about them."""
 
 from __future__ import annotations
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-DATASETS = ("mnist", "cifar10", "dogs", "vgg16", "weights")
+DATASETS = ("mnist", "cifar10", "dogs", "weights")
 SPLITS = ("train", "valid", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -19,46 +20,31 @@ DOGS_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImage
 DOGS_SHA256 = None  # none published: the zip's layout, names and sizes are checked when unpacked
 # .tar.gz copies of a dogImages folder found where they lie (the second: the course's 10-breed subset)
 DOGS_TARBALLS = ("dogImages.tar.gz", "dogImages-imagewoof10.tar.gz")
-VGG16_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-VGG16_FILES = {  # include_top -> (file name, md5)
-    True: ("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"),
-    False: ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
-}
 # The weights the transfer-learning lessons use by default (what `data fetch weights` gets)
 LESSON_BACKBONE, LESSON_ALPHA = "MobileNetV2", 0.35
 CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
 CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # the hash Keras's decode_predictions pins
+VGG16_MD5 = ("64373286793e3c8b2b4e3219cbf3544b", "6d6bbae143d832006294945121d1f1fc")  # Keras's: with top, without
+RESNET50_MD5 = ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626")  # (none for MobileNetV2)
 
 NAMES = {  # what is looked for in each place, in order
     "mnist": (MNIST_FILE,),
-    "cifar10": (
-        "cifar-10-batches-py",
-        "cifar-10-batches-py-target/cifar-10-batches-py",
-        CIFAR10_FILE,
-        "cifar10-jpeg",
-        "cifar10-jpeg.tar.gz",
-    ),
+    "cifar10": ("cifar-10-batches-py", "cifar-10-batches-py-target/cifar-10-batches-py", CIFAR10_FILE)
+    + ("cifar10-jpeg", "cifar10-jpeg.tar.gz"),
     "dogs": ("dogImages", DOGS_FILE) + DOGS_TARBALLS,
 }
 TITLES = {
     "mnist": "MNIST",
     "cifar10": "CIFAR-10",
     "dogs": "Dog-breed images (dogImages)",
-    "vgg16": "The VGG16 ImageNet weights",
     "weights": "ImageNet weights of a backbone",
 }
-GET = {
+GET = {  # what to get, for the messages
     "mnist": f"{MNIST_FILE} ({MNIST_URL})",
-    "cifar10": (
-        f"{CIFAR10_FILE} ({CIFAR10_URL}; its unpacked cifar-10-batches-py/ "
-        "folder, or a JPEG tree cifar10-jpeg/ or cifar10-jpeg.tar.gz, works too)"
-    ),
+    "cifar10": f"{CIFAR10_FILE} ({CIFAR10_URL}; its cifar-10-batches-py/, or a JPEG tree cifar10-jpeg/ "
+    "or cifar10-jpeg.tar.gz, works too)",
     "dogs": f"{DOGS_FILE} ({DOGS_URL}; the unzipped dogImages/ folder, or a .tar.gz of it, works too)",
-    "weights": (
-        "a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them "
-        "into ~/.keras/models where a network is available)"
-    ),
-    "vgg16": f"{VGG16_FILES[True][0]} and/or {VGG16_FILES[False][0]} ({VGG16_URL}<file>)",
+    "weights": "a Keras .h5 weights file of VGG16, ResNet50 or MobileNetV2 (Keras downloads them where online)",
 }
 
 # Size limits: the real data fits them many times over; anything bigger is refused before it is
@@ -72,3 +58,21 @@ MAX_CIFAR_SIDE = 256  # pixels a side of a CIFAR-10 image (real: 32)
 MAX_PHOTO_BYTES = 64 * MiB  # one dog photo or sample photo (real: at most 21 KiB)
 MAX_PHOTO_PIXELS = 50_000_000  # pixels of one photo, about 8000x6000 (real: a few hundred a side)
 MAX_DOGS_ZIP_BYTES = 16 * 1024 * MiB  # dogImages.zip unpacked (real: about a GiB for 8,351 photos)
+
+
+class DataError(ValueError):
+    """A dataset file is there but unusable; the message names the file and what is wrong."""
+
+
+class DatasetNotFound(FileNotFoundError):
+    """A dataset is in none of the places looked; the message lists them and how to get it."""
+
+
+class SettingError(ValueError):
+    """A ``CNN_COURSE_*`` setting has a value that cannot be used (a usage error)."""
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (its lines joined with "; "), or its type's name."""
+    text = "; ".join(s.strip(" -") for s in str(e).splitlines() if s.strip(" -"))
+    return text or type(e).__name__

@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import install
-from .catalog import CIFAR10_CLASSES, CIFAR10_PICKLES, MAX_CIFAR_PICKLE_BYTES, MAX_NPZ_ARRAY_BYTES, MiB
-from .errors import DataError, one_line
+from .catalog import CIFAR10_CLASSES, CIFAR10_PICKLES, MAX_NPZ_ARRAY_BYTES, DataError, MiB, one_line
+from .catalog import MAX_CIFAR_PICKLE_BYTES as MAX_PICKLE
 
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -37,9 +37,7 @@ def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
         raise DataError(f"{what}: labels have dtype {y.dtype}, expected integers")
     bad = np.flatnonzero((y < 0) | (y >= n_classes))
     if bad.size:
-        raise DataError(
-            f"{what}: {bad.size} labels out of range 0-{n_classes - 1} (first at index {bad[0]}: {y[bad[0]]})"
-        )
+        raise DataError(f"{what}: {bad.size} labels out of range 0-{n_classes - 1} (first: {y[bad[0]]}, at {bad[0]})")
     missing = np.flatnonzero(np.bincount(y.astype(np.int64), minlength=n_classes) == 0)
     if missing.size:
         names = [class_names[i] if class_names else str(i) for i in missing]
@@ -47,10 +45,11 @@ def check_arrays(x, y, image_shape, n_classes, what: str, class_names=None):
     return x, y.astype(np.uint8)
 
 
-def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
+def npz_members(path: Path, keys) -> dict:
     """{key: (shape, dtype)} from an .npz's array headers, nothing loaded. Raises DataError for an
-    unreadable file, a missing key, an object array, or an array over ``max_bytes`` stored or declared."""
-    max_bytes = MAX_NPZ_ARRAY_BYTES if max_bytes is None else max_bytes
+    unreadable file, a missing key, an object array, or an array over MAX_NPZ_ARRAY_BYTES stored or declared."""
+    limit = MAX_NPZ_ARRAY_BYTES
+    over = "MiB limit for one array of this dataset"
     try:
         with zipfile.ZipFile(path) as z:
             infos = {i.filename[:-4]: i for i in z.infolist() if i.filename.endswith(".npy")}
@@ -59,26 +58,19 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
                 raise DataError(f"{path}: missing arrays {', '.join(missing)} (expected {', '.join(keys)})")
             out = {}
             for k in keys:
-                if infos[k].file_size > max_bytes:
-                    raise DataError(
-                        f"{path}: array {k} is {infos[k].file_size / MiB:.0f} MiB, over the "
-                        f"{max_bytes / MiB:.0f} MiB limit for one array of this dataset"
-                    )
-                install.check_zip_member(path, infos[k], max_bytes, "one array of this dataset")
+                if (size := infos[k].file_size) > limit:
+                    raise DataError(f"{path}: array {k} is {size / MiB:.0f} MiB, over the {limit / MiB:.0f} {over}")
+                install.check_member(path, infos[k], limit, "one array of this dataset")  # encrypted, a link
                 with z.open(infos[k]) as f:
-                    version = np.lib.format.read_magic(f)
-                    shape, _, dtype = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )(f)
+                    v = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
                 if dtype.hasobject:
                     raise DataError(f"{path}: array {k} holds Python objects, not numbers; refusing to unpickle it")
                 declared = int(np.prod(shape, dtype=object)) * dtype.itemsize  # exact, no overflow
-                if declared > max_bytes:
+                if declared > limit:
                     raise DataError(
-                        f"{path}: array {k} declares shape {shape} of {dtype}, {declared / MiB:.0f} "
-                        f"MiB, over the {max_bytes / MiB:.0f} MiB limit for one array of this dataset"
+                        f"{path}: array {k} declares shape {shape} of {dtype}, over the {limit / MiB:.0f} {over}"
                     )
                 out[k] = (shape, dtype)
             return out
@@ -93,9 +85,9 @@ def npz_members(path: Path, keys, max_bytes: int | None = None) -> dict:
         raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({one_line(e)})") from None
 
 
-def read_npz(path: Path, keys, max_bytes: int | None = None) -> dict:
-    """{key: array} of an .npz, after npz_members has checked it (never unpickling)."""
-    npz_members(path, keys, max_bytes)
+def read_npz(path: Path, keys) -> dict:
+    """{key: array} of an .npz, after npz_members has checked it (never unpickling); DataError."""
+    npz_members(path, keys)
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in keys}
@@ -121,27 +113,14 @@ def check_mnist_npz(path: Path) -> None:
 class _CifarUnpickler(pickle.Unpickler):
     """Builds only dicts, lists, strings and NumPy arrays: a found file cannot run code."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-        ("copy_reg", "_reconstructor"),
-        ("copyreg", "_reconstructor"),
-        ("__builtin__", "object"),
-        ("builtins", "object"),
-    }
+    ALLOWED = {(f"numpy.{c}", n) for c in ("core.multiarray", "_core.multiarray") for n in ("_reconstruct", "scalar")}
+    ALLOWED |= {("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray")}
+    ALLOWED |= {("numpy", "dtype"), ("_codecs", "encode"), ("copy_reg", "_reconstructor")}
+    ALLOWED |= {("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object")}
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise DataError(
-                f"refusing to load {module}.{name}, which a CIFAR-10 batch never imports (it could run code)"
-            )
+            raise DataError(f"refusing to load {module}.{name}: a CIFAR-10 batch never imports it (it could run code)")
         return super().find_class(module, name)
 
 
@@ -172,54 +151,32 @@ def cifar_from_batches(batches: dict, source: Path):
     if missing:
         raise DataError(f"{source}: missing {', '.join(missing)} (CIFAR-10 has {', '.join(CIFAR10_PICKLES)})")
     parts = [read_cifar_batch(batches[f], f"{source}/{f}") for f in CIFAR10_PICKLES]
-    train = check_arrays(
-        np.concatenate([p[0] for p in parts[:5]]),
-        np.concatenate([p[1] for p in parts[:5]]),
-        (32, 32, 3),
-        10,
-        f"{source} (train)",
-        CIFAR10_CLASSES,
-    )
-    test = check_arrays(
-        np.ascontiguousarray(parts[5][0]), parts[5][1], (32, 32, 3), 10, f"{source} (test)", CIFAR10_CLASSES
-    )
-    return train, test
+    x_train, y_train = (np.concatenate([p[i] for p in parts[:5]]) for i in (0, 1))
+    test = np.ascontiguousarray(parts[5][0]), parts[5][1]
+    splits = (("train", x_train, y_train), ("test", *test))
+    return tuple(check_arrays(x, y, (32, 32, 3), 10, f"{source} ({s})", CIFAR10_CLASSES) for s, x, y in splits)
 
 
-def pickles_in_folder(folder: Path) -> dict:
-    """{name: bytes} of the CIFAR-10 batches (and batches.meta) in a folder, each within its limit."""
+def cifar_batches(source: Path, kind: str) -> dict:
+    """{name: bytes} of the CIFAR-10 batches in a folder or a tarball ("pickles-tar"), within limits; DataError."""
+    names, what = CIFAR10_PICKLES + ("batches.meta",), "one CIFAR-10 batch"
+    if kind == "pickles-tar":
+        found = install.read_tar(source, lambda m: PurePosixPath(m.name).name in names, MAX_PICKLE, what)
+        return {PurePosixPath(m.name).name: data for m, data in found if data is not None}
     batches = {}
-    for f in (folder / name for name in CIFAR10_PICKLES + ("batches.meta",)):
-        if not f.is_file():
-            continue
+    for f in (source / name for name in names if (source / name).is_file()):
         try:
-            if f.stat().st_size > MAX_CIFAR_PICKLE_BYTES:
-                raise DataError(
-                    f"{f}: {f.stat().st_size / MiB:.0f} MiB, over the "
-                    f"{MAX_CIFAR_PICKLE_BYTES / MiB:.0f} MiB limit for one CIFAR-10 batch"
-                )
+            if (size := f.stat().st_size) > MAX_PICKLE:
+                raise DataError(f"{f}: {size / MiB:.0f} MiB, over the {MAX_PICKLE / MiB:.0f} MiB limit for {what}")
             batches[f.name] = f.read_bytes()
         except OSError as e:
             raise DataError(f"{f}: cannot be read ({e.strerror or e})") from None
     return batches
 
 
-def cifar_pickles_in_tar(path: Path) -> dict:
-    """{batch name: bytes} of the CIFAR-10 pickles in a tarball, read in memory (install.read_tar)."""
-    wanted = CIFAR10_PICKLES + ("batches.meta",)
-    return {
-        PurePosixPath(m.name).name: data
-        for m, data in install.read_tar(
-            path, lambda m: PurePosixPath(m.name).name in wanted, MAX_CIFAR_PICKLE_BYTES, "one CIFAR-10 batch"
-        )
-        if data is not None
-    }
-
-
 def read_cifar(source: Path, kind: str):
-    """The two splits of CIFAR-10 pickles: a folder ("pickles") or a tarball ("pickles-tar")."""
-    batches = cifar_pickles_in_tar(source) if kind == "pickles-tar" else pickles_in_folder(source)
-    return cifar_from_batches(batches, source)
+    """The two checked splits of CIFAR-10 pickles: a folder ("pickles") or a tarball ("pickles-tar")."""
+    return cifar_from_batches(cifar_batches(source, kind), source)
 
 
 def write_cifar10_pickles(folder, train, test, protocol=4) -> Path:
@@ -232,11 +189,7 @@ def write_cifar10_pickles(folder, train, test, protocol=4) -> Path:
     for name, (x, y) in zip(CIFAR10_PICKLES, chunks + [(np.asarray(x_test), np.asarray(y_test).ravel())]):
         if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3):
             raise DataError(f"cannot write {name}: images are {x.dtype} {x.shape}, expected uint8 (N, 32, 32, 3)")
-        d = {
-            b"batch_label": name.encode(),
-            b"labels": [int(v) for v in y],
-            b"data": np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), 3072),
-        }
-        with open(folder / name, "wb") as f:
-            pickle.dump(d, f, protocol=protocol)
+        pixels = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), 3072)
+        d = {b"batch_label": name.encode(), b"labels": [int(v) for v in y], b"data": pixels}
+        (folder / name).write_bytes(pickle.dumps(d, protocol=protocol))
     return folder

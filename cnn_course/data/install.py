@@ -1,7 +1,6 @@
-"""Putting data in place safely: staging folders and one atomic install (a failed or interrupted command
-keeps the old copy), copies that follow no link out of a tree, archives read within size limits.
-Temporaries (``.tmp-cnn-course-*``) hold a ``flock``: removed on every way out, Ctrl-C included, or,
-once their process is gone, the next time their folder is written."""
+"""Putting data in place safely: downloads through Keras, staging folders and one atomic install (a failed or
+interrupted command keeps the old copy), archives read or unpacked within size limits. Temporaries hold a
+``flock``: removed on every way out, Ctrl-C included, or, once their process is gone, by the next writer."""
 
 from __future__ import annotations
 
@@ -10,40 +9,52 @@ import fcntl
 import os
 import shutil
 import stat
-import sys
 import tarfile
 import tempfile
-import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
 from . import lookup
-from .errors import DataError, one_line, tar_detail
+from .catalog import DataError, DatasetNotFound, MiB, one_line
 
 TEMP_PREFIX = ".tmp-cnn-course-"
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)  # what reading a damaged tarball raises
 
 
-def sweep_stale(folder: Path) -> list[Path]:
-    """Remove the temporaries in ``folder`` whose flock is free (their process is gone); return them."""
-    removed = []
+def tar_error(path, e: BaseException) -> DataError:
+    """The one-line DataError for an unreadable tarball (tarfile's many-line ReadError left out)."""
+    detail = "" if isinstance(e, tarfile.ReadError) else f" ({one_line(e)})"
+    return DataError(f"{path}: not a readable tar archive, truncated or corrupt{detail}")
+
+
+def get_file(fname: str, url: str, file_hash: str | None, subdir: str = "datasets") -> Path:
+    """The path of ``url`` downloaded by Keras into its cache; DatasetNotFound (network), DataError (bad download)."""
+    import keras
+
+    home = str(lookup.keras_home())
+    try:
+        path = keras.utils.get_file(fname=fname, origin=url, file_hash=file_hash, cache_dir=home, cache_subdir=subdir)
+    except ValueError as e:
+        raise DataError(f"the download of {url} is corrupt or incomplete ({one_line(e)})") from None
+    except Exception as e:  # Keras wraps HTTPError/URLError in a plain Exception
+        raise DatasetNotFound(f"Could not download {fname} from {url}: {one_line(e)}") from None
+    return Path(path)
+
+
+def sweep_stale(folder: Path) -> None:
+    """Remove the temporaries in ``folder`` whose flock is free (their process is gone)."""
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             if not entry.name.startswith(TEMP_PREFIX) or entry.is_symlink():
                 continue
-            try:
+            with contextlib.suppress(OSError):
                 fd = os.open(entry.path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(entry.path) if entry.is_dir() else os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except OSError:  # locked: its process still works on it
-                pass
-            finally:
-                os.close(fd)
-    return removed
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: locked, still being written
+                    shutil.rmtree(entry.path) if entry.is_dir() else os.unlink(entry.path)
+                finally:
+                    os.close(fd)
 
 
 @contextlib.contextmanager
@@ -52,15 +63,13 @@ def staging(parent: Path):
     parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(parent)
     work = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
-    fd = None
+    fd = os.open(work, os.O_RDONLY)
     try:
-        fd = os.open(work, os.O_RDONLY)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if fd is not None:
-            os.close(fd)
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -77,9 +86,8 @@ def temp_file(folder: Path, name: str):
 
 
 def install(new: Path, dest: Path, work: Path) -> Path:
-    """Put the checked ``new`` (inside staging folder ``work``) in place of ``dest``; the old copy is
-    moved into ``work`` first and put back if the second rename fails. Returns dest."""
-    check_same_kind(new.is_dir(), dest)
+    """Put the checked ``new`` (inside staging folder ``work``) in place of ``dest`` and return dest; the
+    old copy is moved into ``work`` first and put back if the second rename fails."""
     if not (dest.exists() or dest.is_symlink()) or (new.is_file() and not dest.is_dir()):
         os.replace(new, dest)
         return dest
@@ -92,109 +100,21 @@ def install(new: Path, dest: Path, work: Path) -> Path:
     return dest
 
 
-def install_copy(src: Path, dest: Path, check=None) -> Path:
-    """Copy the file or folder ``src`` to ``dest`` through a staging folder, ``check(copy)`` it, then replace."""
-    check_source(src)
-    check_same_kind(src.is_dir(), dest)
+def write_files(contents: dict, dest: Path) -> Path:
+    """Write {name: bytes} as the folder ``dest``, replacing what was there once all is written; returns dest."""
     with staging(dest.parent) as work:
-        new = (copy_tree if src.is_dir() else copy_file)(src, work / dest.name)
-        if check is not None:
-            with named_as(new, src):
-                check(new)
-        install(new, dest, work)
-    return dest
-
-
-def check_same_kind(is_dir: bool, dest: Path) -> None:
-    """Refuse (DataError) to replace ``dest`` by another kind: folder for file, anything for a special file."""
-    try:
-        mode = dest.stat().st_mode
-    except OSError:  # nothing there, or a dangling link (replaced)
-        return
-    if stat.S_ISDIR(mode) != is_dir or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-        found = "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else "a special file"
-        raise DataError(
-            f"refusing to replace {dest}: it is {found}, and the import is "
-            f"{'a folder' if is_dir else 'a file'}; move it away first"
-        )
-
-
-def check_source(src: Path) -> None:
-    """Refuse (DataError) a source that is not a regular file or folder before opening it (a FIFO blocks)."""
-    try:
-        mode = src.stat().st_mode
-    except OSError as e:
-        raise DataError(f"{src}: cannot be read ({e.strerror or e})") from None
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise DataError(
-            f"{src}: not a regular file or folder (a FIFO, socket or device); give the dataset's file itself"
-        )
-
-
-@contextlib.contextmanager
-def named_as(staged: Path, shown):
-    """Reword the DataErrors and warnings raised inside so they name ``shown``, not ``staged``."""
-    caught = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    except DataError as e:
-        raise DataError(str(e).replace(str(staged), str(shown))) from None
-    finally:
-        for w in caught:
-            warnings.warn_explicit(str(w.message).replace(str(staged), str(shown)), w.category, w.filename, w.lineno)
-
-
-def check_not_shadowed(dest: Path, candidates) -> None:
-    """Refuse (DataError) an import into ``dest`` that an existing earlier candidate would hide."""
-    order = [Path(os.path.abspath(c)) for c in candidates]
-    target = Path(os.path.abspath(dest))
-    for earlier in order[: order.index(target)] if target in order else []:
-        if earlier.exists() or earlier.is_symlink():
-            raise DataError(
-                f"refusing to import into {dest}: the lessons would still read {earlier}, "
-                "which comes before it in the search order; move or remove that first"
-            )
-
-
-def same_or_nested(src: Path, dest: Path) -> bool:
-    """True when ``src`` is ``dest``; DataError when one lies inside the other."""
-    s, d = src.resolve(), dest.resolve()
-    if s == d:
-        return True
-    if d.is_relative_to(s):
-        raise DataError(
-            f"refusing to import {src}: the data folder entry {dest} lies inside it; "
-            "move the data folder or the source elsewhere first"
-        )
-    if s.is_relative_to(d):
-        raise DataError(f"refusing to import {src}: it lies inside {dest}, which the import replaces")
-    return False
+        (work / dest.name).mkdir()
+        for name, data in contents.items():
+            (work / dest.name / name).write_bytes(data)
+        return install(work / dest.name, dest, work)
 
 
 def may_write(folder: Path) -> bool:
-    """Whether files may be written in ``folder`` (or its nearest existing parent); a folder without
-    write bits (a shared r-x copy) counts as read-only even for root."""
-    folder = Path(folder)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
+    """Whether ``folder`` (or its nearest existing parent) is writable; one without write bits (r-x) is not."""
+    folder = next((p for p in (Path(folder), *Path(folder).parents) if p.exists()), Path("/"))
+    with contextlib.suppress(OSError):
         return folder.is_dir() and bool(folder.stat().st_mode & 0o222) and os.access(folder, os.W_OK)
-    except OSError:
-        return False
-
-
-def writable_import_dir() -> Path:
-    """``data_dirs()[0]`` when writable, else the repo's data folder; DataError when neither is."""
-    for d in dict.fromkeys([lookup.data_dirs()[0], lookup.REPO_DATA_DIR]):
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=d).close()
-            return d
-        except OSError:
-            continue
-    raise DataError(f"no writable data folder among {', '.join(map(str, lookup.data_dirs()))}")
+    return False
 
 
 def check_link(path: Path, top: Path) -> None:
@@ -203,93 +123,32 @@ def check_link(path: Path, top: Path) -> None:
         target = path.resolve(strict=True)
     except (OSError, RuntimeError):
         raise DataError(
-            f"{path}: a symbolic link that leads nowhere or in a loop; dataset trees must hold real files"
+            f"{path}: a symbolic link that leads nowhere or in a loop; trees must hold real files"
         ) from None
-    if target.is_dir():
-        raise DataError(
-            f"{path}: a symbolic link to a folder; dataset trees must hold real "
-            "folders (links to folders are not followed)"
-        )
-    if not target.is_file():
-        raise DataError(f"{path}: a symbolic link to {target}, not a regular file; dataset trees must hold real files")
-    if not target.is_relative_to(top):
-        raise DataError(f"{path}: a symbolic link to {target}, outside {top}; dataset trees must hold their own files")
+    to = "a folder" if target.is_dir() else f"{target}, not a regular file" if not target.is_file() else None
+    to = to or (f"{target}, outside {top}" if not target.is_relative_to(top) else None)
+    if to:
+        raise DataError(f"{path}: a symbolic link to {to}; dataset trees must hold their own real files and folders")
 
 
-def tree_files(root: Path) -> tuple[list[Path], list[Path]]:
-    """(files sorted, sub-folders) of ``root``, following no link out of or around it (see check_link)."""
-    top, found, folders, stack = root.resolve(), [], [], [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as e:
-            raise DataError(f"{folder}: cannot be read ({e.strerror or e})") from None
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.is_symlink():
-                check_link(path, top)
-                found.append(path)
-            elif entry.is_dir(follow_symlinks=False):
-                stack.append(path)
-                folders.append(path)
-            elif entry.is_file(follow_symlinks=False):
-                found.append(path)
-            else:
-                raise DataError(
-                    f"{path}: not a regular file (a FIFO, socket or device); dataset trees must hold real files"
-                )
-    return sorted(found), folders
-
-
-def copy_file(src: Path, dest: Path) -> Path:
-    """Copy the file ``src`` to ``dest``; DataError when it cannot be read."""
-    try:
-        shutil.copyfile(src, dest)
-    except PermissionError as e:
-        raise DataError(f"{src}: cannot be read ({e.strerror})") from None
-    return dest
-
-
-def copy_tree(src: Path, dest: Path) -> Path:
-    """Copy the folder ``src`` (checked by tree_files: links only to files inside) to the new ``dest``."""
-    tree_files(src)
-    try:
-        return Path(shutil.copytree(src, dest))
-    except shutil.Error as e:
-        raise DataError(f"{e.args[0][0][0]}: cannot be read ({e.args[0][0][2]})") from None
-
-
-def write_files(contents: dict, dest: Path) -> Path:
-    """Write {name: bytes} as the folder ``dest``, replacing what was there once all is written."""
-    with staging(dest.parent) as work:
-        (work / dest.name).mkdir()
-        for name, data in contents.items():
-            (work / dest.name / name).write_bytes(data)
-        install(work / dest.name, dest, work)
-    return dest
-
-
-def check_member(archive: Path, name: str, size: int, limit: int, what: str, is_file: bool = True) -> None:
-    """Refuse (DataError) an archive member with an escaping name, that is a link or special file
-    (not ``is_file``), or over ``limit`` bytes (``what``'s limit)."""
+def check_member(archive: Path, m, limit: int, what: str, size: int | None = None) -> None:
+    """Refuse (DataError) a zip or tar member ``m`` with an escaping name, encrypted, a link or special
+    file, or over ``limit`` bytes (``what``'s limit; ``size``, when given, instead of its own)."""
+    is_zip = isinstance(m, zipfile.ZipInfo)
+    name = m.filename if is_zip else m.name
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or name[1:2] == ":" or ".." in p.parts or "//" in name.replace("\\", "/"):
         raise DataError(f"{archive}: refusing to unpack member {name}: it points outside the archive's folder")
-    if not is_file:
+    if is_zip and m.flag_bits & 0x1:
+        raise DataError(f"{archive}: member {name} is encrypted; give an archive without a password")
+    kind = stat.S_IFMT(m.external_attr >> 16) if is_zip else 0  # 0 in a zip: no type recorded (not made on Unix)
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR) or not (is_zip or m.isfile() or m.isdir()):
         raise DataError(f"{archive}: refusing member {name}: a link or special file, not a regular file")
+    size = (m.file_size if is_zip else m.size) if size is None else size
     if size > limit:
         raise DataError(
-            f"{archive}: member {name} is {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB limit for {what}"
+            f"{archive}: member {name} is {size / MiB:.1f} MiB, over the {limit / MiB:.0f} MiB limit for {what}"
         )
-
-
-def check_zip_member(archive: Path, info: zipfile.ZipInfo, limit: int, what: str) -> None:
-    """check_member for a zip member, which must also be neither encrypted nor a Unix link."""
-    if info.flag_bits & 0x1:
-        raise DataError(f"{archive}: member {info.filename} is encrypted; give an archive without a password")
-    kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no type recorded (not made on Unix)
-    check_member(archive, info.filename, info.file_size, limit, what, is_file=kind in (0, stat.S_IFREG, stat.S_IFDIR))
 
 
 def read_tar(path: Path, wanted, limit: int, what: str):
@@ -299,62 +158,37 @@ def read_tar(path: Path, wanted, limit: int, what: str):
         with tarfile.open(path) as tar:
             for member in tar:
                 keep = member.isfile() and wanted(member)
-                check_member(
-                    path,
-                    member.name,
-                    member.size if keep else 0,
-                    limit,
-                    what,
-                    is_file=member.isfile() or member.isdir(),
-                )
+                check_member(path, member, limit, what, size=member.size if keep else 0)
                 yield member, tar.extractfile(member).read() if keep else None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
+    except TAR_ERRORS as e:
+        raise tar_error(path, e) from None
 
 
 def unpack_tree(archive: Path, work: Path, max_member: int, max_total: int, what: str) -> Path:
-    """Unpack a zip or tar of an image tree (``train/`` at its top or in one folder) into ``work``,
-    every member checked first (names, links, encryption, sizes, duplicates); returns the tree's root."""
+    """Unpack a zip or tar of an image tree (``train/`` at its top or in one folder) into ``work``, every member
+    checked first (names, links, encryption, sizes, duplicates); returns the tree's root. Raises DataError."""
     is_zip = zipfile.is_zipfile(archive)
-    if not hasattr(tarfile, "data_filter") and not is_zip:
-        raise DataError(
-            f"{archive}: unpacking a tarball safely needs Python 3.10.12, 3.11.4 or later "
-            f"(tarfile's extraction filters), this is {sys.version.split()[0]}; "
-            "upgrade Python, or unpack it yourself and import the folder"
-        )
     try:
         with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive) as opened:
-            if is_zip:
-                members = [m for m in opened.infolist() if not m.filename.startswith("__MACOSX")]
-                sized = [(m.filename, m.file_size) for m in members]
-            else:
-                members = [m for m in opened.getmembers() if not m.isdir()]
-                sized = [(m.name, m.size) for m in members]
-            names = [n for n, _ in sized]
+            members = opened.infolist() if is_zip else [m for m in opened.getmembers() if not m.isdir()]
+            members = [m for m in members if not (is_zip and m.filename.startswith("__MACOSX"))]
+            names = [m.filename if is_zip else m.name for m in members]
             tops = {PurePosixPath(n).parts[0] for n in names if len(PurePosixPath(n).parts) > 1}
             top = f"{tops.pop()}/" if len(tops) == 1 and tops != {"train"} else ""
             if not any(n.startswith(top + "train/") for n in names):
                 raise DataError(f"{archive}: no train/ folder inside (expected dogImages/train/<breed>/)")
-            for m, (name, size) in zip(members, sized):
-                if is_zip:
-                    check_zip_member(archive, m, max_member, what)
-                else:
-                    check_member(archive, name, size, max_member, what, is_file=m.isfile())
+            for m in members:
+                check_member(archive, m, max_member, what)
             if len(set(names)) < len(names):
                 twice = next(n for n in names if names.count(n) > 1)
-                raise DataError(
-                    f"{archive}: member {twice} appears twice; refusing an archive whose copies could differ"
-                )
-            total = sum(size for _, size in sized)
+                raise DataError(f"{archive}: member {twice} appears twice; its copies could differ")
+            total = sum(m.file_size if is_zip else m.size for m in members)
             if total > max_total:
-                raise DataError(
-                    f"{archive}: unpacks to {total / 2**20:.0f} MiB, over the "
-                    f"{max_total / 2**20:.0f} MiB limit for {what}s"
-                )
+                limit = f"over the {max_total / MiB:.0f} MiB limit for {what}s"
+                raise DataError(f"{archive}: unpacks to {total / MiB:.0f} MiB, {limit}")
             opened.extractall(work, members, **({} if is_zip else {"filter": "data"}))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, NotImplementedError) as e:
-        detail = f" ({one_line(e)})" if is_zip else tar_detail(e)
-        raise DataError(
-            f"{archive}: not a readable {'zip file' if is_zip else 'tar archive'}, truncated or corrupt{detail}"
-        ) from None
+        if not is_zip:
+            raise tar_error(archive, e) from None
+        raise DataError(f"{archive}: not a readable zip file, truncated or corrupt ({one_line(e)})") from None
     return work / top if top else work

@@ -4,14 +4,14 @@ where allowed, and print one ``Data:`` line (a labelled stand-in only in quick m
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-from . import formats, image_folders, images, install, lookup, standins
-from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES
-from .errors import DataError, DatasetNotFound
+from . import formats, images, install, lookup, standins
+from .catalog import MAX_DOGS_ZIP_BYTES, MAX_PHOTO_BYTES, SPLITS, TITLES, DataError, DatasetNotFound
 
 
 def _download(name: str, missing_note) -> Path:
@@ -39,27 +39,23 @@ def load_named(name: str, path=None, download: bool = True):
         return formats.read_mnist_npz(source), source, note
     if kind in ("pickles", "pickles-tar"):
         return formats.read_cifar(source, kind), source, note
-    train, test, note = image_folders.load_cifar_tree(source, kind)
+    train, test, note = images.load_cifar_tree(source, kind)
     return (train, test), source, note
 
 
 def load_mnist(path=None, download=True):
-    """MNIST's ((x_train, y_train), (x_test, y_test)), uint8, from ``mnist.npz`` in the search order
-    (downloaded when found nowhere, ``download`` and online). Raises DatasetNotFound, DataError."""
+    """MNIST as ((x_train, y_train), (x_test, y_test)), uint8, found or downloaded; DatasetNotFound, DataError."""
     return load_named("mnist", path, download)[0]
 
 
 def load_cifar10(path=None, download=True):
-    """CIFAR-10 from its pickles (folder or tarball) or a JPEG tree (folder or .tar.gz, decoded once and
-    cached), in the search order, downloaded as load_mnist: ((x_train, y_train), (x_test, y_test)),
-    uint8, labels 0-9 as CIFAR10_CLASSES. Raises DatasetNotFound, DataError."""
+    """CIFAR-10 as load_mnist, from its pickles (folder, tarball) or a JPEG tree; DatasetNotFound, DataError."""
     return load_named("cifar10", path, download)[0]
 
 
 def load_lesson_data(name, path=None, quick=None):
-    """Load "mnist" or "cifar10" for a lesson and print one ``Data:`` line; when found nowhere, a quick run
-    uses a labelled stand-in (nothing downloaded), a full run downloads unless offline.
-    Returns (((x_train, y_train), (x_test, y_test)), description). Raises ValueError, DatasetNotFound, DataError."""
+    """Load "mnist" or "cifar10" for a lesson, printing one ``Data:`` line (found nowhere: a labelled stand-in when
+    quick, else downloaded unless offline). Returns ((train, test), description); DatasetNotFound, DataError."""
     if name not in ("mnist", "cifar10"):
         raise ValueError(f"unknown lesson dataset {name!r}; choose mnist or cifar10")
     quick, title = lookup.quick_mode(quick), TITLES[name]
@@ -68,20 +64,17 @@ def load_lesson_data(name, path=None, quick=None):
     except DatasetNotFound:
         if not quick:
             raise
-        if name == "mnist":
-            data, what = standins.load_digits28(), "scikit-learn digits resized to 28x28"
-        else:  # 7,000: the lessons hold out the first 5,000 for validation and still train on 2,000
-            data = standins.make_cifar10_standin(n_train=7000, n_test=1000)
-            what = "generated 32x32 colour-and-stripe images, one colour per class"
-        description = (
-            f"STAND-IN for {title}: {what}, {len(data[0][0])} train / {len(data[1][0])} test "
-            f"(real {title} not found; `python -m cnn_course data fetch {name}` gets it)"
-        )
+        # CIFAR-10: 7,000, as the lessons hold out the first 5,000 for validation and still train on 2,000
+        data = standins.load_digits28() if name == "mnist" else standins.make_cifar10_standin(7000, 1000)
+        source = None
+    counts = f"{len(data[0][0])} train / {len(data[1][0])} test"
+    if source is None:
+        what = "scikit-learn digits resized to 28x28" if name == "mnist" else "generated 32x32 colour-and-stripe images"
+        what += "" if name == "mnist" else ", one colour per class"
+        get = f"`python -m cnn_course data fetch {name}` gets it"
+        description = f"STAND-IN for {title}: {what}, {counts} (real {title} not found; {get})"
     else:
-        description = (
-            f"{title} (real, {len(data[0][0])} train / {len(data[1][0])} test, "
-            f"from {source}{f'; {note}' if note else ''})"
-        )
+        description = f"{title} (real, {counts}, from {source}{f'; {note}' if note else ''})"
     print(f"Data: {description}")
     return data, description
 
@@ -99,73 +92,54 @@ def standin_note(description):
 # ---------------------------------------------------------------- the dog-breed images
 
 
-def unpack_dogs(archive: Path, dest: Path) -> Path:
-    """Unpack ``dogImages.zip`` or a ``.tar.gz`` of the folder into ``dest`` through a staging folder,
-    members and every image checked before it replaces anything. Raises DataError, OSError."""
-    with install.staging(dest.parent) as work:
-        print(f"Unpacking {archive} into {dest} (once).", file=sys.stderr)
-        root = install.unpack_tree(archive, work / "unpacked", MAX_PHOTO_BYTES, MAX_DOGS_ZIP_BYTES, "one dog photo")
-        with install.named_as(root, archive):
-            check_dog_tree(root, decode=True)
-        install.install(root, dest, work)
-    return dest
-
-
-def _check_splits(root: Path) -> None:
+def check_dog_tree(root: Path, decode: bool = False) -> dict:
+    """Check a dogImages tree (the same breeds in train/valid/test, none empty, no links out) and, with ``decode``,
+    every image within the photo limits. Returns its unshuffled listing (load_image_folder); raises DataError."""
     missing = [s for s in SPLITS if not (root / s).is_dir()]
     if missing:
-        raise DataError(
-            f"{root}: no {', '.join(s + '/' for s in missing)} folder "
-            "(expected train/, valid/ and test/ with one folder per breed)"
-        )
-
-
-def check_dog_tree(root: Path, decode: bool = False) -> Path:
-    """Check a dogImages tree's layout (the same breeds in train/valid/test, none empty, no links out)
-    and, with ``decode``, every image within the photo limits. Returns root; raises DataError."""
-    _check_splits(root)
+        raise DataError(f"{root}: no {', '.join(s + '/' for s in missing)} folder (expected train/, valid/, test/)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        listing = image_folders.load_image_folder(root, shuffle=False)
+        listing = images.load_image_folder(root, shuffle=False)
     paths = [p for split in listing.values() for p in split["paths"]] if decode else []
-    bad = images.undecodable(paths, "one dog photo")
+    bad = [b for _, b in images.decode_many(paths, paths, what="one dog photo")[1]]
     if bad:
         raise DataError(f"{root}: {len(bad)} of {len(paths)} images cannot be used: {images.a_few(bad)}")
-    return root
+    return listing
 
 
 def _unpacked(archive: Path) -> Path:
-    """The tree of a dogImages archive, unpacked once into the first writable of the data folders, the
-    Keras cache and the archive's folder (last: it may be shared); an earlier copy is reused."""
-    name = next(
-        (archive.name[: -len(s)] for s in (".zip", ".tar.gz", ".tgz", ".tar") if archive.name.endswith(s)), archive.name
-    )
-    folders = [
-        d
-        for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()])
-        if d.resolve() != archive.parent.resolve()
-    ] + [archive.parent]
+    """The tree of a dogImages archive unpacked once, checked in a staging folder, into the first writable of the
+    data folders, the Keras cache and the archive's folder (last: it may be shared). Raises DataError."""
+    name = re.sub(r"\.(zip|tar\.gz|tgz|tar)$", "", archive.name)
+    folders = [d for d in dict.fromkeys(lookup.data_dirs() + [lookup.keras_cache_dir()]) if d != archive.parent]
+    folders.append(archive.parent)
     for d in folders:
         if (d / name / "train").is_dir():
             return d / name
-    for d in folders:
-        if install.may_write(d):
-            try:
-                return unpack_dogs(archive, d / name)
-            except OSError:
-                continue
+    for dest in (d / name for d in folders if install.may_write(d)):
+        try:
+            with install.staging(dest.parent) as work:
+                print(f"Unpacking {archive} into {dest} (once).", file=sys.stderr)
+                root = install.unpack_tree(archive, work / "new", MAX_PHOTO_BYTES, MAX_DOGS_ZIP_BYTES, "one dog photo")
+                try:
+                    check_dog_tree(root, decode=True)
+                except DataError as e:  # named as the user's archive, not the staging folder
+                    raise DataError(str(e).replace(str(root), str(archive))) from None
+                return install.install(root, dest, work)
+        except OSError:
+            continue
     raise DataError(f"could not unpack {archive}: none of {', '.join(map(str, folders))} is writable")
 
 
 def find_dog_images(path=None) -> Path:
-    """The dogImages root (train/valid/test/<NNN.Breed>/): a folder, or dogImages.zip or a .tar.gz of it
-    unpacked once, from ``path``, the data folders or the Keras cache; never downloads.
-    Raises DatasetNotFound naming dogImages.zip and its URL, DataError for a bad archive or tree."""
+    """The dogImages root (train/valid/test/<NNN.Breed>/), a folder or an archive unpacked once, from ``path`` or
+    the usual places; never downloads. DatasetNotFound names dogImages.zip and its URL; DataError."""
     kind, source, looked = lookup.find("dogs", path)
     if kind is None:
         raise lookup.not_found("dogs", looked)
     root = _unpacked(source) if kind in ("zip", "tar") else source
-    _check_splits(root)
+    check_dog_tree(root)
     return root
 
 
@@ -184,9 +158,8 @@ def _dog_standin_root(seed: int) -> Path:
 
 
 def load_dog_images(path=None, quick=None, seed=0):
-    """Find the dog-breed images for a lesson (find_dog_images) and print one ``Data:`` line; when missing,
-    a quick run uses a generated stand-in tree, a full run downloads dogImages.zip unless offline.
-    Returns (root, description). Raises DatasetNotFound, DataError, OSError."""
+    """find_dog_images for a lesson, printing one ``Data:`` line; when missing, a quick run uses a stand-in tree, a
+    full run downloads dogImages.zip unless offline. Returns (root, description); DatasetNotFound, DataError."""
     quick, real = lookup.quick_mode(quick), True
     try:
         root = find_dog_images(path)
@@ -196,15 +169,14 @@ def load_dog_images(path=None, quick=None, seed=0):
         else:
             where = str(missing)
             root = _download("dogs", lambda line: DatasetNotFound(f"{where}\n{line}"))
-    counts, n_classes = image_folders.count_image_tree(root)
-    split_counts = " / ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
-    if real:
-        description = f"Dog-breed images (real, {split_counts}, {n_classes} breeds, from {root})"
-    else:
-        description = (
-            f"STAND-IN for {TITLES['dogs']}: generated colour-and-stripe images, one colour per class, "
-            f"{n_classes} classes, {split_counts} (real dogImages not found; "
-            "`python -m cnn_course data fetch dogs` gets it)"
-        )
+    listing = check_dog_tree(root)
+    counts = " / ".join(f"{len(listing[s]['paths'])} {s}" for s in SPLITS)
+    n = len(listing["train"]["classes"])
+    description = (
+        f"Dog-breed images (real, {counts}, {n} breeds, from {root})"
+        if real
+        else f"STAND-IN for {TITLES['dogs']}: generated colour-and-stripe images, one colour per class, {n} classes, "
+        f"{counts} (real dogImages not found; `python -m cnn_course data fetch dogs` gets it)"
+    )
     print(f"Data: {description}")
     return root, description

@@ -7,11 +7,9 @@ import os
 import tarfile
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
-from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES
-from .errors import DataError, DatasetNotFound, SettingError, tar_detail
+from .catalog import CIFAR10_PICKLES, GET, NAMES, TITLES, DataError, DatasetNotFound, SettingError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()  # False when installed from a wheel
@@ -23,55 +21,45 @@ def user_path(text: str, what: str) -> Path:
     try:
         return Path(text).expanduser()
     except RuntimeError:
-        raise SettingError(
-            f"{what}={text}: {str(text).split(os.sep, 1)[0]} is the home folder of no user "
-            "on this machine; give the folder's full path"
-        ) from None
+        user = str(text).split(os.sep, 1)[0]
+        raise SettingError(f"{what}={text}: {user} is the home folder of no user here; give the full path") from None
 
 
-def env_data_dir() -> Path | None:
-    """The absolute folder ``$CNN_COURSE_DATA`` names, or None; SettingError when it names a file."""
+def search_places(name: str = "") -> list[tuple[str, Path]]:
+    """The (label, folder) places searched after the path argument: ``$CNN_COURSE_DATA`` (absolute),
+    the repo's data folder, the Keras cache. SettingError when ``$CNN_COURSE_DATA`` names a file."""
     env = os.environ.get("CNN_COURSE_DATA", "").strip()
-    if not env:
-        return None
-    folder = user_path(env, "CNN_COURSE_DATA").absolute()
-    if folder.exists() and not folder.is_dir():
-        raise SettingError(
-            f"CNN_COURSE_DATA={env} names a file ({folder}), not a folder; "
-            "point it at the folder that holds the datasets"
-        )
-    return folder
+    folder = user_path(env, "CNN_COURSE_DATA").absolute() if env else None
+    if folder and folder.exists() and not folder.is_dir():
+        raise SettingError(f"CNN_COURSE_DATA={env} names a file ({folder}), not a folder of datasets")
+    places = [("$CNN_COURSE_DATA", folder)] if folder else []
+    return places + [(REPO_DATA_LABEL, REPO_DATA_DIR), ("the Keras cache", keras_cache_dir())]
 
 
 def data_dirs() -> list[Path]:
     """The data folders searched, in order: ``$CNN_COURSE_DATA`` (when set), the repo's ``data/``."""
-    env = env_data_dir()
-    return ([env] if env else []) + ([REPO_DATA_DIR] if REPO_DATA_DIR != env else [])
+    return list(dict.fromkeys(folder for _, folder in search_places()[:-1]))
 
 
 def keras_home() -> Path:
     """``$KERAS_HOME``, else ``~/.keras`` (``/tmp/.keras`` when home is not writable), as Keras picks it."""
-    env = os.environ.get("KERAS_HOME")
-    if env:
-        return user_path(env, "KERAS_HOME")
+    if os.environ.get("KERAS_HOME"):
+        return user_path(os.environ["KERAS_HOME"], "KERAS_HOME")
     home = Path("~").expanduser()
     return (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
 
 
 def keras_cache_dir() -> Path:
-    """Where Keras keeps downloaded datasets: ``<keras home>/datasets``."""
+    """``<keras home>/datasets``, where Keras keeps downloaded datasets."""
     return keras_home() / "datasets"
 
 
 def course_data_dir() -> Path:
-    """The course's own data folder: ``$CNN_COURSE_REPO_DATA`` (the tests), the checkout's ``data/``,
-    else (installed from a wheel) ``cnn-course`` in the Keras home."""
+    """The course's data folder: ``$CNN_COURSE_REPO_DATA``, the checkout's ``data/``, else in the Keras home."""
     if os.environ.get("CNN_COURSE_REPO_DATA"):
         return Path(os.environ["CNN_COURSE_REPO_DATA"])
-    if IN_CHECKOUT:
-        return REPO_ROOT / "data"
     try:
-        return keras_home() / "cnn-course"
+        return REPO_ROOT / "data" if IN_CHECKOUT else keras_home() / "cnn-course"
     except SettingError:  # reported where the Keras cache is used
         return Path("/tmp/.keras/cnn-course")
 
@@ -82,11 +70,8 @@ REPO_DATA_DIR = course_data_dir()  # read once, at import; tests and benchmarks 
 def env_flag(name: str) -> bool:
     """The variable ``name`` as true (1/true/yes/on) or false (unset, 0/false/no/off); else SettingError."""
     raw = os.environ.get(name, "")
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("", "0", "false", "no", "off"):
-        return False
+    if raw.strip().lower() in ("1", "true", "yes", "on", "", "0", "false", "no", "off"):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     raise SettingError(
         f"{name}={raw!r} is not a true/false value: use 1, true, yes or on; or 0, false, no, off or unset it"
     )
@@ -102,88 +87,46 @@ def quick_mode(quick=None) -> bool:
     return bool(quick) if quick is not None else env_flag("CNN_COURSE_QUICK")
 
 
-def search_places(name: str) -> list[tuple[str, Path]]:
-    """The (label, folder) places searched for dataset ``name`` after the path argument."""
-    env = env_data_dir()
-    return ([("$CNN_COURSE_DATA", env)] if env else []) + [
-        (REPO_DATA_LABEL, REPO_DATA_DIR),
-        ("the Keras cache", keras_cache_dir()),
-    ]
-
-
-def candidates(name: str) -> list[Path]:
-    """Every path looked at for dataset ``name``, in search order."""
-    return [folder / n for _, folder in search_places(name) for n in NAMES[name]]
-
-
 def not_found(name: str, looked: list[str], note: str = "") -> DatasetNotFound:
     """The one clear DatasetNotFound for ``name``: places looked, and how to get it."""
     lines = [f"{TITLES[name]} not found. Looked in, in order:"]
     lines += [f"  {i}. {place}" for i, place in enumerate(looked, 1)] + ([note] if note else [])
-    lines.append(
-        f"Get {GET[name]} and put it in {data_dirs()[0]} (or in the folder named by CNN_COURSE_DATA); "
-        f"or run `python -m cnn_course data fetch {name}` to download it, or "
-        f"`python -m cnn_course data import {name} PATH` to bring in a copy you already have."
-    )
+    get = f"put it in {data_dirs()[0]} (or in the folder named by CNN_COURSE_DATA)"
+    lines.append(f"Get {GET[name]} and {get}; or run `python -m cnn_course data fetch {name}` to download it.")
     return DatasetNotFound("\n".join(lines))
 
 
 def detect(name: str, p: Path) -> str | None:
-    """The format of ``p`` for ``name`` (npz, pickles, pickles-tar, tree, tree-tar, zip, tar) or None.
-    Raises DataError for an unreadable archive."""
-    if name == "mnist":
-        return "npz" if p.is_file() else None
+    """The format of ``p`` for ``name`` (npz, pickles, pickles-tar, tree, tree-tar, zip, tar) or None."""
+    if name == "mnist" or not p.exists():
+        return "npz" if name == "mnist" and p.is_file() else None
     if p.is_dir():
-        if name == "dogs":
-            return "tree" if (p / "train").is_dir() else None
-        if any((p / f).exists() for f in CIFAR10_PICKLES):
+        if name == "cifar10" and any((p / f).exists() for f in CIFAR10_PICKLES):
             return "pickles"
-        return "tree" if (p / "train").is_dir() or (p / "test").is_dir() else None
-    if not p.is_file():
-        return None
+        return "tree" if (p / "train").is_dir() or (name == "cifar10" and (p / "test").is_dir()) else None
     if name == "dogs":
         return "zip" if zipfile.is_zipfile(p) else "tar" if tarfile.is_tarfile(p) else None
-    if "cifar-10-python" in p.name:
-        return "pickles-tar"
-    if "jpeg" in p.name.lower() and ".tar" in p.name:
-        return "tree-tar"
-    try:
-        with tarfile.open(p) as tar:
-            for i, member in enumerate(tar):
-                parts = Path(member.name).parts
-                if parts and parts[-1] in CIFAR10_PICKLES + ("batches.meta",):
-                    return "pickles-tar"
-                if "train" in parts or "test" in parts:
-                    return "tree-tar"
-                if i > 50:
-                    break
-    except tarfile.ReadError:
-        return None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{p}: not a readable tar archive, truncated or corrupt{tar_detail(e)}") from None
-    return None
+    return "pickles-tar" if "cifar-10-python" in p.name else "tree-tar"  # the official tarball, or a JPEG tree's
 
 
 def find(name: str, path=None) -> tuple[str | None, Path | None, list[str]]:
-    """Look for ``name`` without downloading: (format, source, places looked), None, None when not found.
-    Raises DataError for something by the expected name that is not usable."""
+    """Look for ``name``, never downloading: (format, source, places looked); DataError for an unusable find."""
     looked = []
     if path is not None:
         p = Path(path).expanduser()
         looked.append(f"{p} (the path argument)")
         if p.exists():
             for c in [p] + ([p / n for n in NAMES[name]] if p.is_dir() else []):
-                kind = c.exists() and detect(name, c)
+                kind = detect(name, c)
                 if kind:
                     return kind, c, looked
             raise DataError(f"{p} holds no {TITLES[name]} data: expected {GET[name]}")
         warnings.warn(f"{p} does not exist; looking for {TITLES[name]} in the usual places", stacklevel=3)
     for label, folder in search_places(name):
         looked.append(f"{folder}: {', '.join(NAMES[name])} ({label})")
-        for c in (folder / n for n in NAMES[name]):
-            if c.exists():
-                kind = detect(name, c)
-                if kind is None:
-                    raise DataError(f"{c} is not usable {TITLES[name]} data: expected {GET[name]}")
-                return kind, c, looked
+        for c in (folder / n for n in NAMES[name] if (folder / n).exists()):
+            kind = detect(name, c)
+            if kind is None:
+                raise DataError(f"{c} is not usable {TITLES[name]} data: expected {GET[name]}")
+            return kind, c, looked
     return None, None, looked

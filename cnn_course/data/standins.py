@@ -7,21 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-PALETTE = np.array(
-    [
-        [230, 60, 60],
-        [60, 180, 75],
-        [70, 90, 230],
-        [240, 200, 40],
-        [150, 60, 200],
-        [60, 210, 210],
-        [240, 130, 40],
-        [240, 90, 190],
-        [130, 130, 130],
-        [140, 90, 40],
-    ],
-    np.float32,
-)
+RGB = "230,60,60 60,180,75 70,90,230 240,200,40 150,60,200 60,210,210 240,130,40 240,90,190 130,130,130 140,90,40"
+PALETTE = np.float32([c.split(",") for c in RGB.split()])  # one colour per class
 
 
 def load_digits28(seed=0):
@@ -56,8 +43,7 @@ def _cifar_like_images(labels, rng, size=(32, 32)):
 
 
 def make_cifar10_standin(n_train=2000, n_test=500, seed=0):
-    """A generated CIFAR-shaped stand-in (balanced labels 0-9): ((x_train, y_train), (x_test, y_test)),
-    x uint8 (N, 32, 32, 3). Raises ValueError for sizes under 10."""
+    """A generated CIFAR-10-shaped ((x_train, y_train), (x_test, y_test)), uint8; ValueError under 10."""
     if n_train < 10 or n_test < 10:
         raise ValueError("the stand-in needs at least 10 train and 10 test images (one per class)")
     rng = np.random.default_rng(seed)
